@@ -1,0 +1,1 @@
+//! JOSE: JWK, compact JWS and JWT.
