@@ -1,1 +1,3 @@
-//! facade
+#![doc = include_str!("../README.md")]
+
+pub use sentryagent_core::*;

@@ -116,6 +116,9 @@ pub enum Error {
         #[source]
         reason: Option<BoxError>,
     },
+    /// The grant type is not supported by the token endpoint.
+    #[error("unsupported grant type")]
+    UnsupportedGrantType,
     /// The agent is not in a state that may receive tokens.
     #[error("agent is {state}, not in a token-bearing state")]
     AgentNotActive {

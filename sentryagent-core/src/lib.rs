@@ -1,26 +1,49 @@
-//! SentryAgent core.
+#![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod agent;
+pub mod audit;
+pub mod billing;
 pub mod clock;
-pub mod error;
-pub mod jose;
+pub mod credentials;
 pub mod did;
-pub mod ratelimit;
+pub mod error;
+pub mod health;
+mod ids;
+mod idp;
+pub mod jose;
+mod keys;
 pub mod memory;
+pub mod oauth;
+pub mod page;
+pub mod ratelimit;
+pub mod secret;
+pub mod store;
+pub mod tenant;
+pub mod tier;
+pub mod token;
+pub mod usage;
+
 #[cfg(any(test, feature = "conformance"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
+pub use agent::{Agent, LifecycleState, MarketplaceQuery, Visibility};
+pub use audit::{AuditEvent, AuditQuery, RequestMeta};
+pub use billing::{BillingProvider, NoBilling};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use credentials::AdminScope;
 pub use error::{Error, LimitKind, Result};
-
-/// Placeholder until the agent module lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LifecycleState {
-    /// Active.
-    Active,
-}
-impl std::fmt::Display for LifecycleState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("active")
-    }
-}
+pub use ids::{AdminKeyId, AgentId, SecretId, TenantId};
+pub use idp::{
+    AgentPatch, AgentUsageRow, BillingOutcome, Caller, DailyCount, Ed25519PrivateJwk, Idp,
+    IdpBuilder, IdpConfig, LimitUsage, NewAgent, RegisteredAgent, SECRET_HASH_KEY_SETTING,
+    UsageSummary,
+};
+pub use page::{Page, PageRequest};
+pub use ratelimit::{Decision, Quota, RateLimiter};
+pub use store::AgentStore;
+pub use tenant::{NewTenant, Tenant, TenantStatus};
+pub use tier::{Tier, TierLimits, TierTable};
+pub use token::{ClientCredentials, TokenRequest, TokenResponse};
+pub use usage::UsageMeter;

@@ -1,1 +1,9 @@
-//! In-memory backends.
+//! In-memory backends of every core trait. Always compiled: the defaults of
+//! [`Idp::builder`](crate::Idp::builder), and the reference the conformance
+//! suites are written against. Nothing survives the process.
+
+mod meter;
+mod store;
+
+pub use meter::MemoryUsageMeter;
+pub use store::MemoryStore;

@@ -1,0 +1,259 @@
+//! Agents: the registered AI agents, their lifecycle and their public key.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AgentId, Error, Result, TenantId, Timestamp};
+
+/// Where an agent is in its life.
+///
+/// Transitions (anything else is [`Error::Conflict`]):
+///
+/// | from     | to                                   |
+/// |----------|--------------------------------------|
+/// | draft    | deployed, active, retired            |
+/// | deployed | listed, active, paused, retired      |
+/// | listed   | deployed, active, paused, retired    |
+/// | active   | deployed, listed, paused, retired    |
+/// | paused   | deployed, listed, active, retired    |
+/// | retired  | (none: retirement is final)          |
+///
+/// Tokens are issued only in `deployed`, `listed` and `active`. The
+/// marketplace shows public agents in `listed` or `active`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleState {
+    /// Being prepared; no tokens.
+    Draft,
+    /// Running, not advertised.
+    Deployed,
+    /// Running and advertised in the marketplace.
+    Listed,
+    /// Running (the default state of a new agent).
+    Active,
+    /// Temporarily stopped; no tokens.
+    Paused,
+    /// Permanently stopped; no tokens, no way back.
+    Retired,
+}
+
+impl LifecycleState {
+    /// All states.
+    pub const ALL: [LifecycleState; 6] = [
+        LifecycleState::Draft,
+        LifecycleState::Deployed,
+        LifecycleState::Listed,
+        LifecycleState::Active,
+        LifecycleState::Paused,
+        LifecycleState::Retired,
+    ];
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleState::Draft => "draft",
+            LifecycleState::Deployed => "deployed",
+            LifecycleState::Listed => "listed",
+            LifecycleState::Active => "active",
+            LifecycleState::Paused => "paused",
+            LifecycleState::Retired => "retired",
+        }
+    }
+
+    /// Whether the table above allows `self -> to`.
+    pub fn can_transition_to(self, to: LifecycleState) -> bool {
+        use LifecycleState::*;
+        match self {
+            Draft => matches!(to, Deployed | Active | Retired),
+            Deployed => matches!(to, Listed | Active | Paused | Retired),
+            Listed => matches!(to, Deployed | Active | Paused | Retired),
+            Active => matches!(to, Deployed | Listed | Paused | Retired),
+            Paused => matches!(to, Deployed | Listed | Active | Retired),
+            Retired => false,
+        }
+    }
+
+    /// Whether an agent in this state may receive tokens.
+    pub fn bears_tokens(self) -> bool {
+        matches!(self, LifecycleState::Deployed | LifecycleState::Listed | LifecycleState::Active)
+    }
+
+    /// Whether a public agent in this state appears in the marketplace.
+    pub fn is_listed(self) -> bool {
+        matches!(self, LifecycleState::Listed | LifecycleState::Active)
+    }
+}
+
+impl fmt::Display for LifecycleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LifecycleState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        LifecycleState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| Error::invalid("state", "expected draft, deployed, listed, active, paused or retired"))
+    }
+}
+
+/// Who may see an agent outside its tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Only its tenant.
+    #[default]
+    Private,
+    /// Everyone, through the marketplace, when listed or active.
+    Public,
+}
+
+/// A registered agent. Holds no secret: the private key, if generated, was
+/// returned once at registration; client secrets live hashed beside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Id, also the OAuth `client_id`.
+    pub id: AgentId,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// Name, unique within the tenant.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Version string of the agent software.
+    pub version: String,
+    /// Capabilities it offers (marketplace skills).
+    pub capabilities: Vec<String>,
+    /// Free tags.
+    pub tags: Vec<String>,
+    /// Category.
+    pub category: Option<String>,
+    /// Visibility.
+    pub visibility: Visibility,
+    /// Lifecycle state.
+    pub state: LifecycleState,
+    /// The agent's `did:key` (Ed25519).
+    pub did: String,
+    /// Scopes the agent may request.
+    pub allowed_scopes: Vec<String>,
+    /// Extra claims added to its access tokens.
+    pub custom_claims: serde_json::Map<String, serde_json::Value>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Incremented by every stored change (optimistic concurrency).
+    pub revision: u64,
+}
+
+impl Agent {
+    /// The agent's Ed25519 public key, decoded from its DID.
+    pub fn public_key(&self) -> Result<[u8; 32]> {
+        Ok(crate::did::ed25519_from_did_key(&self.did)?)
+    }
+
+    /// Whether the marketplace shows it.
+    pub fn is_in_marketplace(&self) -> bool {
+        self.visibility == Visibility::Public && self.state.is_listed()
+    }
+}
+
+/// The marketplace query (public agents, listed or active).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketplaceQuery {
+    /// Words matched (case-insensitively, all of them) against name,
+    /// description, capabilities and tags.
+    pub text: Option<String>,
+    /// Must offer this capability (exact).
+    pub capability: Option<String>,
+    /// Must carry this tag (exact).
+    pub tag: Option<String>,
+    /// Must be in this category (exact).
+    pub category: Option<String>,
+    /// Must be published by this tenant.
+    pub publisher: Option<TenantId>,
+}
+
+impl MarketplaceQuery {
+    /// The lowercase words of `text`.
+    pub fn terms(&self) -> Vec<String> {
+        search_terms(self.text.as_deref().unwrap_or(""))
+    }
+
+    /// Whether `agent` matches (used by backends that filter in process).
+    pub fn matches(&self, agent: &Agent) -> bool {
+        if !agent.is_in_marketplace() {
+            return false;
+        }
+        if let Some(c) = &self.capability {
+            if !agent.capabilities.iter().any(|x| x == c) {
+                return false;
+            }
+        }
+        if let Some(t) = &self.tag {
+            if !agent.tags.iter().any(|x| x == t) {
+                return false;
+            }
+        }
+        if let Some(c) = &self.category {
+            if agent.category.as_ref() != Some(c) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.publisher {
+            if &agent.tenant_id != p {
+                return false;
+            }
+        }
+        let terms = self.terms();
+        if terms.is_empty() {
+            return true;
+        }
+        let words = agent_search_terms(agent);
+        terms.iter().all(|t| words.iter().any(|w| w.starts_with(t.as_str())))
+    }
+}
+
+/// Splits text into lowercase alphanumeric words (the marketplace's tokens).
+pub fn search_terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .collect()
+}
+
+/// Every searchable word of an agent: name, description, capabilities, tags.
+pub fn agent_search_terms(agent: &Agent) -> Vec<String> {
+    let mut words = search_terms(&agent.name);
+    words.extend(search_terms(&agent.description));
+    for c in agent.capabilities.iter().chain(agent.tags.iter()) {
+        words.extend(search_terms(c));
+    }
+    words.sort();
+    words.dedup();
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_table() {
+        use LifecycleState::*;
+        assert!(Draft.can_transition_to(Active));
+        assert!(!Draft.can_transition_to(Listed));
+        assert!(!Retired.can_transition_to(Active));
+        for s in LifecycleState::ALL {
+            assert!(!s.can_transition_to(s), "{s} -> {s} is not a transition");
+            assert_eq!(s.as_str().parse::<LifecycleState>().unwrap(), s);
+        }
+        let bearing: Vec<_> = LifecycleState::ALL.into_iter().filter(|s| s.bears_tokens()).collect();
+        assert_eq!(bearing, vec![Deployed, Listed, Active]);
+    }
+}

@@ -1,0 +1,103 @@
+//! Client secrets and admin API keys, as stored: hashes and metadata only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretHash;
+use crate::{AdminKeyId, AgentId, SecretId, TenantId, Timestamp};
+
+/// Prefix of generated client secrets.
+pub const CLIENT_SECRET_PREFIX: &str = "sa_cs_";
+/// Prefix of generated admin API keys.
+pub const ADMIN_KEY_PREFIX: &str = "sa_ak_";
+/// Characters of an admin key kept visible (and stored) to find it again:
+/// the prefix and the first 8 random characters.
+pub const ADMIN_KEY_VISIBLE_LEN: usize = ADMIN_KEY_PREFIX.len() + 8;
+
+/// A client secret of an agent (stored form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSecret {
+    /// Id.
+    pub id: SecretId,
+    /// The agent it authenticates.
+    pub agent_id: AgentId,
+    /// Keyed hash of the secret.
+    pub hash: SecretHash,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// End of validity (set when rotated out: the grace period).
+    pub expires_at: Option<Timestamp>,
+    /// Revocation time; a revoked secret never authenticates again.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ClientSecret {
+    /// Whether it may authenticate at `now`.
+    pub fn is_usable(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// What an admin API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AdminScope {
+    /// Everything within the key's reach.
+    Admin,
+    /// Read agents.
+    AgentsRead,
+    /// Create and change agents and their credentials.
+    AgentsWrite,
+    /// Read the audit trail.
+    AuditRead,
+    /// Read usage, analytics and the subscription.
+    BillingRead,
+    /// Start checkouts and open the billing portal.
+    BillingWrite,
+}
+
+impl AdminScope {
+    /// Whether a key holding `self` may act for `needed`.
+    pub fn covers(self, needed: AdminScope) -> bool {
+        self == AdminScope::Admin
+            || self == needed
+            || (self == AdminScope::AgentsWrite && needed == AdminScope::AgentsRead)
+            || (self == AdminScope::BillingWrite && needed == AdminScope::BillingRead)
+    }
+}
+
+/// An admin API key (stored form). `tenant_id: None` makes it an operator
+/// key, which reaches every tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminKey {
+    /// Id.
+    pub id: AdminKeyId,
+    /// The visible start of the key (`sa_ak_` + 8 characters), unique.
+    pub prefix: String,
+    /// Tenant reached; `None` for an operator key.
+    pub tenant_id: Option<TenantId>,
+    /// Label.
+    pub name: String,
+    /// Scopes.
+    pub scopes: Vec<AdminScope>,
+    /// Keyed hash of the whole key.
+    pub hash: SecretHash,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last successful use (updated at most once a minute).
+    pub last_used_at: Option<Timestamp>,
+    /// Revocation time.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl AdminKey {
+    /// Whether this key is an operator key.
+    pub fn is_operator(&self) -> bool {
+        self.tenant_id.is_none()
+    }
+
+    /// Whether it holds a scope covering `needed`.
+    pub fn allows(&self, needed: AdminScope) -> bool {
+        self.scopes.iter().any(|s| s.covers(needed))
+    }
+}

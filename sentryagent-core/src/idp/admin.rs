@@ -1,0 +1,409 @@
+//! Tenants, admin API keys and the audit trail.
+
+use std::time::Duration;
+
+use super::{Caller, Idp};
+use crate::audit::{AuditEvent, AuditQuery, ChainHead, Outcome, RequestMeta, verify_chain};
+use crate::credentials::{ADMIN_KEY_PREFIX, ADMIN_KEY_VISIBLE_LEN, AdminKey, AdminScope};
+use crate::page::{Page, PageRequest};
+use crate::secret::generate_secret;
+use crate::tenant::{BillingInfo, NewTenant, Publisher, slugify, validate_slug, validate_url};
+use crate::{AdminKeyId, Error, Result, Tenant, TenantId, TenantStatus, Tier};
+
+/// How often `last_used_at` of an admin key is written at most.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+pub(crate) fn validate_text(field: &'static str, v: &str, max: usize) -> Result<()> {
+    if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(Error::invalid(field, format!("1 to {max} characters, no control characters")));
+    }
+    Ok(())
+}
+
+impl Idp {
+    /// Creates a tenant (operator only).
+    pub async fn create_tenant(&self, caller: &Caller, new: NewTenant) -> Result<Tenant> {
+        caller.require_operator()?;
+        caller.require(AdminScope::Admin)?;
+        validate_text("name", &new.name, 100)?;
+        let slug = match &new.slug {
+            Some(s) => s.clone(),
+            None => slugify(&new.name),
+        };
+        validate_slug(&slug)?;
+        if let Some(w) = &new.website {
+            validate_url("website", w)?;
+        }
+        if new.allowed_audiences.len() > 20 {
+            return Err(Error::invalid("allowed_audiences", "at most 20"));
+        }
+        for a in &new.allowed_audiences {
+            validate_url("allowed_audiences", a)?;
+        }
+        let now = self.now();
+        let tenant = Tenant {
+            id: TenantId::generate(),
+            name: new.name.clone(),
+            slug,
+            tier: new.tier.unwrap_or(Tier::Free),
+            status: TenantStatus::Active,
+            billing: BillingInfo::default(),
+            publisher: Publisher {
+                display_name: new.name,
+                website: new.website,
+                verified: false,
+            },
+            allowed_audiences: new.allowed_audiences,
+            created_at: now,
+            updated_at: now,
+            revision: 0,
+        };
+        self.inner.store.create_tenant(&tenant).await?;
+        let mut ev = self.event(
+            Some(&tenant.id),
+            &caller.actor,
+            "tenant.created",
+            Some(tenant.id.as_str()),
+            Outcome::Success,
+            &caller.request,
+        );
+        ev.details.insert("tier".into(), tenant.tier.to_string());
+        self.audit(ev).await?;
+        Ok(tenant)
+    }
+
+    /// A tenant the caller reaches.
+    pub async fn get_tenant(&self, caller: &Caller, id: &TenantId) -> Result<Tenant> {
+        caller.reach(id, "tenant")?;
+        self.inner.store.get_tenant(id).await
+    }
+
+    /// Every tenant (operator only).
+    pub async fn list_tenants(&self, caller: &Caller, page: &PageRequest) -> Result<Page<Tenant>> {
+        caller.require_operator()?;
+        self.inner.store.list_tenants(page).await
+    }
+
+    /// Applies `change` to a tenant with optimistic concurrency, retrying on
+    /// conflicts, and records `action` in the audit trail.
+    pub(crate) async fn change_tenant(
+        &self,
+        id: &TenantId,
+        actor: &str,
+        action: &str,
+        request: &RequestMeta,
+        mut change: impl FnMut(&mut Tenant) -> Result<bool>,
+    ) -> Result<Tenant> {
+        for _ in 0..16 {
+            let mut t = self.inner.store.get_tenant(id).await?;
+            if !change(&mut t)? {
+                return Ok(t);
+            }
+            t.updated_at = self.now();
+            match self.inner.store.update_tenant(&t).await {
+                Ok(stored) => {
+                    let mut ev =
+                        self.event(Some(id), actor, action, Some(id.as_str()), Outcome::Success, request);
+                    ev.details.insert("tier".into(), stored.tier.to_string());
+                    ev.details.insert("status".into(), format!("{:?}", stored.status).to_lowercase());
+                    self.audit(ev).await?;
+                    return Ok(stored);
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict("tenant is changing too often; try again"))
+    }
+
+    /// Sets a tenant's tier (operator only; billing moves tiers on its own).
+    pub async fn set_tenant_tier(&self, caller: &Caller, id: &TenantId, tier: Tier) -> Result<Tenant> {
+        caller.require_operator()?;
+        self.change_tenant(id, &caller.actor, "tenant.tier_changed", &caller.request, |t| {
+            let changed = t.tier != tier;
+            t.tier = tier;
+            Ok(changed)
+        })
+        .await
+    }
+
+    /// Suspends or reactivates a tenant (operator only).
+    pub async fn set_tenant_status(
+        &self,
+        caller: &Caller,
+        id: &TenantId,
+        status: TenantStatus,
+    ) -> Result<Tenant> {
+        caller.require_operator()?;
+        self.change_tenant(id, &caller.actor, "tenant.status_changed", &caller.request, |t| {
+            let changed = t.status != status;
+            t.status = status;
+            Ok(changed)
+        })
+        .await
+    }
+
+    /// Changes a tenant's public profile; `verified` only by an operator.
+    pub async fn update_publisher(
+        &self,
+        caller: &Caller,
+        id: &TenantId,
+        publisher: Publisher,
+    ) -> Result<Tenant> {
+        caller.reach(id, "tenant")?;
+        caller.require(AdminScope::Admin)?;
+        validate_text("display_name", &publisher.display_name, 100)?;
+        if let Some(w) = &publisher.website {
+            validate_url("website", w)?;
+        }
+        let operator = caller.is_operator();
+        self.change_tenant(id, &caller.actor, "tenant.publisher_changed", &caller.request, |t| {
+            if publisher.verified != t.publisher.verified && !operator {
+                return Err(Error::Forbidden {
+                    message: "only an operator sets the verified flag".into(),
+                });
+            }
+            t.publisher = publisher.clone();
+            Ok(true)
+        })
+        .await
+    }
+
+    // ---- admin keys ----
+
+    /// Creates an admin API key for `tenant` (or an operator key for `None`).
+    /// Returns the stored key and the key itself, shown only this once.
+    pub async fn create_admin_key(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        name: &str,
+        scopes: Vec<AdminScope>,
+    ) -> Result<(AdminKey, String)> {
+        caller.require(AdminScope::Admin)?;
+        match tenant {
+            None => caller.require_operator()?,
+            Some(t) => {
+                caller.reach(t, "tenant")?;
+                self.inner.store.get_tenant(t).await?;
+            }
+        }
+        validate_text("name", name, 100)?;
+        if scopes.is_empty() {
+            return Err(Error::invalid("scopes", "at least one scope"));
+        }
+        if !caller.is_operator() && !scopes.iter().all(|s| caller.scopes.iter().any(|c| c.covers(*s))) {
+            return Err(Error::Forbidden {
+                message: "a key cannot grant scopes it does not hold".into(),
+            });
+        }
+        let secret = generate_secret(ADMIN_KEY_PREFIX);
+        let key = AdminKey {
+            id: AdminKeyId::generate(),
+            prefix: secret[..ADMIN_KEY_VISIBLE_LEN].to_owned(),
+            tenant_id: tenant.cloned(),
+            name: name.to_owned(),
+            scopes,
+            hash: self.inner.hasher.hash(&secret),
+            created_at: self.now(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        self.inner.store.create_admin_key(&key).await?;
+        self.audit(self.event(
+            tenant,
+            &caller.actor,
+            "api_key.created",
+            Some(key.id.as_str()),
+            Outcome::Success,
+            &caller.request,
+        ))
+        .await?;
+        Ok((key, secret))
+    }
+
+    /// Makes `secret` an operator key, idempotently: a key that already
+    /// exists with this value is left as it is. For bootstrapping a server
+    /// from configuration. The value must look like a generated key
+    /// (`sa_ak_` and at least 32 more URL-safe characters).
+    pub async fn ensure_operator_key(&self, secret: &str) -> Result<AdminKey> {
+        let ok = secret.len() >= ADMIN_KEY_PREFIX.len() + 32
+            && secret.len() <= 256
+            && secret.starts_with(ADMIN_KEY_PREFIX)
+            && secret[ADMIN_KEY_PREFIX.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(Error::invalid(
+                "bootstrap_key",
+                "must start with sa_ak_ followed by at least 32 of A-Z a-z 0-9 - _",
+            ));
+        }
+        let prefix = &secret[..ADMIN_KEY_VISIBLE_LEN];
+        match self.inner.store.get_admin_key_by_prefix(prefix).await {
+            Ok(k) if self.inner.hasher.verify(secret, &k.hash) && k.revoked_at.is_none() => return Ok(k),
+            Ok(_) => {
+                return Err(Error::conflict(
+                    "another key with this prefix exists; choose a different bootstrap key",
+                ));
+            }
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let key = AdminKey {
+            id: AdminKeyId::generate(),
+            prefix: prefix.to_owned(),
+            tenant_id: None,
+            name: "bootstrap".into(),
+            scopes: vec![AdminScope::Admin],
+            hash: self.inner.hasher.hash(secret),
+            created_at: self.now(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        match self.inner.store.create_admin_key(&key).await {
+            Ok(()) => {}
+            // Another node bootstrapped the same key at the same moment.
+            Err(Error::AlreadyExists { .. }) => {
+                let k = self.inner.store.get_admin_key_by_prefix(prefix).await?;
+                if self.inner.hasher.verify(secret, &k.hash) {
+                    return Ok(k);
+                }
+                return Err(Error::conflict("another key with this prefix exists"));
+            }
+            Err(e) => return Err(e),
+        }
+        self.audit(self.event(
+            None,
+            "system",
+            "api_key.bootstrapped",
+            Some(key.id.as_str()),
+            Outcome::Success,
+            &RequestMeta::default(),
+        ))
+        .await?;
+        Ok(key)
+    }
+
+    /// Authenticates an admin API key. Every failure is the same
+    /// `Unauthenticated`, and is audited.
+    pub async fn authenticate_admin(&self, secret: &str, request: &RequestMeta) -> Result<AdminKey> {
+        let found = if secret.len() > ADMIN_KEY_VISIBLE_LEN
+            && secret.len() <= 256
+            && secret.starts_with(ADMIN_KEY_PREFIX)
+            && secret.is_char_boundary(ADMIN_KEY_VISIBLE_LEN)
+        {
+            match self.inner.store.get_admin_key_by_prefix(&secret[..ADMIN_KEY_VISIBLE_LEN]).await {
+                Ok(k) => Some(k),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        // Hash even when nothing was found, so timing does not tell.
+        let candidate_ok = match &found {
+            Some(k) => self.inner.hasher.verify(secret, &k.hash) && k.revoked_at.is_none(),
+            None => {
+                let _ = self.inner.hasher.hash(secret);
+                false
+            }
+        };
+        let Some(key) = found.filter(|_| candidate_ok) else {
+            self.audit(self.event(
+                None,
+                "anonymous",
+                "api_key.authentication_failed",
+                None,
+                Outcome::Failure,
+                request,
+            ))
+            .await?;
+            return Err(Error::Unauthenticated);
+        };
+        let now = self.now();
+        if key.last_used_at.is_none_or(|t| now.since(t) >= TOUCH_INTERVAL) {
+            self.inner.store.touch_admin_key(&key.id, now).await?;
+        }
+        Ok(key)
+    }
+
+    /// Lists admin keys of a tenant (or operator keys for `None`).
+    pub async fn list_admin_keys(&self, caller: &Caller, tenant: Option<&TenantId>) -> Result<Vec<AdminKey>> {
+        caller.require(AdminScope::Admin)?;
+        match tenant {
+            None => caller.require_operator()?,
+            Some(t) => caller.reach(t, "tenant")?,
+        }
+        self.inner.store.list_admin_keys(tenant).await
+    }
+
+    /// Revokes an admin key the caller reaches (a tenant key may revoke keys
+    /// of its own tenant).
+    pub async fn revoke_admin_key(&self, caller: &Caller, tenant: Option<&TenantId>, id: &AdminKeyId) -> Result<()> {
+        caller.require(AdminScope::Admin)?;
+        let keys = self.list_admin_keys(caller, tenant).await?;
+        if !keys.iter().any(|k| &k.id == id) {
+            return Err(Error::not_found("api_key"));
+        }
+        self.inner.store.revoke_admin_key(id, self.now()).await?;
+        self.audit(self.event(
+            tenant,
+            &caller.actor,
+            "api_key.revoked",
+            Some(id.as_str()),
+            Outcome::Success,
+            &caller.request,
+        ))
+        .await?;
+        Ok(())
+    }
+
+    // ---- audit ----
+
+    /// Audit events of a chain the caller reaches. A tenant key sees its own
+    /// tenant's chain; an operator may read any, including the system chain
+    /// (`tenant_id: None`).
+    pub async fn query_audit(&self, caller: &Caller, query: &AuditQuery) -> Result<Page<AuditEvent>> {
+        caller.require(AdminScope::AuditRead)?;
+        match (&caller.tenant, &query.tenant_id) {
+            (Some(own), Some(t)) if own != t => return Err(Error::not_found("tenant")),
+            (Some(own), None) => {
+                let mut q = query.clone();
+                q.tenant_id = Some(own.clone());
+                return self.inner.store.query_audit(&q).await;
+            }
+            _ => {}
+        }
+        self.inner.store.query_audit(query).await
+    }
+
+    /// Reads a whole chain and verifies it (see [`verify_chain`]); returns
+    /// its head. Compare the head with one saved earlier to detect a deleted
+    /// tail.
+    pub async fn verify_audit(&self, caller: &Caller, tenant: Option<&TenantId>) -> Result<Option<ChainHead>> {
+        caller.require(AdminScope::AuditRead)?;
+        match tenant {
+            None => caller.require_operator()?,
+            Some(t) => caller.reach(t, "tenant")?,
+        }
+        let mut events = Vec::new();
+        let mut q = AuditQuery {
+            tenant_id: tenant.cloned(),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        loop {
+            let page = self.inner.store.query_audit(&q).await?;
+            events.extend(page.items);
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => break,
+            }
+        }
+        let head = self.inner.store.audit_head(tenant).await?;
+        verify_chain(&events, head.as_ref()).map_err(|e| Error::Conflict {
+            message: format!("audit chain verification failed: {e}"),
+        })
+    }
+}

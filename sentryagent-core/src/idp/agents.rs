@@ -1,0 +1,519 @@
+//! Agent registration, changes, lifecycle, credentials and the marketplace.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use super::admin::validate_text;
+use super::{Caller, Idp};
+use crate::audit::Outcome;
+use crate::credentials::{AdminScope, CLIENT_SECRET_PREFIX, ClientSecret};
+use crate::did::{DidDocument, did_key_from_ed25519, ed25519_from_did_key};
+use crate::jose::{Algorithm, Jwk, SigningKey};
+use crate::page::{Page, PageRequest};
+use crate::secret::generate_secret;
+use crate::token::RESERVED_CLAIMS;
+use crate::{
+    Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result, SecretId, Tenant,
+    TenantId, TenantStatus, Timestamp, Visibility,
+};
+
+/// Largest number of capabilities, tags or scopes of an agent.
+const MAX_LIST: usize = 64;
+
+/// Input for registering an agent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    /// Name, unique within the tenant (1 to 100 characters).
+    pub name: String,
+    /// Description (up to 2000 characters).
+    #[serde(default)]
+    pub description: String,
+    /// Software version (default `1.0.0`).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Capabilities.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Category.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Visibility (default private).
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
+    /// The agent's own public key as a `did:key`; the IdP never sees its
+    /// private key. Give this or `public_jwk`, or neither to have a key
+    /// generated.
+    #[serde(default)]
+    pub did: Option<String>,
+    /// The agent's own public key as an Ed25519 JWK.
+    #[serde(default)]
+    pub public_jwk: Option<Jwk>,
+    /// Initial state: `active` (default) or `draft`.
+    #[serde(default)]
+    pub state: Option<LifecycleState>,
+    /// Scopes it may request.
+    #[serde(default)]
+    pub allowed_scopes: Vec<String>,
+    /// Extra claims of its access tokens.
+    #[serde(default)]
+    pub custom_claims: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Changes to an agent; absent fields stay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPatch {
+    /// Name.
+    pub name: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Version.
+    pub version: Option<String>,
+    /// Capabilities.
+    pub capabilities: Option<Vec<String>>,
+    /// Tags.
+    pub tags: Option<Vec<String>>,
+    /// Category (`null` is "leave"; use an empty string to clear).
+    pub category: Option<String>,
+    /// Visibility.
+    pub visibility: Option<Visibility>,
+    /// Allowed scopes.
+    pub allowed_scopes: Option<Vec<String>>,
+    /// Custom claims.
+    pub custom_claims: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// An Ed25519 private key as a JWK (RFC 8037), returned once at registration.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ed25519PrivateJwk {
+    /// `OKP`.
+    pub kty: String,
+    /// `Ed25519`.
+    pub crv: String,
+    /// Public key, base64url.
+    pub x: String,
+    /// Private key, base64url.
+    pub d: String,
+    /// The agent's DID as key id.
+    pub kid: String,
+}
+
+impl std::fmt::Debug for Ed25519PrivateJwk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ed25519PrivateJwk").field("x", &self.x).finish_non_exhaustive()
+    }
+}
+
+/// A registered agent and what is shown only once.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredAgent {
+    /// The stored agent.
+    pub agent: Agent,
+    /// Its client secret (store it now: it is kept only hashed).
+    pub client_secret: String,
+    /// The generated private key, when the agent brought none.
+    pub private_jwk: Option<Ed25519PrivateJwk>,
+}
+
+impl std::fmt::Debug for RegisteredAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredAgent").field("agent", &self.agent).finish_non_exhaustive()
+    }
+}
+
+fn validate_list(field: &'static str, items: &[String]) -> Result<()> {
+    if items.len() > MAX_LIST {
+        return Err(Error::invalid(field, format!("at most {MAX_LIST} items")));
+    }
+    for i in items {
+        if i.is_empty() || i.len() > 100 || i.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(Error::invalid(field, "items are 1 to 100 characters without spaces"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_description(d: &str) -> Result<()> {
+    if d.chars().count() > 2000 || d.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::invalid("description", "at most 2000 characters"));
+    }
+    Ok(())
+}
+
+fn validate_claims(max: usize, claims: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    for k in claims.keys() {
+        if RESERVED_CLAIMS.contains(&k.as_str()) {
+            return Err(Error::invalid("custom_claims", format!("`{k}` is a reserved claim")));
+        }
+    }
+    let size = serde_json::to_vec(claims).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > max {
+        return Err(Error::invalid("custom_claims", format!("at most {max} bytes of JSON")));
+    }
+    Ok(())
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+    v
+}
+
+impl Idp {
+    fn new_client_secret(&self, agent: &AgentId, now: Timestamp) -> (ClientSecret, String) {
+        let secret = generate_secret(CLIENT_SECRET_PREFIX);
+        let record = ClientSecret {
+            id: SecretId::generate(),
+            agent_id: agent.clone(),
+            hash: self.inner.hasher.hash(&secret),
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+        };
+        (record, secret)
+    }
+
+    /// Registers an agent in `tenant`: checks the tier's agent limit, stores
+    /// the agent with its identity and a client secret, and audits it.
+    pub async fn register_agent(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        new: NewAgent,
+    ) -> Result<RegisteredAgent> {
+        caller.reach(tenant, "tenant")?;
+        caller.require(AdminScope::AgentsWrite)?;
+        validate_text("name", &new.name, 100)?;
+        validate_description(&new.description)?;
+        let version = new.version.clone().unwrap_or_else(|| "1.0.0".into());
+        validate_text("version", &version, 50)?;
+        validate_list("capabilities", &new.capabilities)?;
+        validate_list("tags", &new.tags)?;
+        validate_list("allowed_scopes", &new.allowed_scopes)?;
+        if let Some(c) = &new.category {
+            validate_text("category", c, 100)?;
+        }
+        validate_claims(self.inner.config.max_custom_claims_bytes, &new.custom_claims)?;
+        let state = new.state.unwrap_or(LifecycleState::Active);
+        if !matches!(state, LifecycleState::Active | LifecycleState::Draft) {
+            return Err(Error::invalid("state", "a new agent starts as active or draft"));
+        }
+        let (did, private_jwk) = match (&new.did, &new.public_jwk) {
+            (Some(_), Some(_)) => return Err(Error::invalid("did", "give did or public_jwk, not both")),
+            (Some(did), None) => {
+                ed25519_from_did_key(did)?;
+                (did.clone(), None)
+            }
+            (None, Some(jwk)) => {
+                let pk = jwk.ed25519_public_key().map_err(|e| Error::invalid("public_jwk", e.to_string()))?;
+                (did_key_from_ed25519(&pk), None)
+            }
+            (None, None) => {
+                let key = SigningKey::generate(Algorithm::EdDSA, String::new());
+                let secret = key.secret_bytes();
+                let pk = key.verifying_key().to_jwk().ed25519_public_key().map_err(|e| Error::Internal {
+                    message: format!("generated key: {e}"),
+                    source: None,
+                })?;
+                let did = did_key_from_ed25519(&pk);
+                let jwk = Ed25519PrivateJwk {
+                    kty: "OKP".into(),
+                    crv: "Ed25519".into(),
+                    x: URL_SAFE_NO_PAD.encode(pk),
+                    d: URL_SAFE_NO_PAD.encode(&secret[..]),
+                    kid: did.clone(),
+                };
+                (did, Some(jwk))
+            }
+        };
+        let t = self.inner.store.get_tenant(tenant).await?;
+        let limits = self.inner.config.tiers.limits(t.tier);
+        let now = self.now();
+        let agent = Agent {
+            id: AgentId::generate(),
+            tenant_id: tenant.clone(),
+            name: new.name,
+            description: new.description,
+            version,
+            capabilities: dedup(new.capabilities),
+            tags: dedup(new.tags),
+            category: new.category,
+            visibility: new.visibility.unwrap_or_default(),
+            state,
+            did,
+            allowed_scopes: dedup(new.allowed_scopes),
+            custom_claims: new.custom_claims,
+            created_at: now,
+            updated_at: now,
+            revision: 0,
+        };
+        let (secret_record, secret) = self.new_client_secret(&agent.id, now);
+        match self.inner.store.create_agent(&agent, &secret_record, limits.max_agents).await {
+            Ok(()) => {}
+            Err(Error::QuotaExceeded { limit_kind, used, limit, .. }) => {
+                let mut ev = self.event(
+                    Some(tenant),
+                    &caller.actor,
+                    "agent.registration_refused",
+                    None,
+                    Outcome::Failure,
+                    &caller.request,
+                );
+                ev.details.insert("reason".into(), "agent limit".into());
+                self.audit(ev).await?;
+                return Err(Error::QuotaExceeded {
+                    limit_kind,
+                    tier: t.tier.to_string(),
+                    used,
+                    limit,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        let mut ev = self.event(
+            Some(tenant),
+            &caller.actor,
+            "agent.registered",
+            Some(agent.id.as_str()),
+            Outcome::Success,
+            &caller.request,
+        );
+        ev.details.insert("state".into(), agent.state.to_string());
+        ev.details.insert("did".into(), agent.did.clone());
+        ev.details.insert("key".into(), if private_jwk.is_some() { "generated" } else { "brought" }.into());
+        self.audit(ev).await?;
+        Ok(RegisteredAgent {
+            agent,
+            client_secret: secret,
+            private_jwk,
+        })
+    }
+
+    /// An agent the caller reaches.
+    pub async fn get_agent(&self, caller: &Caller, id: &AgentId) -> Result<Agent> {
+        caller.require(AdminScope::AgentsRead)?;
+        let agent = self.inner.store.get_agent(id).await?;
+        caller.reach(&agent.tenant_id, "agent")?;
+        Ok(agent)
+    }
+
+    /// A tenant's agents.
+    pub async fn list_agents(&self, caller: &Caller, tenant: &TenantId, page: &PageRequest) -> Result<Page<Agent>> {
+        caller.reach(tenant, "tenant")?;
+        caller.require(AdminScope::AgentsRead)?;
+        self.inner.store.list_agents(tenant, page).await
+    }
+
+    async fn change_agent(
+        &self,
+        caller: &Caller,
+        id: &AgentId,
+        action: &str,
+        mut change: impl FnMut(&mut Agent) -> Result<()>,
+    ) -> Result<Agent> {
+        caller.require(AdminScope::AgentsWrite)?;
+        for _ in 0..16 {
+            let mut agent = self.inner.store.get_agent(id).await?;
+            caller.reach(&agent.tenant_id, "agent")?;
+            let before = agent.state;
+            change(&mut agent)?;
+            agent.updated_at = self.now();
+            match self.inner.store.update_agent(&agent).await {
+                Ok(stored) => {
+                    let mut ev = self.event(
+                        Some(&stored.tenant_id),
+                        &caller.actor,
+                        action,
+                        Some(id.as_str()),
+                        Outcome::Success,
+                        &caller.request,
+                    );
+                    if before != stored.state {
+                        ev.details.insert("from".into(), before.to_string());
+                        ev.details.insert("to".into(), stored.state.to_string());
+                    }
+                    self.audit(ev).await?;
+                    return Ok(stored);
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict("agent is changing too often; try again"))
+    }
+
+    /// Changes an agent's description fields.
+    pub async fn update_agent(&self, caller: &Caller, id: &AgentId, patch: AgentPatch) -> Result<Agent> {
+        if let Some(n) = &patch.name {
+            validate_text("name", n, 100)?;
+        }
+        if let Some(d) = &patch.description {
+            validate_description(d)?;
+        }
+        if let Some(v) = &patch.version {
+            validate_text("version", v, 50)?;
+        }
+        for (f, l) in [
+            ("capabilities", &patch.capabilities),
+            ("tags", &patch.tags),
+            ("allowed_scopes", &patch.allowed_scopes),
+        ] {
+            if let Some(l) = l {
+                validate_list(f, l)?;
+            }
+        }
+        if let Some(c) = &patch.category {
+            if !c.is_empty() {
+                validate_text("category", c, 100)?;
+            }
+        }
+        if let Some(c) = &patch.custom_claims {
+            validate_claims(self.inner.config.max_custom_claims_bytes, c)?;
+        }
+        self.change_agent(caller, id, "agent.updated", |a| {
+            let p = patch.clone();
+            if let Some(v) = p.name {
+                a.name = v;
+            }
+            if let Some(v) = p.description {
+                a.description = v;
+            }
+            if let Some(v) = p.version {
+                a.version = v;
+            }
+            if let Some(v) = p.capabilities {
+                a.capabilities = dedup(v);
+            }
+            if let Some(v) = p.tags {
+                a.tags = dedup(v);
+            }
+            if let Some(v) = p.category {
+                a.category = if v.is_empty() { None } else { Some(v) };
+            }
+            if let Some(v) = p.visibility {
+                a.visibility = v;
+            }
+            if let Some(v) = p.allowed_scopes {
+                a.allowed_scopes = dedup(v);
+            }
+            if let Some(v) = p.custom_claims {
+                a.custom_claims = v;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Moves an agent through its lifecycle (see [`LifecycleState`] for the
+    /// table); an illegal transition is `Conflict`.
+    pub async fn transition_agent(&self, caller: &Caller, id: &AgentId, to: LifecycleState) -> Result<Agent> {
+        self.change_agent(caller, id, "agent.state_changed", |a| {
+            if !a.state.can_transition_to(to) {
+                return Err(Error::conflict(format!("an agent cannot go from {} to {to}", a.state)));
+            }
+            a.state = to;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Issues a new client secret; the previous ones keep working for the
+    /// grace period. Returns the new secret and the end of the grace period.
+    pub async fn rotate_client_secret(&self, caller: &Caller, id: &AgentId) -> Result<(String, Timestamp)> {
+        let agent = self.get_agent(caller, id).await?;
+        caller.require(AdminScope::AgentsWrite)?;
+        if agent.state == LifecycleState::Retired {
+            return Err(Error::conflict("a retired agent gets no new credentials"));
+        }
+        let now = self.now();
+        let until = now.add(self.inner.config.secret_grace_period);
+        let (record, secret) = self.new_client_secret(id, now);
+        self.inner.store.rotate_client_secret(id, &record, until).await?;
+        let mut ev = self.event(
+            Some(&agent.tenant_id),
+            &caller.actor,
+            "credential.rotated",
+            Some(id.as_str()),
+            Outcome::Success,
+            &caller.request,
+        );
+        ev.details.insert("secret_id".into(), record.id.to_string());
+        ev.details.insert("previous_valid_until".into(), until.to_string());
+        self.audit(ev).await?;
+        Ok((secret, until))
+    }
+
+    /// Revokes every client secret of an agent, at once.
+    pub async fn revoke_client_secrets(&self, caller: &Caller, id: &AgentId) -> Result<u64> {
+        let agent = self.get_agent(caller, id).await?;
+        caller.require(AdminScope::AgentsWrite)?;
+        let n = self.inner.store.revoke_client_secrets(id, self.now()).await?;
+        let mut ev = self.event(
+            Some(&agent.tenant_id),
+            &caller.actor,
+            "credential.revoked",
+            Some(id.as_str()),
+            Outcome::Success,
+            &caller.request,
+        );
+        ev.details.insert("count".into(), n.to_string());
+        self.audit(ev).await?;
+        Ok(n)
+    }
+
+    // ---- public ----
+
+    /// Searches the marketplace (public agents, listed or active).
+    pub async fn search_marketplace(&self, query: &MarketplaceQuery, page: &PageRequest) -> Result<Page<Agent>> {
+        if query.text.as_ref().is_some_and(|t| t.len() > 200) {
+            return Err(Error::invalid("q", "at most 200 characters"));
+        }
+        self.inner.store.search_marketplace(query, page).await
+    }
+
+    /// A marketplace agent with its publisher; `NotFound` unless public and
+    /// listed or active.
+    pub async fn marketplace_agent(&self, id: &AgentId) -> Result<(Agent, Tenant)> {
+        let agent = self.inner.store.get_agent(id).await?;
+        if !agent.is_in_marketplace() {
+            return Err(Error::not_found("agent"));
+        }
+        let tenant = self.inner.store.get_tenant(&agent.tenant_id).await?;
+        if tenant.status == TenantStatus::Suspended {
+            return Err(Error::not_found("agent"));
+        }
+        Ok((agent, tenant))
+    }
+
+    /// The DID document of an agent: public for marketplace agents; others
+    /// only for a caller reaching their tenant.
+    pub async fn did_document(&self, caller: Option<&Caller>, id: &AgentId) -> Result<DidDocument> {
+        let agent = self.inner.store.get_agent(id).await?;
+        let visible = agent.is_in_marketplace()
+            || caller.is_some_and(|c| c.reach(&agent.tenant_id, "agent").is_ok());
+        if !visible {
+            return Err(Error::not_found("agent"));
+        }
+        Ok(DidDocument::from_did_key(&agent.did)?)
+    }
+
+    /// How many agents count against a tenant's limit (not retired).
+    pub(crate) async fn agent_count(&self, tenant: &TenantId) -> Result<u64> {
+        self.inner.store.count_agents(tenant).await
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn agent_limit_error(t: &Tenant, used: u64, limit: u64) -> Error {
+        Error::QuotaExceeded {
+            limit_kind: LimitKind::Agents,
+            tier: t.tier.to_string(),
+            used,
+            limit,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Billing: checkout, portal, and applying verified billing events to
+//! tenants, idempotently and in order.
+
+use super::{Caller, Idp};
+use crate::audit::{Outcome, RequestMeta};
+use crate::billing::{BillingEvent, BillingEventKind, CheckoutSession};
+use crate::credentials::AdminScope;
+use crate::tenant::SubscriptionStatus;
+use crate::{Error, Result, TenantId, Tier, Timestamp};
+
+/// Marker namespace of billing events already applied.
+const NS_BILLING_EVENT: &str = "billing_event";
+
+/// What applying a billing event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BillingOutcome {
+    /// The tenant changed (or was confirmed) as the event says.
+    Applied,
+    /// The event was seen before: nothing changed.
+    Duplicate,
+    /// An older event than one already applied: nothing changed.
+    Stale,
+    /// The event names no known tenant: recorded, nothing changed.
+    UnknownTenant,
+    /// A verified event of a type that does not concern billing state.
+    Ignored,
+}
+
+impl Idp {
+    /// Starts a checkout moving `tenant` to a paid `tier`.
+    pub async fn start_checkout(&self, caller: &Caller, tenant: &TenantId, tier: Tier) -> Result<CheckoutSession> {
+        caller.reach(tenant, "tenant")?;
+        caller.require(AdminScope::BillingWrite)?;
+        if tier == Tier::Free {
+            return Err(Error::invalid("tier", "checkout is for a paid tier (pro or enterprise)"));
+        }
+        let t = self.inner.store.get_tenant(tenant).await?;
+        if t.tier == tier
+            && matches!(
+                t.billing.subscription_status,
+                Some(SubscriptionStatus::Active | SubscriptionStatus::Trialing)
+            )
+        {
+            return Err(Error::conflict(format!("the tenant is already on the {tier} tier")));
+        }
+        let session = self.inner.billing.checkout(&t, tier).await?;
+        let mut ev = self.event(
+            Some(tenant),
+            &caller.actor,
+            "billing.checkout_started",
+            Some(&session.id),
+            Outcome::Success,
+            &caller.request,
+        );
+        ev.details.insert("tier".into(), tier.to_string());
+        self.audit(ev).await?;
+        Ok(session)
+    }
+
+    /// A billing-portal link for a tenant with a billing customer.
+    pub async fn billing_portal(&self, caller: &Caller, tenant: &TenantId) -> Result<String> {
+        caller.reach(tenant, "tenant")?;
+        caller.require(AdminScope::BillingWrite)?;
+        let t = self.inner.store.get_tenant(tenant).await?;
+        if t.billing.customer_id.is_none() {
+            return Err(Error::conflict("the tenant has no billing account yet; upgrade first"));
+        }
+        self.inner.billing.portal(&t).await
+    }
+
+    /// Verifies and applies a webhook delivery. Signature failures are
+    /// `Unauthenticated`.
+    pub async fn handle_billing_webhook(
+        &self,
+        signature_header: &str,
+        body: &[u8],
+        request: &RequestMeta,
+    ) -> Result<BillingOutcome> {
+        let event = match self.inner.billing.parse_webhook(signature_header, body, self.now()) {
+            Ok(Some(e)) => e,
+            Ok(None) => return Ok(BillingOutcome::Ignored),
+            Err(Error::Unauthenticated) => {
+                self.audit(self.event(
+                    None,
+                    "billing",
+                    "billing.webhook_rejected",
+                    None,
+                    Outcome::Failure,
+                    request,
+                ))
+                .await?;
+                return Err(Error::Unauthenticated);
+            }
+            Err(e) => return Err(e),
+        };
+        self.apply_billing_event(&event, request).await
+    }
+
+    /// Applies a verified billing event: once per event id; an event older
+    /// than the last applied one for the tenant changes nothing.
+    pub async fn apply_billing_event(&self, event: &BillingEvent, request: &RequestMeta) -> Result<BillingOutcome> {
+        let now = self.now();
+        let tenant = match &event.tenant_id {
+            Some(id) => match self.inner.store.get_tenant(id).await {
+                Ok(t) => Some(t),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let Some(tenant) = tenant else {
+            let first = self
+                .inner
+                .store
+                .put_marker(NS_BILLING_EVENT, &event.id, Timestamp::from_unix_secs(i64::MAX / 2_000_000), now)
+                .await?;
+            if first {
+                let mut ev = self.event(None, "billing", "billing.event_unknown_tenant", Some(&event.id), Outcome::Failure, request);
+                if let Some(t) = &event.tenant_id {
+                    ev.details.insert("tenant_id".into(), t.to_string());
+                }
+                self.audit(ev).await?;
+            }
+            return Ok(BillingOutcome::UnknownTenant);
+        };
+        if self.inner.store.has_marker(NS_BILLING_EVENT, &event.id, now).await? {
+            return Ok(BillingOutcome::Duplicate);
+        }
+        let mut stale = false;
+        let e = event.clone();
+        self.change_tenant(&tenant.id, "billing", &format!("billing.{}", kind_name(&e.kind)), request, |t| {
+            if t.billing.last_event_at.is_some_and(|last| e.created < last) {
+                stale = true;
+                return Ok(false);
+            }
+            let b = &mut t.billing;
+            b.last_event_at = Some(e.created);
+            if e.customer_id.is_some() {
+                b.customer_id = e.customer_id.clone();
+            }
+            if e.subscription_id.is_some() {
+                b.subscription_id = e.subscription_id.clone();
+            }
+            match &e.kind {
+                BillingEventKind::CheckoutCompleted { tier } => {
+                    t.tier = *tier;
+                    b.subscription_status = Some(SubscriptionStatus::Active);
+                }
+                BillingEventKind::SubscriptionUpdated { status, tier, current_period_end } => {
+                    b.subscription_status = Some(*status);
+                    if current_period_end.is_some() {
+                        b.current_period_end = *current_period_end;
+                    }
+                    match status {
+                        SubscriptionStatus::Active | SubscriptionStatus::Trialing | SubscriptionStatus::PastDue => {
+                            if let Some(tier) = tier {
+                                t.tier = *tier;
+                            }
+                        }
+                        SubscriptionStatus::Canceled | SubscriptionStatus::Unpaid => t.tier = Tier::Free,
+                        SubscriptionStatus::Incomplete => {}
+                    }
+                }
+                BillingEventKind::SubscriptionDeleted => {
+                    t.tier = Tier::Free;
+                    b.subscription_status = Some(SubscriptionStatus::Canceled);
+                    b.subscription_id = None;
+                    b.current_period_end = None;
+                }
+                BillingEventKind::PaymentSucceeded { current_period_end } => {
+                    if current_period_end.is_some() {
+                        b.current_period_end = *current_period_end;
+                    }
+                    if b.subscription_status == Some(SubscriptionStatus::PastDue) {
+                        b.subscription_status = Some(SubscriptionStatus::Active);
+                    }
+                }
+                BillingEventKind::PaymentFailed => {
+                    b.subscription_status = Some(SubscriptionStatus::PastDue);
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+        self.inner
+            .store
+            .put_marker(NS_BILLING_EVENT, &event.id, Timestamp::from_unix_secs(i64::MAX / 2_000_000), now)
+            .await?;
+        Ok(if stale { BillingOutcome::Stale } else { BillingOutcome::Applied })
+    }
+}
+
+fn kind_name(k: &BillingEventKind) -> &'static str {
+    match k {
+        BillingEventKind::CheckoutCompleted { .. } => "checkout_completed",
+        BillingEventKind::SubscriptionUpdated { .. } => "subscription_updated",
+        BillingEventKind::SubscriptionDeleted => "subscription_deleted",
+        BillingEventKind::PaymentSucceeded { .. } => "payment_succeeded",
+        BillingEventKind::PaymentFailed => "payment_failed",
+    }
+}

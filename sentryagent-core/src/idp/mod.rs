@@ -1,0 +1,455 @@
+//! [`Idp`]: the identity provider, assembled from its parts.
+
+mod admin;
+mod agents;
+mod billing;
+pub use billing::BillingOutcome;
+mod tokens;
+mod usage;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::audit::{AuditEvent, NewAuditEvent, Outcome, RequestMeta};
+use crate::billing::{BillingProvider, NoBilling};
+use crate::credentials::{AdminKey, AdminScope};
+use crate::jose::Algorithm;
+use crate::keys::KeyRing;
+use crate::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
+use crate::ratelimit::RateLimiter;
+use crate::secret::SecretHasher;
+use crate::store::AgentStore;
+use crate::usage::UsageMeter;
+use crate::{Clock, Error, Result, SystemClock, TenantId, TierTable};
+
+pub use agents::{AgentPatch, Ed25519PrivateJwk, NewAgent, RegisteredAgent};
+pub use usage::{AgentUsageRow, DailyCount, LimitUsage, UsageSummary};
+
+/// Settings of an [`Idp`]. Every duration has a documented default.
+#[derive(Debug, Clone)]
+pub struct IdpConfig {
+    /// Issuer URL (`iss` of tokens; default audience). No trailing slash.
+    pub issuer: String,
+    /// Token endpoint URL, accepted as a client assertion's `aud` besides the
+    /// issuer. Default `{issuer}/oauth2/token`.
+    pub token_endpoint: String,
+    /// Access token lifetime. Default 15 minutes.
+    pub token_ttl: Duration,
+    /// Longest accepted lifetime of a client assertion (`exp - now`).
+    /// Default 5 minutes.
+    pub max_assertion_lifetime: Duration,
+    /// Clock skew tolerated on `exp`, `nbf`, `iat`. Default 30 seconds.
+    pub leeway: Duration,
+    /// How long a rotated-out client secret keeps working. Default 24 hours.
+    pub secret_grace_period: Duration,
+    /// Age at which a signing key is rotated out. Default 30 days.
+    pub key_rotation_period: Duration,
+    /// Signing algorithms with a key in the ring (JWKS). The first is the
+    /// default for access tokens; an agent may ask for another one of these.
+    /// Default `[EdDSA]`; add `ES256` for relying parties without EdDSA.
+    pub algorithms: Vec<Algorithm>,
+    /// Tier limits.
+    pub tiers: TierTable,
+    /// Largest interval between usage flushes. Default 1 second.
+    pub usage_flush_interval: Duration,
+    /// Largest serialized size of an agent's custom claims. Default 4 KiB.
+    pub max_custom_claims_bytes: usize,
+}
+
+impl IdpConfig {
+    /// Defaults for `issuer`.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into().trim_end_matches('/').to_owned();
+        IdpConfig {
+            token_endpoint: format!("{issuer}/oauth2/token"),
+            issuer,
+            token_ttl: Duration::from_secs(900),
+            max_assertion_lifetime: Duration::from_secs(300),
+            leeway: Duration::from_secs(30),
+            secret_grace_period: Duration::from_secs(24 * 3600),
+            key_rotation_period: Duration::from_secs(30 * 24 * 3600),
+            algorithms: vec![Algorithm::EdDSA],
+            tiers: TierTable::default(),
+            usage_flush_interval: Duration::from_secs(1),
+            max_custom_claims_bytes: 4096,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        crate::tenant::validate_url("issuer", &self.issuer)?;
+        crate::tenant::validate_url("token_endpoint", &self.token_endpoint)?;
+        if self.algorithms.is_empty() {
+            return Err(Error::invalid("algorithms", "at least one signing algorithm"));
+        }
+        if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(24 * 3600) {
+            return Err(Error::invalid("token_ttl", "between 1 second and 24 hours"));
+        }
+        self.tiers.validate()
+    }
+}
+
+/// Who is calling a management operation: an admin key's reach and scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Audit actor (`admin_key:<id>`, `system`...).
+    pub actor: String,
+    /// The tenant the caller is bound to; `None` for an operator.
+    pub tenant: Option<TenantId>,
+    /// What it may do.
+    pub scopes: Vec<AdminScope>,
+    /// Request facts for the audit trail.
+    pub request: RequestMeta,
+}
+
+impl Caller {
+    /// The host itself (operator reach, every scope); for library use.
+    pub fn system() -> Self {
+        Caller {
+            actor: "system".into(),
+            tenant: None,
+            scopes: vec![AdminScope::Admin],
+            request: RequestMeta::default(),
+        }
+    }
+
+    /// The caller an authenticated admin key stands for.
+    pub fn from_key(key: &AdminKey, request: RequestMeta) -> Self {
+        Caller {
+            actor: format!("admin_key:{}", key.id),
+            tenant: key.tenant_id.clone(),
+            scopes: key.scopes.clone(),
+            request,
+        }
+    }
+
+    /// Whether this caller reaches every tenant.
+    pub fn is_operator(&self) -> bool {
+        self.tenant.is_none()
+    }
+
+    /// `Forbidden` unless a scope covers `needed`.
+    pub fn require(&self, needed: AdminScope) -> Result<()> {
+        if self.scopes.iter().any(|s| s.covers(needed)) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden {
+                message: format!("the API key lacks the {needed:?} scope"),
+            })
+        }
+    }
+
+    /// `Forbidden` unless an operator.
+    pub fn require_operator(&self) -> Result<()> {
+        if self.is_operator() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden {
+                message: "an operator key is required".into(),
+            })
+        }
+    }
+
+    /// `NotFound` when a tenant-bound caller looks at another tenant: the
+    /// other tenant's data does not exist for it.
+    pub fn reach(&self, tenant: &TenantId, kind: &'static str) -> Result<()> {
+        match &self.tenant {
+            Some(t) if t != tenant => Err(Error::not_found(kind)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The caller's own tenant, or `tenant` for an operator; `Invalid` if an
+    /// operator names none.
+    pub fn tenant_or(&self, tenant: Option<&TenantId>) -> Result<TenantId> {
+        match (&self.tenant, tenant) {
+            (Some(own), Some(t)) if own != t => Err(Error::not_found("tenant")),
+            (Some(own), _) => Ok(own.clone()),
+            (None, Some(t)) => Ok(t.clone()),
+            (None, None) => Err(Error::invalid("tenant_id", "an operator key must name the tenant")),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: IdpConfig,
+    pub(crate) store: Arc<dyn AgentStore>,
+    pub(crate) limiter: Arc<dyn RateLimiter>,
+    pub(crate) meter: Arc<dyn UsageMeter>,
+    pub(crate) billing: Arc<dyn BillingProvider>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) hasher: SecretHasher,
+    pub(crate) keys: RwLock<Arc<KeyRing>>,
+    pub(crate) usage: usage::UsageBuffer,
+    pub(crate) audit_tx: broadcast::Sender<AuditEvent>,
+}
+
+/// The identity provider. Cheap to clone; clones share everything.
+///
+/// Build one with [`Idp::builder`]; every part defaults to its in-memory
+/// implementation.
+#[derive(Clone)]
+pub struct Idp {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Idp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idp")
+            .field("issuer", &self.inner.config.issuer)
+            .field("store", &self.inner.store.name())
+            .field("limiter", &self.inner.limiter.name())
+            .field("meter", &self.inner.meter.name())
+            .field("billing", &self.inner.billing.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Idp`].
+#[derive(Debug)]
+pub struct IdpBuilder {
+    config: IdpConfig,
+    store: Option<Arc<dyn AgentStore>>,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    meter: Option<Arc<dyn UsageMeter>>,
+    billing: Option<Arc<dyn BillingProvider>>,
+    clock: Option<Arc<dyn Clock>>,
+    secret_hash_key: Option<[u8; 32]>,
+}
+
+/// Name of the stored setting holding the generated secret hashing key.
+pub const SECRET_HASH_KEY_SETTING: &str = "secret_hash_key";
+
+impl IdpBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: IdpConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Changes the configuration in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut IdpConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// The store (default: [`MemoryStore`]).
+    pub fn store(mut self, store: Arc<dyn AgentStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The rate limiter (default: [`MemoryRateLimiter`] on the clock).
+    pub fn limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// The usage meter (default: [`MemoryUsageMeter`]).
+    pub fn meter(mut self, meter: Arc<dyn UsageMeter>) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// The billing provider (default: [`NoBilling`]).
+    pub fn billing(mut self, billing: Arc<dyn BillingProvider>) -> Self {
+        self.billing = Some(billing);
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The key under which client secrets and admin keys are hashed. Without
+    /// one, a random key is generated once and kept in the store (setting
+    /// [`SECRET_HASH_KEY_SETTING`]); give one to keep it out of the store.
+    pub fn secret_hash_key(mut self, key: [u8; 32]) -> Self {
+        self.secret_hash_key = Some(key);
+        self
+    }
+
+    /// Validates the configuration, loads (or creates) the signing keys and
+    /// returns the IdP.
+    pub async fn build(self) -> Result<Idp> {
+        self.config.validate()?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let limiter = self
+            .limiter
+            .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new(clock.clone())));
+        let meter = self.meter.unwrap_or_else(|| Arc::new(MemoryUsageMeter::new()));
+        let billing = self.billing.unwrap_or_else(|| Arc::new(NoBilling));
+        let hash_key = match self.secret_hash_key {
+            Some(k) => k,
+            None => {
+                let fresh: [u8; 32] = crate::secret::random_bytes();
+                let stored = store.setting_get_or_insert(SECRET_HASH_KEY_SETTING, &fresh).await?;
+                stored.try_into().map_err(|_| Error::Internal {
+                    message: "stored secret hashing key is not 32 bytes".into(),
+                    source: None,
+                })?
+            }
+        };
+        let ring = crate::keys::refresh(
+            store.as_ref(),
+            &self.config.algorithms,
+            self.config.key_rotation_period,
+            key_retention(&self.config),
+            false,
+            clock.now(),
+        )
+        .await?;
+        let (audit_tx, _) = broadcast::channel(1024);
+        Ok(Idp {
+            inner: Arc::new(Inner {
+                config: self.config,
+                store,
+                limiter,
+                meter,
+                billing,
+                clock,
+                hasher: SecretHasher::new(&hash_key),
+                keys: RwLock::new(Arc::new(ring)),
+                usage: usage::UsageBuffer::default(),
+                audit_tx,
+            }),
+        })
+    }
+}
+
+fn key_retention(c: &IdpConfig) -> Duration {
+    c.token_ttl + c.leeway + Duration::from_secs(60)
+}
+
+impl Idp {
+    /// A builder with defaults for `issuer` and in-memory parts.
+    pub fn builder(issuer: impl Into<String>) -> IdpBuilder {
+        IdpBuilder {
+            config: IdpConfig::new(issuer),
+            store: None,
+            limiter: None,
+            meter: None,
+            billing: None,
+            clock: None,
+            secret_hash_key: None,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IdpConfig {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn AgentStore> {
+        &self.inner.store
+    }
+
+    /// The rate limiter.
+    pub fn limiter(&self) -> &Arc<dyn RateLimiter> {
+        &self.inner.limiter
+    }
+
+    /// The usage meter.
+    pub fn meter(&self) -> &Arc<dyn UsageMeter> {
+        &self.inner.meter
+    }
+
+    /// The billing provider.
+    pub fn billing(&self) -> &Arc<dyn BillingProvider> {
+        &self.inner.billing
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    pub(crate) fn now(&self) -> crate::Timestamp {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn ring(&self) -> Arc<KeyRing> {
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The public signing keys (`/.well-known/jwks.json`).
+    pub fn jwks(&self) -> crate::jose::JwkSet {
+        self.ring().jwks.clone()
+    }
+
+    /// Rotates every signing key now (old keys stay in the JWKS until the
+    /// tokens they signed have expired).
+    pub async fn rotate_signing_keys(&self) -> Result<()> {
+        self.reload_keys(true).await
+    }
+
+    async fn reload_keys(&self, force: bool) -> Result<()> {
+        let c = &self.inner.config;
+        let ring = crate::keys::refresh(
+            self.inner.store.as_ref(),
+            &c.algorithms,
+            c.key_rotation_period,
+            key_retention(c),
+            force,
+            self.now(),
+        )
+        .await?;
+        *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+        Ok(())
+    }
+
+    /// Periodic upkeep, for a host timer (every few seconds to a minute):
+    /// flushes buffered usage, rotates signing keys that are due and loads
+    /// keys other nodes created, and purges expired markers.
+    pub async fn maintenance(&self) -> Result<()> {
+        self.flush_usage().await?;
+        self.reload_keys(false).await?;
+        self.inner.store.purge_markers(self.now()).await?;
+        Ok(())
+    }
+
+    /// Live tail of audit events appended through this `Idp` (this process).
+    /// A slow receiver loses the oldest events (it sees `Lagged`); the stored
+    /// trail is complete and can be queried.
+    pub fn subscribe_audit(&self) -> broadcast::Receiver<AuditEvent> {
+        self.inner.audit_tx.subscribe()
+    }
+
+    /// Appends an audit event and publishes it to subscribers.
+    pub(crate) async fn audit(&self, event: NewAuditEvent) -> Result<AuditEvent> {
+        let stored = self.inner.store.append_audit(event).await?;
+        let _ = self.inner.audit_tx.send(stored.clone());
+        Ok(stored)
+    }
+
+    /// Shorthand for an audit event at now.
+    pub(crate) fn event(
+        &self,
+        tenant_id: Option<&TenantId>,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        outcome: Outcome,
+        request: &RequestMeta,
+    ) -> NewAuditEvent {
+        NewAuditEvent {
+            tenant_id: tenant_id.cloned(),
+            at: self.now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.map(str::to_owned),
+            outcome,
+            request: request.clone(),
+            details: Default::default(),
+        }
+    }
+}

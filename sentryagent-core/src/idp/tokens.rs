@@ -1,0 +1,477 @@
+//! The token protocol: client authentication, issuance, verification,
+//! introspection and revocation. No HTTP here.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+use super::Idp;
+use crate::audit::{Outcome, RequestMeta};
+use crate::jose::jwt::{Validation, verify_jwt};
+use crate::jose::{Algorithm, KeySet, VerifyingKey};
+use crate::ratelimit::Quota;
+use crate::token::{
+    ACCESS_TOKEN_TYP, AccessTokenClaims, Audience, AuthenticatedClient, CLIENT_CREDENTIALS,
+    ClientAuthMethod, ClientCredentials, Introspection, IntrospectionClaims,
+    JWT_BEARER_ASSERTION_TYPE, TokenRequest, TokenResponse,
+};
+use crate::usage::UsageKind;
+use crate::{Agent, AgentId, Error, LimitKind, Result, Tenant, TenantStatus};
+
+/// Marker namespace of client-assertion `jti`s already used.
+const NS_ASSERTION_JTI: &str = "assertion_jti";
+/// Marker namespace of revoked access tokens.
+const NS_REVOKED: &str = "revoked_token";
+/// Largest accepted `scope` parameter.
+const MAX_SCOPE_LEN: usize = 2048;
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    jti: Option<String>,
+    exp: Option<i64>,
+}
+
+/// The per-tenant rate limit key.
+pub(crate) fn tenant_limit_key(t: &Tenant) -> String {
+    format!("tenant:{}", t.id)
+}
+
+/// The per-tenant quota of its tier.
+pub(crate) fn tenant_quota(idp: &Idp, t: &Tenant) -> Quota {
+    let rpm = idp.inner.config.tiers.limits(t.tier).requests_per_minute.max(1);
+    Quota {
+        limit: rpm,
+        period: Duration::from_secs(60),
+        burst: rpm,
+    }
+}
+
+impl Idp {
+    /// Authenticates a client by secret or by `private_key_jwt`. Every failure
+    /// is the same [`Error::Unauthenticated`] (an unknown client, a wrong, an
+    /// expired or a revoked secret, a bad assertion), and is audited.
+    pub async fn authenticate_client(
+        &self,
+        creds: &ClientCredentials,
+        request: &RequestMeta,
+    ) -> Result<(AuthenticatedClient, Agent)> {
+        match self.try_authenticate(creds).await {
+            Ok(found) => Ok(found),
+            Err(Failure::Backend(e)) => Err(e),
+            Err(Failure::Auth { claimed, tenant, reason }) => {
+                let mut ev = self.event(
+                    tenant.as_ref(),
+                    &format!("client:{}", claimed.chars().take(128).collect::<String>()),
+                    "client.authentication_failed",
+                    None,
+                    Outcome::Failure,
+                    request,
+                );
+                ev.details.insert("reason".into(), reason.into());
+                self.audit(ev).await?;
+                Err(Error::Unauthenticated)
+            }
+        }
+    }
+
+    async fn try_authenticate(&self, creds: &ClientCredentials) -> Result<(AuthenticatedClient, Agent), Failure> {
+        match creds {
+            ClientCredentials::Secret { client_id, client_secret } => {
+                let agent = self.load_client(client_id).await?;
+                let Some(agent) = agent else {
+                    // Hash anyway so an unknown client costs the same time.
+                    let _ = self.inner.hasher.hash(client_secret);
+                    return Err(Failure::auth(client_id, None, "unknown client"));
+                };
+                let now = self.now();
+                let secrets = self.inner.store.list_client_secrets(&agent.id).await?;
+                let hash = self.inner.hasher.hash(client_secret);
+                let mut ok = false;
+                for s in &secrets {
+                    let eq: bool = subtle::ConstantTimeEq::ct_eq(&hash.0[..], &s.hash.0[..]).into();
+                    ok |= eq && s.is_usable(now);
+                }
+                if !ok {
+                    return Err(Failure::auth(client_id, Some(agent.tenant_id.clone()), "bad secret"));
+                }
+                Ok((
+                    AuthenticatedClient {
+                        agent_id: agent.id.clone(),
+                        tenant_id: agent.tenant_id.clone(),
+                        method: ClientAuthMethod::ClientSecret,
+                    },
+                    agent,
+                ))
+            }
+            ClientCredentials::Assertion { client_id, assertion_type, assertion } => {
+                let claimed = client_id.clone().unwrap_or_default();
+                if assertion_type != JWT_BEARER_ASSERTION_TYPE {
+                    return Err(Failure::auth(&claimed, None, "unsupported assertion type"));
+                }
+                self.verify_assertion(client_id.as_deref(), assertion).await
+            }
+        }
+    }
+
+    async fn load_client(&self, client_id: &str) -> Result<Option<Agent>, Failure> {
+        let Ok(id) = AgentId::parse(client_id) else {
+            return Ok(None);
+        };
+        match self.inner.store.get_agent(&id).await {
+            Ok(a) => Ok(Some(a)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Failure::Backend(e)),
+        }
+    }
+
+    async fn verify_assertion(
+        &self,
+        client_id: Option<&str>,
+        assertion: &str,
+    ) -> Result<(AuthenticatedClient, Agent), Failure> {
+        let claimed = client_id.unwrap_or_default().to_owned();
+        // The subject names the client; read it before trusting anything.
+        let parsed = crate::jose::parse_compact(assertion)
+            .map_err(|_| Failure::auth(&claimed, None, "malformed assertion"))?;
+        let unverified: AssertionClaims = serde_json::from_slice(parsed.payload())
+            .map_err(|_| Failure::auth(&claimed, None, "malformed assertion claims"))?;
+        let Some(sub) = unverified.sub.clone() else {
+            return Err(Failure::auth(&claimed, None, "assertion without sub"));
+        };
+        if client_id.is_some_and(|c| c != sub) {
+            return Err(Failure::auth(&claimed, None, "client_id differs from assertion sub"));
+        }
+        let Some(agent) = self.load_client(&sub).await? else {
+            return Err(Failure::auth(&sub, None, "unknown client"));
+        };
+        let tenant = Some(agent.tenant_id.clone());
+        let fail = |why: &'static str| Failure::auth(&sub, tenant.clone(), why);
+        let public = agent.public_key().map_err(|_| fail("agent key unusable"))?;
+        let key = VerifyingKey::ed25519(&public).map_err(|_| fail("agent key unusable"))?;
+        let mut keys = KeySet::default();
+        keys.insert(parsed.header().kid.clone().unwrap_or_else(|| agent.did.clone()), key);
+        let now = self.now();
+        let c = &self.inner.config;
+        let mut claims = None;
+        for aud in [c.token_endpoint.as_str(), c.issuer.as_str()] {
+            let v = Validation {
+                issuer: sub.clone(),
+                audience: Some(aud.to_owned()),
+                leeway: c.leeway,
+                now,
+                required_typ: None,
+            };
+            if let Ok((_, cl)) = verify_jwt::<AssertionClaims>(assertion, &keys, &v) {
+                claims = Some(cl);
+                break;
+            }
+        }
+        let claims = claims.ok_or_else(|| fail("assertion signature or claims invalid"))?;
+        if claims.iss.as_deref() != Some(sub.as_str()) {
+            return Err(fail("assertion iss differs from sub"));
+        }
+        let exp = claims.exp.ok_or_else(|| fail("assertion without exp"))?;
+        let max_exp = now.add(c.max_assertion_lifetime + c.leeway).unix_secs();
+        if exp > max_exp {
+            return Err(fail("assertion lives too long"));
+        }
+        let jti = claims.jti.filter(|j| !j.is_empty() && j.len() <= 256).ok_or_else(|| fail("assertion without jti"))?;
+        let fresh = self
+            .inner
+            .store
+            .put_marker(
+                NS_ASSERTION_JTI,
+                &format!("{sub}:{jti}"),
+                crate::Timestamp::from_unix_secs(exp).add(c.leeway),
+                now,
+            )
+            .await?;
+        if !fresh {
+            return Err(fail("assertion jti replayed"));
+        }
+        Ok((
+            AuthenticatedClient {
+                agent_id: agent.id.clone(),
+                tenant_id: agent.tenant_id.clone(),
+                method: ClientAuthMethod::PrivateKeyJwt,
+            },
+            agent,
+        ))
+    }
+
+    /// The token endpoint: `client_credentials` with client authentication,
+    /// scope and audience checks, the tenant's rate limit and monthly quota,
+    /// then a signed RFC 9068 access token.
+    pub async fn issue_token(&self, req: &TokenRequest, request: &RequestMeta) -> Result<TokenResponse> {
+        if req.grant_type != CLIENT_CREDENTIALS {
+            return Err(Error::UnsupportedGrantType);
+        }
+        if req.scope.as_ref().is_some_and(|s| s.len() > MAX_SCOPE_LEN) {
+            return Err(Error::invalid("scope", "too long"));
+        }
+        if req.resources.len() > 10 {
+            return Err(Error::invalid("resource", "at most 10 resources"));
+        }
+        let (_client, agent) = self.authenticate_client(&req.client, request).await?;
+        let tenant = self.inner.store.get_tenant(&agent.tenant_id).await?;
+        if tenant.status == TenantStatus::Suspended {
+            return Err(Error::TenantSuspended);
+        }
+        if !agent.state.bears_tokens() {
+            return Err(Error::AgentNotActive { state: agent.state });
+        }
+        let scope = granted_scope(&agent, req.scope.as_deref())?;
+        let aud = self.audience(&tenant, &req.resources)?;
+
+        let decision = self
+            .inner
+            .limiter
+            .check(&tenant_limit_key(&tenant), &tenant_quota(self, &tenant), 1)
+            .await?;
+        if !decision.allowed {
+            return Err(Error::RateLimited {
+                retry_after: decision.retry_after,
+                limit: u64::from(decision.limit),
+            });
+        }
+        let now = self.now();
+        if let Some(limit) = self.inner.config.tiers.limits(tenant.tier).token_issuances_per_month {
+            let used = self.usage_in_period(&tenant.id, UsageKind::TokenIssued, now).await?;
+            if used >= limit {
+                return Err(Error::QuotaExceeded {
+                    limit_kind: LimitKind::TokenIssuancesPerMonth,
+                    tier: tenant.tier.to_string(),
+                    used,
+                    limit,
+                });
+            }
+        }
+
+        let c = &self.inner.config;
+        let iat = now.unix_secs();
+        let exp = iat + i64::try_from(c.token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let jti_bytes: [u8; 16] = crate::secret::random_bytes();
+        let claims = AccessTokenClaims {
+            iss: c.issuer.clone(),
+            sub: agent.id.to_string(),
+            aud,
+            client_id: agent.id.to_string(),
+            iat,
+            nbf: iat,
+            exp,
+            jti: URL_SAFE_NO_PAD.encode(jti_bytes),
+            scope: scope.clone(),
+            tenant_id: tenant.id.to_string(),
+            did: agent.did.clone(),
+            extra: agent.custom_claims.clone(),
+        };
+        let payload = serde_json::to_vec(&claims).map_err(|e| Error::internal("encode claims", e))?;
+        let ring = self.ring();
+        let signer = ring.signer(c.algorithms[0])?;
+        let access_token = signer.sign_compact(Some(ACCESS_TOKEN_TYP), &payload);
+        self.count_usage(&tenant.id, Some(&agent.id), UsageKind::TokenIssued, now).await;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in: c.token_ttl.as_secs(),
+            scope,
+        })
+    }
+
+    fn audience(&self, tenant: &Tenant, resources: &[String]) -> Result<Audience> {
+        let issuer = &self.inner.config.issuer;
+        if resources.is_empty() {
+            return Ok(Audience::One(issuer.clone()));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(resources.len());
+        for r in resources {
+            let r = r.trim_end_matches('/');
+            if r != issuer && !tenant.allowed_audiences.iter().any(|a| a.trim_end_matches('/') == r) {
+                return Err(Error::InvalidTarget {
+                    message: format!("`{}` is not an allowed audience", r.chars().take(200).collect::<String>()),
+                });
+            }
+            if !out.iter().any(|o| o == r) {
+                out.push(r.to_owned());
+            }
+        }
+        Ok(if out.len() == 1 {
+            Audience::One(out.remove(0))
+        } else {
+            Audience::Many(out)
+        })
+    }
+
+    /// Verifies an access token issued here, offline: signature against the
+    /// key ring, `typ`, `iss`, `exp`/`nbf` with leeway and, when given, that
+    /// `audience` is among its audiences. Does not consult revocation: see
+    /// [`Idp::introspect`].
+    pub fn verify_access_token(&self, token: &str, audience: Option<&str>) -> Result<AccessTokenClaims> {
+        let ring = self.ring();
+        let c = &self.inner.config;
+        let v = Validation {
+            issuer: c.issuer.clone(),
+            audience: audience.map(str::to_owned),
+            leeway: c.leeway,
+            now: self.now(),
+            required_typ: Some(ACCESS_TOKEN_TYP.to_owned()),
+        };
+        let (_, claims) = verify_jwt::<AccessTokenClaims>(token, &ring.verify, &v)?;
+        Ok(claims)
+    }
+
+    /// Token introspection (RFC 7662) for an authenticated client. Active only
+    /// when the token verifies, is not revoked, belongs to the caller's
+    /// tenant, its agent still bears tokens and its tenant is not suspended.
+    /// Everything else is just `{"active": false}`.
+    pub async fn introspect(
+        &self,
+        caller: &ClientCredentials,
+        token: &str,
+        request: &RequestMeta,
+    ) -> Result<Introspection> {
+        let (client, _) = self.authenticate_client(caller, request).await?;
+        let Ok(claims) = self.verify_access_token(token, None) else {
+            return Ok(Introspection::inactive());
+        };
+        if claims.tenant_id != client.tenant_id.as_str() {
+            return Ok(Introspection::inactive());
+        }
+        if self.inner.store.has_marker(NS_REVOKED, &claims.jti, self.now()).await? {
+            return Ok(Introspection::inactive());
+        }
+        let Some(agent) = self.load_client(&claims.sub).await.map_err(Failure::into_error)? else {
+            return Ok(Introspection::inactive());
+        };
+        let tenant = self.inner.store.get_tenant(&agent.tenant_id).await?;
+        if !agent.state.bears_tokens() || tenant.status == TenantStatus::Suspended {
+            return Ok(Introspection::inactive());
+        }
+        Ok(Introspection {
+            active: true,
+            claims: Some(IntrospectionClaims {
+                scope: claims.scope,
+                client_id: claims.client_id,
+                token_type: "Bearer".into(),
+                exp: claims.exp,
+                iat: claims.iat,
+                nbf: claims.nbf,
+                sub: claims.sub,
+                aud: claims.aud,
+                iss: claims.iss,
+                jti: claims.jti,
+                tenant_id: claims.tenant_id,
+                did: claims.did,
+            }),
+        })
+    }
+
+    /// Token revocation (RFC 7009) by the client the token was issued to.
+    /// Unknown, invalid or foreign tokens are not an error (nothing happens).
+    pub async fn revoke(&self, caller: &ClientCredentials, token: &str, request: &RequestMeta) -> Result<()> {
+        let (client, _) = self.authenticate_client(caller, request).await?;
+        let ring = self.ring();
+        let v = Validation {
+            issuer: self.inner.config.issuer.clone(),
+            audience: None,
+            leeway: Duration::from_secs(365 * 24 * 3600),
+            now: self.now(),
+            required_typ: Some(ACCESS_TOKEN_TYP.to_owned()),
+        };
+        let Ok((_, claims)) = verify_jwt::<AccessTokenClaims>(token, &ring.verify, &v) else {
+            return Ok(());
+        };
+        if claims.client_id != client.agent_id.as_str() {
+            return Ok(());
+        }
+        let now = self.now();
+        let until = crate::Timestamp::from_unix_secs(claims.exp).add(self.inner.config.leeway);
+        if until <= now {
+            return Ok(());
+        }
+        self.inner.store.put_marker(NS_REVOKED, &claims.jti, until, now).await?;
+        let mut ev = self.event(
+            Some(&client.tenant_id),
+            &format!("agent:{}", client.agent_id),
+            "token.revoked",
+            Some(&claims.jti),
+            Outcome::Success,
+            request,
+        );
+        ev.details.insert("exp".into(), claims.exp.to_string());
+        self.audit(ev).await?;
+        Ok(())
+    }
+
+    /// Whether a token id was revoked (for resource servers that verify
+    /// offline and check revocation separately).
+    pub async fn is_revoked(&self, jti: &str) -> Result<bool> {
+        self.inner.store.has_marker(NS_REVOKED, jti, self.now()).await
+    }
+
+    /// The algorithms tokens can be signed with.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.inner.config.algorithms
+    }
+}
+
+fn granted_scope(agent: &Agent, requested: Option<&str>) -> Result<Option<String>> {
+    let Some(req) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(if agent.allowed_scopes.is_empty() {
+            None
+        } else {
+            Some(agent.allowed_scopes.join(" "))
+        });
+    };
+    let mut granted: Vec<&str> = Vec::new();
+    for s in req.split(' ').filter(|s| !s.is_empty()) {
+        if !s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
+            return Err(Error::invalid("scope", "scope tokens are printable ASCII without \" or \\"));
+        }
+        if !agent.allowed_scopes.iter().any(|a| a == s) {
+            return Err(Error::InvalidScope {
+                message: format!("`{s}` is not allowed for this client"),
+            });
+        }
+        if !granted.contains(&s) {
+            granted.push(s);
+        }
+    }
+    Ok(Some(granted.join(" ")))
+}
+
+enum Failure {
+    Auth {
+        claimed: String,
+        tenant: Option<crate::TenantId>,
+        reason: &'static str,
+    },
+    Backend(Error),
+}
+
+impl Failure {
+    fn auth(claimed: &str, tenant: Option<crate::TenantId>, reason: &'static str) -> Self {
+        Failure::Auth {
+            claimed: claimed.to_owned(),
+            tenant,
+            reason,
+        }
+    }
+
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Backend(e) => e,
+            Failure::Auth { .. } => Error::Unauthenticated,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Backend(e)
+    }
+}
