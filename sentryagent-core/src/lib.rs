@@ -12,6 +12,8 @@ pub mod conformance;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, LimitKind, Result};
+pub use memory::MemoryRateLimiter;
+pub use ratelimit::{Decision, Quota, RateLimiter};
 
 /// Placeholder until the agent module lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

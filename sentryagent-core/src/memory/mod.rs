@@ -1,1 +1,5 @@
 //! In-memory backends.
+
+mod limiter;
+
+pub use limiter::MemoryRateLimiter;
