@@ -71,7 +71,8 @@ pub(crate) async fn refresh(
         if !due {
             continue;
         }
-        let key = SigningKey::generate(*alg, new_kid(*alg, now));
+        let key = SigningKey::generate(*alg, new_kid(*alg, now))
+            .map_err(|e| Error::internal("generate signing key", e))?;
         let record = SigningKeyRecord {
             kid: key.kid().to_owned(),
             alg: *alg,

@@ -40,6 +40,7 @@ pub use idp::{
     IdpBuilder, IdpConfig, LimitUsage, NewAgent, RegisteredAgent, SECRET_HASH_KEY_SETTING,
     UsageSummary,
 };
+pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 pub use page::{Page, PageRequest};
 pub use ratelimit::{Decision, Quota, RateLimiter};
 pub use store::AgentStore;

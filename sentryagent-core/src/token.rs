@@ -16,33 +16,7 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "cnf", "act", "may_act", "auth_time", "acr", "amr",
 ];
 
-/// One audience or several (`aud` is a string when there is one).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Audience {
-    /// A single audience.
-    One(String),
-    /// Several.
-    Many(Vec<String>),
-}
-
-impl Audience {
-    /// Whether `aud` is among them.
-    pub fn contains(&self, aud: &str) -> bool {
-        match self {
-            Audience::One(a) => a == aud,
-            Audience::Many(v) => v.iter().any(|a| a == aud),
-        }
-    }
-
-    /// All of them.
-    pub fn as_slice(&self) -> &[String] {
-        match self {
-            Audience::One(a) => std::slice::from_ref(a),
-            Audience::Many(v) => v,
-        }
-    }
-}
+pub use crate::jose::Audience;
 
 /// The claims of an access token issued here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@
 //! failure, like any test.
 
 pub mod agent_store;
+pub mod rate_limiter;
 pub mod usage_meter;
 
 use crate::credentials::ClientSecret;

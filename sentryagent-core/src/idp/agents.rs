@@ -214,7 +214,8 @@ impl Idp {
                 (did_key_from_ed25519(&pk), None)
             }
             (None, None) => {
-                let key = SigningKey::generate(Algorithm::EdDSA, String::new());
+                let key = SigningKey::generate(Algorithm::EdDSA, String::new())
+                    .map_err(|e| Error::internal("generate agent key", e))?;
                 let secret = key.secret_bytes();
                 let pk = key.verifying_key().to_jwk().ed25519_public_key().map_err(|e| Error::Internal {
                     message: format!("generated key: {e}"),

@@ -2,8 +2,10 @@
 //! [`Idp::builder`](crate::Idp::builder), and the reference the conformance
 //! suites are written against. Nothing survives the process.
 
+mod limiter;
 mod meter;
 mod store;
 
+pub use limiter::MemoryRateLimiter;
 pub use meter::MemoryUsageMeter;
 pub use store::MemoryStore;
