@@ -77,7 +77,10 @@ impl LifecycleState {
 
     /// Whether an agent in this state may receive tokens.
     pub fn bears_tokens(self) -> bool {
-        matches!(self, LifecycleState::Deployed | LifecycleState::Listed | LifecycleState::Active)
+        matches!(
+            self,
+            LifecycleState::Deployed | LifecycleState::Listed | LifecycleState::Active
+        )
     }
 
     /// Whether a public agent in this state appears in the marketplace.
@@ -98,7 +101,12 @@ impl FromStr for LifecycleState {
         LifecycleState::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
-            .ok_or_else(|| Error::invalid("state", "expected draft, deployed, listed, active, paused or retired"))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "state",
+                    "expected draft, deployed, listed, active, paused or retired",
+                )
+            })
     }
 }
 
@@ -190,32 +198,34 @@ impl MarketplaceQuery {
         if !agent.is_in_marketplace() {
             return false;
         }
-        if let Some(c) = &self.capability {
-            if !agent.capabilities.iter().any(|x| x == c) {
-                return false;
-            }
+        if let Some(c) = &self.capability
+            && !agent.capabilities.iter().any(|x| x == c)
+        {
+            return false;
         }
-        if let Some(t) = &self.tag {
-            if !agent.tags.iter().any(|x| x == t) {
-                return false;
-            }
+        if let Some(t) = &self.tag
+            && !agent.tags.iter().any(|x| x == t)
+        {
+            return false;
         }
-        if let Some(c) = &self.category {
-            if agent.category.as_ref() != Some(c) {
-                return false;
-            }
+        if let Some(c) = &self.category
+            && agent.category.as_ref() != Some(c)
+        {
+            return false;
         }
-        if let Some(p) = &self.publisher {
-            if &agent.tenant_id != p {
-                return false;
-            }
+        if let Some(p) = &self.publisher
+            && &agent.tenant_id != p
+        {
+            return false;
         }
         let terms = self.terms();
         if terms.is_empty() {
             return true;
         }
         let words = agent_search_terms(agent);
-        terms.iter().all(|t| words.iter().any(|w| w.starts_with(t.as_str())))
+        terms
+            .iter()
+            .all(|t| words.iter().any(|w| w.starts_with(t.as_str())))
     }
 }
 
@@ -253,7 +263,10 @@ mod tests {
             assert!(!s.can_transition_to(s), "{s} -> {s} is not a transition");
             assert_eq!(s.as_str().parse::<LifecycleState>().unwrap(), s);
         }
-        let bearing: Vec<_> = LifecycleState::ALL.into_iter().filter(|s| s.bears_tokens()).collect();
+        let bearing: Vec<_> = LifecycleState::ALL
+            .into_iter()
+            .filter(|s| s.bears_tokens())
+            .collect();
         assert_eq!(bearing, vec![Deployed, Listed, Active]);
     }
 }

@@ -192,10 +192,12 @@ pub fn verify_chain<'a>(
         }
         prev = Some(e.head());
     }
-    if let Some(h) = expected_head {
-        if prev.as_ref() != Some(h) {
-            return Err(ChainError::HeadMismatch { expected_seq: h.seq });
-        }
+    if let Some(h) = expected_head
+        && prev.as_ref() != Some(h)
+    {
+        return Err(ChainError::HeadMismatch {
+            expected_seq: h.seq,
+        });
     }
     Ok(prev)
 }
@@ -286,16 +288,28 @@ mod tests {
 
         let mut c = chain(5);
         c.remove(1);
-        assert_eq!(verify_chain(&c, None), Err(ChainError::Gap { expected: 2, found: 3 }));
+        assert_eq!(
+            verify_chain(&c, None),
+            Err(ChainError::Gap {
+                expected: 2,
+                found: 3
+            })
+        );
 
         let c = chain(5);
         let head = c[4].head();
-        assert!(matches!(verify_chain(&c[..4], Some(&head)), Err(ChainError::HeadMismatch { .. })));
+        assert!(matches!(
+            verify_chain(&c[..4], Some(&head)),
+            Err(ChainError::HeadMismatch { .. })
+        ));
 
         // Rewriting an event and re-hashing it breaks the next link.
         let mut c = chain(5);
         c[1].event.actor = "mallory".into();
         c[1].hash = event_hash(c[1].seq, &c[1].prev_hash, &c[1].event);
-        assert_eq!(verify_chain(&c, None), Err(ChainError::BrokenLink { seq: 3 }));
+        assert_eq!(
+            verify_chain(&c, None),
+            Err(ChainError::BrokenLink { seq: 3 })
+        );
     }
 }

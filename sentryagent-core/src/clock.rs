@@ -40,13 +40,19 @@ impl Timestamp {
     }
 
     /// This time plus a duration (saturating).
-    pub fn add(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+    pub fn plus(self, d: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// This time minus a duration (saturating).
-    pub fn sub(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+    pub fn minus(self, d: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// The duration from `earlier` to `self`, zero if `earlier` is later.
@@ -188,7 +194,10 @@ mod tests {
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
-        assert_eq!(serde_json::from_str::<Timestamp>("1763700000000000").unwrap(), t);
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("1763700000000000").unwrap(),
+            t
+        );
     }
 
     #[test]
@@ -197,6 +206,9 @@ mod tests {
         let c2 = c.clone();
         c.advance(Duration::from_millis(1500));
         assert_eq!(c2.now().unix_micros(), 11_500_000);
-        assert_eq!(c.now().since(Timestamp::from_unix_secs(10)), Duration::from_millis(1500));
+        assert_eq!(
+            c.now().since(Timestamp::from_unix_secs(10)),
+            Duration::from_millis(1500)
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The one error type of the core traits and of [`Idp`](crate::Idp) operations.
+//! The one error type of the core traits and of [`Idp`](crate::idp::Idp) operations.
 //!
 //! Variants are *meanings*, not causes: a backend maps its own failure onto the
 //! meaning and keeps the cause as `source`. Authentication failures are one
@@ -171,10 +171,7 @@ impl Error {
     }
 
     /// `Unavailable` shorthand with a cause.
-    pub fn unavailable(
-        message: impl Into<String>,
-        source: impl Into<BoxError>,
-    ) -> Self {
+    pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Unavailable {
             message: message.into(),
             source: Some(source.into()),

@@ -66,7 +66,7 @@ pub(crate) async fn refresh(
             .cloned();
         let due = match &current {
             None => true,
-            Some(c) => force_rotate || c.created_at.add(rotation_period) <= now,
+            Some(c) => force_rotate || c.created_at.plus(rotation_period) <= now,
         };
         if !due {
             continue;
@@ -83,9 +83,12 @@ pub(crate) async fn refresh(
             expire_at: None,
         };
         store.put_signing_key(&record).await?;
-        for old in records.iter_mut().filter(|r| r.alg == *alg && r.retire_at.is_none()) {
+        for old in records
+            .iter_mut()
+            .filter(|r| r.alg == *alg && r.retire_at.is_none())
+        {
             old.retire_at = Some(now);
-            old.expire_at = Some(now.add(retention));
+            old.expire_at = Some(now.plus(retention));
             store.update_signing_key(old).await?;
         }
         records.push(record);
@@ -101,7 +104,10 @@ pub(crate) async fn refresh(
         }
         if r.sealed {
             return Err(Error::Internal {
-                message: format!("signing key {} is sealed and no key-encryption key is configured", r.kid),
+                message: format!(
+                    "signing key {} is sealed and no key-encryption key is configured",
+                    r.kid
+                ),
                 source: None,
             });
         }

@@ -9,8 +9,8 @@ pub mod credentials;
 pub mod did;
 pub mod error;
 pub mod health;
-mod ids;
 mod idp;
+mod ids;
 pub mod jose;
 mod keys;
 pub mod memory;
@@ -34,12 +34,12 @@ pub use billing::{BillingProvider, NoBilling};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credentials::AdminScope;
 pub use error::{Error, LimitKind, Result};
-pub use ids::{AdminKeyId, AgentId, SecretId, TenantId};
 pub use idp::{
     AgentPatch, AgentUsageRow, BillingOutcome, Caller, DailyCount, Ed25519PrivateJwk, Idp,
     IdpBuilder, IdpConfig, LimitUsage, NewAgent, RegisteredAgent, SECRET_HASH_KEY_SETTING,
     UsageSummary,
 };
+pub use ids::{AdminKeyId, AgentId, SecretId, TenantId};
 pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 pub use page::{Page, PageRequest};
 pub use ratelimit::{Decision, Quota, RateLimiter};

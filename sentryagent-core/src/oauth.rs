@@ -49,9 +49,11 @@ impl From<&Error> for OAuthError {
             ),
             Error::RateLimited { .. } => OAuthError::new("slow_down", 429, e.to_string()),
             Error::QuotaExceeded { .. } => OAuthError::new("quota_exceeded", 402, e.to_string()),
-            Error::Unavailable { .. } => {
-                OAuthError::new("temporarily_unavailable", 503, "the service is temporarily unavailable")
-            }
+            Error::Unavailable { .. } => OAuthError::new(
+                "temporarily_unavailable",
+                503,
+                "the service is temporarily unavailable",
+            ),
             Error::NotFound { .. } | Error::AlreadyExists { .. } | Error::Conflict { .. } => {
                 OAuthError::new("invalid_request", 400, e.to_string())
             }

@@ -46,6 +46,8 @@ impl PageRequest {
 
     /// The page size to use.
     pub fn size(&self) -> usize {
-        self.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE)
+        self.limit
+            .unwrap_or(DEFAULT_PAGE_SIZE)
+            .clamp(1, MAX_PAGE_SIZE)
     }
 }

@@ -57,7 +57,9 @@ impl Serialize for SecretHash {
 impl<'de> Deserialize<'de> for SecretHash {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        let v = URL_SAFE_NO_PAD.decode(s.as_bytes()).map_err(serde::de::Error::custom)?;
+        let v = URL_SAFE_NO_PAD
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)?;
         let arr: [u8; 32] = v
             .try_into()
             .map_err(|_| serde::de::Error::custom("secret hash must be 32 bytes"))?;

@@ -22,10 +22,11 @@ pub struct SigningKeyRecord {
     pub kid: String,
     /// Algorithm.
     pub alg: Algorithm,
-    /// The private key: sealed with the host's key-encryption key when one is
-    /// configured (see [`crate::keys`]), otherwise the raw 32 bytes.
+    /// The private key (32 bytes), raw unless `sealed`. Protecting the store
+    /// at rest is the host's responsibility (see the `Idp` docs on keys).
     pub secret: Vec<u8>,
-    /// Whether `secret` is sealed.
+    /// Whether `secret` is encrypted under a key-encryption key. This
+    /// version writes only unsealed keys and refuses to load sealed ones.
     pub sealed: bool,
     /// Creation time; the newest key of an algorithm signs.
     pub created_at: Timestamp,

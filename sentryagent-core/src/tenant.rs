@@ -127,15 +127,25 @@ pub fn slugify(name: &str) -> String {
             break;
         }
     }
-    if out.is_empty() { "tenant".to_owned() } else { out }
+    if out.is_empty() {
+        "tenant".to_owned()
+    } else {
+        out
+    }
 }
 
 pub(crate) fn validate_slug(slug: &str) -> Result<()> {
     let ok = (1..=48).contains(&slug.len())
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-');
-    if ok { Ok(()) } else { Err(Error::invalid("slug", "1 to 48 of a-z 0-9 and inner '-'")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("slug", "1 to 48 of a-z 0-9 and inner '-'"))
+    }
 }
 
 pub(crate) fn validate_url(field: &'static str, url: &str) -> Result<()> {
@@ -143,7 +153,14 @@ pub(crate) fn validate_url(field: &'static str, url: &str) -> Result<()> {
         && (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() > 8
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(()) } else { Err(Error::invalid(field, "must be an http(s) URL of at most 2048 characters")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            "must be an http(s) URL of at most 2048 characters",
+        ))
+    }
 }
 
 #[cfg(test)]

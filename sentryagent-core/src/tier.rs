@@ -129,7 +129,10 @@ impl TierTable {
     pub fn validate(&self) -> Result<()> {
         for t in Tier::ALL {
             if self.limits(t).requests_per_minute == 0 {
-                return Err(Error::invalid("tier_table", format!("{t}: requests_per_minute must be at least 1")));
+                return Err(Error::invalid(
+                    "tier_table",
+                    format!("{t}: requests_per_minute must be at least 1"),
+                ));
             }
         }
         Ok(())

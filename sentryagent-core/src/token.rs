@@ -7,13 +7,29 @@ use crate::{AgentId, TenantId};
 /// `typ` header of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// The client-assertion type of `private_key_jwt` (RFC 7523).
-pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// The only grant type of the token endpoint.
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// Claim names a custom claim may not use.
 pub const RESERVED_CLAIMS: &[&str] = &[
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "tenant_id", "did",
-    "cnf", "act", "may_act", "auth_time", "acr", "amr",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "tenant_id",
+    "did",
+    "cnf",
+    "act",
+    "may_act",
+    "auth_time",
+    "acr",
+    "amr",
 ];
 
 pub use crate::jose::Audience;

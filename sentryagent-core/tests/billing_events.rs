@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use sentryagent_core::billing::{BillingEvent, BillingEventKind};
 use sentryagent_core::tenant::SubscriptionStatus;
-use sentryagent_core::{BillingOutcome, Caller, Error, Idp, ManualClock, NewTenant, TenantId, Tier, Timestamp};
+use sentryagent_core::{
+    BillingOutcome, Caller, Error, Idp, ManualClock, NewTenant, TenantId, Tier, Timestamp,
+};
 
 fn ev(id: &str, tenant: &TenantId, created: i64, kind: BillingEventKind) -> BillingEvent {
     BillingEvent {
@@ -20,26 +22,70 @@ fn ev(id: &str, tenant: &TenantId, created: i64, kind: BillingEventKind) -> Bill
 #[tokio::test]
 async fn events_apply_once_in_order() {
     let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
-    let idp = Idp::builder("https://idp.example").clock(Arc::new(clock)).build().await.unwrap();
+    let idp = Idp::builder("https://idp.example")
+        .clock(Arc::new(clock))
+        .build()
+        .await
+        .unwrap();
     let sys = Caller::system();
-    let t = idp.create_tenant(&sys, NewTenant { name: "Acme".into(), ..Default::default() }).await.unwrap();
+    let t = idp
+        .create_tenant(
+            &sys,
+            NewTenant {
+                name: "Acme".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let meta = Default::default();
 
-    let done = ev("evt_1", &t.id, 100, BillingEventKind::CheckoutCompleted { tier: Tier::Pro });
-    assert_eq!(idp.apply_billing_event(&done, &meta).await.unwrap(), BillingOutcome::Applied);
+    let done = ev(
+        "evt_1",
+        &t.id,
+        100,
+        BillingEventKind::CheckoutCompleted { tier: Tier::Pro },
+    );
+    assert_eq!(
+        idp.apply_billing_event(&done, &meta).await.unwrap(),
+        BillingOutcome::Applied
+    );
     let now = idp.get_tenant(&sys, &t.id).await.unwrap();
     assert_eq!(now.tier, Tier::Pro);
     assert_eq!(now.billing.customer_id.as_deref(), Some("cus_1"));
-    assert_eq!(now.billing.subscription_status, Some(SubscriptionStatus::Active));
+    assert_eq!(
+        now.billing.subscription_status,
+        Some(SubscriptionStatus::Active)
+    );
 
     // Redelivery changes nothing.
-    assert_eq!(idp.apply_billing_event(&done, &meta).await.unwrap(), BillingOutcome::Duplicate);
-    assert_eq!(idp.get_tenant(&sys, &t.id).await.unwrap().revision, now.revision);
+    assert_eq!(
+        idp.apply_billing_event(&done, &meta).await.unwrap(),
+        BillingOutcome::Duplicate
+    );
+    assert_eq!(
+        idp.get_tenant(&sys, &t.id).await.unwrap().revision,
+        now.revision
+    );
 
     let renew = Timestamp::from_unix_secs(1_766_000_000);
-    let paid = ev("evt_2", &t.id, 200, BillingEventKind::PaymentSucceeded { current_period_end: Some(renew) });
+    let paid = ev(
+        "evt_2",
+        &t.id,
+        200,
+        BillingEventKind::PaymentSucceeded {
+            current_period_end: Some(renew),
+        },
+    );
     idp.apply_billing_event(&paid, &meta).await.unwrap();
-    assert_eq!(idp.get_tenant(&sys, &t.id).await.unwrap().billing.current_period_end, Some(renew));
+    assert_eq!(
+        idp.get_tenant(&sys, &t.id)
+            .await
+            .unwrap()
+            .billing
+            .current_period_end,
+        Some(renew)
+    );
 
     let deleted = ev("evt_4", &t.id, 400, BillingEventKind::SubscriptionDeleted);
     idp.apply_billing_event(&deleted, &meta).await.unwrap();
@@ -50,18 +96,42 @@ async fn events_apply_once_in_order() {
         "evt_3",
         &t.id,
         300,
-        BillingEventKind::SubscriptionUpdated { status: SubscriptionStatus::Active, tier: Some(Tier::Enterprise), current_period_end: None },
+        BillingEventKind::SubscriptionUpdated {
+            status: SubscriptionStatus::Active,
+            tier: Some(Tier::Enterprise),
+            current_period_end: None,
+        },
     );
-    assert_eq!(idp.apply_billing_event(&late, &meta).await.unwrap(), BillingOutcome::Stale);
+    assert_eq!(
+        idp.apply_billing_event(&late, &meta).await.unwrap(),
+        BillingOutcome::Stale
+    );
     let after = idp.get_tenant(&sys, &t.id).await.unwrap();
     assert_eq!(after.tier, Tier::Free);
-    assert_eq!(after.billing.subscription_status, Some(SubscriptionStatus::Canceled));
+    assert_eq!(
+        after.billing.subscription_status,
+        Some(SubscriptionStatus::Canceled)
+    );
 
     // Unknown tenants are recorded and acknowledged.
-    let ghost = ev("evt_9", &TenantId::generate(), 500, BillingEventKind::PaymentFailed);
-    assert_eq!(idp.apply_billing_event(&ghost, &meta).await.unwrap(), BillingOutcome::UnknownTenant);
+    let ghost = ev(
+        "evt_9",
+        &TenantId::generate(),
+        500,
+        BillingEventKind::PaymentFailed,
+    );
+    assert_eq!(
+        idp.apply_billing_event(&ghost, &meta).await.unwrap(),
+        BillingOutcome::UnknownTenant
+    );
 
     // Billing is off by default, and says so.
-    assert!(matches!(idp.start_checkout(&sys, &t.id, Tier::Pro).await, Err(Error::NotConfigured { .. })));
-    assert!(matches!(idp.handle_billing_webhook("t=1,v1=00", b"{}", &meta).await, Err(Error::NotConfigured { .. })));
+    assert!(matches!(
+        idp.start_checkout(&sys, &t.id, Tier::Pro).await,
+        Err(Error::NotConfigured { .. })
+    ));
+    assert!(matches!(
+        idp.handle_billing_webhook("t=1,v1=00", b"{}", &meta).await,
+        Err(Error::NotConfigured { .. })
+    ));
 }

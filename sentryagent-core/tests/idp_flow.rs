@@ -8,8 +8,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sentryagent_core::audit::{AuditQuery, Outcome};
-use sentryagent_core::jose::{Algorithm, SigningKey, Jwk, KeySet, JwkSet};
 use sentryagent_core::jose::jwt::{Validation, verify_jwt};
+use sentryagent_core::jose::{Algorithm, Jwk, JwkSet, KeySet, SigningKey};
 use sentryagent_core::token::{AccessTokenClaims, JWT_BEARER_ASSERTION_TYPE};
 use sentryagent_core::{
     AdminScope, Caller, ClientCredentials, Error, Idp, LifecycleState, LimitKind, ManualClock,
@@ -20,7 +20,12 @@ use sentryagent_core::{
 const ISSUER: &str = "https://idp.example";
 
 async fn idp_with(clock: &ManualClock, f: impl FnOnce(&mut sentryagent_core::IdpConfig)) -> Idp {
-    Idp::builder(ISSUER).clock(Arc::new(clock.clone())).configure(f).build().await.unwrap()
+    Idp::builder(ISSUER)
+        .clock(Arc::new(clock.clone()))
+        .configure(f)
+        .build()
+        .await
+        .unwrap()
 }
 
 fn clock() -> ManualClock {
@@ -77,20 +82,32 @@ fn with_secret(a: &RegisteredAgent, secret: &str) -> TokenRequest {
 }
 
 async fn issue(idp: &Idp, req: &TokenRequest) -> sentryagent_core::Result<String> {
-    idp.issue_token(req, &Default::default()).await.map(|t| t.access_token)
+    idp.issue_token(req, &Default::default())
+        .await
+        .map(|t| t.access_token)
 }
 
 fn agent_key(a: &RegisteredAgent) -> SigningKey {
-    let d = URL_SAFE_NO_PAD.decode(&a.private_jwk.as_ref().unwrap().d).unwrap();
+    let d = URL_SAFE_NO_PAD
+        .decode(&a.private_jwk.as_ref().unwrap().d)
+        .unwrap();
     SigningKey::from_secret_bytes(Algorithm::EdDSA, a.agent.did.clone(), &d).unwrap()
 }
 
-fn assertion(key: &SigningKey, sub: &str, aud: &str, now: Timestamp, exp_in: i64, jti: &str) -> String {
+fn assertion(
+    key: &SigningKey,
+    sub: &str,
+    aud: &str,
+    now: Timestamp,
+    exp_in: i64,
+    jti: &str,
+) -> String {
     let claims = serde_json::json!({
         "iss": sub, "sub": sub, "aud": aud, "jti": jti,
         "iat": now.unix_secs(), "exp": now.unix_secs() + exp_in,
     });
     key.sign_compact(None, &serde_json::to_vec(&claims).unwrap())
+        .unwrap()
 }
 
 fn jwt_request(a: &RegisteredAgent, assertion: String) -> TokenRequest {
@@ -112,7 +129,10 @@ async fn token_round_trip_verifies_from_the_jwks_alone() {
     let idp = idp_with(&c, |_| {}).await;
     let t = tenant(&idp, Tier::Pro).await;
     let a = agent(&idp, &t, "bot").await;
-    let resp = idp.issue_token(&secret_request(&a, Some("read")), &Default::default()).await.unwrap();
+    let resp = idp
+        .issue_token(&secret_request(&a, Some("read")), &Default::default())
+        .await
+        .unwrap();
     assert_eq!(resp.token_type, "Bearer");
     assert_eq!(resp.expires_in, 900);
     assert_eq!(resp.scope.as_deref(), Some("read"));
@@ -127,7 +147,8 @@ async fn token_round_trip_verifies_from_the_jwks_alone() {
         now: c.now_for_test(),
         required_typ: Some("at+jwt".into()),
     };
-    let (header, claims) = verify_jwt::<AccessTokenClaims>(&resp.access_token, &keys, &v).unwrap();
+    let (header, claims) =
+        verify_jwt::<AccessTokenClaims, _>(&resp.access_token, &keys, &v).unwrap();
     assert_eq!(header.alg, Algorithm::EdDSA);
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
     assert_eq!(claims.sub, a.agent.id.as_str());
@@ -140,7 +161,10 @@ async fn token_round_trip_verifies_from_the_jwks_alone() {
 
     // Expiry is enforced (with the default 30 s leeway).
     c.advance(Duration::from_secs(900 + 31));
-    assert!(matches!(idp.verify_access_token(&resp.access_token, None), Err(Error::InvalidToken { .. })));
+    assert!(matches!(
+        idp.verify_access_token(&resp.access_token, None),
+        Err(Error::InvalidToken { .. })
+    ));
 }
 
 trait NowForTest {
@@ -172,9 +196,19 @@ async fn every_client_authentication_failure_is_the_same_error_and_is_audited() 
     for r in [&unknown, &wrong, &empty] {
         errors.push(issue(&idp, r).await.unwrap_err().to_string());
     }
-    idp.revoke_client_secrets(&Caller::system(), &a.agent.id).await.unwrap();
-    errors.push(issue(&idp, &secret_request(&a, None)).await.unwrap_err().to_string());
-    assert!(errors.iter().all(|e| e == "authentication failed"), "{errors:?}");
+    idp.revoke_client_secrets(&Caller::system(), &a.agent.id)
+        .await
+        .unwrap();
+    errors.push(
+        issue(&idp, &secret_request(&a, None))
+            .await
+            .unwrap_err()
+            .to_string(),
+    );
+    assert!(
+        errors.iter().all(|e| e == "authentication failed"),
+        "{errors:?}"
+    );
 
     let failures = idp
         .query_audit(
@@ -187,33 +221,82 @@ async fn every_client_authentication_failure_is_the_same_error_and_is_audited() 
         )
         .await
         .unwrap();
-    assert_eq!(failures.items.len(), 3, "wrong, empty and revoked secret are audited in the tenant");
-    assert!(failures.items.iter().all(|e| e.event.outcome == Outcome::Failure));
-    let secret_leaked = serde_json::to_string(&failures.items).unwrap().contains(&a.client_secret);
+    assert_eq!(
+        failures.items.len(),
+        3,
+        "wrong, empty and revoked secret are audited in the tenant"
+    );
+    assert!(
+        failures
+            .items
+            .iter()
+            .all(|e| e.event.outcome == Outcome::Failure)
+    );
+    let secret_leaked = serde_json::to_string(&failures.items)
+        .unwrap()
+        .contains(&a.client_secret);
     assert!(!secret_leaked, "an audit event never holds a secret");
     let system = idp
-        .query_audit(&Caller::system(), &AuditQuery { tenant_id: None, ..Default::default() })
+        .query_audit(
+            &Caller::system(),
+            &AuditQuery {
+                tenant_id: None,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert!(system.items.iter().any(|e| e.event.actor == "client:agt_doesnotexist"), "unknown client in the system chain");
+    assert!(
+        system
+            .items
+            .iter()
+            .any(|e| e.event.actor == "client:agt_doesnotexist"),
+        "unknown client in the system chain"
+    );
 }
 
 #[tokio::test]
 async fn rotation_keeps_the_old_secret_for_the_grace_period_and_revocation_is_immediate() {
     let c = clock();
-    let idp = idp_with(&c, |cfg| cfg.secret_grace_period = Duration::from_secs(3600)).await;
+    let idp = idp_with(&c, |cfg| {
+        cfg.secret_grace_period = Duration::from_secs(3600)
+    })
+    .await;
     let t = tenant(&idp, Tier::Pro).await;
     let a = agent(&idp, &t, "bot").await;
-    let (new_secret, until) = idp.rotate_client_secret(&Caller::system(), &a.agent.id).await.unwrap();
+    let (new_secret, until) = idp
+        .rotate_client_secret(&Caller::system(), &a.agent.id)
+        .await
+        .unwrap();
     assert_ne!(new_secret, a.client_secret);
-    assert_eq!(until, c.now_for_test().add(Duration::from_secs(3600)));
-    issue(&idp, &secret_request(&a, None)).await.expect("old secret within grace");
-    issue(&idp, &with_secret(&a, &new_secret)).await.expect("new secret");
+    assert_eq!(until, c.now_for_test().plus(Duration::from_secs(3600)));
+    issue(&idp, &secret_request(&a, None))
+        .await
+        .expect("old secret within grace");
+    issue(&idp, &with_secret(&a, &new_secret))
+        .await
+        .expect("new secret");
     c.advance(Duration::from_secs(3600));
-    assert!(matches!(issue(&idp, &secret_request(&a, None)).await, Err(Error::Unauthenticated)), "old secret after grace");
-    issue(&idp, &with_secret(&a, &new_secret)).await.expect("new secret still works");
-    idp.revoke_client_secrets(&Caller::system(), &a.agent.id).await.unwrap();
-    assert!(matches!(issue(&idp, &with_secret(&a, &new_secret)).await, Err(Error::Unauthenticated)), "revoked at once");
+    assert!(
+        matches!(
+            issue(&idp, &secret_request(&a, None)).await,
+            Err(Error::Unauthenticated)
+        ),
+        "old secret after grace"
+    );
+    issue(&idp, &with_secret(&a, &new_secret))
+        .await
+        .expect("new secret still works");
+    idp.revoke_client_secrets(&Caller::system(), &a.agent.id)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            issue(&idp, &with_secret(&a, &new_secret)).await,
+            Err(Error::Unauthenticated)
+        ),
+        "revoked at once"
+    );
 }
 
 #[tokio::test]
@@ -231,15 +314,39 @@ async fn private_key_jwt_accepts_issuer_or_token_endpoint_and_refuses_replays() 
     let token = issue(&idp, &jwt_request(&a, first.clone())).await.unwrap();
     assert_eq!(idp.verify_access_token(&token, None).unwrap().sub, sub);
     // The same jti again is a replay.
-    assert!(matches!(issue(&idp, &jwt_request(&a, first)).await, Err(Error::Unauthenticated)));
+    assert!(matches!(
+        issue(&idp, &jwt_request(&a, first)).await,
+        Err(Error::Unauthenticated)
+    ));
     // The issuer as audience also works.
-    issue(&idp, &jwt_request(&a, assertion(&key, sub, ISSUER, now, 60, "j2"))).await.unwrap();
+    issue(
+        &idp,
+        &jwt_request(&a, assertion(&key, sub, ISSUER, now, 60, "j2")),
+    )
+    .await
+    .unwrap();
 
     let refused = [
-        ("other audience", assertion(&key, sub, "https://elsewhere.example", now, 60, "j3")),
-        ("too long-lived", assertion(&key, sub, ISSUER, now, 3600, "j4")),
+        (
+            "other audience",
+            assertion(&key, sub, "https://elsewhere.example", now, 60, "j3"),
+        ),
+        (
+            "too long-lived",
+            assertion(&key, sub, ISSUER, now, 3600, "j4"),
+        ),
         ("expired", assertion(&key, sub, ISSUER, now, -120, "j5")),
-        ("another key", assertion(&SigningKey::generate(Algorithm::EdDSA, "x"), sub, ISSUER, now, 60, "j6")),
+        (
+            "another key",
+            assertion(
+                &SigningKey::generate(Algorithm::EdDSA, "x").unwrap(),
+                sub,
+                ISSUER,
+                now,
+                60,
+                "j6",
+            ),
+        ),
         ("garbage", "not.a.jwt".to_owned()),
     ];
     for (why, a_jwt) in refused {
@@ -247,8 +354,19 @@ async fn private_key_jwt_accepts_issuer_or_token_endpoint_and_refuses_replays() 
         assert!(matches!(r, Err(Error::Unauthenticated)), "{why}: {r:?}");
     }
     // No exp at all.
-    let no_exp = key.sign_compact(None, &serde_json::to_vec(&serde_json::json!({"iss": sub, "sub": sub, "aud": ISSUER, "jti": "j7"})).unwrap());
-    assert!(matches!(issue(&idp, &jwt_request(&a, no_exp)).await, Err(Error::Unauthenticated)));
+    let no_exp = key
+        .sign_compact(
+            None,
+            &serde_json::to_vec(
+                &serde_json::json!({"iss": sub, "sub": sub, "aud": ISSUER, "jti": "j7"}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert!(matches!(
+        issue(&idp, &jwt_request(&a, no_exp)).await,
+        Err(Error::Unauthenticated)
+    ));
     // client_id must match the assertion's subject.
     let other = agent(&idp, &t, "other").await;
     let mut req = jwt_request(&a, assertion(&key, sub, ISSUER, now, 60, "j8"));
@@ -257,10 +375,18 @@ async fn private_key_jwt_accepts_issuer_or_token_endpoint_and_refuses_replays() 
         assertion_type: JWT_BEARER_ASSERTION_TYPE.into(),
         assertion: assertion(&key, sub, ISSUER, now, 60, "j8"),
     };
-    assert!(matches!(issue(&idp, &req).await, Err(Error::Unauthenticated)));
+    assert!(matches!(
+        issue(&idp, &req).await,
+        Err(Error::Unauthenticated)
+    ));
     // A jti may be reused once the first assertion has expired.
     c.advance(Duration::from_secs(200));
-    issue(&idp, &jwt_request(&a, assertion(&key, sub, ISSUER, c.now_for_test(), 60, "j1"))).await.unwrap();
+    issue(
+        &idp,
+        &jwt_request(&a, assertion(&key, sub, ISSUER, c.now_for_test(), 60, "j1")),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -268,16 +394,35 @@ async fn an_agent_that_brings_its_key_authenticates_with_it() {
     let c = clock();
     let idp = idp_with(&c, |_| {}).await;
     let t = tenant(&idp, Tier::Pro).await;
-    let own = SigningKey::generate(Algorithm::EdDSA, "mine");
+    let own = SigningKey::generate(Algorithm::EdDSA, "mine").unwrap();
     let jwk: Jwk = own.public_jwk();
     let by_jwk = idp
-        .register_agent(&Caller::system(), &t.id, NewAgent { name: "jwk".into(), public_jwk: Some(jwk.clone()), ..Default::default() })
+        .register_agent(
+            &Caller::system(),
+            &t.id,
+            NewAgent {
+                name: "jwk".into(),
+                public_jwk: Some(jwk.clone()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert!(by_jwk.private_jwk.is_none(), "the IdP never had the private key");
+    assert!(
+        by_jwk.private_jwk.is_none(),
+        "the IdP never had the private key"
+    );
     let did = by_jwk.agent.did.clone();
     let by_did = idp
-        .register_agent(&Caller::system(), &t.id, NewAgent { name: "did".into(), did: Some(did.clone()), ..Default::default() })
+        .register_agent(
+            &Caller::system(),
+            &t.id,
+            NewAgent {
+                name: "did".into(),
+                did: Some(did.clone()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(by_did.agent.did, did);
@@ -285,9 +430,21 @@ async fn an_agent_that_brings_its_key_authenticates_with_it() {
     let a = assertion(&own, sub, ISSUER, c.now_for_test(), 60, "x1");
     issue(&idp, &jwt_request(&by_did, a)).await.unwrap();
 
-    for bad in ["did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme", "did:web:example.com", ""] {
+    for bad in [
+        "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",
+        "did:web:example.com",
+        "",
+    ] {
         let r = idp
-            .register_agent(&Caller::system(), &t.id, NewAgent { name: "bad".into(), did: Some(bad.into()), ..Default::default() })
+            .register_agent(
+                &Caller::system(),
+                &t.id,
+                NewAgent {
+                    name: "bad".into(),
+                    did: Some(bad.into()),
+                    ..Default::default()
+                },
+            )
             .await;
         assert!(matches!(r, Err(Error::Invalid { .. })), "{bad}: {r:?}");
     }
@@ -305,29 +462,72 @@ async fn issuance_refusals_are_distinct() {
     assert!(matches!(r, Err(Error::InvalidScope { .. })), "{r:?}");
     let mut req = secret_request(&a, None);
     req.resources = vec!["https://evil.example".into()];
-    assert!(matches!(issue(&idp, &req).await, Err(Error::InvalidTarget { .. })));
+    assert!(matches!(
+        issue(&idp, &req).await,
+        Err(Error::InvalidTarget { .. })
+    ));
     req.resources = vec!["https://api.example".into()];
     let tok = issue(&idp, &req).await.unwrap();
-    assert!(idp.verify_access_token(&tok, Some("https://api.example")).is_ok());
-    assert!(idp.verify_access_token(&tok, Some(ISSUER)).is_err(), "audience is what was asked");
+    assert!(
+        idp.verify_access_token(&tok, Some("https://api.example"))
+            .is_ok()
+    );
+    assert!(
+        idp.verify_access_token(&tok, Some(ISSUER)).is_err(),
+        "audience is what was asked"
+    );
     req.grant_type = "password".into();
-    assert!(matches!(issue(&idp, &req).await, Err(Error::UnsupportedGrantType)));
+    assert!(matches!(
+        issue(&idp, &req).await,
+        Err(Error::UnsupportedGrantType)
+    ));
 
-    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Paused).await.unwrap();
+    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Paused)
+        .await
+        .unwrap();
     let r = issue(&idp, &secret_request(&a, None)).await;
-    assert!(matches!(r, Err(Error::AgentNotActive { state: LifecycleState::Paused })), "{r:?}");
-    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Listed).await.unwrap();
+    assert!(
+        matches!(
+            r,
+            Err(Error::AgentNotActive {
+                state: LifecycleState::Paused
+            })
+        ),
+        "{r:?}"
+    );
+    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Listed)
+        .await
+        .unwrap();
     issue(&idp, &secret_request(&a, None)).await.unwrap();
 
-    idp.set_tenant_status(&sys, &t.id, TenantStatus::Suspended).await.unwrap();
-    assert!(matches!(issue(&idp, &secret_request(&a, None)).await, Err(Error::TenantSuspended)));
-    idp.set_tenant_status(&sys, &t.id, TenantStatus::Active).await.unwrap();
+    idp.set_tenant_status(&sys, &t.id, TenantStatus::Suspended)
+        .await
+        .unwrap();
+    assert!(matches!(
+        issue(&idp, &secret_request(&a, None)).await,
+        Err(Error::TenantSuspended)
+    ));
+    idp.set_tenant_status(&sys, &t.id, TenantStatus::Active)
+        .await
+        .unwrap();
 
-    let r = idp.transition_agent(&sys, &a.agent.id, LifecycleState::Draft).await;
-    assert!(matches!(r, Err(Error::Conflict { .. })), "listed -> draft is illegal: {r:?}");
-    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Retired).await.unwrap();
-    let r = idp.transition_agent(&sys, &a.agent.id, LifecycleState::Active).await;
-    assert!(matches!(r, Err(Error::Conflict { .. })), "retired is final: {r:?}");
+    let r = idp
+        .transition_agent(&sys, &a.agent.id, LifecycleState::Draft)
+        .await;
+    assert!(
+        matches!(r, Err(Error::Conflict { .. })),
+        "listed -> draft is illegal: {r:?}"
+    );
+    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Retired)
+        .await
+        .unwrap();
+    let r = idp
+        .transition_agent(&sys, &a.agent.id, LifecycleState::Active)
+        .await;
+    assert!(
+        matches!(r, Err(Error::Conflict { .. })),
+        "retired is final: {r:?}"
+    );
 }
 
 #[tokio::test]
@@ -336,14 +536,36 @@ async fn draft_agents_get_no_tokens() {
     let idp = idp_with(&c, |_| {}).await;
     let t = tenant(&idp, Tier::Pro).await;
     let a = idp
-        .register_agent(&Caller::system(), &t.id, NewAgent { name: "d".into(), state: Some(LifecycleState::Draft), ..Default::default() })
+        .register_agent(
+            &Caller::system(),
+            &t.id,
+            NewAgent {
+                name: "d".into(),
+                state: Some(LifecycleState::Draft),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert!(matches!(issue(&idp, &secret_request(&a, None)).await, Err(Error::AgentNotActive { .. })));
+    assert!(matches!(
+        issue(&idp, &secret_request(&a, None)).await,
+        Err(Error::AgentNotActive { .. })
+    ));
     let r = idp
-        .register_agent(&Caller::system(), &t.id, NewAgent { name: "l".into(), state: Some(LifecycleState::Listed), ..Default::default() })
+        .register_agent(
+            &Caller::system(),
+            &t.id,
+            NewAgent {
+                name: "l".into(),
+                state: Some(LifecycleState::Listed),
+                ..Default::default()
+            },
+        )
         .await;
-    assert!(matches!(r, Err(Error::Invalid { .. })), "registration starts as draft or active");
+    assert!(
+        matches!(r, Err(Error::Invalid { .. })),
+        "registration starts as draft or active"
+    );
 }
 
 #[tokio::test]
@@ -354,7 +576,9 @@ async fn the_rate_limit_refuses_with_a_retry_time() {
     let a = agent(&idp, &t, "bot").await;
     let req = secret_request(&a, None);
     for i in 0..60 {
-        issue(&idp, &req).await.unwrap_or_else(|e| panic!("request {i}: {e}"));
+        issue(&idp, &req)
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
     }
     match issue(&idp, &req).await {
         Err(Error::RateLimited { retry_after, limit }) => {
@@ -380,25 +604,59 @@ async fn tier_quotas_hold_and_say_which_limit() {
     for i in 0..3 {
         agents.push(agent(&idp, &t, &format!("a{i}")).await);
     }
-    let r = idp.register_agent(&sys, &t.id, NewAgent { name: "a3".into(), ..Default::default() }).await;
+    let r = idp
+        .register_agent(
+            &sys,
+            &t.id,
+            NewAgent {
+                name: "a3".into(),
+                ..Default::default()
+            },
+        )
+        .await;
     assert!(
         matches!(&r, Err(Error::QuotaExceeded { limit_kind: LimitKind::Agents, used: 3, limit: 3, tier }) if tier == "free"),
         "{r:?}"
     );
     for _ in 0..5 {
-        issue(&idp, &secret_request(&agents[0], None)).await.unwrap();
+        issue(&idp, &secret_request(&agents[0], None))
+            .await
+            .unwrap();
     }
     let r = issue(&idp, &secret_request(&agents[1], None)).await;
-    assert!(matches!(r, Err(Error::QuotaExceeded { limit_kind: LimitKind::TokenIssuancesPerMonth, used: 5, limit: 5, .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(Error::QuotaExceeded {
+                limit_kind: LimitKind::TokenIssuancesPerMonth,
+                used: 5,
+                limit: 5,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
     // Buffered counts reach the meter and still count.
     idp.flush_usage().await.unwrap();
-    assert!(matches!(issue(&idp, &secret_request(&agents[1], None)).await, Err(Error::QuotaExceeded { .. })));
+    assert!(matches!(
+        issue(&idp, &secret_request(&agents[1], None)).await,
+        Err(Error::QuotaExceeded { .. })
+    ));
 
     for _ in 0..3 {
         idp.admit_api_call(&t.id).await.unwrap();
     }
     let r = idp.admit_api_call(&t.id).await;
-    assert!(matches!(r, Err(Error::QuotaExceeded { limit_kind: LimitKind::ApiCallsPerDay, .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(Error::QuotaExceeded {
+                limit_kind: LimitKind::ApiCallsPerDay,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 
     let summary = idp.usage_summary(&sys, &t.id).await.unwrap();
     assert_eq!(summary.agents.used, 3);
@@ -409,12 +667,40 @@ async fn tier_quotas_hold_and_say_which_limit() {
 
     // Upgrading lifts the limits; downgrading keeps agents but refuses more.
     idp.set_tenant_tier(&sys, &t.id, Tier::Pro).await.unwrap();
-    issue(&idp, &secret_request(&agents[1], None)).await.unwrap();
+    issue(&idp, &secret_request(&agents[1], None))
+        .await
+        .unwrap();
     agent(&idp, &t, "a3").await;
     idp.set_tenant_tier(&sys, &t.id, Tier::Free).await.unwrap();
-    assert_eq!(idp.list_agents(&sys, &t.id, &Default::default()).await.unwrap().items.len(), 4);
-    let r = idp.register_agent(&sys, &t.id, NewAgent { name: "a4".into(), ..Default::default() }).await;
-    assert!(matches!(r, Err(Error::QuotaExceeded { limit_kind: LimitKind::Agents, used: 4, .. })), "{r:?}");
+    assert_eq!(
+        idp.list_agents(&sys, &t.id, &Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+    let r = idp
+        .register_agent(
+            &sys,
+            &t.id,
+            NewAgent {
+                name: "a4".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::QuotaExceeded {
+                limit_kind: LimitKind::Agents,
+                used: 4,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -427,57 +713,99 @@ async fn introspection_and_revocation_follow_rfc_7662_and_7009() {
     let rs_creds = secret_request(&rs, None).client;
     let a_creds = secret_request(&a, None).client;
     let meta = Default::default();
-    let token = issue(&idp, &secret_request(&a, Some("read"))).await.unwrap();
+    let token = issue(&idp, &secret_request(&a, Some("read")))
+        .await
+        .unwrap();
 
     let i = idp.introspect(&rs_creds, &token, &meta).await.unwrap();
     assert!(i.active);
     let claims = i.claims.unwrap();
     assert_eq!(claims.client_id, a.agent.id.as_str());
     assert_eq!(claims.scope.as_deref(), Some("read"));
-    let inactive = serde_json::to_value(idp.introspect(&rs_creds, "garbage", &meta).await.unwrap()).unwrap();
+    let inactive =
+        serde_json::to_value(idp.introspect(&rs_creds, "garbage", &meta).await.unwrap()).unwrap();
     assert_eq!(inactive, serde_json::json!({"active": false}));
 
     // Another tenant's client learns nothing.
     let t2 = tenant(&idp, Tier::Pro).await;
     let foreign = agent(&idp, &t2, "foreign").await;
-    assert!(!idp.introspect(&secret_request(&foreign, None).client, &token, &meta).await.unwrap().active);
+    assert!(
+        !idp.introspect(&secret_request(&foreign, None).client, &token, &meta)
+            .await
+            .unwrap()
+            .active
+    );
     // A bad caller is refused outright.
     let bad = with_secret(&rs, "nope").client;
-    assert!(matches!(idp.introspect(&bad, &token, &meta).await, Err(Error::Unauthenticated)));
+    assert!(matches!(
+        idp.introspect(&bad, &token, &meta).await,
+        Err(Error::Unauthenticated)
+    ));
 
     // Only the owning client revokes; unknown tokens are fine.
     idp.revoke(&rs_creds, &token, &meta).await.unwrap();
-    assert!(idp.introspect(&rs_creds, &token, &meta).await.unwrap().active, "someone else's revocation does nothing");
+    assert!(
+        idp.introspect(&rs_creds, &token, &meta)
+            .await
+            .unwrap()
+            .active,
+        "someone else's revocation does nothing"
+    );
     idp.revoke(&a_creds, "not-a-token", &meta).await.unwrap();
     idp.revoke(&a_creds, &token, &meta).await.unwrap();
-    assert!(!idp.introspect(&rs_creds, &token, &meta).await.unwrap().active);
+    assert!(
+        !idp.introspect(&rs_creds, &token, &meta)
+            .await
+            .unwrap()
+            .active
+    );
     let jti = idp.verify_access_token(&token, None).unwrap().jti;
     assert!(idp.is_revoked(&jti).await.unwrap());
 
     // A paused agent's tokens are inactive.
     let other = issue(&idp, &secret_request(&a, None)).await.unwrap();
-    idp.transition_agent(&Caller::system(), &a.agent.id, LifecycleState::Paused).await.unwrap();
-    assert!(!idp.introspect(&rs_creds, &other, &meta).await.unwrap().active);
+    idp.transition_agent(&Caller::system(), &a.agent.id, LifecycleState::Paused)
+        .await
+        .unwrap();
+    assert!(
+        !idp.introspect(&rs_creds, &other, &meta)
+            .await
+            .unwrap()
+            .active
+    );
 }
 
 #[tokio::test]
 async fn rotated_signing_keys_stay_in_the_jwks_until_their_tokens_expire() {
     let c = clock();
-    let idp = idp_with(&c, |cfg| cfg.algorithms = vec![Algorithm::EdDSA, Algorithm::ES256]).await;
+    let idp = idp_with(&c, |cfg| {
+        cfg.algorithms = vec![Algorithm::EdDSA, Algorithm::ES256]
+    })
+    .await;
     let t = tenant(&idp, Tier::Pro).await;
     let a = agent(&idp, &t, "bot").await;
     let jwks = idp.jwks();
     assert_eq!(jwks.keys.len(), 2, "one EdDSA and one ES256 key");
     let algs: Vec<_> = jwks.keys.iter().filter_map(|k| k.alg.clone()).collect();
-    assert!(algs.contains(&"EdDSA".to_owned()) && algs.contains(&"ES256".to_owned()), "{algs:?}");
+    assert!(
+        algs.contains(&"EdDSA".to_owned()) && algs.contains(&"ES256".to_owned()),
+        "{algs:?}"
+    );
 
     let old = issue(&idp, &secret_request(&a, None)).await.unwrap();
     idp.rotate_signing_keys().await.unwrap();
     assert_eq!(idp.jwks().keys.len(), 4, "old keys stay published");
     let new = issue(&idp, &secret_request(&a, None)).await.unwrap();
-    let kid = |tok: &str| sentryagent_core::jose::parse_compact(tok).unwrap().header().kid.clone();
+    let kid = |tok: &str| {
+        sentryagent_core::jose::parse_compact(tok)
+            .unwrap()
+            .header()
+            .kid
+            .clone()
+    };
     assert_ne!(kid(&old), kid(&new), "the new key signs");
-    idp.verify_access_token(&old, None).expect("old token still verifies");
+    idp.verify_access_token(&old, None)
+        .expect("old token still verifies");
 
     // A second node on the same store sees the same ring.
     let other = Idp::builder(ISSUER)
@@ -492,14 +820,21 @@ async fn rotated_signing_keys_stay_in_the_jwks_until_their_tokens_expire() {
 
     c.advance(Duration::from_secs(900 + 30 + 61));
     idp.maintenance().await.unwrap();
-    assert_eq!(idp.jwks().keys.len(), 2, "retired keys leave after their tokens expired");
+    assert_eq!(
+        idp.jwks().keys.len(),
+        2,
+        "retired keys leave after their tokens expired"
+    );
     issue(&idp, &secret_request(&a, None)).await.unwrap();
 }
 
 #[tokio::test]
 async fn keys_rotate_on_schedule() {
     let c = clock();
-    let idp = idp_with(&c, |cfg| cfg.key_rotation_period = Duration::from_secs(3600)).await;
+    let idp = idp_with(&c, |cfg| {
+        cfg.key_rotation_period = Duration::from_secs(3600)
+    })
+    .await;
     let before = idp.jwks().keys[0].kid.clone();
     c.advance(Duration::from_secs(3599));
     idp.maintenance().await.unwrap();
@@ -519,23 +854,50 @@ async fn custom_claims_appear_and_reserved_names_are_refused() {
     let mut claims = serde_json::Map::new();
     claims.insert("team".into(), serde_json::json!("payments"));
     let a = idp
-        .register_agent(&Caller::system(), &t.id, NewAgent { name: "c".into(), custom_claims: claims, ..Default::default() })
+        .register_agent(
+            &Caller::system(),
+            &t.id,
+            NewAgent {
+                name: "c".into(),
+                custom_claims: claims,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let tok = issue(&idp, &secret_request(&a, None)).await.unwrap();
     let claims = idp.verify_access_token(&tok, None).unwrap();
-    assert_eq!(claims.extra.get("team"), Some(&serde_json::json!("payments")));
+    assert_eq!(
+        claims.extra.get("team"),
+        Some(&serde_json::json!("payments"))
+    );
 
     let mut reserved = serde_json::Map::new();
     reserved.insert("sub".into(), serde_json::json!("someone-else"));
     let r = idp
-        .register_agent(&Caller::system(), &t.id, NewAgent { name: "r".into(), custom_claims: reserved, ..Default::default() })
+        .register_agent(
+            &Caller::system(),
+            &t.id,
+            NewAgent {
+                name: "r".into(),
+                custom_claims: reserved,
+                ..Default::default()
+            },
+        )
         .await;
     assert!(matches!(r, Err(Error::Invalid { .. })));
     let mut big = serde_json::Map::new();
     big.insert("blob".into(), serde_json::json!("x".repeat(5000)));
     let r = idp
-        .register_agent(&Caller::system(), &t.id, NewAgent { name: "b".into(), custom_claims: big, ..Default::default() })
+        .register_agent(
+            &Caller::system(),
+            &t.id,
+            NewAgent {
+                name: "b".into(),
+                custom_claims: big,
+                ..Default::default()
+            },
+        )
         .await;
     assert!(matches!(r, Err(Error::Invalid { .. })));
 }
@@ -548,33 +910,114 @@ async fn tenant_keys_reach_only_their_tenant() {
     let t1 = tenant(&idp, Tier::Pro).await;
     let t2 = tenant(&idp, Tier::Pro).await;
     let a2 = agent(&idp, &t2, "theirs").await;
-    let (_, secret) = idp.create_admin_key(&sys, Some(&t1.id), "ci", vec![AdminScope::Admin]).await.unwrap();
-    let key = idp.authenticate_admin(&secret, &Default::default()).await.unwrap();
+    let (_, secret) = idp
+        .create_admin_key(&sys, Some(&t1.id), "ci", vec![AdminScope::Admin])
+        .await
+        .unwrap();
+    let key = idp
+        .authenticate_admin(&secret, &Default::default())
+        .await
+        .unwrap();
     let caller = Caller::from_key(&key, Default::default());
-    assert!(matches!(idp.get_agent(&caller, &a2.agent.id).await, Err(Error::NotFound { .. })));
-    assert!(matches!(idp.list_agents(&caller, &t2.id, &Default::default()).await, Err(Error::NotFound { .. })));
-    assert!(matches!(idp.rotate_client_secret(&caller, &a2.agent.id).await, Err(Error::NotFound { .. })));
-    assert!(matches!(idp.usage_summary(&caller, &t2.id).await, Err(Error::NotFound { .. })));
-    let r = idp.register_agent(&caller, &t2.id, NewAgent { name: "x".into(), ..Default::default() }).await;
+    assert!(matches!(
+        idp.get_agent(&caller, &a2.agent.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        idp.list_agents(&caller, &t2.id, &Default::default()).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        idp.rotate_client_secret(&caller, &a2.agent.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        idp.usage_summary(&caller, &t2.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    let r = idp
+        .register_agent(
+            &caller,
+            &t2.id,
+            NewAgent {
+                name: "x".into(),
+                ..Default::default()
+            },
+        )
+        .await;
     assert!(matches!(r, Err(Error::NotFound { .. })));
-    let r = idp.create_tenant(&caller, NewTenant { name: "x".into(), ..Default::default() }).await;
+    let r = idp
+        .create_tenant(
+            &caller,
+            NewTenant {
+                name: "x".into(),
+                ..Default::default()
+            },
+        )
+        .await;
     assert!(matches!(r, Err(Error::Forbidden { .. })));
     // Its own tenant works.
-    idp.register_agent(&caller, &t1.id, NewAgent { name: "mine".into(), ..Default::default() }).await.unwrap();
+    idp.register_agent(
+        &caller,
+        &t1.id,
+        NewAgent {
+            name: "mine".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
 
     // A read-only key cannot write.
-    let (_, ro) = idp.create_admin_key(&sys, Some(&t1.id), "ro", vec![AdminScope::AgentsRead]).await.unwrap();
-    let ro = Caller::from_key(&idp.authenticate_admin(&ro, &Default::default()).await.unwrap(), Default::default());
-    assert!(idp.list_agents(&ro, &t1.id, &Default::default()).await.is_ok());
-    let r = idp.register_agent(&ro, &t1.id, NewAgent { name: "nope".into(), ..Default::default() }).await;
+    let (_, ro) = idp
+        .create_admin_key(&sys, Some(&t1.id), "ro", vec![AdminScope::AgentsRead])
+        .await
+        .unwrap();
+    let ro = Caller::from_key(
+        &idp.authenticate_admin(&ro, &Default::default())
+            .await
+            .unwrap(),
+        Default::default(),
+    );
+    assert!(
+        idp.list_agents(&ro, &t1.id, &Default::default())
+            .await
+            .is_ok()
+    );
+    let r = idp
+        .register_agent(
+            &ro,
+            &t1.id,
+            NewAgent {
+                name: "nope".into(),
+                ..Default::default()
+            },
+        )
+        .await;
     assert!(matches!(r, Err(Error::Forbidden { .. })));
 
     // Admin key failures are one error.
-    for bad in ["", "sa_ak_", &secret[..secret.len() - 1], "sa_ak_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"] {
-        assert!(matches!(idp.authenticate_admin(bad, &Default::default()).await, Err(Error::Unauthenticated)), "{bad}");
+    for bad in [
+        "",
+        "sa_ak_",
+        &secret[..secret.len() - 1],
+        "sa_ak_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+    ] {
+        assert!(
+            matches!(
+                idp.authenticate_admin(bad, &Default::default()).await,
+                Err(Error::Unauthenticated)
+            ),
+            "{bad}"
+        );
     }
-    idp.revoke_admin_key(&caller, Some(&t1.id), &key.id).await.unwrap();
-    assert!(matches!(idp.authenticate_admin(&secret, &Default::default()).await, Err(Error::Unauthenticated)));
+    idp.revoke_admin_key(&caller, Some(&t1.id), &key.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        idp.authenticate_admin(&secret, &Default::default()).await,
+        Err(Error::Unauthenticated)
+    ));
 }
 
 #[tokio::test]
@@ -585,9 +1028,15 @@ async fn bootstrap_operator_key_is_idempotent() {
     let k1 = idp.ensure_operator_key(boot).await.unwrap();
     let k2 = idp.ensure_operator_key(boot).await.unwrap();
     assert_eq!(k1.id, k2.id);
-    let key = idp.authenticate_admin(boot, &Default::default()).await.unwrap();
+    let key = idp
+        .authenticate_admin(boot, &Default::default())
+        .await
+        .unwrap();
     assert!(key.is_operator());
-    assert!(matches!(idp.ensure_operator_key("short").await, Err(Error::Invalid { .. })));
+    assert!(matches!(
+        idp.ensure_operator_key("short").await,
+        Err(Error::Invalid { .. })
+    ));
 }
 
 #[tokio::test]
@@ -599,10 +1048,29 @@ async fn the_audit_trail_records_changes_and_verifies() {
     let t = tenant(&idp, Tier::Pro).await;
     let a = agent(&idp, &t, "bot").await;
     idp.rotate_client_secret(&sys, &a.agent.id).await.unwrap();
-    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Paused).await.unwrap();
-    let page = idp.query_audit(&sys, &AuditQuery { tenant_id: Some(t.id.clone()), ..Default::default() }).await.unwrap();
+    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Paused)
+        .await
+        .unwrap();
+    let page = idp
+        .query_audit(
+            &sys,
+            &AuditQuery {
+                tenant_id: Some(t.id.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let actions: Vec<_> = page.items.iter().map(|e| e.event.action.as_str()).collect();
-    assert_eq!(actions, ["tenant.created", "agent.registered", "credential.rotated", "agent.state_changed"]);
+    assert_eq!(
+        actions,
+        [
+            "tenant.created",
+            "agent.registered",
+            "credential.rotated",
+            "agent.state_changed"
+        ]
+    );
     let head = idp.verify_audit(&sys, Some(&t.id)).await.unwrap().unwrap();
     assert_eq!(head.seq, 4);
     assert_eq!(tail.recv().await.unwrap().event.action, "tenant.created");
@@ -636,7 +1104,10 @@ async fn analytics_series_cover_days_hours_and_agents() {
     assert_eq!(heat[5][4], 1);
     let table = idp.agent_usage_table(&sys, &t.id, None).await.unwrap();
     assert_eq!(table.len(), 2);
-    assert_eq!((table[0].agent_id.clone(), table[0].token_issuances), (a.agent.id.clone(), 3));
+    assert_eq!(
+        (table[0].agent_id.clone(), table[0].token_issuances),
+        (a.agent.id.clone(), 3)
+    );
     assert_eq!(table[0].name.as_deref(), Some("a"));
 }
 
@@ -648,17 +1119,33 @@ async fn marketplace_and_did_documents_show_only_public_listed_agents() {
     let t = tenant(&idp, Tier::Pro).await;
     let a = agent(&idp, &t, "public-bot").await;
     let hidden = agent(&idp, &t, "hidden-bot").await;
-    idp.update_agent(&sys, &a.agent.id, sentryagent_core::AgentPatch { visibility: Some(sentryagent_core::Visibility::Public), ..Default::default() })
+    idp.update_agent(
+        &sys,
+        &a.agent.id,
+        sentryagent_core::AgentPatch {
+            visibility: Some(sentryagent_core::Visibility::Public),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let found = idp
+        .search_marketplace(&Default::default(), &Default::default())
         .await
         .unwrap();
-    let found = idp.search_marketplace(&Default::default(), &Default::default()).await.unwrap();
     assert_eq!(found.items.len(), 1);
     let (agent, publisher) = idp.marketplace_agent(&a.agent.id).await.unwrap();
     assert_eq!(agent.id, a.agent.id);
     assert_eq!(publisher.id, t.id);
-    assert!(matches!(idp.marketplace_agent(&hidden.agent.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        idp.marketplace_agent(&hidden.agent.id).await,
+        Err(Error::NotFound { .. })
+    ));
     let doc = idp.did_document(None, &a.agent.id).await.unwrap();
     assert_eq!(doc.id, a.agent.did);
-    assert!(matches!(idp.did_document(None, &hidden.agent.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        idp.did_document(None, &hidden.agent.id).await,
+        Err(Error::NotFound { .. })
+    ));
     assert!(idp.did_document(Some(&sys), &hidden.agent.id).await.is_ok());
 }

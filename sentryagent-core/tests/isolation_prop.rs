@@ -5,7 +5,10 @@ use proptest::prelude::*;
 use sentryagent_core::{AdminScope, Caller, Error, Idp, NewAgent, NewTenant, PageRequest, Tier};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 proptest! {

@@ -23,7 +23,10 @@ pub mod usage_meter;
 use crate::credentials::ClientSecret;
 use crate::secret::SecretHash;
 use crate::tenant::{BillingInfo, Publisher};
-use crate::{Agent, AgentId, LifecycleState, SecretId, Tenant, TenantId, TenantStatus, Tier, Timestamp, Visibility};
+use crate::{
+    Agent, AgentId, LifecycleState, SecretId, Tenant, TenantId, TenantStatus, Tier, Timestamp,
+    Visibility,
+};
 
 /// A unique suffix so suites can share a database with other runs.
 pub(crate) fn unique() -> String {
@@ -56,8 +59,12 @@ pub fn sample_tenant(name: &str) -> Tenant {
 pub fn sample_agent(tenant: &TenantId, name: &str) -> Agent {
     let now = Timestamp::from_unix_secs(1_763_700_000);
     let seed = crate::secret::random_bytes::<32>();
-    let key = crate::jose::SigningKey::from_secret_bytes(crate::jose::Algorithm::EdDSA, String::new(), &seed)
-        .unwrap_or_else(|e| panic!("test key: {e}"));
+    let key = crate::jose::SigningKey::from_secret_bytes(
+        crate::jose::Algorithm::EdDSA,
+        String::new(),
+        &seed,
+    )
+    .unwrap_or_else(|e| panic!("test key: {e}"));
     let pk = key
         .verifying_key()
         .to_jwk()

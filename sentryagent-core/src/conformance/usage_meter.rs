@@ -12,7 +12,13 @@ fn t(secs: i64) -> Timestamp {
     Timestamp::from_unix_secs(1_763_700_000 + secs)
 }
 
-fn inc(tenant: &TenantId, agent: Option<&AgentId>, kind: UsageKind, at: Timestamp, count: u64) -> UsageIncrement {
+fn inc(
+    tenant: &TenantId,
+    agent: Option<&AgentId>,
+    kind: UsageKind,
+    at: Timestamp,
+    count: u64,
+) -> UsageIncrement {
     UsageIncrement {
         tenant_id: tenant.clone(),
         agent_id: agent.cloned(),
@@ -66,14 +72,52 @@ pub async fn buckets(m: &dyn UsageMeter) {
         let tenant = tenant.clone();
         async move { m.get(&tenant, kind, &bucket).await.unwrap() }
     };
-    check!(m, get(&a, UsageKind::ApiCall, Bucket::day_of(t(0))).await == 5, "day bucket");
-    check!(m, get(&a, UsageKind::ApiCall, Bucket::day_of(day2)).await == 7, "next day bucket");
-    check!(m, get(&a, UsageKind::ApiCall, Bucket::month_of(t(0))).await == 12, "month bucket");
-    check!(m, get(&a, UsageKind::ApiCall, Bucket::month_of(next_month)).await == 1, "next month bucket");
-    check!(m, get(&a, UsageKind::ApiCall, Bucket::hour_of(t(0))).await == 5, "hour bucket");
-    check!(m, get(&a, UsageKind::TokenIssued, Bucket::month_of(t(0))).await == 11, "kinds are separate");
-    check!(m, get(&b, UsageKind::ApiCall, Bucket::day_of(t(0))).await == 100, "tenants are separate");
-    check!(m, get(&TenantId::generate(), UsageKind::ApiCall, Bucket::day_of(t(0))).await == 0, "unknown tenant counts zero");
+    check!(
+        m,
+        get(&a, UsageKind::ApiCall, Bucket::day_of(t(0))).await == 5,
+        "day bucket"
+    );
+    check!(
+        m,
+        get(&a, UsageKind::ApiCall, Bucket::day_of(day2)).await == 7,
+        "next day bucket"
+    );
+    check!(
+        m,
+        get(&a, UsageKind::ApiCall, Bucket::month_of(t(0))).await == 12,
+        "month bucket"
+    );
+    check!(
+        m,
+        get(&a, UsageKind::ApiCall, Bucket::month_of(next_month)).await == 1,
+        "next month bucket"
+    );
+    check!(
+        m,
+        get(&a, UsageKind::ApiCall, Bucket::hour_of(t(0))).await == 5,
+        "hour bucket"
+    );
+    check!(
+        m,
+        get(&a, UsageKind::TokenIssued, Bucket::month_of(t(0))).await == 11,
+        "kinds are separate"
+    );
+    check!(
+        m,
+        get(&b, UsageKind::ApiCall, Bucket::day_of(t(0))).await == 100,
+        "tenants are separate"
+    );
+    check!(
+        m,
+        get(
+            &TenantId::generate(),
+            UsageKind::ApiCall,
+            Bucket::day_of(t(0))
+        )
+        .await
+            == 0,
+        "unknown tenant counts zero"
+    );
 }
 
 /// A batch applied twice counts once.
@@ -82,14 +126,21 @@ pub async fn idempotency(m: &dyn UsageMeter) {
     let b = batch(vec![inc(&a, None, UsageKind::TokenIssued, t(0), 4)]);
     check!(m, m.record(&b).await.unwrap(), "first apply");
     check!(m, !m.record(&b).await.unwrap(), "second apply is refused");
-    let n = m.get(&a, UsageKind::TokenIssued, &Bucket::month_of(t(0))).await.unwrap();
+    let n = m
+        .get(&a, UsageKind::TokenIssued, &Bucket::month_of(t(0)))
+        .await
+        .unwrap();
     check!(m, n == 4, "counted once, got {n}");
 }
 
 /// Per-agent monthly counts and the exact set of active agents.
 pub async fn agents(m: &dyn UsageMeter) {
     let ten = TenantId::generate();
-    let (x, y, z) = (AgentId::generate(), AgentId::generate(), AgentId::generate());
+    let (x, y, z) = (
+        AgentId::generate(),
+        AgentId::generate(),
+        AgentId::generate(),
+    );
     m.record(&batch(vec![
         inc(&ten, Some(&x), UsageKind::TokenIssued, t(0), 5),
         inc(&ten, Some(&y), UsageKind::TokenIssued, t(100), 2),
@@ -99,11 +150,36 @@ pub async fn agents(m: &dyn UsageMeter) {
     .await
     .unwrap();
     let month = t(0).utc_month();
-    let table = m.per_agent(&ten, UsageKind::TokenIssued, &month).await.unwrap();
-    check!(m, table.len() == 2 && table[&x] == 6 && table[&y] == 2, "per-agent month table: {table:?}");
-    check!(m, m.active_agents(&ten, &month).await.unwrap() == 2, "two active agents this month");
-    check!(m, m.active_agents(&ten, &t(40 * 86_400).utc_month()).await.unwrap() == 1, "one next month");
-    check!(m, m.get(&ten, UsageKind::TokenIssued, &Bucket::month_of(t(0))).await.unwrap() == 8, "tenant total includes agents");
+    let table = m
+        .per_agent(&ten, UsageKind::TokenIssued, &month)
+        .await
+        .unwrap();
+    check!(
+        m,
+        table.len() == 2 && table[&x] == 6 && table[&y] == 2,
+        "per-agent month table: {table:?}"
+    );
+    check!(
+        m,
+        m.active_agents(&ten, &month).await.unwrap() == 2,
+        "two active agents this month"
+    );
+    check!(
+        m,
+        m.active_agents(&ten, &t(40 * 86_400).utc_month())
+            .await
+            .unwrap()
+            == 1,
+        "one next month"
+    );
+    check!(
+        m,
+        m.get(&ten, UsageKind::TokenIssued, &Bucket::month_of(t(0)))
+            .await
+            .unwrap()
+            == 8,
+        "tenant total includes agents"
+    );
 }
 
 /// Hourly series: non-zero hours in range, oldest first.
@@ -119,10 +195,16 @@ pub async fn hourly_series(m: &dyn UsageMeter) {
     .await
     .unwrap();
     let h0 = hour_start(t(0));
-    let series = m.hourly(&ten, UsageKind::TokenIssued, h0, t(24 * 3600)).await.unwrap();
+    let series = m
+        .hourly(&ten, UsageKind::TokenIssued, h0, t(24 * 3600))
+        .await
+        .unwrap();
     let want = vec![(h0, 2), (hour_start(t(2 * 3600)), 4)];
     check!(m, series == want, "hourly series {series:?}");
-    let empty = m.hourly(&ten, UsageKind::TokenIssued, t(10), t(5)).await.unwrap();
+    let empty = m
+        .hourly(&ten, UsageKind::TokenIssued, t(10), t(5))
+        .await
+        .unwrap();
     check!(m, empty.is_empty(), "an empty range");
 }
 
@@ -142,7 +224,14 @@ pub async fn race_same_batch(m: Arc<dyn UsageMeter>) {
             applied += 1;
         }
     }
-    check!(m, applied == 1, "one of 16 concurrent deliveries applies, got {applied}");
-    let n = m.get(&ten, UsageKind::ApiCall, &Bucket::day_of(t(0))).await.unwrap();
+    check!(
+        m,
+        applied == 1,
+        "one of 16 concurrent deliveries applies, got {applied}"
+    );
+    let n = m
+        .get(&ten, UsageKind::ApiCall, &Bucket::day_of(t(0)))
+        .await
+        .unwrap();
     check!(m, n == 1, "counted once, got {n}");
 }

@@ -15,7 +15,10 @@ const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 pub(crate) fn validate_text(field: &'static str, v: &str, max: usize) -> Result<()> {
     if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
-        return Err(Error::invalid(field, format!("1 to {max} characters, no control characters")));
+        return Err(Error::invalid(
+            field,
+            format!("1 to {max} characters, no control characters"),
+        ));
     }
     Ok(())
 }
@@ -49,7 +52,7 @@ impl Idp {
             status: TenantStatus::Active,
             billing: BillingInfo::default(),
             publisher: Publisher {
-                display_name: new.name,
+                display_name: new.name.clone(),
                 website: new.website,
                 verified: false,
             },
@@ -58,7 +61,27 @@ impl Idp {
             updated_at: now,
             revision: 0,
         };
-        self.inner.store.create_tenant(&tenant).await?;
+        let mut tenant = tenant;
+        let mut attempt = 0;
+        loop {
+            match self.inner.store.create_tenant(&tenant).await {
+                Ok(()) => break,
+                // A derived slug that is taken gets a random suffix.
+                Err(Error::AlreadyExists { .. }) if new.slug.is_none() && attempt < 5 => {
+                    attempt += 1;
+                    let suffix: [u8; 3] = crate::secret::random_bytes();
+                    let base: String = slugify(&tenant.name).chars().take(40).collect();
+                    tenant.slug = format!(
+                        "{}-{:02x}{:02x}{:02x}",
+                        base.trim_end_matches('-'),
+                        suffix[0],
+                        suffix[1],
+                        suffix[2]
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let mut ev = self.event(
             Some(&tenant.id),
             &caller.actor,
@@ -102,10 +125,19 @@ impl Idp {
             t.updated_at = self.now();
             match self.inner.store.update_tenant(&t).await {
                 Ok(stored) => {
-                    let mut ev =
-                        self.event(Some(id), actor, action, Some(id.as_str()), Outcome::Success, request);
+                    let mut ev = self.event(
+                        Some(id),
+                        actor,
+                        action,
+                        Some(id.as_str()),
+                        Outcome::Success,
+                        request,
+                    );
                     ev.details.insert("tier".into(), stored.tier.to_string());
-                    ev.details.insert("status".into(), format!("{:?}", stored.status).to_lowercase());
+                    ev.details.insert(
+                        "status".into(),
+                        format!("{:?}", stored.status).to_lowercase(),
+                    );
                     self.audit(ev).await?;
                     return Ok(stored);
                 }
@@ -117,13 +149,24 @@ impl Idp {
     }
 
     /// Sets a tenant's tier (operator only; billing moves tiers on its own).
-    pub async fn set_tenant_tier(&self, caller: &Caller, id: &TenantId, tier: Tier) -> Result<Tenant> {
+    pub async fn set_tenant_tier(
+        &self,
+        caller: &Caller,
+        id: &TenantId,
+        tier: Tier,
+    ) -> Result<Tenant> {
         caller.require_operator()?;
-        self.change_tenant(id, &caller.actor, "tenant.tier_changed", &caller.request, |t| {
-            let changed = t.tier != tier;
-            t.tier = tier;
-            Ok(changed)
-        })
+        self.change_tenant(
+            id,
+            &caller.actor,
+            "tenant.tier_changed",
+            &caller.request,
+            |t| {
+                let changed = t.tier != tier;
+                t.tier = tier;
+                Ok(changed)
+            },
+        )
         .await
     }
 
@@ -135,11 +178,17 @@ impl Idp {
         status: TenantStatus,
     ) -> Result<Tenant> {
         caller.require_operator()?;
-        self.change_tenant(id, &caller.actor, "tenant.status_changed", &caller.request, |t| {
-            let changed = t.status != status;
-            t.status = status;
-            Ok(changed)
-        })
+        self.change_tenant(
+            id,
+            &caller.actor,
+            "tenant.status_changed",
+            &caller.request,
+            |t| {
+                let changed = t.status != status;
+                t.status = status;
+                Ok(changed)
+            },
+        )
         .await
     }
 
@@ -157,15 +206,21 @@ impl Idp {
             validate_url("website", w)?;
         }
         let operator = caller.is_operator();
-        self.change_tenant(id, &caller.actor, "tenant.publisher_changed", &caller.request, |t| {
-            if publisher.verified != t.publisher.verified && !operator {
-                return Err(Error::Forbidden {
-                    message: "only an operator sets the verified flag".into(),
-                });
-            }
-            t.publisher = publisher.clone();
-            Ok(true)
-        })
+        self.change_tenant(
+            id,
+            &caller.actor,
+            "tenant.publisher_changed",
+            &caller.request,
+            |t| {
+                if publisher.verified != t.publisher.verified && !operator {
+                    return Err(Error::Forbidden {
+                        message: "only an operator sets the verified flag".into(),
+                    });
+                }
+                t.publisher = publisher.clone();
+                Ok(true)
+            },
+        )
         .await
     }
 
@@ -192,7 +247,11 @@ impl Idp {
         if scopes.is_empty() {
             return Err(Error::invalid("scopes", "at least one scope"));
         }
-        if !caller.is_operator() && !scopes.iter().all(|s| caller.scopes.iter().any(|c| c.covers(*s))) {
+        if !caller.is_operator()
+            && !scopes
+                .iter()
+                .all(|s| caller.scopes.iter().any(|c| c.covers(*s)))
+        {
             return Err(Error::Forbidden {
                 message: "a key cannot grant scopes it does not hold".into(),
             });
@@ -241,7 +300,9 @@ impl Idp {
         }
         let prefix = &secret[..ADMIN_KEY_VISIBLE_LEN];
         match self.inner.store.get_admin_key_by_prefix(prefix).await {
-            Ok(k) if self.inner.hasher.verify(secret, &k.hash) && k.revoked_at.is_none() => return Ok(k),
+            Ok(k) if self.inner.hasher.verify(secret, &k.hash) && k.revoked_at.is_none() => {
+                return Ok(k);
+            }
             Ok(_) => {
                 return Err(Error::conflict(
                     "another key with this prefix exists; choose a different bootstrap key",
@@ -287,13 +348,22 @@ impl Idp {
 
     /// Authenticates an admin API key. Every failure is the same
     /// `Unauthenticated`, and is audited.
-    pub async fn authenticate_admin(&self, secret: &str, request: &RequestMeta) -> Result<AdminKey> {
+    pub async fn authenticate_admin(
+        &self,
+        secret: &str,
+        request: &RequestMeta,
+    ) -> Result<AdminKey> {
         let found = if secret.len() > ADMIN_KEY_VISIBLE_LEN
             && secret.len() <= 256
             && secret.starts_with(ADMIN_KEY_PREFIX)
             && secret.is_char_boundary(ADMIN_KEY_VISIBLE_LEN)
         {
-            match self.inner.store.get_admin_key_by_prefix(&secret[..ADMIN_KEY_VISIBLE_LEN]).await {
+            match self
+                .inner
+                .store
+                .get_admin_key_by_prefix(&secret[..ADMIN_KEY_VISIBLE_LEN])
+                .await
+            {
                 Ok(k) => Some(k),
                 Err(Error::NotFound { .. }) => None,
                 Err(e) => return Err(e),
@@ -322,14 +392,21 @@ impl Idp {
             return Err(Error::Unauthenticated);
         };
         let now = self.now();
-        if key.last_used_at.is_none_or(|t| now.since(t) >= TOUCH_INTERVAL) {
+        if key
+            .last_used_at
+            .is_none_or(|t| now.since(t) >= TOUCH_INTERVAL)
+        {
             self.inner.store.touch_admin_key(&key.id, now).await?;
         }
         Ok(key)
     }
 
     /// Lists admin keys of a tenant (or operator keys for `None`).
-    pub async fn list_admin_keys(&self, caller: &Caller, tenant: Option<&TenantId>) -> Result<Vec<AdminKey>> {
+    pub async fn list_admin_keys(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<AdminKey>> {
         caller.require(AdminScope::Admin)?;
         match tenant {
             None => caller.require_operator()?,
@@ -340,7 +417,12 @@ impl Idp {
 
     /// Revokes an admin key the caller reaches (a tenant key may revoke keys
     /// of its own tenant).
-    pub async fn revoke_admin_key(&self, caller: &Caller, tenant: Option<&TenantId>, id: &AdminKeyId) -> Result<()> {
+    pub async fn revoke_admin_key(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        id: &AdminKeyId,
+    ) -> Result<()> {
         caller.require(AdminScope::Admin)?;
         let keys = self.list_admin_keys(caller, tenant).await?;
         if !keys.iter().any(|k| &k.id == id) {
@@ -364,7 +446,11 @@ impl Idp {
     /// Audit events of a chain the caller reaches. A tenant key sees its own
     /// tenant's chain; an operator may read any, including the system chain
     /// (`tenant_id: None`).
-    pub async fn query_audit(&self, caller: &Caller, query: &AuditQuery) -> Result<Page<AuditEvent>> {
+    pub async fn query_audit(
+        &self,
+        caller: &Caller,
+        query: &AuditQuery,
+    ) -> Result<Page<AuditEvent>> {
         caller.require(AdminScope::AuditRead)?;
         match (&caller.tenant, &query.tenant_id) {
             (Some(own), Some(t)) if own != t => return Err(Error::not_found("tenant")),
@@ -381,7 +467,11 @@ impl Idp {
     /// Reads a whole chain and verifies it (see [`verify_chain`]); returns
     /// its head. Compare the head with one saved earlier to detect a deleted
     /// tail.
-    pub async fn verify_audit(&self, caller: &Caller, tenant: Option<&TenantId>) -> Result<Option<ChainHead>> {
+    pub async fn verify_audit(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+    ) -> Result<Option<ChainHead>> {
         caller.require(AdminScope::AuditRead)?;
         match tenant {
             None => caller.require_operator()?,

@@ -105,7 +105,9 @@ pub struct Ed25519PrivateJwk {
 
 impl std::fmt::Debug for Ed25519PrivateJwk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ed25519PrivateJwk").field("x", &self.x).finish_non_exhaustive()
+        f.debug_struct("Ed25519PrivateJwk")
+            .field("x", &self.x)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,7 +124,9 @@ pub struct RegisteredAgent {
 
 impl std::fmt::Debug for RegisteredAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegisteredAgent").field("agent", &self.agent).finish_non_exhaustive()
+        f.debug_struct("RegisteredAgent")
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,7 +136,10 @@ fn validate_list(field: &'static str, items: &[String]) -> Result<()> {
     }
     for i in items {
         if i.is_empty() || i.len() > 100 || i.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(Error::invalid(field, "items are 1 to 100 characters without spaces"));
+            return Err(Error::invalid(
+                field,
+                "items are 1 to 100 characters without spaces",
+            ));
         }
     }
     Ok(())
@@ -148,12 +155,20 @@ fn validate_description(d: &str) -> Result<()> {
 fn validate_claims(max: usize, claims: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
     for k in claims.keys() {
         if RESERVED_CLAIMS.contains(&k.as_str()) {
-            return Err(Error::invalid("custom_claims", format!("`{k}` is a reserved claim")));
+            return Err(Error::invalid(
+                "custom_claims",
+                format!("`{k}` is a reserved claim"),
+            ));
         }
     }
-    let size = serde_json::to_vec(claims).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(claims)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > max {
-        return Err(Error::invalid("custom_claims", format!("at most {max} bytes of JSON")));
+        return Err(Error::invalid(
+            "custom_claims",
+            format!("at most {max} bytes of JSON"),
+        ));
     }
     Ok(())
 }
@@ -198,29 +213,43 @@ impl Idp {
         if let Some(c) = &new.category {
             validate_text("category", c, 100)?;
         }
-        validate_claims(self.inner.config.max_custom_claims_bytes, &new.custom_claims)?;
+        validate_claims(
+            self.inner.config.max_custom_claims_bytes,
+            &new.custom_claims,
+        )?;
         let state = new.state.unwrap_or(LifecycleState::Active);
         if !matches!(state, LifecycleState::Active | LifecycleState::Draft) {
-            return Err(Error::invalid("state", "a new agent starts as active or draft"));
+            return Err(Error::invalid(
+                "state",
+                "a new agent starts as active or draft",
+            ));
         }
         let (did, private_jwk) = match (&new.did, &new.public_jwk) {
-            (Some(_), Some(_)) => return Err(Error::invalid("did", "give did or public_jwk, not both")),
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid("did", "give did or public_jwk, not both"));
+            }
             (Some(did), None) => {
                 ed25519_from_did_key(did)?;
                 (did.clone(), None)
             }
             (None, Some(jwk)) => {
-                let pk = jwk.ed25519_public_key().map_err(|e| Error::invalid("public_jwk", e.to_string()))?;
+                let pk = jwk
+                    .ed25519_public_key()
+                    .map_err(|e| Error::invalid("public_jwk", e.to_string()))?;
                 (did_key_from_ed25519(&pk), None)
             }
             (None, None) => {
                 let key = SigningKey::generate(Algorithm::EdDSA, String::new())
                     .map_err(|e| Error::internal("generate agent key", e))?;
                 let secret = key.secret_bytes();
-                let pk = key.verifying_key().to_jwk().ed25519_public_key().map_err(|e| Error::Internal {
-                    message: format!("generated key: {e}"),
-                    source: None,
-                })?;
+                let pk = key
+                    .verifying_key()
+                    .to_jwk()
+                    .ed25519_public_key()
+                    .map_err(|e| Error::Internal {
+                        message: format!("generated key: {e}"),
+                        source: None,
+                    })?;
                 let did = did_key_from_ed25519(&pk);
                 let jwk = Ed25519PrivateJwk {
                     kty: "OKP".into(),
@@ -254,9 +283,19 @@ impl Idp {
             revision: 0,
         };
         let (secret_record, secret) = self.new_client_secret(&agent.id, now);
-        match self.inner.store.create_agent(&agent, &secret_record, limits.max_agents).await {
+        match self
+            .inner
+            .store
+            .create_agent(&agent, &secret_record, limits.max_agents)
+            .await
+        {
             Ok(()) => {}
-            Err(Error::QuotaExceeded { limit_kind, used, limit, .. }) => {
+            Err(Error::QuotaExceeded {
+                limit_kind,
+                used,
+                limit,
+                ..
+            }) => {
                 let mut ev = self.event(
                     Some(tenant),
                     &caller.actor,
@@ -286,7 +325,15 @@ impl Idp {
         );
         ev.details.insert("state".into(), agent.state.to_string());
         ev.details.insert("did".into(), agent.did.clone());
-        ev.details.insert("key".into(), if private_jwk.is_some() { "generated" } else { "brought" }.into());
+        ev.details.insert(
+            "key".into(),
+            if private_jwk.is_some() {
+                "generated"
+            } else {
+                "brought"
+            }
+            .into(),
+        );
         self.audit(ev).await?;
         Ok(RegisteredAgent {
             agent,
@@ -304,7 +351,12 @@ impl Idp {
     }
 
     /// A tenant's agents.
-    pub async fn list_agents(&self, caller: &Caller, tenant: &TenantId, page: &PageRequest) -> Result<Page<Agent>> {
+    pub async fn list_agents(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Agent>> {
         caller.reach(tenant, "tenant")?;
         caller.require(AdminScope::AgentsRead)?;
         self.inner.store.list_agents(tenant, page).await
@@ -349,7 +401,12 @@ impl Idp {
     }
 
     /// Changes an agent's description fields.
-    pub async fn update_agent(&self, caller: &Caller, id: &AgentId, patch: AgentPatch) -> Result<Agent> {
+    pub async fn update_agent(
+        &self,
+        caller: &Caller,
+        id: &AgentId,
+        patch: AgentPatch,
+    ) -> Result<Agent> {
         if let Some(n) = &patch.name {
             validate_text("name", n, 100)?;
         }
@@ -368,10 +425,10 @@ impl Idp {
                 validate_list(f, l)?;
             }
         }
-        if let Some(c) = &patch.category {
-            if !c.is_empty() {
-                validate_text("category", c, 100)?;
-            }
+        if let Some(c) = &patch.category
+            && !c.is_empty()
+        {
+            validate_text("category", c, 100)?;
         }
         if let Some(c) = &patch.custom_claims {
             validate_claims(self.inner.config.max_custom_claims_bytes, c)?;
@@ -412,10 +469,18 @@ impl Idp {
 
     /// Moves an agent through its lifecycle (see [`LifecycleState`] for the
     /// table); an illegal transition is `Conflict`.
-    pub async fn transition_agent(&self, caller: &Caller, id: &AgentId, to: LifecycleState) -> Result<Agent> {
+    pub async fn transition_agent(
+        &self,
+        caller: &Caller,
+        id: &AgentId,
+        to: LifecycleState,
+    ) -> Result<Agent> {
         self.change_agent(caller, id, "agent.state_changed", |a| {
             if !a.state.can_transition_to(to) {
-                return Err(Error::conflict(format!("an agent cannot go from {} to {to}", a.state)));
+                return Err(Error::conflict(format!(
+                    "an agent cannot go from {} to {to}",
+                    a.state
+                )));
             }
             a.state = to;
             Ok(())
@@ -425,16 +490,23 @@ impl Idp {
 
     /// Issues a new client secret; the previous ones keep working for the
     /// grace period. Returns the new secret and the end of the grace period.
-    pub async fn rotate_client_secret(&self, caller: &Caller, id: &AgentId) -> Result<(String, Timestamp)> {
+    pub async fn rotate_client_secret(
+        &self,
+        caller: &Caller,
+        id: &AgentId,
+    ) -> Result<(String, Timestamp)> {
         let agent = self.get_agent(caller, id).await?;
         caller.require(AdminScope::AgentsWrite)?;
         if agent.state == LifecycleState::Retired {
             return Err(Error::conflict("a retired agent gets no new credentials"));
         }
         let now = self.now();
-        let until = now.add(self.inner.config.secret_grace_period);
+        let until = now.plus(self.inner.config.secret_grace_period);
         let (record, secret) = self.new_client_secret(id, now);
-        self.inner.store.rotate_client_secret(id, &record, until).await?;
+        self.inner
+            .store
+            .rotate_client_secret(id, &record, until)
+            .await?;
         let mut ev = self.event(
             Some(&agent.tenant_id),
             &caller.actor,
@@ -444,7 +516,8 @@ impl Idp {
             &caller.request,
         );
         ev.details.insert("secret_id".into(), record.id.to_string());
-        ev.details.insert("previous_valid_until".into(), until.to_string());
+        ev.details
+            .insert("previous_valid_until".into(), until.to_string());
         self.audit(ev).await?;
         Ok((secret, until))
     }
@@ -453,7 +526,11 @@ impl Idp {
     pub async fn revoke_client_secrets(&self, caller: &Caller, id: &AgentId) -> Result<u64> {
         let agent = self.get_agent(caller, id).await?;
         caller.require(AdminScope::AgentsWrite)?;
-        let n = self.inner.store.revoke_client_secrets(id, self.now()).await?;
+        let n = self
+            .inner
+            .store
+            .revoke_client_secrets(id, self.now())
+            .await?;
         let mut ev = self.event(
             Some(&agent.tenant_id),
             &caller.actor,
@@ -470,7 +547,11 @@ impl Idp {
     // ---- public ----
 
     /// Searches the marketplace (public agents, listed or active).
-    pub async fn search_marketplace(&self, query: &MarketplaceQuery, page: &PageRequest) -> Result<Page<Agent>> {
+    pub async fn search_marketplace(
+        &self,
+        query: &MarketplaceQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Agent>> {
         if query.text.as_ref().is_some_and(|t| t.len() > 200) {
             return Err(Error::invalid("q", "at most 200 characters"));
         }

@@ -29,11 +29,19 @@ pub enum BillingOutcome {
 
 impl Idp {
     /// Starts a checkout moving `tenant` to a paid `tier`.
-    pub async fn start_checkout(&self, caller: &Caller, tenant: &TenantId, tier: Tier) -> Result<CheckoutSession> {
+    pub async fn start_checkout(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        tier: Tier,
+    ) -> Result<CheckoutSession> {
         caller.reach(tenant, "tenant")?;
         caller.require(AdminScope::BillingWrite)?;
         if tier == Tier::Free {
-            return Err(Error::invalid("tier", "checkout is for a paid tier (pro or enterprise)"));
+            return Err(Error::invalid(
+                "tier",
+                "checkout is for a paid tier (pro or enterprise)",
+            ));
         }
         let t = self.inner.store.get_tenant(tenant).await?;
         if t.tier == tier
@@ -42,7 +50,9 @@ impl Idp {
                 Some(SubscriptionStatus::Active | SubscriptionStatus::Trialing)
             )
         {
-            return Err(Error::conflict(format!("the tenant is already on the {tier} tier")));
+            return Err(Error::conflict(format!(
+                "the tenant is already on the {tier} tier"
+            )));
         }
         let session = self.inner.billing.checkout(&t, tier).await?;
         let mut ev = self.event(
@@ -64,7 +74,9 @@ impl Idp {
         caller.require(AdminScope::BillingWrite)?;
         let t = self.inner.store.get_tenant(tenant).await?;
         if t.billing.customer_id.is_none() {
-            return Err(Error::conflict("the tenant has no billing account yet; upgrade first"));
+            return Err(Error::conflict(
+                "the tenant has no billing account yet; upgrade first",
+            ));
         }
         self.inner.billing.portal(&t).await
     }
@@ -77,7 +89,11 @@ impl Idp {
         body: &[u8],
         request: &RequestMeta,
     ) -> Result<BillingOutcome> {
-        let event = match self.inner.billing.parse_webhook(signature_header, body, self.now()) {
+        let event = match self
+            .inner
+            .billing
+            .parse_webhook(signature_header, body, self.now())
+        {
             Ok(Some(e)) => e,
             Ok(None) => return Ok(BillingOutcome::Ignored),
             Err(Error::Unauthenticated) => {
@@ -99,7 +115,11 @@ impl Idp {
 
     /// Applies a verified billing event: once per event id; an event older
     /// than the last applied one for the tenant changes nothing.
-    pub async fn apply_billing_event(&self, event: &BillingEvent, request: &RequestMeta) -> Result<BillingOutcome> {
+    pub async fn apply_billing_event(
+        &self,
+        event: &BillingEvent,
+        request: &RequestMeta,
+    ) -> Result<BillingOutcome> {
         let now = self.now();
         let tenant = match &event.tenant_id {
             Some(id) => match self.inner.store.get_tenant(id).await {
@@ -113,10 +133,22 @@ impl Idp {
             let first = self
                 .inner
                 .store
-                .put_marker(NS_BILLING_EVENT, &event.id, Timestamp::from_unix_secs(i64::MAX / 2_000_000), now)
+                .put_marker(
+                    NS_BILLING_EVENT,
+                    &event.id,
+                    Timestamp::from_unix_secs(i64::MAX / 2_000_000),
+                    now,
+                )
                 .await?;
             if first {
-                let mut ev = self.event(None, "billing", "billing.event_unknown_tenant", Some(&event.id), Outcome::Failure, request);
+                let mut ev = self.event(
+                    None,
+                    "billing",
+                    "billing.event_unknown_tenant",
+                    Some(&event.id),
+                    Outcome::Failure,
+                    request,
+                );
                 if let Some(t) = &event.tenant_id {
                     ev.details.insert("tenant_id".into(), t.to_string());
                 }
@@ -124,70 +156,98 @@ impl Idp {
             }
             return Ok(BillingOutcome::UnknownTenant);
         };
-        if self.inner.store.has_marker(NS_BILLING_EVENT, &event.id, now).await? {
+        if self
+            .inner
+            .store
+            .has_marker(NS_BILLING_EVENT, &event.id, now)
+            .await?
+        {
             return Ok(BillingOutcome::Duplicate);
         }
         let mut stale = false;
         let e = event.clone();
-        self.change_tenant(&tenant.id, "billing", &format!("billing.{}", kind_name(&e.kind)), request, |t| {
-            if t.billing.last_event_at.is_some_and(|last| e.created < last) {
-                stale = true;
-                return Ok(false);
-            }
-            let b = &mut t.billing;
-            b.last_event_at = Some(e.created);
-            if e.customer_id.is_some() {
-                b.customer_id = e.customer_id.clone();
-            }
-            if e.subscription_id.is_some() {
-                b.subscription_id = e.subscription_id.clone();
-            }
-            match &e.kind {
-                BillingEventKind::CheckoutCompleted { tier } => {
-                    t.tier = *tier;
-                    b.subscription_status = Some(SubscriptionStatus::Active);
+        self.change_tenant(
+            &tenant.id,
+            "billing",
+            &format!("billing.{}", kind_name(&e.kind)),
+            request,
+            |t| {
+                if t.billing.last_event_at.is_some_and(|last| e.created < last) {
+                    stale = true;
+                    return Ok(false);
                 }
-                BillingEventKind::SubscriptionUpdated { status, tier, current_period_end } => {
-                    b.subscription_status = Some(*status);
-                    if current_period_end.is_some() {
-                        b.current_period_end = *current_period_end;
-                    }
-                    match status {
-                        SubscriptionStatus::Active | SubscriptionStatus::Trialing | SubscriptionStatus::PastDue => {
-                            if let Some(tier) = tier {
-                                t.tier = *tier;
-                            }
-                        }
-                        SubscriptionStatus::Canceled | SubscriptionStatus::Unpaid => t.tier = Tier::Free,
-                        SubscriptionStatus::Incomplete => {}
-                    }
+                let b = &mut t.billing;
+                b.last_event_at = Some(e.created);
+                if e.customer_id.is_some() {
+                    b.customer_id = e.customer_id.clone();
                 }
-                BillingEventKind::SubscriptionDeleted => {
-                    t.tier = Tier::Free;
-                    b.subscription_status = Some(SubscriptionStatus::Canceled);
-                    b.subscription_id = None;
-                    b.current_period_end = None;
+                if e.subscription_id.is_some() {
+                    b.subscription_id = e.subscription_id.clone();
                 }
-                BillingEventKind::PaymentSucceeded { current_period_end } => {
-                    if current_period_end.is_some() {
-                        b.current_period_end = *current_period_end;
-                    }
-                    if b.subscription_status == Some(SubscriptionStatus::PastDue) {
+                match &e.kind {
+                    BillingEventKind::CheckoutCompleted { tier } => {
+                        t.tier = *tier;
                         b.subscription_status = Some(SubscriptionStatus::Active);
                     }
+                    BillingEventKind::SubscriptionUpdated {
+                        status,
+                        tier,
+                        current_period_end,
+                    } => {
+                        b.subscription_status = Some(*status);
+                        if current_period_end.is_some() {
+                            b.current_period_end = *current_period_end;
+                        }
+                        match status {
+                            SubscriptionStatus::Active
+                            | SubscriptionStatus::Trialing
+                            | SubscriptionStatus::PastDue => {
+                                if let Some(tier) = tier {
+                                    t.tier = *tier;
+                                }
+                            }
+                            SubscriptionStatus::Canceled | SubscriptionStatus::Unpaid => {
+                                t.tier = Tier::Free
+                            }
+                            SubscriptionStatus::Incomplete => {}
+                        }
+                    }
+                    BillingEventKind::SubscriptionDeleted => {
+                        t.tier = Tier::Free;
+                        b.subscription_status = Some(SubscriptionStatus::Canceled);
+                        b.subscription_id = None;
+                        b.current_period_end = None;
+                    }
+                    BillingEventKind::PaymentSucceeded { current_period_end } => {
+                        if current_period_end.is_some() {
+                            b.current_period_end = *current_period_end;
+                        }
+                        if b.subscription_status == Some(SubscriptionStatus::PastDue) {
+                            b.subscription_status = Some(SubscriptionStatus::Active);
+                        }
+                    }
+                    BillingEventKind::PaymentFailed => {
+                        b.subscription_status = Some(SubscriptionStatus::PastDue);
+                    }
                 }
-                BillingEventKind::PaymentFailed => {
-                    b.subscription_status = Some(SubscriptionStatus::PastDue);
-                }
-            }
-            Ok(true)
-        })
+                Ok(true)
+            },
+        )
         .await?;
         self.inner
             .store
-            .put_marker(NS_BILLING_EVENT, &event.id, Timestamp::from_unix_secs(i64::MAX / 2_000_000), now)
+            .put_marker(
+                NS_BILLING_EVENT,
+                &event.id,
+                Timestamp::from_unix_secs(i64::MAX / 2_000_000),
+                now,
+            )
             .await?;
-        Ok(if stale { BillingOutcome::Stale } else { BillingOutcome::Applied })
+        Ok(if stale {
+            BillingOutcome::Stale
+        } else {
+            BillingOutcome::Applied
+        })
     }
 }
 

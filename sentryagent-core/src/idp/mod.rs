@@ -81,7 +81,10 @@ impl IdpConfig {
         crate::tenant::validate_url("issuer", &self.issuer)?;
         crate::tenant::validate_url("token_endpoint", &self.token_endpoint)?;
         if self.algorithms.is_empty() {
-            return Err(Error::invalid("algorithms", "at least one signing algorithm"));
+            return Err(Error::invalid(
+                "algorithms",
+                "at least one signing algorithm",
+            ));
         }
         if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(24 * 3600) {
             return Err(Error::invalid("token_ttl", "between 1 second and 24 hours"));
@@ -167,7 +170,10 @@ impl Caller {
             (Some(own), Some(t)) if own != t => Err(Error::not_found("tenant")),
             (Some(own), _) => Ok(own.clone()),
             (None, Some(t)) => Ok(t.clone()),
-            (None, None) => Err(Error::invalid("tenant_id", "an operator key must name the tenant")),
+            (None, None) => Err(Error::invalid(
+                "tenant_id",
+                "an operator key must name the tenant",
+            )),
         }
     }
 }
@@ -281,13 +287,17 @@ impl IdpBuilder {
         let limiter = self
             .limiter
             .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new(clock.clone())));
-        let meter = self.meter.unwrap_or_else(|| Arc::new(MemoryUsageMeter::new()));
+        let meter = self
+            .meter
+            .unwrap_or_else(|| Arc::new(MemoryUsageMeter::new()));
         let billing = self.billing.unwrap_or_else(|| Arc::new(NoBilling));
         let hash_key = match self.secret_hash_key {
             Some(k) => k,
             None => {
                 let fresh: [u8; 32] = crate::secret::random_bytes();
-                let stored = store.setting_get_or_insert(SECRET_HASH_KEY_SETTING, &fresh).await?;
+                let stored = store
+                    .setting_get_or_insert(SECRET_HASH_KEY_SETTING, &fresh)
+                    .await?;
                 stored.try_into().map_err(|_| Error::Internal {
                     message: "stored secret hashing key is not 32 bytes".into(),
                     source: None,

@@ -42,7 +42,13 @@ pub(crate) fn tenant_limit_key(t: &Tenant) -> String {
 
 /// The per-tenant quota of its tier.
 pub(crate) fn tenant_quota(idp: &Idp, t: &Tenant) -> Quota {
-    let rpm = idp.inner.config.tiers.limits(t.tier).requests_per_minute.max(1);
+    let rpm = idp
+        .inner
+        .config
+        .tiers
+        .limits(t.tier)
+        .requests_per_minute
+        .max(1);
     Quota {
         limit: rpm,
         period: Duration::from_secs(60),
@@ -62,7 +68,11 @@ impl Idp {
         match self.try_authenticate(creds).await {
             Ok(found) => Ok(found),
             Err(Failure::Backend(e)) => Err(e),
-            Err(Failure::Auth { claimed, tenant, reason }) => {
+            Err(Failure::Auth {
+                claimed,
+                tenant,
+                reason,
+            }) => {
                 let mut ev = self.event(
                     tenant.as_ref(),
                     &format!("client:{}", claimed.chars().take(128).collect::<String>()),
@@ -78,9 +88,15 @@ impl Idp {
         }
     }
 
-    async fn try_authenticate(&self, creds: &ClientCredentials) -> Result<(AuthenticatedClient, Agent), Failure> {
+    async fn try_authenticate(
+        &self,
+        creds: &ClientCredentials,
+    ) -> Result<(AuthenticatedClient, Agent), Failure> {
         match creds {
-            ClientCredentials::Secret { client_id, client_secret } => {
+            ClientCredentials::Secret {
+                client_id,
+                client_secret,
+            } => {
                 let agent = self.load_client(client_id).await?;
                 let Some(agent) = agent else {
                     // Hash anyway so an unknown client costs the same time.
@@ -96,7 +112,11 @@ impl Idp {
                     ok |= eq && s.is_usable(now);
                 }
                 if !ok {
-                    return Err(Failure::auth(client_id, Some(agent.tenant_id.clone()), "bad secret"));
+                    return Err(Failure::auth(
+                        client_id,
+                        Some(agent.tenant_id.clone()),
+                        "bad secret",
+                    ));
                 }
                 Ok((
                     AuthenticatedClient {
@@ -107,7 +127,11 @@ impl Idp {
                     agent,
                 ))
             }
-            ClientCredentials::Assertion { client_id, assertion_type, assertion } => {
+            ClientCredentials::Assertion {
+                client_id,
+                assertion_type,
+                assertion,
+            } => {
                 let claimed = client_id.clone().unwrap_or_default();
                 if assertion_type != JWT_BEARER_ASSERTION_TYPE {
                     return Err(Failure::auth(&claimed, None, "unsupported assertion type"));
@@ -143,7 +167,11 @@ impl Idp {
             return Err(Failure::auth(&claimed, None, "assertion without sub"));
         };
         if client_id.is_some_and(|c| c != sub) {
-            return Err(Failure::auth(&claimed, None, "client_id differs from assertion sub"));
+            return Err(Failure::auth(
+                &claimed,
+                None,
+                "client_id differs from assertion sub",
+            ));
         }
         let Some(agent) = self.load_client(&sub).await? else {
             return Err(Failure::auth(&sub, None, "unknown client"));
@@ -153,7 +181,14 @@ impl Idp {
         let public = agent.public_key().map_err(|_| fail("agent key unusable"))?;
         let key = VerifyingKey::ed25519(&public).map_err(|_| fail("agent key unusable"))?;
         let mut keys = KeySet::default();
-        keys.insert(parsed.header().kid.clone().unwrap_or_else(|| agent.did.clone()), key);
+        keys.insert(
+            parsed
+                .header()
+                .kid
+                .clone()
+                .unwrap_or_else(|| agent.did.clone()),
+            key,
+        );
         let now = self.now();
         let c = &self.inner.config;
         let mut claims = None;
@@ -165,7 +200,7 @@ impl Idp {
                 now,
                 required_typ: None,
             };
-            if let Ok((_, cl)) = verify_jwt::<AssertionClaims>(assertion, &keys, &v) {
+            if let Ok((_, cl)) = verify_jwt::<AssertionClaims, _>(assertion, &keys, &v) {
                 claims = Some(cl);
                 break;
             }
@@ -175,18 +210,21 @@ impl Idp {
             return Err(fail("assertion iss differs from sub"));
         }
         let exp = claims.exp.ok_or_else(|| fail("assertion without exp"))?;
-        let max_exp = now.add(c.max_assertion_lifetime + c.leeway).unix_secs();
+        let max_exp = now.plus(c.max_assertion_lifetime + c.leeway).unix_secs();
         if exp > max_exp {
             return Err(fail("assertion lives too long"));
         }
-        let jti = claims.jti.filter(|j| !j.is_empty() && j.len() <= 256).ok_or_else(|| fail("assertion without jti"))?;
+        let jti = claims
+            .jti
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or_else(|| fail("assertion without jti"))?;
         let fresh = self
             .inner
             .store
             .put_marker(
                 NS_ASSERTION_JTI,
                 &format!("{sub}:{jti}"),
-                crate::Timestamp::from_unix_secs(exp).add(c.leeway),
+                crate::Timestamp::from_unix_secs(exp).plus(c.leeway),
                 now,
             )
             .await?;
@@ -206,7 +244,11 @@ impl Idp {
     /// The token endpoint: `client_credentials` with client authentication,
     /// scope and audience checks, the tenant's rate limit and monthly quota,
     /// then a signed RFC 9068 access token.
-    pub async fn issue_token(&self, req: &TokenRequest, request: &RequestMeta) -> Result<TokenResponse> {
+    pub async fn issue_token(
+        &self,
+        req: &TokenRequest,
+        request: &RequestMeta,
+    ) -> Result<TokenResponse> {
         if req.grant_type != CLIENT_CREDENTIALS {
             return Err(Error::UnsupportedGrantType);
         }
@@ -239,8 +281,16 @@ impl Idp {
             });
         }
         let now = self.now();
-        if let Some(limit) = self.inner.config.tiers.limits(tenant.tier).token_issuances_per_month {
-            let used = self.usage_in_period(&tenant.id, UsageKind::TokenIssued, now).await?;
+        if let Some(limit) = self
+            .inner
+            .config
+            .tiers
+            .limits(tenant.tier)
+            .token_issuances_per_month
+        {
+            let used = self
+                .usage_in_period(&tenant.id, UsageKind::TokenIssued, now)
+                .await?;
             if used >= limit {
                 return Err(Error::QuotaExceeded {
                     limit_kind: LimitKind::TokenIssuancesPerMonth,
@@ -269,13 +319,15 @@ impl Idp {
             did: agent.did.clone(),
             extra: agent.custom_claims.clone(),
         };
-        let payload = serde_json::to_vec(&claims).map_err(|e| Error::internal("encode claims", e))?;
+        let payload =
+            serde_json::to_vec(&claims).map_err(|e| Error::internal("encode claims", e))?;
         let ring = self.ring();
         let signer = ring.signer(c.algorithms[0])?;
         let access_token = signer
             .sign_compact(Some(ACCESS_TOKEN_TYP), &payload)
             .map_err(|e| Error::internal("sign access token", e))?;
-        self.count_usage(&tenant.id, Some(&agent.id), UsageKind::TokenIssued, now).await;
+        self.count_usage(&tenant.id, Some(&agent.id), UsageKind::TokenIssued, now)
+            .await;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer".into(),
@@ -292,9 +344,17 @@ impl Idp {
         let mut out: Vec<String> = Vec::with_capacity(resources.len());
         for r in resources {
             let r = r.trim_end_matches('/');
-            if r != issuer && !tenant.allowed_audiences.iter().any(|a| a.trim_end_matches('/') == r) {
+            if r != issuer
+                && !tenant
+                    .allowed_audiences
+                    .iter()
+                    .any(|a| a.trim_end_matches('/') == r)
+            {
                 return Err(Error::InvalidTarget {
-                    message: format!("`{}` is not an allowed audience", r.chars().take(200).collect::<String>()),
+                    message: format!(
+                        "`{}` is not an allowed audience",
+                        r.chars().take(200).collect::<String>()
+                    ),
                 });
             }
             if !out.iter().any(|o| o == r) {
@@ -312,7 +372,11 @@ impl Idp {
     /// key ring, `typ`, `iss`, `exp`/`nbf` with leeway and, when given, that
     /// `audience` is among its audiences. Does not consult revocation: see
     /// [`Idp::introspect`].
-    pub fn verify_access_token(&self, token: &str, audience: Option<&str>) -> Result<AccessTokenClaims> {
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+    ) -> Result<AccessTokenClaims> {
         let ring = self.ring();
         let c = &self.inner.config;
         let v = Validation {
@@ -322,7 +386,7 @@ impl Idp {
             now: self.now(),
             required_typ: Some(ACCESS_TOKEN_TYP.to_owned()),
         };
-        let (_, claims) = verify_jwt::<AccessTokenClaims>(token, &ring.verify, &v)?;
+        let (_, claims) = verify_jwt::<AccessTokenClaims, _>(token, &ring.verify, &v)?;
         Ok(claims)
     }
 
@@ -343,10 +407,19 @@ impl Idp {
         if claims.tenant_id != client.tenant_id.as_str() {
             return Ok(Introspection::inactive());
         }
-        if self.inner.store.has_marker(NS_REVOKED, &claims.jti, self.now()).await? {
+        if self
+            .inner
+            .store
+            .has_marker(NS_REVOKED, &claims.jti, self.now())
+            .await?
+        {
             return Ok(Introspection::inactive());
         }
-        let Some(agent) = self.load_client(&claims.sub).await.map_err(Failure::into_error)? else {
+        let Some(agent) = self
+            .load_client(&claims.sub)
+            .await
+            .map_err(Failure::into_error)?
+        else {
             return Ok(Introspection::inactive());
         };
         let tenant = self.inner.store.get_tenant(&agent.tenant_id).await?;
@@ -374,7 +447,12 @@ impl Idp {
 
     /// Token revocation (RFC 7009) by the client the token was issued to.
     /// Unknown, invalid or foreign tokens are not an error (nothing happens).
-    pub async fn revoke(&self, caller: &ClientCredentials, token: &str, request: &RequestMeta) -> Result<()> {
+    pub async fn revoke(
+        &self,
+        caller: &ClientCredentials,
+        token: &str,
+        request: &RequestMeta,
+    ) -> Result<()> {
         let (client, _) = self.authenticate_client(caller, request).await?;
         let ring = self.ring();
         let v = Validation {
@@ -384,18 +462,21 @@ impl Idp {
             now: self.now(),
             required_typ: Some(ACCESS_TOKEN_TYP.to_owned()),
         };
-        let Ok((_, claims)) = verify_jwt::<AccessTokenClaims>(token, &ring.verify, &v) else {
+        let Ok((_, claims)) = verify_jwt::<AccessTokenClaims, _>(token, &ring.verify, &v) else {
             return Ok(());
         };
         if claims.client_id != client.agent_id.as_str() {
             return Ok(());
         }
         let now = self.now();
-        let until = crate::Timestamp::from_unix_secs(claims.exp).add(self.inner.config.leeway);
+        let until = crate::Timestamp::from_unix_secs(claims.exp).plus(self.inner.config.leeway);
         if until <= now {
             return Ok(());
         }
-        self.inner.store.put_marker(NS_REVOKED, &claims.jti, until, now).await?;
+        self.inner
+            .store
+            .put_marker(NS_REVOKED, &claims.jti, until, now)
+            .await?;
         let mut ev = self.event(
             Some(&client.tenant_id),
             &format!("agent:{}", client.agent_id),
@@ -412,7 +493,10 @@ impl Idp {
     /// Whether a token id was revoked (for resource servers that verify
     /// offline and check revocation separately).
     pub async fn is_revoked(&self, jti: &str) -> Result<bool> {
-        self.inner.store.has_marker(NS_REVOKED, jti, self.now()).await
+        self.inner
+            .store
+            .has_marker(NS_REVOKED, jti, self.now())
+            .await
     }
 
     /// The algorithms tokens can be signed with.
@@ -431,8 +515,14 @@ fn granted_scope(agent: &Agent, requested: Option<&str>) -> Result<Option<String
     };
     let mut granted: Vec<&str> = Vec::new();
     for s in req.split(' ').filter(|s| !s.is_empty()) {
-        if !s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
-            return Err(Error::invalid("scope", "scope tokens are printable ASCII without \" or \\"));
+        if !s
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        {
+            return Err(Error::invalid(
+                "scope",
+                "scope tokens are printable ASCII without \" or \\",
+            ));
         }
         if !agent.allowed_scopes.iter().any(|a| a == s) {
             return Err(Error::InvalidScope {

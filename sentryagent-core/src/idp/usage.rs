@@ -18,7 +18,9 @@ use super::{Caller, Idp};
 use crate::credentials::AdminScope;
 use crate::ratelimit::Decision;
 use crate::usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, hour_start};
-use crate::{AgentId, Error, LimitKind, Result, TenantId, TenantStatus, Tier, TierLimits, Timestamp};
+use crate::{
+    AgentId, Error, LimitKind, Result, TenantId, TenantStatus, Tier, TierLimits, Timestamp,
+};
 
 #[derive(Debug, Default)]
 struct BufferState {
@@ -215,7 +217,12 @@ impl Idp {
 
     /// Use of `kind` in its quota period (today / this month): stored total
     /// (cached for the flush interval) plus this node's unflushed count.
-    pub(crate) async fn usage_in_period(&self, tenant: &TenantId, kind: UsageKind, now: Timestamp) -> Result<u64> {
+    pub(crate) async fn usage_in_period(
+        &self,
+        tenant: &TenantId,
+        kind: UsageKind,
+        now: Timestamp,
+    ) -> Result<u64> {
         let bucket = period(kind, now);
         let key = (tenant.clone(), kind);
         let interval = self.inner.config.usage_flush_interval;
@@ -223,7 +230,9 @@ impl Idp {
             let s = self.inner.usage.lock();
             let pending = s.pending_totals.get(&key).copied().unwrap_or(0);
             match s.stored.get(&key) {
-                Some((b, v, read)) if *b == bucket && now.since(*read) < interval => Some(v + pending),
+                Some((b, v, read)) if *b == bucket && now.since(*read) < interval => {
+                    Some(v + pending)
+                }
                 _ => None,
             }
         };
@@ -248,7 +257,11 @@ impl Idp {
         let decision = self
             .inner
             .limiter
-            .check(&super::tokens::tenant_limit_key(&t), &super::tokens::tenant_quota(self, &t), 1)
+            .check(
+                &super::tokens::tenant_limit_key(&t),
+                &super::tokens::tenant_quota(self, &t),
+                1,
+            )
             .await?;
         if !decision.allowed {
             return Err(Error::RateLimited {
@@ -258,7 +271,9 @@ impl Idp {
         }
         let now = self.now();
         if let Some(limit) = self.inner.config.tiers.limits(t.tier).api_calls_per_day {
-            let used = self.usage_in_period(tenant, UsageKind::ApiCall, now).await?;
+            let used = self
+                .usage_in_period(tenant, UsageKind::ApiCall, now)
+                .await?;
             if used >= limit {
                 return Err(Error::QuotaExceeded {
                     limit_kind: LimitKind::ApiCallsPerDay,
@@ -268,7 +283,8 @@ impl Idp {
                 });
             }
         }
-        self.count_usage(tenant, None, UsageKind::ApiCall, now).await;
+        self.count_usage(tenant, None, UsageKind::ApiCall, now)
+            .await;
         Ok(decision)
     }
 
@@ -281,19 +297,27 @@ impl Idp {
         let now = self.now();
         let agents = LimitUsage::new(self.agent_count(tenant).await?, limits.max_agents);
         let api = LimitUsage::new(
-            self.usage_in_period(tenant, UsageKind::ApiCall, now).await?,
+            self.usage_in_period(tenant, UsageKind::ApiCall, now)
+                .await?,
             limits.api_calls_per_day,
         );
         let tokens = LimitUsage::new(
-            self.usage_in_period(tenant, UsageKind::TokenIssued, now).await?,
+            self.usage_in_period(tenant, UsageKind::TokenIssued, now)
+                .await?,
             limits.token_issuances_per_month,
         );
-        let active = self.inner.meter.active_agents(tenant, &now.utc_month()).await?;
+        let active = self
+            .inner
+            .meter
+            .active_agents(tenant, &now.utc_month())
+            .await?;
         Ok(UsageSummary {
             tenant_id: tenant.clone(),
             tier: t.tier,
             limits,
-            approaching_limit: agents.approaching_limit || api.approaching_limit || tokens.approaching_limit,
+            approaching_limit: agents.approaching_limit
+                || api.approaching_limit
+                || tokens.approaching_limit,
             agents,
             api_calls_today: api,
             token_issuances_this_month: tokens,
@@ -305,17 +329,33 @@ impl Idp {
 
     /// Token issuances per UTC day for the last `days` days (today last),
     /// zeros included.
-    pub async fn daily_token_issuances(&self, caller: &Caller, tenant: &TenantId, days: u32) -> Result<Vec<DailyCount>> {
+    pub async fn daily_token_issuances(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        days: u32,
+    ) -> Result<Vec<DailyCount>> {
         caller.reach(tenant, "tenant")?;
         caller.require(AdminScope::BillingRead)?;
         let days = days.clamp(1, 366);
         let now = self.now();
         let today_start = Timestamp::from_unix_secs(now.unix_secs().div_euclid(86_400) * 86_400);
-        let from = today_start.sub(std::time::Duration::from_secs(86_400 * u64::from(days - 1)));
-        let hours = self.inner.meter.hourly(tenant, UsageKind::TokenIssued, from, now.add(std::time::Duration::from_secs(3600))).await?;
+        let from = today_start.minus(std::time::Duration::from_secs(86_400 * u64::from(days - 1)));
+        let hours = self
+            .inner
+            .meter
+            .hourly(
+                tenant,
+                UsageKind::TokenIssued,
+                from,
+                now.plus(std::time::Duration::from_secs(3600)),
+            )
+            .await?;
         let mut out: Vec<DailyCount> = (0..days)
             .map(|i| DailyCount {
-                day: from.add(std::time::Duration::from_secs(86_400 * u64::from(i))).utc_day(),
+                day: from
+                    .plus(std::time::Duration::from_secs(86_400 * u64::from(i)))
+                    .utc_day(),
                 count: 0,
             })
             .collect();
@@ -330,12 +370,25 @@ impl Idp {
 
     /// Token issuances of the last 28 days by UTC weekday (0 = Monday) and
     /// hour: `heatmap[weekday][hour]`.
-    pub async fn activity_heatmap(&self, caller: &Caller, tenant: &TenantId) -> Result<[[u64; 24]; 7]> {
+    pub async fn activity_heatmap(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+    ) -> Result<[[u64; 24]; 7]> {
         caller.reach(tenant, "tenant")?;
         caller.require(AdminScope::BillingRead)?;
         let now = self.now();
-        let from = hour_start(now).sub(std::time::Duration::from_secs(28 * 86_400));
-        let hours = self.inner.meter.hourly(tenant, UsageKind::TokenIssued, from, now.add(std::time::Duration::from_secs(3600))).await?;
+        let from = hour_start(now).minus(std::time::Duration::from_secs(28 * 86_400));
+        let hours = self
+            .inner
+            .meter
+            .hourly(
+                tenant,
+                UsageKind::TokenIssued,
+                from,
+                now.plus(std::time::Duration::from_secs(3600)),
+            )
+            .await?;
         let mut map = [[0u64; 24]; 7];
         for (h, n) in hours {
             let secs = h.unix_secs();
@@ -359,7 +412,11 @@ impl Idp {
         caller.require(AdminScope::BillingRead)?;
         let month = match month {
             Some(m) => {
-                let ok = m.len() == 7 && m.as_bytes()[4] == b'-' && m.bytes().enumerate().all(|(i, b)| i == 4 || b.is_ascii_digit());
+                let ok = m.len() == 7
+                    && m.as_bytes()[4] == b'-'
+                    && m.bytes()
+                        .enumerate()
+                        .all(|(i, b)| i == 4 || b.is_ascii_digit());
                 if !ok {
                     return Err(Error::invalid("month", "expected YYYY-MM"));
                 }
@@ -367,17 +424,31 @@ impl Idp {
             }
             None => self.now().utc_month(),
         };
-        let counts = self.inner.meter.per_agent(tenant, UsageKind::TokenIssued, &month).await?;
+        let counts = self
+            .inner
+            .meter
+            .per_agent(tenant, UsageKind::TokenIssued, &month)
+            .await?;
         let mut rows = Vec::with_capacity(counts.len());
         for (agent_id, n) in counts {
-            let name = self.inner.store.get_agent(&agent_id).await.ok().map(|a| a.name);
+            let name = self
+                .inner
+                .store
+                .get_agent(&agent_id)
+                .await
+                .ok()
+                .map(|a| a.name);
             rows.push(AgentUsageRow {
                 agent_id,
                 name,
                 token_issuances: n,
             });
         }
-        rows.sort_by(|a, b| b.token_issuances.cmp(&a.token_issuances).then(a.agent_id.cmp(&b.agent_id)));
+        rows.sort_by(|a, b| {
+            b.token_issuances
+                .cmp(&a.token_issuances)
+                .then(a.agent_id.cmp(&b.agent_id))
+        });
         Ok(rows)
     }
 }

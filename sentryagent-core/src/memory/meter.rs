@@ -47,7 +47,9 @@ impl UsageMeter for MemoryUsageMeter {
         }
         for inc in &batch.increments {
             for bucket in [Bucket::day_of(inc.at), Bucket::month_of(inc.at)] {
-                *s.tenant.entry((inc.tenant_id.clone(), inc.kind, bucket)).or_default() += inc.count;
+                *s.tenant
+                    .entry((inc.tenant_id.clone(), inc.kind, bucket))
+                    .or_default() += inc.count;
             }
             *s.hourly
                 .entry((inc.tenant_id.clone(), inc.kind, hour_start(inc.at)))
@@ -71,8 +73,16 @@ impl UsageMeter for MemoryUsageMeter {
     async fn get(&self, tenant: &TenantId, kind: UsageKind, bucket: &Bucket) -> Result<u64> {
         let s = self.lock();
         Ok(match bucket {
-            Bucket::Hour(h) => s.hourly.get(&(tenant.clone(), kind, *h)).copied().unwrap_or(0),
-            _ => s.tenant.get(&(tenant.clone(), kind, bucket.clone())).copied().unwrap_or(0),
+            Bucket::Hour(h) => s
+                .hourly
+                .get(&(tenant.clone(), kind, *h))
+                .copied()
+                .unwrap_or(0),
+            _ => s
+                .tenant
+                .get(&(tenant.clone(), kind, bucket.clone()))
+                .copied()
+                .unwrap_or(0),
         })
     }
 
@@ -114,5 +124,15 @@ impl UsageMeter for MemoryUsageMeter {
             .active
             .get(&(tenant.clone(), month.to_owned()))
             .map_or(0, |s| s.len() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory_conformance_usage_meter() {
+        crate::conformance::usage_meter::run_all(Arc::new(super::MemoryUsageMeter::new())).await;
     }
 }

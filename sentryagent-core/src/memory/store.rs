@@ -11,8 +11,8 @@ use crate::credentials::{AdminKey, ClientSecret};
 use crate::page::{Page, PageRequest};
 use crate::store::{AgentStore, SigningKeyRecord};
 use crate::{
-    AdminKeyId, Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result,
-    Tenant, TenantId, Timestamp,
+    AdminKeyId, Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result, Tenant,
+    TenantId, Timestamp,
 };
 
 #[derive(Debug, Default)]
@@ -59,10 +59,10 @@ pub(crate) fn page_by_key<K: Ord + Clone + AsRef<str>, V: Clone>(
     let size = page.size();
     let mut out: Vec<(K, V)> = Vec::with_capacity(size + 1);
     for (k, v) in items {
-        if let Some(c) = &page.cursor {
-            if k.as_ref() <= c.as_str() {
-                continue;
-            }
+        if let Some(c) = &page.cursor
+            && k.as_ref() <= c.as_str()
+        {
+            continue;
         }
         out.push((k, v));
         if out.len() > size {
@@ -105,7 +105,11 @@ impl AgentStore for MemoryStore {
     }
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Tenant> {
-        self.read().tenants.get(id).cloned().ok_or(Error::not_found("tenant"))
+        self.read()
+            .tenants
+            .get(id)
+            .cloned()
+            .ok_or(Error::not_found("tenant"))
     }
 
     async fn get_tenant_by_slug(&self, slug: &str) -> Result<Tenant> {
@@ -119,7 +123,10 @@ impl AgentStore for MemoryStore {
 
     async fn update_tenant(&self, tenant: &Tenant) -> Result<Tenant> {
         let mut s = self.write();
-        let stored = s.tenants.get_mut(&tenant.id).ok_or(Error::not_found("tenant"))?;
+        let stored = s
+            .tenants
+            .get_mut(&tenant.id)
+            .ok_or(Error::not_found("tenant"))?;
         if stored.revision != tenant.revision {
             return Err(Error::conflict("tenant was changed concurrently"));
         }
@@ -134,7 +141,10 @@ impl AgentStore for MemoryStore {
 
     async fn list_tenants(&self, page: &PageRequest) -> Result<Page<Tenant>> {
         let s = self.read();
-        Ok(page_by_key(s.tenants.iter().map(|(k, v)| (k.clone(), v.clone())), page))
+        Ok(page_by_key(
+            s.tenants.iter().map(|(k, v)| (k.clone(), v.clone())),
+            page,
+        ))
     }
 
     async fn create_agent(
@@ -166,7 +176,11 @@ impl AgentStore for MemoryStore {
     }
 
     async fn get_agent(&self, id: &AgentId) -> Result<Agent> {
-        self.read().agents.get(id).cloned().ok_or(Error::not_found("agent"))
+        self.read()
+            .agents
+            .get(id)
+            .cloned()
+            .ok_or(Error::not_found("agent"))
     }
 
     async fn update_agent(&self, agent: &Agent) -> Result<Agent> {
@@ -239,7 +253,10 @@ impl AgentStore for MemoryStore {
         }
         let list = s.secrets.entry(agent.clone()).or_default();
         for old in list.iter_mut().filter(|x| x.revoked_at.is_none()) {
-            old.expires_at = Some(old.expires_at.map_or(old_valid_until, |e| e.min(old_valid_until)));
+            old.expires_at = Some(
+                old.expires_at
+                    .map_or(old_valid_until, |e| e.min(old_valid_until)),
+            );
         }
         list.push(new.clone());
         Ok(())
@@ -291,14 +308,20 @@ impl AgentStore for MemoryStore {
 
     async fn revoke_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
         let mut s = self.write();
-        let k = s.admin_keys.get_mut(id).ok_or(Error::not_found("api_key"))?;
+        let k = s
+            .admin_keys
+            .get_mut(id)
+            .ok_or(Error::not_found("api_key"))?;
         k.revoked_at.get_or_insert(at);
         Ok(())
     }
 
     async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
         let mut s = self.write();
-        let k = s.admin_keys.get_mut(id).ok_or(Error::not_found("api_key"))?;
+        let k = s
+            .admin_keys
+            .get_mut(id)
+            .ok_or(Error::not_found("api_key"))?;
         k.last_used_at = Some(at);
         Ok(())
     }
@@ -314,7 +337,10 @@ impl AgentStore for MemoryStore {
 
     async fn update_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
         let mut s = self.write();
-        let k = s.signing_keys.get_mut(&key.kid).ok_or(Error::not_found("signing_key"))?;
+        let k = s
+            .signing_keys
+            .get_mut(&key.kid)
+            .ok_or(Error::not_found("signing_key"))?;
         *k = key.clone();
         Ok(())
     }
@@ -330,7 +356,10 @@ impl AgentStore for MemoryStore {
 
     async fn setting_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
         let mut s = self.write();
-        Ok(s.settings.entry(name.to_owned()).or_insert_with(|| value.to_vec()).clone())
+        Ok(s.settings
+            .entry(name.to_owned())
+            .or_insert_with(|| value.to_vec())
+            .clone())
     }
 
     async fn append_audit(&self, event: NewAuditEvent) -> Result<AuditEvent> {
@@ -347,9 +376,14 @@ impl AgentStore for MemoryStore {
         let size = query.page_size();
         let s = self.read();
         let Some(chain) = s.audit.get(&query.tenant_id) else {
-            return Ok(Page { items: vec![], next_cursor: None });
+            return Ok(Page {
+                items: vec![],
+                next_cursor: None,
+            });
         };
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(chain.len());
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(chain.len());
         let mut items: Vec<AuditEvent> = chain[start..]
             .iter()
             .filter(|e| query.matches(e))
@@ -404,5 +438,15 @@ impl AgentStore for MemoryStore {
         let before = s.markers.len();
         s.markers.retain(|_, exp| *exp > now);
         Ok((before - s.markers.len()) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory_conformance_agent_store() {
+        crate::conformance::agent_store::run_all(Arc::new(super::MemoryStore::new())).await;
     }
 }
