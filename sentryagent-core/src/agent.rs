@@ -151,6 +151,11 @@ pub struct Agent {
     pub allowed_scopes: Vec<String>,
     /// Extra claims added to its access tokens.
     pub custom_claims: serde_json::Map<String, serde_json::Value>,
+    /// Algorithm of its access tokens; `None` means the deployment's default
+    /// (the first of [`IdpConfig::algorithms`](crate::IdpConfig::algorithms)).
+    /// `ES256` serves relying parties that cannot verify EdDSA.
+    #[serde(default)]
+    pub token_algorithm: Option<crate::jose::Algorithm>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.

@@ -1149,3 +1149,56 @@ async fn marketplace_and_did_documents_show_only_public_listed_agents() {
     ));
     assert!(idp.did_document(Some(&sys), &hidden.agent.id).await.is_ok());
 }
+
+#[tokio::test]
+async fn an_agent_may_take_es256_tokens_when_the_deployment_enables_it() {
+    let c = clock();
+    let idp = idp_with(&c, |cfg| {
+        cfg.algorithms = vec![Algorithm::EdDSA, Algorithm::ES256]
+    })
+    .await;
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = idp
+        .register_agent(
+            &Caller::system(),
+            &t.id,
+            NewAgent {
+                name: "spiffe-facing".into(),
+                token_algorithm: Some(Algorithm::ES256),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let tok = issue(&idp, &secret_request(&a, None)).await.unwrap();
+    let header = sentryagent_core::jose::parse_compact(&tok)
+        .unwrap()
+        .header()
+        .clone();
+    assert_eq!(header.alg, Algorithm::ES256);
+    idp.verify_access_token(&tok, None).unwrap();
+    let plain = agent(&idp, &t, "default").await;
+    let tok = issue(&idp, &secret_request(&plain, None)).await.unwrap();
+    assert_eq!(
+        sentryagent_core::jose::parse_compact(&tok)
+            .unwrap()
+            .header()
+            .alg,
+        Algorithm::EdDSA
+    );
+
+    let eddsa_only = idp_with(&c, |_| {}).await;
+    let t2 = tenant(&eddsa_only, Tier::Pro).await;
+    let r = eddsa_only
+        .register_agent(
+            &Caller::system(),
+            &t2.id,
+            NewAgent {
+                name: "x".into(),
+                token_algorithm: Some(Algorithm::ES256),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}");
+}

@@ -84,6 +84,7 @@ pub fn sample_agent(tenant: &TenantId, name: &str) -> Agent {
         did: crate::did::did_key_from_ed25519(&pk),
         allowed_scopes: vec![],
         custom_claims: Default::default(),
+        token_algorithm: None,
         created_at: now,
         updated_at: now,
         revision: 0,

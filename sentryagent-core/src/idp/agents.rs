@@ -14,8 +14,8 @@ use crate::page::{Page, PageRequest};
 use crate::secret::generate_secret;
 use crate::token::RESERVED_CLAIMS;
 use crate::{
-    Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result, SecretId, Tenant,
-    TenantId, TenantStatus, Timestamp, Visibility,
+    Agent, AgentId, Error, LifecycleState, MarketplaceQuery, Result, SecretId, Tenant, TenantId,
+    TenantStatus, Timestamp, Visibility,
 };
 
 /// Largest number of capabilities, tags or scopes of an agent.
@@ -62,6 +62,9 @@ pub struct NewAgent {
     /// Extra claims of its access tokens.
     #[serde(default)]
     pub custom_claims: serde_json::Map<String, serde_json::Value>,
+    /// Algorithm of its access tokens (one the deployment enables).
+    #[serde(default)]
+    pub token_algorithm: Option<Algorithm>,
 }
 
 /// Changes to an agent; absent fields stay.
@@ -86,6 +89,8 @@ pub struct AgentPatch {
     pub allowed_scopes: Option<Vec<String>>,
     /// Custom claims.
     pub custom_claims: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Token algorithm.
+    pub token_algorithm: Option<Algorithm>,
 }
 
 /// An Ed25519 private key as a JWK (RFC 8037), returned once at registration.
@@ -180,6 +185,16 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
 }
 
 impl Idp {
+    fn validate_algorithm(&self, alg: Option<Algorithm>) -> Result<()> {
+        match alg {
+            Some(a) if !self.inner.config.algorithms.contains(&a) => Err(Error::invalid(
+                "token_algorithm",
+                format!("{} is not enabled on this deployment", a.as_str()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn new_client_secret(&self, agent: &AgentId, now: Timestamp) -> (ClientSecret, String) {
         let secret = generate_secret(CLIENT_SECRET_PREFIX);
         let record = ClientSecret {
@@ -217,6 +232,7 @@ impl Idp {
             self.inner.config.max_custom_claims_bytes,
             &new.custom_claims,
         )?;
+        self.validate_algorithm(new.token_algorithm)?;
         let state = new.state.unwrap_or(LifecycleState::Active);
         if !matches!(state, LifecycleState::Active | LifecycleState::Draft) {
             return Err(Error::invalid(
@@ -278,6 +294,7 @@ impl Idp {
             did,
             allowed_scopes: dedup(new.allowed_scopes),
             custom_claims: new.custom_claims,
+            token_algorithm: new.token_algorithm,
             created_at: now,
             updated_at: now,
             revision: 0,
@@ -433,6 +450,7 @@ impl Idp {
         if let Some(c) = &patch.custom_claims {
             validate_claims(self.inner.config.max_custom_claims_bytes, c)?;
         }
+        self.validate_algorithm(patch.token_algorithm)?;
         self.change_agent(caller, id, "agent.updated", |a| {
             let p = patch.clone();
             if let Some(v) = p.name {
@@ -461,6 +479,9 @@ impl Idp {
             }
             if let Some(v) = p.custom_claims {
                 a.custom_claims = v;
+            }
+            if let Some(v) = p.token_algorithm {
+                a.token_algorithm = Some(v);
             }
             Ok(())
         })
@@ -587,15 +608,5 @@ impl Idp {
     /// How many agents count against a tenant's limit (not retired).
     pub(crate) async fn agent_count(&self, tenant: &TenantId) -> Result<u64> {
         self.inner.store.count_agents(tenant).await
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn agent_limit_error(t: &Tenant, used: u64, limit: u64) -> Error {
-        Error::QuotaExceeded {
-            limit_kind: LimitKind::Agents,
-            tier: t.tier.to_string(),
-            used,
-            limit,
-        }
     }
 }

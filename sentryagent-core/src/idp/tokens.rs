@@ -322,7 +322,7 @@ impl Idp {
         let payload =
             serde_json::to_vec(&claims).map_err(|e| Error::internal("encode claims", e))?;
         let ring = self.ring();
-        let signer = ring.signer(c.algorithms[0])?;
+        let signer = ring.signer(agent.token_algorithm.unwrap_or(c.algorithms[0]))?;
         let access_token = signer
             .sign_compact(Some(ACCESS_TOKEN_TYP), &payload)
             .map_err(|e| Error::internal("sign access token", e))?;
