@@ -214,7 +214,7 @@ impl StripeConfig {
         }
     }
 
-    /// Reads the `SENTRYAGENT_STRIPE_*` variables ([`env`]). `Ok(None)` when
+    /// Reads the `SENTRYAGENT_STRIPE_*` variables ([`env`](mod@env)). `Ok(None)` when
     /// no secret key is set: billing is off. An error names every missing or
     /// malformed variable when the key is set but the rest is incomplete.
     pub fn from_env() -> Result<Option<Self>> {
@@ -374,6 +374,7 @@ impl StripeConfig {
     }
 
     /// The API base without a trailing slash.
+    #[cfg_attr(not(feature = "stripe"), allow(dead_code))]
     pub(crate) fn base(&self) -> &str {
         self.api_base.trim_end_matches('/')
     }

@@ -372,6 +372,14 @@ impl FakeStripe {
         s.fail_next.extend(std::iter::repeat_n(status, n));
     }
 
+    /// Forgets the failures still queued by [`fail_next`](Self::fail_next)
+    /// and [`lose_next_responses`](Self::lose_next_responses).
+    pub fn clear_failures(&self) {
+        let mut s = self.shared.lock();
+        s.fail_next.clear();
+        s.lose_next = 0;
+    }
+
     /// Does the work of the next `n` requests, then answers them with 500 as
     /// if the response had been lost.
     pub fn lose_next_responses(&self, n: usize) {
