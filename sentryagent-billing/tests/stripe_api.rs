@@ -462,3 +462,63 @@ async fn the_fake_checks_what_a_client_sends() {
     assert_eq!(fake.meter_events().len(), 1);
     assert!(fake.checkout_sessions().is_empty());
 }
+
+#[tokio::test]
+async fn parse_webhook_verifies_then_normalizes_the_vector_event() {
+    use sentryagent_core::billing::BillingEventKind;
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("data/stripe-webhook-signatures.json")).unwrap();
+    let fake = FakeStripe::start().await.unwrap();
+    let mut config = fake.config();
+    config.webhook_secrets = vec![
+        "whsec_previous".into(),
+        vectors["secret"].as_str().unwrap().into(),
+    ];
+    let stripe = StripeBilling::new(config).unwrap();
+    let body = vectors["payload"].as_str().unwrap().as_bytes();
+    let header = vectors["cases"][0]["header"].as_str().unwrap();
+    let now = Timestamp::from_unix_secs(vectors["cases"][0]["now"].as_i64().unwrap());
+
+    let event = stripe.parse_webhook(header, body, now).unwrap().unwrap();
+    assert_eq!(event.id, "evt_1TestCheckoutCompleted");
+    assert_eq!(event.created, Timestamp::from_unix_secs(T0));
+    assert_eq!(
+        event.tenant_id.as_ref().map(TenantId::as_str),
+        Some("tenant_42")
+    );
+    assert_eq!(event.customer_id.as_deref(), Some("cus_test_42"));
+    assert_eq!(event.subscription_id.as_deref(), Some("sub_test_42"));
+    assert_eq!(
+        event.kind,
+        BillingEventKind::CheckoutCompleted { tier: Tier::Pro }
+    );
+
+    // Any signature failure is Unauthenticated, whatever the cause.
+    for (h, b, at) in [
+        (header, &b"{}"[..], now),
+        ("t=1,v1=00", body, now),
+        (header, body, now.plus(Duration::from_secs(301))),
+    ] {
+        assert!(matches!(
+            stripe.parse_webhook(h, b, at),
+            Err(Error::Unauthenticated)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn providers_from_configuration() {
+    let fake = FakeStripe::start().await.unwrap();
+    let none = sentryagent_billing::provider_from_config(None).unwrap();
+    assert_eq!(none.name(), "none");
+    assert!(!none.enabled());
+    let stripe = sentryagent_billing::provider_from_config(Some(fake.config())).unwrap();
+    assert_eq!(stripe.name(), "stripe");
+    assert!(stripe.enabled());
+    let mut bad = fake.config();
+    bad.webhook_secrets.clear();
+    assert!(matches!(
+        sentryagent_billing::provider_from_config(Some(bad)),
+        Err(Error::NotConfigured { .. })
+    ));
+}
