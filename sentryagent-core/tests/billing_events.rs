@@ -135,3 +135,77 @@ async fn events_apply_once_in_order() {
         Err(Error::NotConfigured { .. })
     ));
 }
+
+#[tokio::test]
+async fn events_of_a_replaced_subscription_change_nothing_but_renewal_dates_move_forward() {
+    let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
+    let idp = Idp::builder("https://idp.example")
+        .clock(Arc::new(clock))
+        .build()
+        .await
+        .unwrap();
+    let sys = Caller::system();
+    let t = idp
+        .create_tenant(
+            &sys,
+            NewTenant {
+                name: "Acme".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let meta = Default::default();
+    let mut first = ev(
+        "evt_a",
+        &t.id,
+        100,
+        BillingEventKind::CheckoutCompleted { tier: Tier::Pro },
+    );
+    first.subscription_id = Some("sub_old".into());
+    idp.apply_billing_event(&first, &meta).await.unwrap();
+    let mut second = ev(
+        "evt_b",
+        &t.id,
+        200,
+        BillingEventKind::CheckoutCompleted {
+            tier: Tier::Enterprise,
+        },
+    );
+    second.subscription_id = Some("sub_new".into());
+    idp.apply_billing_event(&second, &meta).await.unwrap();
+    // The old subscription's cancellation must not drop the tenant to free.
+    let mut old_deleted = ev("evt_c", &t.id, 300, BillingEventKind::SubscriptionDeleted);
+    old_deleted.subscription_id = Some("sub_old".into());
+    assert_eq!(
+        idp.apply_billing_event(&old_deleted, &meta).await.unwrap(),
+        BillingOutcome::OtherSubscription
+    );
+    let now = idp.get_tenant(&sys, &t.id).await.unwrap();
+    assert_eq!(now.tier, Tier::Enterprise);
+    assert_eq!(now.billing.subscription_id.as_deref(), Some("sub_new"));
+
+    // A late event still carries a later renewal date.
+    let renew = Timestamp::from_unix_secs(1_770_000_000);
+    let mut paid = ev(
+        "evt_d",
+        &t.id,
+        150,
+        BillingEventKind::PaymentSucceeded {
+            current_period_end: Some(renew),
+        },
+    );
+    paid.subscription_id = Some("sub_new".into());
+    assert_eq!(
+        idp.apply_billing_event(&paid, &meta).await.unwrap(),
+        BillingOutcome::Stale
+    );
+    assert_eq!(
+        idp.get_tenant(&sys, &t.id)
+            .await
+            .unwrap()
+            .billing
+            .current_period_end,
+        Some(renew)
+    );
+}

@@ -19,8 +19,12 @@ pub enum BillingOutcome {
     Applied,
     /// The event was seen before: nothing changed.
     Duplicate,
-    /// An older event than one already applied: nothing changed.
+    /// An older event than one already applied: nothing changed (but a
+    /// later renewal date it carries is kept).
     Stale,
+    /// An event about a subscription other than the tenant's current one:
+    /// nothing changed (but a later renewal date it carries is kept).
+    OtherSubscription,
     /// The event names no known tenant: recorded, nothing changed.
     UnknownTenant,
     /// A verified event of a type that does not concern billing state.
@@ -164,75 +168,79 @@ impl Idp {
         {
             return Ok(BillingOutcome::Duplicate);
         }
-        let mut stale = false;
+        let mut skipped: Option<BillingOutcome> = None;
         let e = event.clone();
-        self.change_tenant(
-            &tenant.id,
-            "billing",
-            &format!("billing.{}", kind_name(&e.kind)),
-            request,
-            |t| {
-                if t.billing.last_event_at.is_some_and(|last| e.created < last) {
-                    stale = true;
-                    return Ok(false);
+        let action = format!("billing.{}", kind_name(&e.kind));
+        self.change_tenant(&tenant.id, "billing", &action, request, |t| {
+            skipped = None;
+            let b = &mut t.billing;
+            // Renewal dates only move forward, whatever order events arrive in.
+            let mut changed = false;
+            if let Some(end) = period_end(&e.kind)
+                && b.current_period_end.is_none_or(|cur| end > cur)
+            {
+                b.current_period_end = Some(end);
+                changed = true;
+            }
+            // An event about a subscription other than the current one (say,
+            // the old one's deletion after a new checkout) changes no state.
+            let checkout = matches!(e.kind, BillingEventKind::CheckoutCompleted { .. });
+            if !checkout
+                && let (Some(current), Some(theirs)) = (&b.subscription_id, &e.subscription_id)
+                && current != theirs
+            {
+                skipped = Some(BillingOutcome::OtherSubscription);
+                return Ok(changed);
+            }
+            if b.last_event_at.is_some_and(|last| e.created < last) {
+                skipped = Some(BillingOutcome::Stale);
+                return Ok(changed);
+            }
+            b.last_event_at = Some(e.created);
+            if e.customer_id.is_some() {
+                b.customer_id = e.customer_id.clone();
+            }
+            if e.subscription_id.is_some() {
+                b.subscription_id = e.subscription_id.clone();
+            }
+            match &e.kind {
+                BillingEventKind::CheckoutCompleted { tier } => {
+                    t.tier = *tier;
+                    b.subscription_status = Some(SubscriptionStatus::Active);
                 }
-                let b = &mut t.billing;
-                b.last_event_at = Some(e.created);
-                if e.customer_id.is_some() {
-                    b.customer_id = e.customer_id.clone();
+                BillingEventKind::SubscriptionUpdated { status, tier, .. } => {
+                    b.subscription_status = Some(*status);
+                    match status {
+                        SubscriptionStatus::Active
+                        | SubscriptionStatus::Trialing
+                        | SubscriptionStatus::PastDue => {
+                            if let Some(tier) = tier {
+                                t.tier = *tier;
+                            }
+                        }
+                        SubscriptionStatus::Canceled | SubscriptionStatus::Unpaid => {
+                            t.tier = Tier::Free
+                        }
+                        SubscriptionStatus::Incomplete => {}
+                    }
                 }
-                if e.subscription_id.is_some() {
-                    b.subscription_id = e.subscription_id.clone();
+                BillingEventKind::SubscriptionDeleted => {
+                    t.tier = Tier::Free;
+                    b.subscription_status = Some(SubscriptionStatus::Canceled);
+                    b.subscription_id = None;
+                    b.current_period_end = None;
                 }
-                match &e.kind {
-                    BillingEventKind::CheckoutCompleted { tier } => {
-                        t.tier = *tier;
+                BillingEventKind::PaymentSucceeded { .. } => {
+                    if b.subscription_status == Some(SubscriptionStatus::PastDue) {
                         b.subscription_status = Some(SubscriptionStatus::Active);
                     }
-                    BillingEventKind::SubscriptionUpdated {
-                        status,
-                        tier,
-                        current_period_end,
-                    } => {
-                        b.subscription_status = Some(*status);
-                        if current_period_end.is_some() {
-                            b.current_period_end = *current_period_end;
-                        }
-                        match status {
-                            SubscriptionStatus::Active
-                            | SubscriptionStatus::Trialing
-                            | SubscriptionStatus::PastDue => {
-                                if let Some(tier) = tier {
-                                    t.tier = *tier;
-                                }
-                            }
-                            SubscriptionStatus::Canceled | SubscriptionStatus::Unpaid => {
-                                t.tier = Tier::Free
-                            }
-                            SubscriptionStatus::Incomplete => {}
-                        }
-                    }
-                    BillingEventKind::SubscriptionDeleted => {
-                        t.tier = Tier::Free;
-                        b.subscription_status = Some(SubscriptionStatus::Canceled);
-                        b.subscription_id = None;
-                        b.current_period_end = None;
-                    }
-                    BillingEventKind::PaymentSucceeded { current_period_end } => {
-                        if current_period_end.is_some() {
-                            b.current_period_end = *current_period_end;
-                        }
-                        if b.subscription_status == Some(SubscriptionStatus::PastDue) {
-                            b.subscription_status = Some(SubscriptionStatus::Active);
-                        }
-                    }
-                    BillingEventKind::PaymentFailed => {
-                        b.subscription_status = Some(SubscriptionStatus::PastDue);
-                    }
                 }
-                Ok(true)
-            },
-        )
+                BillingEventKind::PaymentFailed => {
+                    b.subscription_status = Some(SubscriptionStatus::PastDue);
+                }
+            }
+            Ok(true)
+        })
         .await?;
         self.inner
             .store
@@ -243,11 +251,17 @@ impl Idp {
                 now,
             )
             .await?;
-        Ok(if stale {
-            BillingOutcome::Stale
-        } else {
-            BillingOutcome::Applied
-        })
+        Ok(skipped.unwrap_or(BillingOutcome::Applied))
+    }
+}
+
+fn period_end(k: &BillingEventKind) -> Option<Timestamp> {
+    match k {
+        BillingEventKind::SubscriptionUpdated {
+            current_period_end, ..
+        }
+        | BillingEventKind::PaymentSucceeded { current_period_end } => *current_period_end,
+        _ => None,
     }
 }
 
