@@ -76,7 +76,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             return Err(Problem::unsupported_media_type("application/json"));
         }
         let (_, bytes) = read_body(req).await?;
-        parse_json(&bytes).map(ApiJson)
+        let value = parse_json(&bytes)?;
+        if !bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{')
+        {
+            return Err(
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "Invalid input")
+                    .detail("the body must be a JSON object"),
+            );
+        }
+        Ok(ApiJson(value))
     }
 }
 
