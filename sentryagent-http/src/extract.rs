@@ -77,11 +77,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
         let (_, bytes) = read_body(req).await?;
         let value = parse_json(&bytes)?;
-        if !bytes
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'{')
-        {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "Invalid input")
                     .detail("the body must be a JSON object"),

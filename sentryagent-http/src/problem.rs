@@ -14,7 +14,10 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// An RFC 9457 problem: `type`, `title`, `status`, `detail`, plus extension
 /// members, answered as `application/problem+json`.
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub struct Problem(Box<Inner>);
+
+#[derive(Debug, Clone)]
+struct Inner {
     status: StatusCode,
     kind: &'static str,
     title: &'static str,
@@ -27,42 +30,42 @@ impl Problem {
     /// A problem with a status, a stable kind (the last part of its `type`
     /// URI, e.g. `not-found`) and a title.
     pub fn new(status: StatusCode, kind: &'static str, title: &'static str) -> Self {
-        Problem {
+        Problem(Box::new(Inner {
             status,
             kind,
             title,
             detail: None,
             extra: Map::new(),
             headers: HeaderMap::new(),
-        }
+        }))
     }
 
     /// Sets the human readable detail.
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     /// Adds an extension member.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_owned(), value.into());
+        self.0.extra.insert(key.to_owned(), value.into());
         self
     }
 
     /// Adds a response header.
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
+        self.0.headers.insert(name, value);
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The `type` URI.
     pub fn type_uri(&self) -> String {
-        format!("urn:sentryagent:problem:{}", self.kind)
+        format!("urn:sentryagent:problem:{}", self.0.kind)
     }
 
     /// 400: the request is malformed.
@@ -162,7 +165,7 @@ pub(crate) fn from_error(e: &Error, upgrade_url: &str) -> Problem {
                 retry_secs(*retry_after)
             ))
             .with("retry_after_seconds", retry_secs(*retry_after));
-            rate_limited_headers(&mut p.headers, *retry_after, *limit);
+            rate_limited_headers(&mut p.0.headers, *retry_after, *limit);
             p
         }
         Error::QuotaExceeded {
@@ -249,21 +252,23 @@ impl IntoResponse for ApiError {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
+        let type_uri = self.type_uri();
+        let p = *self.0;
         let mut body = Map::new();
-        body.insert("type".into(), Value::String(self.type_uri()));
-        body.insert("title".into(), Value::String(self.title.into()));
-        body.insert("status".into(), Value::from(self.status.as_u16()));
-        if let Some(d) = self.detail {
+        body.insert("type".into(), Value::String(type_uri));
+        body.insert("title".into(), Value::String(p.title.into()));
+        body.insert("status".into(), Value::from(p.status.as_u16()));
+        if let Some(d) = p.detail {
             body.insert("detail".into(), Value::String(d));
         }
-        for (k, v) in self.extra {
+        for (k, v) in p.extra {
             body.entry(k).or_insert(v);
         }
         let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
-        let mut res = (self.status, bytes).into_response();
+        let mut res = (p.status, bytes).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        res.headers_mut().extend(self.headers);
+        res.headers_mut().extend(p.headers);
         res
     }
 }

@@ -348,6 +348,9 @@ async fn introspection_and_revocation_with_the_oauth2_client() {
     let _ = key;
 }
 
+/// A request body, its extra headers, and the expected status and code.
+type Case = (String, Vec<(&'static str, String)>, u16, &'static str);
+
 #[tokio::test]
 async fn every_token_endpoint_error_has_its_code_status_and_headers() {
     let s = start_with(Setup {
@@ -360,7 +363,7 @@ async fn every_token_endpoint_error_has_its_code_status_and_headers() {
     let secret = a["client_secret"].as_str().unwrap().to_owned();
     let basic = |i: &str, sec: &str| format!("Basic {}", STANDARD.encode(format!("{i}:{sec}")));
     let good = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
-    let cases: Vec<(String, Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         // No client authentication at all.
         (
             "grant_type=client_credentials".into(),

@@ -66,8 +66,16 @@ pub async fn start() -> Server {
     start_with(Setup::default()).await
 }
 
-/// A server as `setup` says, on `memory://` backends, with a host app
-/// around it when nested.
+/// The store the tests run on: `SENTRYAGENT_HTTP_TEST_STORE` (any URL
+/// `sentryagent_storage::open` knows, e.g. a sled directory or Postgres),
+/// default `memory://`. Every test makes its own tenants, so a shared store
+/// is fine.
+fn test_store() -> String {
+    std::env::var("SENTRYAGENT_HTTP_TEST_STORE").unwrap_or_else(|_| "memory://".into())
+}
+
+/// A server as `setup` says, on the test store, with a host app around it
+/// when nested.
 pub async fn start_with(setup: Setup) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
@@ -77,7 +85,7 @@ pub async fn start_with(setup: Setup) -> Server {
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
     let backends = open(
         &BackendUrls {
-            store: "memory://".into(),
+            store: test_store(),
             ..Default::default()
         },
         shared.clone(),
