@@ -16,6 +16,9 @@ use crate::extract::{Admin, ApiJson, ApiQuery, Meta, body_problem};
 use crate::problem::{ApiError, Problem};
 use crate::views::{TenantParam, TierBody, UrlView};
 
+/// Largest webhook body: 1 MiB.
+pub(crate) const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+
 /// The webhook signature header.
 const SIGNATURE: &str = "stripe-signature";
 
@@ -145,7 +148,7 @@ pub(crate) async fn webhook(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(r) => return body_problem(&r, s.config.body_limit).into_response(),
+        Err(r) => return body_problem(&r, WEBHOOK_BODY_LIMIT).into_response(),
     };
     let Some(sig) = headers.get(SIGNATURE).and_then(|v| v.to_str().ok()) else {
         return Problem::bad_request("the Stripe-Signature header is required").into_response();

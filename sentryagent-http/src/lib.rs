@@ -258,8 +258,11 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::detailed))
-        .routes(routes!(ops::metrics))
-        .routes(routes!(billing::webhook));
+        .routes(routes!(ops::metrics));
+    // Provider events can be larger than management bodies.
+    let webhook = OpenApiRouter::new()
+        .routes(routes!(billing::webhook))
+        .layer(DefaultBodyLimit::max(billing::WEBHOOK_BODY_LIMIT));
     let authed = OpenApiRouter::new()
         .routes(routes!(manage::create_tenant))
         .routes(routes!(manage::list_tenants))
@@ -297,5 +300,6 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(oauth)
         .merge(ops)
+        .merge(webhook)
         .merge(authed)
 }

@@ -394,6 +394,18 @@ async fn billing_off_says_so_clearly() {
         .await
         .unwrap();
     assert_problem(r, 501).await;
+    // Webhook bodies may be larger than management bodies, up to 1 MiB.
+    for (size, status) in [(200 * 1024, 501), (1024 * 1024 + 1, 413)] {
+        let r = s
+            .http
+            .post(s.url("/billing/webhook"))
+            .header("stripe-signature", "t=1,v1=00")
+            .body(vec![b' '; size])
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, status).await;
+    }
     let r = s
         .req(Method::POST, "/api/tiers/upgrade", Some(&key))
         .json(&json!({"tier": "platinum"}))
