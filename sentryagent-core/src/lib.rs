@@ -35,8 +35,8 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credentials::AdminScope;
 pub use error::{Error, LimitKind, Result};
 pub use idp::{
-    AgentPatch, AgentUsageRow, BillingOutcome, Caller, DailyCount, Ed25519PrivateJwk, Idp,
-    IdpBuilder, IdpConfig, LimitUsage, NewAgent, RegisteredAgent, SECRET_HASH_KEY_SETTING,
+    AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller, DailyCount, Ed25519PrivateJwk,
+    Idp, IdpBuilder, IdpConfig, LimitUsage, NewAgent, RegisteredAgent, SECRET_HASH_KEY_SETTING,
     UsageSummary,
 };
 pub use ids::{AdminKeyId, AgentId, SecretId, TenantId};

@@ -1202,3 +1202,52 @@ async fn an_agent_may_take_es256_tokens_when_the_deployment_enables_it() {
         .await;
     assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}");
 }
+
+#[tokio::test]
+async fn audit_tail_shows_a_tenant_key_only_its_own_events() {
+    let c = clock();
+    let idp = idp_with(&c, |_| {}).await;
+    let a = tenant(&idp, Tier::Free).await;
+    let b = tenant(&idp, Tier::Free).await;
+    let (key, _) = idp
+        .create_admin_key(&Caller::system(), Some(&a.id), "k", vec![AdminScope::Admin])
+        .await
+        .unwrap();
+    let caller = Caller::from_key(&key, Default::default());
+    assert!(matches!(
+        idp.audit_tail(&caller, Some(&b.id)),
+        Err(Error::NotFound { .. })
+    ));
+    let mut tail = idp.audit_tail(&caller, None).unwrap();
+    let mut all = idp.audit_tail(&Caller::system(), None).unwrap();
+    agent(&idp, &b, "other").await;
+    agent(&idp, &a, "mine").await;
+    let seen = tail.next().await.unwrap().unwrap();
+    assert_eq!(seen.event.tenant_id.as_ref(), Some(&a.id));
+    assert_eq!(seen.event.action, "agent.registered");
+    let first = all.next().await.unwrap().unwrap();
+    assert_eq!(first.event.tenant_id.as_ref(), Some(&b.id));
+}
+
+#[tokio::test]
+async fn publishers_are_found_by_slug_unless_suspended() {
+    let c = clock();
+    let idp = idp_with(&c, |_| {}).await;
+    let t = tenant(&idp, Tier::Free).await;
+    assert_eq!(idp.publisher(&t.slug).await.unwrap().id, t.id);
+    assert!(matches!(
+        idp.publisher("no-such-publisher").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        idp.publisher("Not A Slug!").await,
+        Err(Error::NotFound { .. })
+    ));
+    idp.set_tenant_status(&Caller::system(), &t.id, TenantStatus::Suspended)
+        .await
+        .unwrap();
+    assert!(matches!(
+        idp.publisher(&t.slug).await,
+        Err(Error::NotFound { .. })
+    ));
+}

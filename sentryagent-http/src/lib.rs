@@ -1,10 +1,305 @@
-//! The HTTP adapter of SentryAgent.
-//!
-//! This crate will hold `router(idp) -> axum::Router<S>`, which a host nests
-//! into its own axum application: the OAuth 2.0 endpoints (RFC 8414 metadata,
-//! JWKS, token, introspection, revocation), the `/v1` management API, the
-//! public marketplace, health, Prometheus metrics and the OpenAPI document.
-//! Handlers only translate between HTTP and the core's
-//! [`Idp`](sentryagent_core::Idp); every rule lives in the core.
+#![doc = include_str!("../README.md")]
 
+mod a2a;
+mod billing;
+mod extract;
+mod layers;
+mod manage;
+mod metrics;
+mod oauth;
+mod ops;
+mod problem;
+mod public;
+mod views;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn_with_state, map_response};
+use sentryagent_core::Idp;
+use sentryagent_core::health::BackendHealth;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use layers::REQUEST_ID;
+pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use sentryagent_core::oauth::OAuthError;
+
+/// Default largest request body: 64 KiB.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// A health probe of a backend the router does not know by itself (the
+/// [`Idp`]'s store and usage meter are always probed). Any
+/// `Fn() -> impl Future<Output = Vec<BackendHealth>>` is one, so a host using
+/// `sentryagent-storage` passes `move || { let b = backends.clone(); async
+/// move { b.health().await } }`.
+pub trait HealthProbe: Send + Sync + 'static {
+    /// Probes, returning one entry per backend.
+    fn probe(&self) -> Pin<Box<dyn Future<Output = Vec<BackendHealth>> + Send + 'static>>;
+}
+
+impl<F, Fut> HealthProbe for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<BackendHealth>> + Send + 'static,
+{
+    fn probe(&self) -> Pin<Box<dyn Future<Output = Vec<BackendHealth>> + Send + 'static>> {
+        Box::pin(self())
+    }
+}
+
+/// Options of [`router_with`]. Start from [`RouterConfig::default`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RouterConfig {
+    /// Largest request body in bytes (413 beyond). Default
+    /// [`DEFAULT_BODY_LIMIT`].
+    pub body_limit: usize,
+    /// Longest time to the response head (503 beyond). Default 30 s.
+    pub request_timeout: Duration,
+    /// Interval of keep-alive comments on the audit event stream. Default
+    /// 15 s.
+    pub sse_keep_alive: Duration,
+    /// Extra backend probes for `/health/ready`, `/health/detailed` and the
+    /// backend gauges of `/metrics`.
+    pub health_probes: Vec<Arc<dyn HealthProbe>>,
+    /// Whether to serve the API explorer at `/explorer/`. Default true.
+    pub explorer: bool,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            body_limit: DEFAULT_BODY_LIMIT,
+            request_timeout: Duration::from_secs(30),
+            sse_keep_alive: Duration::from_secs(15),
+            health_probes: Vec::new(),
+            explorer: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for RouterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterConfig")
+            .field("body_limit", &self.body_limit)
+            .field("request_timeout", &self.request_timeout)
+            .field("sse_keep_alive", &self.sse_keep_alive)
+            .field("health_probes", &self.health_probes.len())
+            .field("explorer", &self.explorer)
+            .finish()
+    }
+}
+
+impl RouterConfig {
+    /// Sets the body limit.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Sets the request timeout.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets the SSE keep-alive interval.
+    pub fn sse_keep_alive(mut self, interval: Duration) -> Self {
+        self.sse_keep_alive = interval;
+        self
+    }
+
+    /// Adds a health probe.
+    pub fn health_probe(mut self, probe: impl HealthProbe) -> Self {
+        self.health_probes.push(Arc::new(probe));
+        self
+    }
+
+    /// Turns the API explorer on or off.
+    pub fn explorer(mut self, on: bool) -> Self {
+        self.explorer = on;
+        self
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) idp: Idp,
+    pub(crate) config: Arc<RouterConfig>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) openapi: Arc<OnceLock<String>>,
+    pub(crate) upgrade_url: String,
+}
+
+/// The IdP as an axum router with default [`RouterConfig`]; nest it where
+/// the issuer URL says (`IdpConfig::issuer` is the public base URL including
+/// the prefix):
+///
+/// ```no_run
+/// # async fn host() -> sentryagent_core::Result<()> {
+/// let idp = sentryagent_core::Idp::builder("https://example.com/idp").build().await?;
+/// let app: axum::Router = axum::Router::new()
+///     .route("/", axum::routing::get(|| async { "host app" }))
+///     .nest("/idp", sentryagent_http::router(idp));
+/// # Ok(()) }
+/// ```
+pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp) -> Router<S> {
+    router_with(idp, RouterConfig::default())
+}
+
+/// The IdP as an axum router, with options.
+pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterConfig) -> Router<S> {
+    let state = AppState {
+        upgrade_url: format!("{}/api/tiers/upgrade", idp.config().issuer),
+        idp,
+        config: Arc::new(config),
+        metrics: Arc::new(metrics::Metrics::new()),
+        openapi: Arc::new(OnceLock::new()),
+    };
+    let (api, mut doc) = api_routes(&state).split_for_parts();
+    doc.servers = Some(vec![utoipa::openapi::Server::new(
+        state.idp.config().issuer.clone(),
+    )]);
+    let json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
+    let _ = state.openapi.set(json);
+
+    let mut app = api
+        .route("/openapi.json", axum::routing::get(ops::openapi_json))
+        .fallback(ops::no_route)
+        .method_not_allowed_fallback(ops::method_not_allowed);
+    if state.config.explorer {
+        app = app
+            .route("/explorer", axum::routing::get(ops::explorer_redirect))
+            .route("/explorer/", axum::routing::get(ops::explorer_index))
+            .route("/explorer/{*file}", axum::routing::get(ops::explorer_file));
+    }
+    let timeout = state.config.request_timeout;
+    app.layer(from_fn_with_state(timeout, layers::timeout))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(from_fn_with_state(state.clone(), layers::record))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(layers::make_span)
+                .on_response(layers::on_response),
+        )
+        .layer(from_fn_with_state(state.clone(), layers::context))
+        .layer(map_response(layers::security_headers))
+        .with_state(state)
+}
+
+/// Serves the RFC 8414 metadata at its *inserted* well-known location
+/// (`/.well-known/oauth-authorization-server/<issuer path>`), for hosts that
+/// nest the IdP under a prefix: merge this router at the host's root. The
+/// nested router already answers at `<issuer>/.well-known/...`.
+pub fn well_known_router<S: Clone + Send + Sync + 'static>(idp: Idp) -> Router<S> {
+    let path = oauth::issuer_path(&idp.config().issuer);
+    let mut r = Router::new();
+    if !path.is_empty() {
+        r = r.route(
+            &format!("/.well-known/oauth-authorization-server{path}"),
+            axum::routing::get(oauth::metadata_for),
+        );
+    }
+    r.with_state(idp)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "SentryAgent",
+        description = "Identity provider for AI agents: OAuth 2.0 client credentials with EdDSA JWT access tokens, did:key identities, management API, marketplace.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(views::ProblemDoc, views::OAuthErrorDoc)),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "oauth", description = "OAuth 2.0 and discovery"),
+        (name = "management", description = "Management API (`Authorization: Bearer <admin key>`)"),
+        (name = "billing", description = "Tiers, usage and billing"),
+        (name = "public", description = "Marketplace, DID documents and publishers"),
+        (name = "operations", description = "Health and metrics")
+    )
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "client_basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
+
+fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let oauth = OpenApiRouter::new()
+        .routes(routes!(oauth::metadata))
+        .routes(routes!(oauth::openid_configuration))
+        .routes(routes!(oauth::jwks))
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::introspect))
+        .routes(routes!(oauth::revoke));
+    let ops = OpenApiRouter::new()
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::detailed))
+        .routes(routes!(ops::metrics));
+    // Provider events can be larger than management bodies.
+    let webhook = OpenApiRouter::new()
+        .routes(routes!(billing::webhook))
+        .layer(DefaultBodyLimit::max(billing::WEBHOOK_BODY_LIMIT));
+    let authed = OpenApiRouter::new()
+        .routes(routes!(manage::create_tenant))
+        .routes(routes!(manage::list_tenants))
+        .routes(routes!(manage::get_tenant))
+        .routes(routes!(manage::patch_tenant))
+        .routes(routes!(manage::put_publisher))
+        .routes(routes!(manage::create_tenant_key))
+        .routes(routes!(manage::list_tenant_keys))
+        .routes(routes!(manage::revoke_tenant_key))
+        .routes(routes!(manage::create_operator_key))
+        .routes(routes!(manage::list_operator_keys))
+        .routes(routes!(manage::register_agent))
+        .routes(routes!(manage::list_agents))
+        .routes(routes!(manage::get_agent))
+        .routes(routes!(manage::patch_agent))
+        .routes(routes!(manage::lifecycle))
+        .routes(routes!(manage::rotate_secret))
+        .routes(routes!(manage::revoke_secrets))
+        .routes(routes!(manage::audit))
+        .routes(routes!(manage::audit_verify))
+        .routes(routes!(manage::audit_stream))
+        .routes(routes!(manage::daily_tokens))
+        .routes(routes!(manage::heatmap))
+        .routes(routes!(manage::agent_table))
+        .routes(routes!(billing::usage))
+        .routes(routes!(billing::checkout))
+        .routes(routes!(billing::upgrade))
+        .routes(routes!(billing::subscription))
+        .routes(routes!(billing::portal))
+        .routes(routes!(public::search))
+        .routes(routes!(public::marketplace_agent))
+        .routes(routes!(public::did_json))
+        .routes(routes!(public::publisher))
+        .route_layer(from_fn_with_state(state.clone(), layers::admin_auth));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(oauth)
+        .merge(ops)
+        .merge(webhook)
+        .merge(authed)
+}

@@ -464,6 +464,23 @@ impl Idp {
         self.inner.store.query_audit(query).await
     }
 
+    /// A live tail of the audit events the caller may read, appended through
+    /// this `Idp` from now on: a tenant key sees its own tenant's events; an
+    /// operator sees `tenant`'s events, or every event when `tenant` is
+    /// `None`.
+    pub fn audit_tail(&self, caller: &Caller, tenant: Option<&TenantId>) -> Result<AuditTail> {
+        caller.require(AdminScope::AuditRead)?;
+        let filter = match (&caller.tenant, tenant) {
+            (Some(own), Some(t)) if own != t => return Err(Error::not_found("tenant")),
+            (Some(own), _) => Some(own.clone()),
+            (None, t) => t.cloned(),
+        };
+        Ok(AuditTail {
+            rx: self.subscribe_audit(),
+            tenant: filter,
+        })
+    }
+
     /// Reads a whole chain and verifies it (see [`verify_chain`]); returns
     /// its head. Compare the head with one saved earlier to detect a deleted
     /// tail.
@@ -495,5 +512,36 @@ impl Idp {
         verify_chain(&events, head.as_ref()).map_err(|e| Error::Conflict {
             message: format!("audit chain verification failed: {e}"),
         })
+    }
+}
+
+/// A filtered live tail of audit events (see [`Idp::audit_tail`]).
+#[derive(Debug)]
+pub struct AuditTail {
+    rx: tokio::sync::broadcast::Receiver<AuditEvent>,
+    tenant: Option<TenantId>,
+}
+
+impl AuditTail {
+    /// The next event the caller may read. `Err(n)` says `n` events were
+    /// missed because the reader was slow (query the stored trail to fill
+    /// the gap); `None` means the `Idp` is gone.
+    pub async fn next(&mut self) -> Option<std::result::Result<AuditEvent, u64>> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.rx.recv().await {
+                Ok(e) => {
+                    if self
+                        .tenant
+                        .as_ref()
+                        .is_none_or(|t| e.event.tenant_id.as_ref() == Some(t))
+                    {
+                        return Some(Ok(e));
+                    }
+                }
+                Err(RecvError::Lagged(n)) => return Some(Err(n)),
+                Err(RecvError::Closed) => return None,
+            }
+        }
     }
 }

@@ -593,6 +593,23 @@ impl Idp {
         Ok((agent, tenant))
     }
 
+    /// A publisher (tenant) by its slug, for its public profile;
+    /// `NotFound` for an unknown slug or a suspended tenant.
+    pub async fn publisher(&self, slug: &str) -> Result<Tenant> {
+        if crate::tenant::validate_slug(slug).is_err() {
+            return Err(Error::not_found("publisher"));
+        }
+        let tenant = match self.inner.store.get_tenant_by_slug(slug).await {
+            Ok(t) => t,
+            Err(Error::NotFound { .. }) => return Err(Error::not_found("publisher")),
+            Err(e) => return Err(e),
+        };
+        if tenant.status == TenantStatus::Suspended {
+            return Err(Error::not_found("publisher"));
+        }
+        Ok(tenant)
+    }
+
     /// The DID document of an agent: public for marketplace agents; others
     /// only for a caller reaching their tenant.
     pub async fn did_document(&self, caller: Option<&Caller>, id: &AgentId) -> Result<DidDocument> {

@@ -1,6 +1,7 @@
 //! [`Idp`]: the identity provider, assembled from its parts.
 
 mod admin;
+pub use admin::AuditTail;
 mod agents;
 mod billing;
 pub use billing::BillingOutcome;

@@ -1,0 +1,178 @@
+//! Tiers, usage and billing: usage summary, checkout (upgrade), the
+//! customer portal, the subscription, and the provider's signed webhook.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sentryagent_core::credentials::AdminScope;
+use sentryagent_core::{BillingOutcome, Error};
+use serde_json::json;
+
+use crate::AppState;
+use crate::extract::{Admin, ApiJson, ApiQuery, Meta, body_problem};
+use crate::problem::{ApiError, Problem};
+use crate::views::{TenantParam, TierBody, UrlView};
+
+/// Largest webhook body: 1 MiB.
+pub(crate) const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The webhook signature header.
+const SIGNATURE: &str = "stripe-signature";
+
+/// The tenant's tier, limits and current use, with `approaching_limit` at
+/// 80 % of any limit.
+#[utoipa::path(
+    get, path = "/billing/usage", tag = "billing", params(TenantParam),
+    responses((status = 200, description = "tier, limits, use (`agents`, `api_calls_today`, `token_issuances_this_month`), `approaching_limit`, subscription", body = serde_json::Value)),
+    security(("admin_key" = []))
+)]
+pub(crate) async fn usage(
+    State(s): State<AppState>,
+    Admin(caller): Admin,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> Result<Json<sentryagent_core::UsageSummary>, ApiError> {
+    let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
+    Ok(Json(s.idp.usage_summary(&caller, &tenant).await?))
+}
+
+async fn start_checkout(
+    s: &AppState,
+    caller: &sentryagent_core::Caller,
+    body: TierBody,
+) -> Result<Json<UrlView>, ApiError> {
+    let tenant = caller.tenant_or(body.tenant_id.as_ref())?;
+    let session = s.idp.start_checkout(caller, &tenant, body.tier).await?;
+    Ok(Json(UrlView {
+        url: session.url,
+        id: Some(session.id),
+    }))
+}
+
+/// Starts a checkout to a paid tier; send the user to `url`. 501 when
+/// billing is not configured on this deployment.
+#[utoipa::path(
+    post, path = "/billing/checkout", tag = "billing",
+    request_body = TierBody,
+    responses((status = 200, body = UrlView), (status = 501, description = "billing is not configured", body = crate::views::ProblemDoc)),
+    security(("admin_key" = []))
+)]
+pub(crate) async fn checkout(
+    State(s): State<AppState>,
+    Admin(caller): Admin,
+    ApiJson(body): ApiJson<TierBody>,
+) -> Result<Json<UrlView>, ApiError> {
+    start_checkout(&s, &caller, body).await
+}
+
+/// Upgrades the tenant's tier: the same as `POST /billing/checkout`.
+#[utoipa::path(
+    post, path = "/api/tiers/upgrade", tag = "billing",
+    request_body = TierBody,
+    responses((status = 200, body = UrlView), (status = 501, description = "billing is not configured", body = crate::views::ProblemDoc)),
+    security(("admin_key" = []))
+)]
+pub(crate) async fn upgrade(
+    State(s): State<AppState>,
+    Admin(caller): Admin,
+    ApiJson(body): ApiJson<TierBody>,
+) -> Result<Json<UrlView>, ApiError> {
+    start_checkout(&s, &caller, body).await
+}
+
+/// The tenant's tier and subscription.
+#[utoipa::path(
+    get, path = "/billing/subscription", tag = "billing", params(TenantParam),
+    responses((status = 200, description = "`{tenant_id, tier, billing_enabled, subscription_status, current_period_end, customer_id}`", body = serde_json::Value)),
+    security(("admin_key" = []))
+)]
+pub(crate) async fn subscription(
+    State(s): State<AppState>,
+    Admin(caller): Admin,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(AdminScope::BillingRead)?;
+    let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
+    let t = s.idp.get_tenant(&caller, &tenant).await?;
+    Ok(Json(json!({
+        "tenant_id": t.id,
+        "tier": t.tier,
+        "status": t.status,
+        "billing_enabled": s.idp.billing().enabled(),
+        "subscription_status": t.billing.subscription_status,
+        "current_period_end": t.billing.current_period_end,
+        "customer_id": t.billing.customer_id,
+        "upgrade_url": s.upgrade_url,
+    })))
+}
+
+/// A customer-portal link (manage card, cancel) for a paying tenant.
+#[utoipa::path(
+    post, path = "/billing/portal", tag = "billing", params(TenantParam),
+    responses((status = 200, body = UrlView), (status = 409, description = "no billing account yet", body = crate::views::ProblemDoc), (status = 501, description = "billing is not configured", body = crate::views::ProblemDoc)),
+    security(("admin_key" = []))
+)]
+pub(crate) async fn portal(
+    State(s): State<AppState>,
+    Admin(caller): Admin,
+    ApiQuery(q): ApiQuery<TenantParam>,
+) -> Result<Json<UrlView>, ApiError> {
+    let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
+    Ok(Json(UrlView {
+        url: s.idp.billing_portal(&caller, &tenant).await?,
+        id: None,
+    }))
+}
+
+/// The billing provider's webhook: the raw body and its `Stripe-Signature`
+/// header, no admin key. 400 when the signature does not verify; 200
+/// `{received: true}` for every verified delivery, including duplicates,
+/// ignored types and unknown tenants.
+#[utoipa::path(
+    post, path = "/billing/webhook", tag = "billing",
+    request_body(content = String, content_type = "application/json", description = "the provider's event, byte for byte"),
+    params(("Stripe-Signature" = String, Header, description = "`t=...,v1=...`")),
+    responses(
+        (status = 200, description = "`{received: true, outcome}`", body = serde_json::Value),
+        (status = 400, description = "missing or bad signature", body = crate::views::ProblemDoc),
+        (status = 501, description = "billing is not configured", body = crate::views::ProblemDoc),
+    )
+)]
+pub(crate) async fn webhook(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return body_problem(&r, WEBHOOK_BODY_LIMIT).into_response(),
+    };
+    let Some(sig) = headers.get(SIGNATURE).and_then(|v| v.to_str().ok()) else {
+        return Problem::bad_request("the Stripe-Signature header is required").into_response();
+    };
+    match s.idp.handle_billing_webhook(sig, &body, &meta).await {
+        Ok(outcome) => {
+            let outcome = match outcome {
+                BillingOutcome::Applied => "applied",
+                BillingOutcome::Duplicate => "duplicate",
+                BillingOutcome::Stale => "stale",
+                BillingOutcome::UnknownTenant => "unknown_tenant",
+                _ => "ignored",
+            };
+            (
+                StatusCode::OK,
+                Json(json!({ "received": true, "outcome": outcome })),
+            )
+                .into_response()
+        }
+        Err(Error::Unauthenticated) => {
+            Problem::new(StatusCode::BAD_REQUEST, "bad-signature", "Bad signature")
+                .detail("the webhook signature does not verify")
+                .into_response()
+        }
+        Err(e) => ApiError(e).into_response(),
+    }
+}

@@ -1,0 +1,213 @@
+//! Middleware: request ids, per-request context, timeouts, metrics, and
+//! admin authentication with per-tenant rate limiting.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sentryagent_core::{Caller, Decision};
+
+use crate::AppState;
+use crate::extract::{Authenticated, BodyLimit, RequestId, request_meta};
+use crate::problem::{ApiError, Problem, UPGRADE_URL};
+
+/// The request id header.
+pub const REQUEST_ID: &str = "x-request-id";
+
+fn valid_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+/// Outermost layer: takes the caller's `x-request-id` (when it is 1 to 128
+/// of `A-Z a-z 0-9 - _ . :`) or makes one, records it for the handlers and
+/// echoes it; sets the per-request context (body limit, upgrade URL).
+pub(crate) async fn context(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut()
+        .insert(BodyLimit(state.config.body_limit));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
+    let mut res = UPGRADE_URL
+        .scope(state.upgrade_url.clone(), next.run(req))
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    res
+}
+
+/// Refuses a request whose response has not started within the timeout
+/// (503 problem). Streams (SSE) are not cut once their headers are sent.
+pub(crate) async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "Request timed out",
+        )
+        .detail(format!(
+            "the request took longer than {} ms",
+            limit.as_millis()
+        ))
+        .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        .into_response(),
+    }
+}
+
+/// Counts requests by matched route template, method and status, and their
+/// latency. Raw paths never become labels.
+pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    state.metrics.observe_request(
+        &route,
+        method.as_str(),
+        res.status().as_u16(),
+        start.elapsed(),
+    );
+    res
+}
+
+/// Admin authentication for the management, billing and public routes.
+///
+/// Without an `Authorization` header the request goes on anonymously
+/// (handlers that need a caller answer 401). `Authorization: Bearer <admin
+/// key>` is checked with [`Idp::authenticate_admin`]; any other scheme or a
+/// bad key is 401. A tenant key's call is then admitted by
+/// [`Idp::admit_api_call`] (rate limit and daily quota of its tier): a
+/// refusal is 429 (with `Retry-After` and `RateLimit-*`) or 402, and an
+/// admitted call carries `RateLimit-*` headers. Operator keys are not rate
+/// limited.
+///
+/// [`Idp::authenticate_admin`]: sentryagent_core::Idp::authenticate_admin
+/// [`Idp::admit_api_call`]: sentryagent_core::Idp::admit_api_call
+pub(crate) async fn admin_auth(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return next.run(req).await;
+    };
+    let Some(key) = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        })
+        .map(|(_, k)| k.trim().to_owned())
+    else {
+        return Problem::unauthenticated("use `Authorization: Bearer <admin key>`").into_response();
+    };
+    let (mut parts, body) = req.into_parts();
+    let meta = request_meta(&parts);
+    let admin = match state.idp.authenticate_admin(&key, &meta).await {
+        Ok(k) => k,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let caller = Caller::from_key(&admin, meta);
+    let decision = match &caller.tenant {
+        Some(t) => match state.idp.admit_api_call(t).await {
+            Ok(d) => {
+                state.metrics.rate_limit("api", true);
+                state.metrics.api_call(tier_of(&state, t).await);
+                Some(d)
+            }
+            Err(e) => {
+                if matches!(e, sentryagent_core::Error::RateLimited { .. }) {
+                    state.metrics.rate_limit("api", false);
+                }
+                return ApiError(e).into_response();
+            }
+        },
+        None => None,
+    };
+    parts.extensions.insert(Authenticated(caller));
+    let mut res = next.run(Request::from_parts(parts, body)).await;
+    if let Some(d) = decision {
+        add_rate_limit_headers(res.headers_mut(), &d);
+    }
+    res
+}
+
+async fn tier_of(state: &AppState, t: &sentryagent_core::TenantId) -> &'static str {
+    state
+        .idp
+        .get_tenant(&Caller::system(), t)
+        .await
+        .map_or("unknown", |t| t.tier.as_str())
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` of an
+/// admitted call.
+pub(crate) fn add_rate_limit_headers(h: &mut axum::http::HeaderMap, d: &Decision) {
+    h.insert("ratelimit-limit", HeaderValue::from(d.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    let reset = if d.reset_after.is_zero() {
+        0
+    } else {
+        crate::problem::retry_secs(d.reset_after)
+    };
+    h.insert("ratelimit-reset", HeaderValue::from(reset));
+}
+
+/// The tracing span of a request: method, route template, request id. No
+/// headers, no query string (nothing that could hold a secret).
+pub(crate) fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str());
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", |r| r.0.as_str());
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = %route,
+        request_id = %id,
+    )
+}
+
+/// Logs the status and latency of each response.
+pub(crate) fn on_response(res: &Response, latency: Duration, _span: &tracing::Span) {
+    tracing::info!(
+        status = res.status().as_u16(),
+        latency_ms = latency.as_millis() as u64,
+        "response"
+    );
+}
+
+/// Headers every response carries.
+pub(crate) async fn security_headers(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}

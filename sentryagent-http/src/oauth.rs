@@ -1,0 +1,574 @@
+//! The OAuth 2.0 endpoints: metadata (RFC 8414), JWKS, token (RFC 6749
+//! client credentials, RFC 7523 `private_key_jwt`, RFC 8707 resources),
+//! introspection (RFC 7662) and revocation (RFC 7009). Errors are RFC 6749
+//! §5.2 JSON from the core's [`OAuthError`] mapping.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use sentryagent_core::oauth::OAuthError;
+use sentryagent_core::token::CLIENT_CREDENTIALS;
+use sentryagent_core::{ClientCredentials, Error, Idp, TokenRequest};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::extract::{Meta, has_media_type};
+use crate::views::OAuthErrorDoc;
+
+/// Parameters that may appear more than once (RFC 8707 §2).
+const MULTI: &[&str] = &["resource", "audience"];
+
+/// An OAuth error answer, with the headers RFC 6749 asks for.
+#[derive(Debug)]
+pub(crate) struct OAuthReply {
+    err: OAuthError,
+    retry_after: Option<Duration>,
+}
+
+impl OAuthReply {
+    fn invalid_request(description: impl Into<String>) -> Self {
+        OAuthReply {
+            err: OAuthError::new("invalid_request", 400, description),
+            retry_after: None,
+        }
+    }
+
+    fn invalid_client(description: &str) -> Self {
+        OAuthReply {
+            err: OAuthError::new("invalid_client", 401, description),
+            retry_after: None,
+        }
+    }
+
+    fn too_large(limit: usize) -> Self {
+        OAuthReply {
+            err: OAuthError::new(
+                "invalid_request",
+                413,
+                format!("the body is larger than {limit} bytes"),
+            ),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<Error> for OAuthReply {
+    fn from(e: Error) -> Self {
+        if matches!(e, Error::Internal { .. } | Error::NotConfigured { .. }) {
+            tracing::error!(error = %e, "internal error at an OAuth endpoint");
+        }
+        let retry_after = match &e {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        OAuthReply {
+            err: OAuthError::from(&e),
+            retry_after,
+        }
+    }
+}
+
+fn no_store(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl IntoResponse for OAuthReply {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.err.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut res = (status, Json(&self.err)).into_response();
+        let h = res.headers_mut();
+        no_store(h);
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6749 §5.2: 401 with the scheme the client may use; HTTP
+            // requires a challenge on every 401.
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sentryagent\""),
+            );
+        }
+        if let Some(d) = self.retry_after {
+            let secs = crate::problem::retry_secs(d);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+/// A JSON answer that must not be cached.
+fn fresh<T: Serialize>(body: &T) -> Response {
+    let mut res = Json(body).into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+/// Form parameters, parsed strictly.
+#[derive(Debug, Default)]
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn one(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses an `application/x-www-form-urlencoded` body: the content type
+    /// must say so, values must be UTF-8, empty values count as absent
+    /// (RFC 6749 §3.2) and no parameter but `resource`/`audience` may repeat.
+    pub(crate) fn parse(
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+        limit: usize,
+    ) -> Result<Params, OAuthReply> {
+        if !has_media_type(headers, "application/x-www-form-urlencoded") {
+            return Err(OAuthReply::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let body = body.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                OAuthReply::too_large(limit)
+            } else {
+                OAuthReply::invalid_request("the body could not be read")
+            }
+        })?;
+        let mut out: Vec<(String, String)> = Vec::new();
+        for piece in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (k, v) = match piece.iter().position(|b| *b == b'=') {
+                Some(i) => (&piece[..i], &piece[i + 1..]),
+                None => (piece, &b""[..]),
+            };
+            let k = decode_component(k)
+                .ok_or_else(|| OAuthReply::invalid_request("malformed form encoding"))?;
+            let v = decode_component(v)
+                .ok_or_else(|| OAuthReply::invalid_request("malformed form encoding"))?;
+            if v.is_empty() {
+                continue;
+            }
+            if !MULTI.contains(&k.as_str()) && out.iter().any(|(x, _)| *x == k) {
+                return Err(OAuthReply::invalid_request(format!(
+                    "parameter `{}` is repeated",
+                    k.chars().take(64).collect::<String>()
+                )));
+            }
+            out.push((k, v));
+        }
+        Ok(Params(out))
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a
+/// space, `%XX` a byte; a bad escape or invalid UTF-8 is `None`.
+fn decode_component(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                let s = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(s, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The client's credentials: HTTP Basic (id and secret form-urlencoded inside,
+/// RFC 6749 §2.3.1), or `client_id` + `client_secret` in the body, or
+/// `client_assertion_type` + `client_assertion` (RFC 7523). Using more than
+/// one method is `invalid_request`; none is `invalid_client`.
+fn client_credentials(headers: &HeaderMap, p: &Params) -> Result<ClientCredentials, OAuthReply> {
+    let basic =
+        match headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(v) => {
+                let v = v
+                    .to_str()
+                    .map_err(|_| OAuthReply::invalid_client("malformed Authorization header"))?;
+                let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+                if !scheme.eq_ignore_ascii_case("basic") {
+                    return Err(OAuthReply::invalid_client(
+                        "use HTTP Basic, client_secret_post or private_key_jwt",
+                    ));
+                }
+                Some(decode_basic(rest.trim()).ok_or_else(|| {
+                    OAuthReply::invalid_client("malformed HTTP Basic credentials")
+                })?)
+            }
+        };
+    let body_id = p.one("client_id");
+    let post_secret = p.one("client_secret");
+    let assertion = p.one("client_assertion");
+    let assertion_type = p.one("client_assertion_type");
+    let methods = usize::from(basic.is_some())
+        + usize::from(post_secret.is_some())
+        + usize::from(assertion.is_some() || assertion_type.is_some());
+    if methods > 1 {
+        return Err(OAuthReply::invalid_request(
+            "use exactly one client authentication method",
+        ));
+    }
+    if let Some((id, secret)) = basic {
+        if body_id.is_some_and(|b| b != id) {
+            return Err(OAuthReply::invalid_request(
+                "client_id differs from the HTTP Basic user",
+            ));
+        }
+        return Ok(ClientCredentials::Secret {
+            client_id: id,
+            client_secret: secret,
+        });
+    }
+    if let Some(secret) = post_secret {
+        let id = body_id
+            .ok_or_else(|| OAuthReply::invalid_request("client_secret without client_id"))?;
+        return Ok(ClientCredentials::Secret {
+            client_id: id.to_owned(),
+            client_secret: secret.to_owned(),
+        });
+    }
+    match (assertion_type, assertion) {
+        (Some(t), Some(a)) => Ok(ClientCredentials::Assertion {
+            client_id: body_id.map(str::to_owned),
+            assertion_type: t.to_owned(),
+            assertion: a.to_owned(),
+        }),
+        (None, None) => Err(OAuthReply::invalid_client(
+            "client authentication is required",
+        )),
+        _ => Err(OAuthReply::invalid_request(
+            "client_assertion and client_assertion_type go together",
+        )),
+    }
+}
+
+fn decode_basic(b64: &str) -> Option<(String, String)> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    let raw = STANDARD
+        .decode(b64)
+        .or_else(|_| STANDARD_NO_PAD.decode(b64))
+        .ok()?;
+    let i = raw.iter().position(|b| *b == b':')?;
+    let id = decode_component(&raw[..i])?;
+    let secret = decode_component(&raw[i + 1..])?;
+    (!id.is_empty()).then_some((id, secret))
+}
+
+/// The token request form (documentation of `POST /oauth2/token`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TokenForm {
+    /// `client_credentials`.
+    grant_type: String,
+    /// Space separated scopes (default: all the agent's scopes).
+    scope: Option<String>,
+    /// Audience(s) of the token (RFC 8707), repeatable; `audience` is an
+    /// alias. Default: the issuer.
+    resource: Option<Vec<String>>,
+    /// `client_secret_post` / `private_key_jwt`: the client id.
+    client_id: Option<String>,
+    /// `client_secret_post`: the secret.
+    client_secret: Option<String>,
+    /// `private_key_jwt`: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    client_assertion_type: Option<String>,
+    /// `private_key_jwt`: a JWT signed with the agent's Ed25519 key, `iss` and
+    /// `sub` the client id, `aud` the token endpoint or issuer, `exp`, `jti`.
+    client_assertion: Option<String>,
+}
+
+/// The introspection and revocation form (documentation).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TokenParamForm {
+    /// The access token.
+    token: String,
+    /// `access_token` (optional hint).
+    token_type_hint: Option<String>,
+    /// Client authentication as at the token endpoint.
+    client_id: Option<String>,
+    /// Client authentication as at the token endpoint.
+    client_secret: Option<String>,
+}
+
+/// Token endpoint: `client_credentials`.
+#[utoipa::path(
+    post, path = "/oauth2/token", tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "RFC 6749 §5.1 token response", body = serde_json::Value),
+        (status = 400, description = "invalid_request, invalid_scope, invalid_target, unsupported_grant_type, unauthorized_client", body = OAuthErrorDoc),
+        (status = 401, description = "invalid_client", body = OAuthErrorDoc),
+        (status = 402, description = "monthly token quota of the tier reached", body = OAuthErrorDoc),
+        (status = 429, description = "rate limited (Retry-After)", body = OAuthErrorDoc),
+    ),
+    security(("client_basic" = []), ())
+)]
+pub(crate) async fn token(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match issue(&state, &meta, &headers, body).await {
+        Ok(res) => {
+            state.metrics.token_issued();
+            state.metrics.rate_limit("token", true);
+            res
+        }
+        Err(e) => {
+            state.metrics.token_error(e.err.error);
+            if e.err.error == "slow_down" {
+                state.metrics.rate_limit("token", false);
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    meta: &sentryagent_core::RequestMeta,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthReply> {
+    let p = Params::parse(headers, body, state.config.body_limit)?;
+    let client = client_credentials(headers, &p)?;
+    let grant_type = p
+        .one("grant_type")
+        .ok_or_else(|| OAuthReply::invalid_request("grant_type is required"))?;
+    if grant_type != CLIENT_CREDENTIALS {
+        return Err(Error::UnsupportedGrantType.into());
+    }
+    let req = TokenRequest {
+        grant_type: grant_type.to_owned(),
+        client,
+        scope: p.one("scope").map(str::to_owned),
+        resources: p
+            .all("resource")
+            .chain(p.all("audience"))
+            .map(str::to_owned)
+            .collect(),
+    };
+    let token = state.idp.issue_token(&req, meta).await?;
+    Ok(fresh(&token))
+}
+
+/// Token introspection (RFC 7662); the caller authenticates as a client of
+/// the same tenant.
+#[utoipa::path(
+    post, path = "/oauth2/introspect", tag = "oauth",
+    request_body(content = TokenParamForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`{\"active\": ...}` and the claims when active", body = serde_json::Value),
+        (status = 400, body = OAuthErrorDoc),
+        (status = 401, description = "invalid_client", body = OAuthErrorDoc),
+    ),
+    security(("client_basic" = []), ())
+)]
+pub(crate) async fn introspect(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let run = async {
+        let p = Params::parse(&headers, body, state.config.body_limit)?;
+        let client = client_credentials(&headers, &p)?;
+        let token = p
+            .one("token")
+            .ok_or_else(|| OAuthReply::invalid_request("token is required"))?;
+        let answer = state.idp.introspect(&client, token, &meta).await?;
+        Ok::<_, OAuthReply>(fresh(&answer))
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Token revocation (RFC 7009): 200 whether or not the token was valid.
+#[utoipa::path(
+    post, path = "/oauth2/revoke", tag = "oauth",
+    request_body(content = TokenParamForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "revoked (or nothing to revoke)"),
+        (status = 400, body = OAuthErrorDoc),
+        (status = 401, description = "invalid_client", body = OAuthErrorDoc),
+    ),
+    security(("client_basic" = []), ())
+)]
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let run = async {
+        let p = Params::parse(&headers, body, state.config.body_limit)?;
+        let client = client_credentials(&headers, &p)?;
+        let token = p
+            .one("token")
+            .ok_or_else(|| OAuthReply::invalid_request("token is required"))?;
+        state.idp.revoke(&client, token, &meta).await?;
+        let mut res = StatusCode::OK.into_response();
+        no_store(res.headers_mut());
+        Ok::<_, OAuthReply>(res)
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The path part of the issuer URL (`/idp` of `https://host/idp`), or "".
+pub(crate) fn issuer_path(issuer: &str) -> String {
+    let rest = issuer.split_once("://").map_or(issuer, |(_, r)| r);
+    rest.find('/')
+        .map_or_else(String::new, |i| rest[i..].trim_end_matches('/').to_owned())
+}
+
+/// The authorization server metadata, every URL derived from the issuer.
+pub(crate) fn metadata_document(idp: &Idp) -> Value {
+    let c = idp.config();
+    let issuer = &c.issuer;
+    let algs: Vec<&str> = idp.algorithms().iter().map(|a| a.as_str()).collect();
+    let auth_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
+    json!({
+        "issuer": issuer,
+        "token_endpoint": c.token_endpoint,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        // No authorization endpoint: machine clients only (RFC 8414 §2
+        // requires the member; it is empty).
+        "response_types_supported": [],
+        "grant_types_supported": [CLIENT_CREDENTIALS],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "access_token_signing_alg_values_supported": algs,
+        "subject_types_supported": ["public"],
+        "service_documentation": format!("{issuer}/explorer/"),
+    })
+}
+
+fn metadata_response(idp: &Idp) -> Response {
+    let mut res = Json(metadata_document(idp)).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    res
+}
+
+/// RFC 8414 authorization server metadata.
+#[utoipa::path(
+    get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
+    responses((status = 200, description = "RFC 8414 metadata", body = serde_json::Value))
+)]
+pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
+    metadata_response(&state.idp)
+}
+
+/// The same metadata for clients that look for OpenID discovery.
+#[utoipa::path(
+    get, path = "/.well-known/openid-configuration", tag = "oauth",
+    responses((status = 200, description = "the RFC 8414 metadata", body = serde_json::Value))
+)]
+pub(crate) async fn openid_configuration(State(state): State<AppState>) -> Response {
+    metadata_response(&state.idp)
+}
+
+/// Metadata for [`crate::well_known_router`].
+pub(crate) async fn metadata_for(State(idp): State<Idp>) -> Response {
+    metadata_response(&idp)
+}
+
+/// The public signing keys; cacheable for 5 minutes (retired keys stay
+/// published longer than the tokens they signed live).
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "oauth",
+    responses((status = 200, description = "JWK Set (RFC 7517)", body = serde_json::Value))
+)]
+pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
+    let mut res = Json(state.idp.jwks()).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &str) -> Result<Params, OAuthReply> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=UTF-8"),
+        );
+        Params::parse(&h, Ok(Bytes::from(body.to_owned())), 1000)
+    }
+
+    #[test]
+    fn forms_are_strict() {
+        let p =
+            form("grant_type=client_credentials&scope=a+b&resource=x&resource=y&empty=").unwrap();
+        assert_eq!(p.one("scope"), Some("a b"));
+        assert_eq!(p.all("resource").count(), 2);
+        assert_eq!(p.one("empty"), None);
+        assert_eq!(
+            form("scope=a&scope=b").unwrap_err().err.error,
+            "invalid_request"
+        );
+        assert!(form("x=%zz").is_err());
+        assert!(form("x=%ff").is_err());
+        assert!(form("x=%4").is_err());
+        let h = HeaderMap::new();
+        assert!(Params::parse(&h, Ok(Bytes::from_static(b"a=b")), 10).is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let raw = base64::engine::general_purpose::STANDARD.encode("agt%3A1:s%2Bc+x");
+        assert_eq!(
+            decode_basic(&raw),
+            Some(("agt:1".to_owned(), "s+c x".to_owned()))
+        );
+        assert_eq!(decode_basic("!!!"), None);
+        let no_colon = base64::engine::general_purpose::STANDARD.encode("abc");
+        assert_eq!(decode_basic(&no_colon), None);
+    }
+
+    #[test]
+    fn issuer_paths() {
+        assert_eq!(issuer_path("http://127.0.0.1:8080/idp"), "/idp");
+        assert_eq!(issuer_path("https://example.com"), "");
+        assert_eq!(issuer_path("https://example.com/a/b/"), "/a/b");
+    }
+}

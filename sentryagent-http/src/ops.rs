@@ -1,0 +1,165 @@
+//! Operations: health, metrics, the OpenAPI document and the API explorer.
+
+use std::sync::{Arc, LazyLock};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sentryagent_core::health::{BackendHealth, HealthStatus};
+use serde_json::json;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// Probes the Idp's store and usage meter, and the configured extra probes.
+async fn probe(s: &AppState) -> Vec<BackendHealth> {
+    let mut out = vec![s.idp.store().health().await, s.idp.meter().health().await];
+    for p in &s.config.health_probes {
+        out.extend(p.probe().await);
+    }
+    s.metrics.backends(&out);
+    out
+}
+
+fn overall(health: &[BackendHealth]) -> HealthStatus {
+    if health.iter().any(|h| h.status == HealthStatus::Down) {
+        HealthStatus::Down
+    } else if health.iter().any(|h| h.status == HealthStatus::Degraded) {
+        HealthStatus::Degraded
+    } else {
+        HealthStatus::Up
+    }
+}
+
+fn status_code(s: HealthStatus) -> StatusCode {
+    if s == HealthStatus::Down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get, path = "/health", tag = "operations",
+    responses((status = 200, description = "`{status: \"up\"}`", body = serde_json::Value))
+)]
+pub(crate) async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "up" }))
+}
+
+/// Readiness: every backend answers (503 otherwise).
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses((status = 200, body = serde_json::Value), (status = 503, description = "a required backend is down", body = serde_json::Value))
+)]
+pub(crate) async fn ready(State(s): State<AppState>) -> Response {
+    let status = overall(&probe(&s).await);
+    (status_code(status), Json(json!({ "status": status }))).into_response()
+}
+
+/// Each backend's status, ping latency and pool figures (503 when one is
+/// down).
+#[utoipa::path(
+    get, path = "/health/detailed", tag = "operations",
+    responses((status = 200, description = "`{status, version, backends: [{backend, status, latency_us, details, error}]}`", body = serde_json::Value), (status = 503, description = "a required backend is down", body = serde_json::Value))
+)]
+pub(crate) async fn detailed(State(s): State<AppState>) -> Response {
+    let backends = probe(&s).await;
+    let status = overall(&backends);
+    (
+        status_code(status),
+        Json(json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "limiter": s.idp.limiter().name(),
+            "billing": s.idp.billing().name(),
+            "backends": backends,
+        })),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String))
+)]
+pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+    probe(&s).await;
+    let mut res = s.metrics.encode().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    res
+}
+
+/// The OpenAPI 3.1 document of this router.
+pub(crate) async fn openapi_json(State(s): State<AppState>) -> Response {
+    let body = s.openapi.get().cloned().unwrap_or_else(|| "{}".to_owned());
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// 404 problem for paths that name nothing.
+pub(crate) async fn no_route() -> Problem {
+    Problem::no_route()
+}
+
+/// 405 problem.
+pub(crate) async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
+    .detail("this endpoint does not accept the method; see /openapi.json")
+}
+
+/// The explorer loads the document relative to its own URL, so it works
+/// wherever the router is nested.
+static EXPLORER: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> =
+    LazyLock::new(|| Arc::new(utoipa_swagger_ui::Config::new(["../openapi.json"])));
+
+/// `/explorer` -> `explorer/` (relative, so it works under any prefix).
+pub(crate) async fn explorer_redirect() -> Response {
+    (
+        StatusCode::PERMANENT_REDIRECT,
+        [(header::LOCATION, "explorer/")],
+    )
+        .into_response()
+}
+
+fn explorer_serve(file: &str) -> Response {
+    match utoipa_swagger_ui::serve(file, EXPLORER.clone()) {
+        Ok(Some(f)) => {
+            let mut res = f.bytes.into_owned().into_response();
+            if let Ok(v) = HeaderValue::from_str(&f.content_type) {
+                res.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            if f.gzpipped {
+                res.headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            res
+        }
+        Ok(None) => Problem::no_route().into_response(),
+        Err(_) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
+        .into_response(),
+    }
+}
+
+/// The API explorer page (Swagger UI, served from the binary).
+pub(crate) async fn explorer_index() -> Response {
+    explorer_serve("index.html")
+}
+
+/// The explorer's assets.
+pub(crate) async fn explorer_file(Path(file): Path<String>) -> Response {
+    explorer_serve(&file)
+}

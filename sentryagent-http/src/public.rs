@@ -1,0 +1,115 @@
+//! Public endpoints: the marketplace, DID documents and publisher profiles.
+//! Nothing here carries a secret or an agent's internal settings.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use sentryagent_core::{MarketplaceQuery, PageRequest};
+use serde_json::json;
+
+use crate::AppState;
+use crate::a2a::agent_card;
+use crate::extract::{ApiPath, ApiQuery, MaybeAdmin};
+use crate::manage::agent_id;
+use crate::problem::ApiError;
+use crate::views::{MarketplaceParams, PublicAgent, PublisherView};
+
+/// Searches public agents in the listed or active state.
+#[utoipa::path(
+    get, path = "/v1/marketplace/agents", tag = "public", params(MarketplaceParams),
+    responses((status = 200, description = "`{items: [agent], next_cursor}`", body = serde_json::Value), (status = 400, body = crate::views::ProblemDoc))
+)]
+pub(crate) async fn search(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<MarketplaceParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = MarketplaceQuery {
+        text: q.q,
+        capability: q.capability,
+        tag: q.tag,
+        category: q.category,
+        publisher: q.publisher,
+    };
+    let page = PageRequest {
+        cursor: q.cursor,
+        limit: q.limit,
+    };
+    let found = s.idp.search_marketplace(&query, &page).await?;
+    Ok(Json(json!(found.map(|a| PublicAgent::from(&a)))))
+}
+
+/// A marketplace agent with its publisher, DID document and A2A agent card.
+#[utoipa::path(
+    get, path = "/v1/marketplace/agents/{id}", tag = "public",
+    params(("id" = String, Path, description = "agent id")),
+    responses((status = 200, description = "`{agent, publisher, did_document, agent_card}`", body = serde_json::Value), (status = 404, body = crate::views::ProblemDoc))
+)]
+pub(crate) async fn marketplace_agent(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (agent, tenant) = s.idp.marketplace_agent(&agent_id(&id)?).await?;
+    let did = s.idp.did_document(None, &agent.id).await?;
+    let card = agent_card(
+        &agent,
+        &tenant,
+        &s.idp.config().issuer,
+        &s.idp.config().token_endpoint,
+    );
+    Ok(Json(json!({
+        "agent": PublicAgent::from(&agent),
+        "publisher": PublisherView::from(&tenant),
+        "did_document": did,
+        "agent_card": card,
+    })))
+}
+
+/// The DID document of an agent: public for marketplace agents, otherwise
+/// for an admin key of its tenant.
+#[utoipa::path(
+    get, path = "/v1/agents/{id}/did.json", tag = "public",
+    params(("id" = String, Path, description = "agent id")),
+    responses((status = 200, description = "W3C DID document", content_type = "application/did+ld+json", body = serde_json::Value), (status = 404, body = crate::views::ProblemDoc))
+)]
+pub(crate) async fn did_json(
+    State(s): State<AppState>,
+    MaybeAdmin(caller): MaybeAdmin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let doc = s.idp.did_document(caller.as_ref(), &agent_id(&id)?).await?;
+    let mut res = Json(doc).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/did+ld+json"),
+    );
+    Ok(res)
+}
+
+/// A publisher's public profile and the first page of its marketplace
+/// agents.
+#[utoipa::path(
+    get, path = "/v1/publishers/{slug}", tag = "public",
+    params(("slug" = String, Path, description = "publisher slug")),
+    responses((status = 200, description = "`{publisher, agents: {items, next_cursor}}`", body = serde_json::Value), (status = 404, body = crate::views::ProblemDoc))
+)]
+pub(crate) async fn publisher(
+    State(s): State<AppState>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = s.idp.publisher(&slug).await?;
+    let agents = s
+        .idp
+        .search_marketplace(
+            &MarketplaceQuery {
+                publisher: Some(tenant.id.clone()),
+                ..Default::default()
+            },
+            &PageRequest::default(),
+        )
+        .await?;
+    Ok(Json(json!({
+        "publisher": PublisherView::from(&tenant),
+        "agents": agents.map(|a| PublicAgent::from(&a)),
+    })))
+}
