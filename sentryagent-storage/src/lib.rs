@@ -9,6 +9,12 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod url_params;
+
 use sentryagent_core::health::BackendHealth;
 use sentryagent_core::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 use sentryagent_core::{AgentStore, Clock, Error, RateLimiter, Result, UsageMeter};
