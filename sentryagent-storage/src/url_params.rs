@@ -112,6 +112,7 @@ fn percent_decode(v: &str) -> Result<String> {
 }
 
 /// A non-negative integer parameter.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn parse_number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T> {
     v.parse()
         .map_err(|_| Error::invalid("url", format!("`{name}` must be a non-negative integer")))
@@ -140,6 +141,7 @@ pub(crate) fn parse_duration(name: &str, v: &str) -> Result<Duration> {
 }
 
 /// A duration, or `none` (also `0`) for no limit.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn parse_optional_duration(name: &str, v: &str) -> Result<Option<Duration>> {
     if v == "none" {
         return Ok(None);

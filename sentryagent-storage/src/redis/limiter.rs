@@ -220,6 +220,13 @@ impl RedisRateLimiter {
     }
 }
 
+#[async_trait]
+impl crate::HealthCheck for RedisRateLimiter {
+    async fn health(&self) -> BackendHealth {
+        RedisRateLimiter::health(self).await
+    }
+}
+
 /// `T` and `D = burst × T` in µs; `Invalid` when `D` is over
 /// [`MAX_BURST_OFFSET`].
 fn offsets(quota: &Quota) -> Result<(u64, u64)> {
