@@ -326,6 +326,66 @@ async fn postgres_health_reports_the_pool() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_usage_batch_keys_can_be_purged() {
+    use sentryagent_core::usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
+    services::with_schema(
+        "postgres_usage_batch_keys_can_be_purged",
+        |url, _| async move {
+            let store = PostgresStore::connect(&PostgresOptions::from_url(&url).unwrap())
+                .await
+                .unwrap();
+            let meter = store.usage_meter();
+            let t = sample_tenant("Purge");
+            let batch = UsageBatch {
+                idempotency_key: "k1".into(),
+                increments: vec![UsageIncrement {
+                    tenant_id: t.id.clone(),
+                    agent_id: None,
+                    kind: UsageKind::ApiCall,
+                    at: t.created_at,
+                    count: 2,
+                }],
+            };
+            assert!(meter.record(&batch).await.unwrap());
+            assert!(!meter.record(&batch).await.unwrap());
+            assert_eq!(
+                meter
+                    .purge_batch_keys(std::time::Duration::from_secs(3600))
+                    .await
+                    .unwrap(),
+                0
+            );
+            assert_eq!(
+                meter
+                    .purge_batch_keys(std::time::Duration::ZERO)
+                    .await
+                    .unwrap(),
+                1
+            );
+            // A batch delivered again after its key was purged counts again.
+            assert!(meter.record(&batch).await.unwrap());
+            let day = Bucket::day_of(t.created_at);
+            assert_eq!(meter.get(&t.id, UsageKind::ApiCall, &day).await.unwrap(), 4);
+            // Counts over what a bigint holds are refused, and nothing changes.
+            let huge = UsageBatch {
+                idempotency_key: "k2".into(),
+                increments: vec![UsageIncrement {
+                    count: u64::MAX,
+                    ..batch.increments[0].clone()
+                }],
+            };
+            assert!(matches!(
+                meter.record(&huge).await,
+                Err(Error::Invalid { .. })
+            ));
+            assert_eq!(meter.get(&t.id, UsageKind::ApiCall, &day).await.unwrap(), 4);
+            assert_eq!(meter.health().await.status, HealthStatus::Up);
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn postgres_unreachable_server_is_unavailable() {
     let options =

@@ -30,7 +30,9 @@
 //! Every key starts with the configured prefix (default `sa:`) inside a
 //! Redis Cluster hash tag, so each script touches one slot: `{<prefix>rl:<key>}`
 //! for rate limits, `{<prefix>u:<tenant>}:...` for a tenant's usage,
-//! `{<prefix>rv:<jti>}` for revocations.
+//! `{<prefix>rv:<jti>}` for revocations. This build connects to one Redis
+//! server (or a proxy in front of a cluster); the key layout is ready for a
+//! cluster-aware client.
 //!
 //! # Scripts
 //!
