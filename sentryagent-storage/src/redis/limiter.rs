@@ -28,8 +28,9 @@ pub struct RateLimiterStats {
     pub fail_open: u64,
     /// Checks refused by [`FailurePolicy::Closed`].
     pub fail_closed: u64,
-    /// `SCRIPT LOAD`s sent by the connection (one when opened, one after
-    /// each `NOSCRIPT`).
+    /// `SCRIPT LOAD`s sent on the connection this limiter shares with the
+    /// backend's other parts (its scripts when the backend opened, then one
+    /// after each `NOSCRIPT`).
     pub script_loads: u64,
 }
 
