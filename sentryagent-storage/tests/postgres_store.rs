@@ -37,7 +37,7 @@ async fn postgres_migrations_run_concurrently_from_two_stores() {
                 .await
                 .unwrap();
             let applied: Vec<(i64, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT version, success FROM \"{schema}\"._sqlx_migrations ORDER BY version"
+                "SELECT version, success FROM \"{schema}\"._sentryagent_migrations ORDER BY version"
             )))
             .fetch_all(&mut conn)
             .await

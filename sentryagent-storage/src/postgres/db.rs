@@ -24,6 +24,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "usage", include_str!("../../migrations/0002_usage.sql")),
 ];
 
+/// The table recording applied migrations (in the store's schema).
+pub(crate) const MIGRATIONS_TABLE: &str = "_sentryagent_migrations";
+
 /// How often an operation is retried after a serialization failure or a
 /// deadlock (SQLSTATE 40001, 40P01) before the error is returned.
 const MAX_RETRIES: u32 = 5;
@@ -299,6 +302,9 @@ fn migrator() -> Migrator {
     // A node running older code may open a database that newer code has
     // already migrated further (a rolling upgrade): migrations are additive.
     m.set_ignore_missing(true);
+    // Our own bookkeeping table, so that another sqlx application sharing
+    // the schema keeps its own versions.
+    m.dangerous_set_table_name(MIGRATIONS_TABLE);
     m
 }
 
@@ -361,6 +367,7 @@ mod tests {
         let m = migrator();
         let versions: Vec<i64> = m.iter().map(|m| m.version).collect();
         assert_eq!(versions, vec![1, 2]);
+        assert_eq!(m.table_name, MIGRATIONS_TABLE);
     }
 
     #[test]

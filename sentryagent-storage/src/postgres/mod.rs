@@ -27,7 +27,8 @@
 //! parallel test runs) can share a database, each in its own schema.
 //!
 //! Versioned migrations (the crate's `migrations/` directory, embedded in the
-//! binary) are applied on open through sqlx's migrator, which takes a
+//! binary, recorded in the schema's `_sentryagent_migrations` table) are
+//! applied on open through sqlx's migrator, which takes a
 //! Postgres advisory lock for the database while it works: nodes opening at
 //! once apply each migration exactly once, the others wait and find it done.
 //! A node running older code accepts a database migrated further by newer

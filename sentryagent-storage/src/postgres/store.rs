@@ -124,7 +124,8 @@ impl PostgresStore {
         self.db.schema()
     }
 
-    /// Closes the pool (waiting for connections in use to come back).
+    /// Closes the pool, which its [`usage_meter`](Self::usage_meter)s share
+    /// (waiting for connections in use to come back).
     pub async fn close(&self) {
         self.db.pool.close().await;
     }
