@@ -2,12 +2,39 @@
 //!
 //! | URL | store | rate limiter | usage meter | cargo feature |
 //! |---|---|---|---|---|
-//! | `memory://` | yes | yes | yes | always |
+//! | `memory://` | yes | yes (per node) | yes | always |
+//! | `postgres://...`, `postgresql://...` | yes | no | yes | `postgres` |
+//! | `redis://...` | no | yes (shared) | yes | `redis` |
 //!
 //! [`open`] turns URLs into [`Backends`], the parts an
-//! [`Idp`](sentryagent_core::Idp) is built from.
+//! [`Idp`](sentryagent_core::Idp) is built from. The limiter and the meter
+//! default to the store's URL; parts on the same URL share one connection
+//! pool (Postgres) or connection manager (Redis). A Postgres store has no
+//! rate limiter, so it needs an explicit limiter URL: `redis://...` to share
+//! limits between nodes, or `memory://` for limits per node.
+//!
+//! A multi-node deployment:
+//!
+//! ```text
+//! SENTRYAGENT_STORE=postgres://app@db/sentryagent?schema=idp&max_connections=20
+//! SENTRYAGENT_LIMITER=redis://cache:6379?prefix=idp:&failure_policy=open
+//! SENTRYAGENT_METER=redis://cache:6379?prefix=idp:
+//! ```
+//!
+//! Query parameters of each URL are documented by
+//! [`postgres::PostgresOptions`] and [`redis::RedisOptions`] (when the
+//! features are on). Cargo features keep unused drivers out of a build.
 
 use std::sync::Arc;
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+mod url_params;
 
 use sentryagent_core::health::BackendHealth;
 use sentryagent_core::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
@@ -24,6 +51,14 @@ pub struct BackendUrls {
     pub meter: Option<String>,
 }
 
+/// A part that reports its health outside the core traits (the
+/// [`RateLimiter`] trait has no `health()`).
+#[async_trait::async_trait]
+pub trait HealthCheck: Send + Sync + std::fmt::Debug {
+    /// The part's health.
+    async fn health(&self) -> BackendHealth;
+}
+
 /// The opened parts.
 #[derive(Debug, Clone)]
 pub struct Backends {
@@ -33,12 +68,19 @@ pub struct Backends {
     pub limiter: Arc<dyn RateLimiter>,
     /// The usage meter.
     pub meter: Arc<dyn UsageMeter>,
+    /// The rate limiter's health, when its backend has one (Redis: ping,
+    /// failure policy and failure counters).
+    pub limiter_health: Option<Arc<dyn HealthCheck>>,
 }
 
 impl Backends {
     /// Health of every distinct backend.
     pub async fn health(&self) -> Vec<BackendHealth> {
-        vec![self.store.health().await, self.meter.health().await]
+        let mut out = vec![self.store.health().await, self.meter.health().await];
+        if let Some(l) = &self.limiter_health {
+            out.push(l.health().await);
+        }
+        out
     }
 
     /// Applies the parts to an [`IdpBuilder`](sentryagent_core::IdpBuilder).
@@ -53,35 +95,124 @@ fn scheme(url: &str) -> &str {
     url.split_once("://").map_or(url, |(s, _)| s)
 }
 
+/// Connections opened so far, so parts on one URL share them.
+#[derive(Default)]
+struct Opened {
+    #[cfg(feature = "postgres")]
+    postgres: Vec<(String, postgres::PostgresStore)>,
+    #[cfg(feature = "redis")]
+    redis: Vec<(String, redis::RedisBackend)>,
+}
+
+impl Opened {
+    #[cfg(feature = "postgres")]
+    async fn postgres(&mut self, url: &str) -> Result<postgres::PostgresStore> {
+        if let Some((_, s)) = self.postgres.iter().find(|(u, _)| u == url) {
+            return Ok(s.clone());
+        }
+        let options = postgres::PostgresOptions::from_url(url)?;
+        let store = postgres::PostgresStore::connect(&options).await?;
+        self.postgres.push((url.to_owned(), store.clone()));
+        Ok(store)
+    }
+
+    #[cfg(feature = "redis")]
+    async fn redis(&mut self, url: &str) -> Result<redis::RedisBackend> {
+        if let Some((_, r)) = self.redis.iter().find(|(u, _)| u == url) {
+            return Ok(r.clone());
+        }
+        let backend = redis::RedisBackend::open(redis::RedisOptions::from_url(url)?).await?;
+        self.redis.push((url.to_owned(), backend.clone()));
+        Ok(backend)
+    }
+}
+
 /// Opens the backends the URLs name. Parts on the same URL share one
 /// connection (or database handle).
 pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends> {
     let store_url = urls.store.as_str();
     let limiter_url = urls.limiter.as_deref().unwrap_or(store_url);
     let meter_url = urls.meter.as_deref().unwrap_or(store_url);
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "redis")),
+        allow(unused_mut, unused_variables)
+    )]
+    let mut opened = Opened::default();
     let store: Arc<dyn AgentStore> = match scheme(store_url) {
         "memory" => Arc::new(MemoryStore::new()),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Arc::new(opened.postgres(store_url).await?),
+        "redis" => {
+            return Err(Error::invalid(
+                "store",
+                "Redis holds no store: use postgres:// (or memory://) for the store, and redis:// \
+                 for the rate limiter and usage meter",
+            ));
+        }
         other => return Err(unsupported("store", other)),
     };
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+    let mut limiter_health: Option<Arc<dyn HealthCheck>> = None;
     let limiter: Arc<dyn RateLimiter> = match scheme(limiter_url) {
         "memory" => Arc::new(MemoryRateLimiter::new(clock.clone())),
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let l = Arc::new(opened.redis(limiter_url).await?.rate_limiter());
+            limiter_health = Some(l.clone());
+            l
+        }
+        "postgres" | "postgresql" => {
+            return Err(Error::invalid(
+                "limiter",
+                "Postgres holds no rate limiter (the limiter defaults to the store URL): set the \
+                 limiter URL to redis://... (limits shared by every node) or memory:// (per node)",
+            ));
+        }
         other => return Err(unsupported("limiter", other)),
     };
     let meter: Arc<dyn UsageMeter> = match scheme(meter_url) {
         "memory" => Arc::new(MemoryUsageMeter::new()),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Arc::new(opened.postgres(meter_url).await?.usage_meter()),
+        #[cfg(feature = "redis")]
+        "redis" => Arc::new(opened.redis(meter_url).await?.usage_meter()),
         other => return Err(unsupported("meter", other)),
     };
     Ok(Backends {
         store,
         limiter,
         meter,
+        limiter_health,
     })
 }
 
+/// The schemes this build opens (by cargo feature).
+fn known() -> String {
+    let mut known = vec!["memory"];
+    if cfg!(feature = "postgres") {
+        known.push("postgres");
+        known.push("postgresql");
+    }
+    if cfg!(feature = "redis") {
+        known.push("redis");
+    }
+    known.join(", ")
+}
+
 fn unsupported(part: &'static str, scheme: &str) -> Error {
+    let hint = match scheme {
+        "postgres" | "postgresql" if !cfg!(feature = "postgres") => {
+            " (build with the cargo feature `postgres`)"
+        }
+        "redis" if !cfg!(feature = "redis") => " (build with the cargo feature `redis`)",
+        _ => "",
+    };
     Error::invalid(
         part,
-        format!("unsupported backend URL scheme `{scheme}` (this build knows: memory)"),
+        format!(
+            "unsupported backend URL scheme `{scheme}`{hint} (this build knows: {})",
+            known()
+        ),
     )
 }
 
@@ -89,27 +220,76 @@ fn unsupported(part: &'static str, scheme: &str) -> Error {
 mod tests {
     use super::*;
 
+    fn urls(store: &str, limiter: Option<&str>, meter: Option<&str>) -> BackendUrls {
+        BackendUrls {
+            store: store.into(),
+            limiter: limiter.map(str::to_owned),
+            meter: meter.map(str::to_owned),
+        }
+    }
+
     #[tokio::test]
     async fn memory_urls_open_and_unknown_schemes_are_refused() {
         let clock = Arc::new(sentryagent_core::SystemClock);
-        let b = open(
-            &BackendUrls {
-                store: "memory://".into(),
-                ..Default::default()
-            },
+        let b = open(&urls("memory://", None, None), clock.clone())
+            .await
+            .unwrap();
+        assert_eq!(b.store.name(), "memory");
+        assert!(b.limiter_health.is_none());
+        let r = open(&urls("ftp://x", None, None), clock).await;
+        assert!(matches!(r, Err(Error::Invalid { .. })));
+    }
+
+    #[tokio::test]
+    async fn redis_is_no_store_and_postgres_no_limiter() {
+        let clock = Arc::new(sentryagent_core::SystemClock);
+        let r = open(&urls("redis://127.0.0.1:1", None, None), clock.clone()).await;
+        assert!(
+            matches!(&r, Err(Error::Invalid { field: "store", message }) if message.contains("Redis holds no store")),
+            "{r:?}"
+        );
+        let r = open(
+            &urls("memory://", Some("postgres://h/db"), None),
             clock.clone(),
+        )
+        .await;
+        assert!(
+            matches!(&r, Err(Error::Invalid { field: "limiter", message }) if message.contains("no rate limiter")),
+            "{r:?}"
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn redis_limiter_and_meter_open_without_a_server() {
+        let clock = Arc::new(sentryagent_core::SystemClock);
+        let b = open(
+            &urls(
+                "memory://",
+                Some("redis://127.0.0.1:1?prefix=t:&failure_policy=open"),
+                Some("redis://127.0.0.1:1?prefix=t:&failure_policy=open"),
+            ),
+            clock,
         )
         .await
         .unwrap();
-        assert_eq!(b.store.name(), "memory");
-        let r = open(
-            &BackendUrls {
-                store: "ftp://x".into(),
-                ..Default::default()
-            },
-            clock,
-        )
-        .await;
-        assert!(matches!(r, Err(Error::Invalid { .. })));
+        assert_eq!((b.limiter.name(), b.meter.name()), ("redis", "redis"));
+        let h = b.health().await;
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(
+            h[2].status,
+            sentryagent_core::health::HealthStatus::Degraded
+        );
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn a_build_without_postgres_says_which_feature() {
+        let clock = Arc::new(sentryagent_core::SystemClock);
+        let r = open(&urls("postgres://h/db", None, None), clock).await;
+        assert!(
+            matches!(&r, Err(Error::Invalid { message, .. }) if message.contains("feature `postgres`")),
+            "{r:?}"
+        );
     }
 }

@@ -1,0 +1,240 @@
+//! [`PostgresOptions`]: where the database is and how the pool behaves.
+
+use std::time::Duration;
+
+use sentryagent_core::{Error, Result};
+
+use crate::url_params::{self, Params};
+
+/// Connection and pool settings of the Postgres backend.
+///
+/// Built from a URL ([`from_url`](Self::from_url)), where these query
+/// parameters are read (and removed before the URL reaches the driver, which
+/// gets every other parameter, such as `sslmode` or `application_name`):
+///
+/// | parameter | field | default |
+/// |---|---|---|
+/// | `schema` | [`schema`](Self::schema) | `public` |
+/// | `max_connections` | [`max_connections`](Self::max_connections) | 10 |
+/// | `min_connections` | [`min_connections`](Self::min_connections) | 0 |
+/// | `acquire_timeout` | [`acquire_timeout`](Self::acquire_timeout) | `5s` |
+/// | `idle_timeout` | [`idle_timeout`](Self::idle_timeout) (`none` keeps idle connections) | `10m` |
+/// | `max_lifetime` | [`max_lifetime`](Self::max_lifetime) (`none`: no limit) | `30m` |
+/// | `statement_cache_capacity` | [`statement_cache_capacity`](Self::statement_cache_capacity) | 100 |
+///
+/// Durations are an integer with a unit: `ms`, `s`, `m` or `h` (a bare
+/// integer is seconds). For example
+/// `postgres://app@db.internal/sentryagent?schema=idp&max_connections=20&acquire_timeout=2s`.
+///
+/// ```
+/// use std::time::Duration;
+/// use sentryagent_storage::postgres::PostgresOptions;
+///
+/// let o = PostgresOptions::from_url("postgres://app@db/idp?schema=tenant_a&max_connections=20&sslmode=require")?;
+/// assert_eq!(o.schema, "tenant_a");
+/// assert_eq!(o.max_connections, 20);
+/// assert_eq!(o.acquire_timeout, Duration::from_secs(5));
+/// assert_eq!(o.url, "postgres://app@db/idp?sslmode=require");
+/// # Ok::<(), sentryagent_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// The connection URL given to the driver (`postgres://` or
+    /// `postgresql://`), without the parameters above.
+    pub url: String,
+    /// The schema holding the tables: created if missing, migrated, and set
+    /// as the `search_path` of every connection. Letters, digits and `_`,
+    /// not starting with a digit, at most 63 bytes.
+    pub schema: String,
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// Connections the pool keeps open even when idle.
+    pub min_connections: u32,
+    /// How long an operation waits for a connection before failing with
+    /// [`Error::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// Idle connections above `min_connections` are closed after this long.
+    pub idle_timeout: Option<Duration>,
+    /// Connections are replaced after this long.
+    pub max_lifetime: Option<Duration>,
+    /// Prepared statements cached per connection.
+    pub statement_cache_capacity: usize,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &url_params::redact(&self.url))
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("statement_cache_capacity", &self.statement_cache_capacity)
+            .finish()
+    }
+}
+
+impl PostgresOptions {
+    /// Default `max_connections`.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+    /// Default `acquire_timeout`.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default `idle_timeout`.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+    /// Default `max_lifetime`.
+    pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(1800);
+    /// Default `statement_cache_capacity`.
+    pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 100;
+
+    /// Defaults for a connection URL (used as is: no parameter is read).
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            schema: "public".into(),
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            min_connections: 0,
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+            idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
+            max_lifetime: Some(Self::DEFAULT_MAX_LIFETIME),
+            statement_cache_capacity: Self::DEFAULT_STATEMENT_CACHE_CAPACITY,
+        }
+    }
+
+    /// Parses a `postgres://` or `postgresql://` URL and the pool parameters
+    /// in its query (see the type docs). An unknown value of a known
+    /// parameter, or a bad schema name, is [`Error::Invalid`] (field `"url"`).
+    pub fn from_url(url: &str) -> Result<Self> {
+        let (scheme, _) = url
+            .split_once("://")
+            .ok_or_else(|| Error::invalid("url", "expected postgres://..."))?;
+        if scheme != "postgres" && scheme != "postgresql" {
+            return Err(Error::invalid(
+                "url",
+                format!("expected a postgres:// or postgresql:// URL, not {scheme}://"),
+            ));
+        }
+        let mut params = Params::split(url)?;
+        let mut o = PostgresOptions::new(String::new());
+        if let Some(v) = params.take("schema")? {
+            o.schema = v;
+        }
+        if let Some(v) = params.take("max_connections")? {
+            o.max_connections = url_params::parse_number("max_connections", &v)?;
+        }
+        if let Some(v) = params.take("min_connections")? {
+            o.min_connections = url_params::parse_number("min_connections", &v)?;
+        }
+        if let Some(v) = params.take("acquire_timeout")? {
+            o.acquire_timeout = url_params::parse_duration("acquire_timeout", &v)?;
+        }
+        if let Some(v) = params.take("idle_timeout")? {
+            o.idle_timeout = url_params::parse_optional_duration("idle_timeout", &v)?;
+        }
+        if let Some(v) = params.take("max_lifetime")? {
+            o.max_lifetime = url_params::parse_optional_duration("max_lifetime", &v)?;
+        }
+        if let Some(v) = params.take("statement_cache_capacity")? {
+            o.statement_cache_capacity = url_params::parse_number("statement_cache_capacity", &v)?;
+        }
+        o.url = params.rest();
+        o.validate()?;
+        Ok(o)
+    }
+
+    /// The same options with another schema.
+    #[must_use]
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Checks the schema name and the pool sizes.
+    pub fn validate(&self) -> Result<()> {
+        validate_schema(&self.schema)?;
+        if self.max_connections == 0 {
+            return Err(Error::invalid("url", "max_connections must be at least 1"));
+        }
+        if self.min_connections > self.max_connections {
+            return Err(Error::invalid(
+                "url",
+                "min_connections must not exceed max_connections",
+            ));
+        }
+        if self.acquire_timeout.is_zero() {
+            return Err(Error::invalid(
+                "url",
+                "acquire_timeout must be more than zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Schema names are plain identifiers, so they never need quoting rules
+/// beyond double quotes.
+pub(crate) fn validate_schema(schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "url",
+            "schema: 1 to 63 letters, digits or _, not starting with a digit",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_read_and_removed() {
+        let o = PostgresOptions::from_url(
+            "postgresql://u:p@h:5433/db?application_name=x&schema=s_1&min_connections=2&max_connections=4\
+             &idle_timeout=none&max_lifetime=90m&acquire_timeout=250ms&statement_cache_capacity=7",
+        )
+        .unwrap();
+        assert_eq!(o.url, "postgresql://u:p@h:5433/db?application_name=x");
+        assert_eq!(o.schema, "s_1");
+        assert_eq!((o.min_connections, o.max_connections), (2, 4));
+        assert_eq!(o.idle_timeout, None);
+        assert_eq!(o.max_lifetime, Some(Duration::from_secs(5400)));
+        assert_eq!(o.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(o.statement_cache_capacity, 7);
+        assert!(
+            !format!("{o:?}").contains(":p@"),
+            "the password is not printed"
+        );
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        let o = PostgresOptions::from_url("postgres://h/db").unwrap();
+        assert_eq!(o, PostgresOptions::new("postgres://h/db"));
+        for bad in [
+            "redis://h",
+            "postgres://h/db?schema=1abc",
+            "postgres://h/db?schema=a-b",
+            "postgres://h/db?schema=",
+            "postgres://h/db?max_connections=0",
+            "postgres://h/db?max_connections=x",
+            "postgres://h/db?min_connections=5&max_connections=2",
+            "postgres://h/db?acquire_timeout=0s",
+            "postgres://h/db?acquire_timeout=5 parsecs",
+            "postgres://h/db?schema=a&schema=b",
+        ] {
+            assert!(
+                matches!(PostgresOptions::from_url(bad), Err(Error::Invalid { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,969 @@
+//! [`PostgresStore`]: the [`AgentStore`] on Postgres.
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Row};
+
+use sentryagent_core::audit::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
+use sentryagent_core::credentials::{AdminKey, ClientSecret};
+use sentryagent_core::health::BackendHealth;
+use sentryagent_core::page::{Page, PageRequest};
+use sentryagent_core::store::{AgentStore, SigningKeyRecord};
+use sentryagent_core::{
+    AdminKeyId, Agent, AgentId, Error, LimitKind, MarketplaceQuery, Result, Tenant, TenantId,
+    Timestamp,
+};
+
+use super::db::{Db, Step, lock_key, to_i64, to_u64, unique};
+use super::meter::PostgresUsageMeter;
+use super::options::PostgresOptions;
+use super::search;
+
+/// Advisory-lock namespace of a tenant's agent count (`max_agents`).
+const LOCK_AGENT_LIMIT: i32 = 0x5341_0001;
+/// Advisory-lock namespace of an audit chain.
+const LOCK_AUDIT_CHAIN: i32 = 0x5341_0002;
+
+/// The [`AgentStore`] on Postgres.
+///
+/// Every entity is stored whole as JSONB, beside the columns its keys,
+/// indexes and queries need, which are derived from the same value in the
+/// same statement. How each rule of the trait holds:
+///
+/// - **unique keys**: primary keys and unique constraints; a violation
+///   (SQLSTATE 23505) is [`Error::AlreadyExists`];
+/// - **optimistic revisions**: `UPDATE ... WHERE id = $1 AND revision = $2`;
+///   when no row changes, a second read tells [`Error::NotFound`] from
+///   [`Error::Conflict`];
+/// - **`max_agents`**: in one transaction, a transaction-scoped advisory lock
+///   on the tenant, the insert, then the count of the tenant's other live
+///   agents; over the limit rolls back, so concurrent registrations never
+///   exceed it;
+/// - **audit chains**: in one transaction, an advisory lock on the chain,
+///   its head, [`AuditEvent::seal`], the insert;
+/// - **markers**: one `INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at
+///   <= now RETURNING`;
+/// - **marketplace**: a `tsvector` of the agent's words with a GIN index and
+///   prefix `tsquery`s (see the `search` module), GIN indexes on
+///   capabilities and tags, cursor paging by id (never `OFFSET`); results are
+///   exactly [`MarketplaceQuery::matches`];
+/// - **audit queries**: by chain and sequence number (primary key) or time
+///   (index `(chain, at, seq)`); the cursor is the sequence number.
+///
+/// Multi-row changes run in transactions; a serialization failure or
+/// deadlock (40001, 40P01) retries the whole operation up to five times.
+/// Bad input the database refuses (a NUL character in text, a number out of
+/// range) is [`Error::Invalid`]; an unreachable database is
+/// [`Error::Unavailable`].
+///
+/// JSONB keeps numbers as decimals: a float in an agent's `custom_claims`
+/// written in exponent form (`1e16`) is read back as the equal integer.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    db: Db,
+}
+
+fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
+    let Json(v): Json<T> = row.try_get(column)?;
+    Ok(v)
+}
+
+fn page_of<T>(mut items: Vec<T>, size: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
+    let next_cursor = if items.len() > size {
+        items.truncate(size);
+        items.last().map(cursor)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+fn limit_of(size: usize) -> i64 {
+    i64::try_from(size).unwrap_or(i64::MAX).saturating_add(1)
+}
+
+fn chain_of(tenant: Option<&TenantId>) -> &str {
+    tenant.map_or("", TenantId::as_str)
+}
+
+/// The columns of an agent row, derived from the agent.
+struct AgentRow<'a> {
+    agent: &'a Agent,
+    revision: i64,
+    lexemes: Vec<String>,
+}
+
+impl<'a> AgentRow<'a> {
+    fn new(agent: &'a Agent) -> Result<Self> {
+        Ok(AgentRow {
+            agent,
+            revision: to_i64(agent.revision, "revision")?,
+            lexemes: search::lexemes(agent),
+        })
+    }
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema if missing and applies the migrations.
+    /// Several nodes may open the same database at once.
+    pub async fn connect(options: &PostgresOptions) -> Result<Self> {
+        Ok(PostgresStore {
+            db: Db::connect(options).await?,
+        })
+    }
+
+    /// A usage meter on the same pool.
+    pub fn usage_meter(&self) -> PostgresUsageMeter {
+        PostgresUsageMeter::from_db(self.db.clone())
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        self.db.schema()
+    }
+
+    /// Closes the pool, which its [`usage_meter`](Self::usage_meter)s share
+    /// (waiting for connections in use to come back).
+    pub async fn close(&self) {
+        self.db.pool.close().await;
+    }
+
+    async fn get_doc<T: DeserializeOwned + Send + Unpin>(
+        &self,
+        sql: &'static str,
+        key: &str,
+        kind: &'static str,
+    ) -> Result<T> {
+        self.db
+            .run(|| async {
+                let row = sqlx::query(sql)
+                    .bind(key)
+                    .fetch_optional(&self.db.pool)
+                    .await?;
+                match row {
+                    Some(r) => doc(&r, "doc"),
+                    None => Err(Error::not_found(kind).into()),
+                }
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl AgentStore for PostgresStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    // ---- tenants ----
+
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
+        let revision = to_i64(tenant.revision, "revision")?;
+        self.db
+            .run(|| async {
+                sqlx::query(
+                    "INSERT INTO tenants (id, slug, revision, doc) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(tenant.id.as_str())
+                .bind(&tenant.slug)
+                .bind(revision)
+                .bind(Json(tenant))
+                .execute(&self.db.pool)
+                .await
+                .map_err(unique("tenant"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Tenant> {
+        self.get_doc(
+            "SELECT doc FROM tenants WHERE id = $1",
+            id.as_str(),
+            "tenant",
+        )
+        .await
+    }
+
+    async fn get_tenant_by_slug(&self, slug: &str) -> Result<Tenant> {
+        self.get_doc("SELECT doc FROM tenants WHERE slug = $1", slug, "tenant")
+            .await
+    }
+
+    async fn update_tenant(&self, tenant: &Tenant) -> Result<Tenant> {
+        let expected = to_i64(tenant.revision, "revision")?;
+        let mut next = tenant.clone();
+        next.revision = tenant
+            .revision
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("revision", "too large"))?;
+        let revision = to_i64(next.revision, "revision")?;
+        let next = &next;
+        self.db
+            .run(|| async {
+                let done = sqlx::query(
+                    "UPDATE tenants SET doc = $4, revision = $3 \
+                     WHERE id = $1 AND revision = $2 AND slug = $5",
+                )
+                .bind(tenant.id.as_str())
+                .bind(expected)
+                .bind(revision)
+                .bind(Json(next))
+                .bind(&tenant.slug)
+                .execute(&self.db.pool)
+                .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(next.clone());
+                }
+                let row = sqlx::query("SELECT revision, slug FROM tenants WHERE id = $1")
+                    .bind(tenant.id.as_str())
+                    .fetch_optional(&self.db.pool)
+                    .await?;
+                let Some(row) = row else {
+                    return Err(Error::not_found("tenant").into());
+                };
+                let stored: i64 = row.try_get("revision")?;
+                let slug: String = row.try_get("slug")?;
+                if stored == expected && slug != tenant.slug {
+                    return Err(Error::invalid("slug", "cannot change").into());
+                }
+                Err(Error::conflict("tenant was changed concurrently").into())
+            })
+            .await
+    }
+
+    async fn list_tenants(&self, page: &PageRequest) -> Result<Page<Tenant>> {
+        let size = page.size();
+        self.db
+            .run(|| async {
+                let rows = sqlx::query(
+                    "SELECT doc FROM tenants WHERE ($1::text IS NULL OR id > $1) \
+                     ORDER BY id LIMIT $2",
+                )
+                .bind(page.cursor.as_deref())
+                .bind(limit_of(size))
+                .fetch_all(&self.db.pool)
+                .await?;
+                let items = rows
+                    .iter()
+                    .map(|r| doc::<Tenant>(r, "doc"))
+                    .collect::<Step<Vec<_>>>()?;
+                Ok(page_of(items, size, |t| t.id.to_string()))
+            })
+            .await
+    }
+
+    // ---- agents ----
+
+    async fn create_agent(
+        &self,
+        agent: &Agent,
+        secret: &ClientSecret,
+        max_agents: Option<u64>,
+    ) -> Result<()> {
+        let row = AgentRow::new(agent)?;
+        let row = &row;
+        let lock = lock_key(self.db.schema(), agent.tenant_id.as_str());
+        self.db
+            .run(|| async move {
+                let mut tx = self.db.pool.begin().await?;
+                if max_agents.is_some() {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+                        .bind(LOCK_AGENT_LIMIT)
+                        .bind(lock)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                insert_agent(&mut tx, row).await?;
+                if let Some(max) = max_agents {
+                    let used: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM agents \
+                         WHERE tenant_id = $1 AND state <> 'retired' AND id <> $2",
+                    )
+                    .bind(agent.tenant_id.as_str())
+                    .bind(agent.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let used = to_u64(used)?;
+                    if used >= max {
+                        tx.rollback().await?;
+                        return Err(Error::QuotaExceeded {
+                            limit_kind: LimitKind::Agents,
+                            tier: String::new(),
+                            used,
+                            limit: max,
+                        }
+                        .into());
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO client_secrets (id, agent_id, revoked, doc) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(secret.id.as_str())
+                .bind(secret.agent_id.as_str())
+                .bind(secret.revoked_at.is_some())
+                .bind(Json(secret))
+                .execute(&mut *tx)
+                .await
+                .map_err(unique("client_secret"))?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_agent(&self, id: &AgentId) -> Result<Agent> {
+        self.get_doc("SELECT doc FROM agents WHERE id = $1", id.as_str(), "agent")
+            .await
+    }
+
+    async fn update_agent(&self, agent: &Agent) -> Result<Agent> {
+        let expected = to_i64(agent.revision, "revision")?;
+        let mut next = agent.clone();
+        next.revision = agent
+            .revision
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("revision", "too large"))?;
+        let row = AgentRow::new(&next)?;
+        let row = &row;
+        self.db
+            .run(|| async move {
+                let done = sqlx::query(
+                    "UPDATE agents SET name = $3, state = $4, revision = $5, in_marketplace = $6, \
+                     capabilities = $7, tags = $8, category = $9, \
+                     search = array_to_tsvector($10::text[]), doc = $11 \
+                     WHERE id = $1 AND revision = $2 AND tenant_id = $12",
+                )
+                .bind(agent.id.as_str())
+                .bind(expected)
+                .bind(&row.agent.name)
+                .bind(row.agent.state.as_str())
+                .bind(row.revision)
+                .bind(row.agent.is_in_marketplace())
+                .bind(&row.agent.capabilities)
+                .bind(&row.agent.tags)
+                .bind(row.agent.category.as_deref())
+                .bind(&row.lexemes)
+                .bind(Json(row.agent))
+                .bind(agent.tenant_id.as_str())
+                .execute(&self.db.pool)
+                .await
+                .map_err(unique("agent"))?;
+                if done.rows_affected() == 1 {
+                    return Ok(row.agent.clone());
+                }
+                let stored = sqlx::query("SELECT revision, tenant_id FROM agents WHERE id = $1")
+                    .bind(agent.id.as_str())
+                    .fetch_optional(&self.db.pool)
+                    .await?;
+                let Some(stored) = stored else {
+                    return Err(Error::not_found("agent").into());
+                };
+                let revision: i64 = stored.try_get("revision")?;
+                let tenant: String = stored.try_get("tenant_id")?;
+                if revision == expected && tenant != agent.tenant_id.as_str() {
+                    return Err(Error::invalid("tenant_id", "cannot change").into());
+                }
+                Err(Error::conflict("agent was changed concurrently").into())
+            })
+            .await
+    }
+
+    async fn list_agents(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Agent>> {
+        let size = page.size();
+        self.db
+            .run(|| async {
+                let rows = sqlx::query(
+                    "SELECT doc FROM agents WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2) \
+                     ORDER BY id LIMIT $3",
+                )
+                .bind(tenant.as_str())
+                .bind(page.cursor.as_deref())
+                .bind(limit_of(size))
+                .fetch_all(&self.db.pool)
+                .await?;
+                let items = rows
+                    .iter()
+                    .map(|r| doc::<Agent>(r, "doc"))
+                    .collect::<Step<Vec<_>>>()?;
+                Ok(page_of(items, size, |a| a.id.to_string()))
+            })
+            .await
+    }
+
+    async fn count_agents(&self, tenant: &TenantId) -> Result<u64> {
+        self.db
+            .run(|| async {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM agents WHERE tenant_id = $1 AND state <> 'retired'",
+                )
+                .bind(tenant.as_str())
+                .fetch_one(&self.db.pool)
+                .await?;
+                Ok(to_u64(n)?)
+            })
+            .await
+    }
+
+    async fn search_marketplace(
+        &self,
+        query: &MarketplaceQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Agent>> {
+        let size = page.size();
+        let tsquery = search::tsquery(query);
+        // Only the filters present enter the statement, so each shape gets
+        // a plan that uses its index; values are always bound.
+        let mut sql = String::from("SELECT id, doc FROM agents WHERE in_marketplace AND id > $1");
+        let mut n = 1;
+        let mut next = |sql: &mut String, fragment: &str| {
+            n += 1;
+            sql.push_str(&fragment.replace('?', &format!("${n}")));
+        };
+        if tsquery.is_some() {
+            next(&mut sql, " AND search @@ ?::tsquery");
+        }
+        if query.capability.is_some() {
+            next(&mut sql, " AND capabilities @> ARRAY[?::text]");
+        }
+        if query.tag.is_some() {
+            next(&mut sql, " AND tags @> ARRAY[?::text]");
+        }
+        if query.category.is_some() {
+            next(&mut sql, " AND category = ?");
+        }
+        if query.publisher.is_some() {
+            next(&mut sql, " AND tenant_id = ?");
+        }
+        next(&mut sql, " ORDER BY id LIMIT ?");
+        let sql = &sql;
+        let tsquery = &tsquery;
+        self.db
+            .run(|| async move {
+                // The index may return a few candidates that the exact rule
+                // refuses (words longer than a lexeme): keep reading until a
+                // page and one more are found, or the rows end.
+                let mut cursor = page.cursor.clone().unwrap_or_default();
+                let mut items: Vec<Agent> = Vec::with_capacity(size + 1);
+                loop {
+                    let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(cursor.clone());
+                    if let Some(t) = tsquery {
+                        q = q.bind(t.clone());
+                    }
+                    for v in [&query.capability, &query.tag, &query.category]
+                        .into_iter()
+                        .flatten()
+                    {
+                        q = q.bind(v.clone());
+                    }
+                    if let Some(p) = &query.publisher {
+                        q = q.bind(p.to_string());
+                    }
+                    let rows = q.bind(limit_of(size)).fetch_all(&self.db.pool).await?;
+                    let exhausted = rows.len() <= size;
+                    for r in &rows {
+                        cursor = r.try_get("id")?;
+                        let agent: Agent = doc(r, "doc")?;
+                        if query.matches(&agent) {
+                            items.push(agent);
+                            if items.len() > size {
+                                break;
+                            }
+                        }
+                    }
+                    if items.len() > size || exhausted {
+                        break;
+                    }
+                }
+                Ok(page_of(items, size, |a| a.id.to_string()))
+            })
+            .await
+    }
+
+    // ---- client secrets ----
+
+    async fn list_client_secrets(&self, agent: &AgentId) -> Result<Vec<ClientSecret>> {
+        self.db
+            .run(|| async {
+                let rows =
+                    sqlx::query("SELECT doc FROM client_secrets WHERE agent_id = $1 ORDER BY seq")
+                        .bind(agent.as_str())
+                        .fetch_all(&self.db.pool)
+                        .await?;
+                rows.iter().map(|r| doc(r, "doc")).collect()
+            })
+            .await
+    }
+
+    async fn rotate_client_secret(
+        &self,
+        agent: &AgentId,
+        new: &ClientSecret,
+        old_valid_until: Timestamp,
+    ) -> Result<()> {
+        self.db
+            .run(|| async {
+                let mut tx = self.db.pool.begin().await?;
+                lock_agent(&mut tx, agent).await?;
+                for mut old in unrevoked_secrets(&mut tx, agent).await? {
+                    let until = old
+                        .expires_at
+                        .map_or(old_valid_until, |e| e.min(old_valid_until));
+                    if old.expires_at != Some(until) {
+                        old.expires_at = Some(until);
+                        update_secret(&mut tx, &old).await?;
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO client_secrets (id, agent_id, revoked, doc) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(new.id.as_str())
+                .bind(agent.as_str())
+                .bind(new.revoked_at.is_some())
+                .bind(Json(new))
+                .execute(&mut *tx)
+                .await
+                .map_err(unique("client_secret"))?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn revoke_client_secrets(&self, agent: &AgentId, at: Timestamp) -> Result<u64> {
+        self.db
+            .run(|| async {
+                let mut tx = self.db.pool.begin().await?;
+                lock_agent(&mut tx, agent).await?;
+                let mut n = 0;
+                for mut s in unrevoked_secrets(&mut tx, agent).await? {
+                    s.revoked_at = Some(at);
+                    update_secret(&mut tx, &s).await?;
+                    n += 1;
+                }
+                tx.commit().await?;
+                Ok(n)
+            })
+            .await
+    }
+
+    // ---- admin keys ----
+
+    async fn create_admin_key(&self, key: &AdminKey) -> Result<()> {
+        self.db
+            .run(|| async {
+                sqlx::query(
+                    "INSERT INTO admin_keys (id, prefix, tenant_id, doc) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(key.id.as_str())
+                .bind(&key.prefix)
+                .bind(key.tenant_id.as_ref().map(TenantId::as_str))
+                .bind(Json(key))
+                .execute(&self.db.pool)
+                .await
+                .map_err(unique("api_key"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_admin_key_by_prefix(&self, prefix: &str) -> Result<AdminKey> {
+        self.get_doc(
+            "SELECT doc FROM admin_keys WHERE prefix = $1",
+            prefix,
+            "api_key",
+        )
+        .await
+    }
+
+    async fn list_admin_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<AdminKey>> {
+        self.db
+            .run(|| async {
+                let rows = match tenant {
+                    Some(t) => {
+                        sqlx::query("SELECT doc FROM admin_keys WHERE tenant_id = $1 ORDER BY id")
+                            .bind(t.as_str())
+                            .fetch_all(&self.db.pool)
+                            .await?
+                    }
+                    None => {
+                        sqlx::query(
+                            "SELECT doc FROM admin_keys WHERE tenant_id IS NULL ORDER BY id",
+                        )
+                        .fetch_all(&self.db.pool)
+                        .await?
+                    }
+                };
+                rows.iter().map(|r| doc(r, "doc")).collect()
+            })
+            .await
+    }
+
+    async fn revoke_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
+        self.db
+            .run(|| async {
+                let done = sqlx::query(
+                    "UPDATE admin_keys SET doc = jsonb_set(doc, '{revoked_at}', $2) \
+                     WHERE id = $1 AND coalesce(doc->'revoked_at', 'null'::jsonb) = 'null'::jsonb",
+                )
+                .bind(id.as_str())
+                .bind(Json(at))
+                .execute(&self.db.pool)
+                .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                exists(
+                    &self.db,
+                    "SELECT 1 FROM admin_keys WHERE id = $1",
+                    id.as_str(),
+                    "api_key",
+                )
+                .await
+            })
+            .await
+    }
+
+    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
+        self.db
+            .run(|| async {
+                let done = sqlx::query(
+                    "UPDATE admin_keys SET doc = jsonb_set(doc, '{last_used_at}', $2) WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .bind(Json(at))
+                .execute(&self.db.pool)
+                .await?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err(Error::not_found("api_key").into())
+                }
+            })
+            .await
+    }
+
+    // ---- signing keys ----
+
+    async fn put_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
+        self.db
+            .run(|| async {
+                sqlx::query("INSERT INTO signing_keys (kid, doc) VALUES ($1, $2)")
+                    .bind(&key.kid)
+                    .bind(Json(key))
+                    .execute(&self.db.pool)
+                    .await
+                    .map_err(unique("signing_key"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn update_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
+        self.db
+            .run(|| async {
+                let done = sqlx::query("UPDATE signing_keys SET doc = $2 WHERE kid = $1")
+                    .bind(&key.kid)
+                    .bind(Json(key))
+                    .execute(&self.db.pool)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err(Error::not_found("signing_key").into())
+                }
+            })
+            .await
+    }
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        self.db
+            .run(|| async {
+                let rows = sqlx::query("SELECT doc FROM signing_keys ORDER BY kid")
+                    .fetch_all(&self.db.pool)
+                    .await?;
+                rows.iter().map(|r| doc(r, "doc")).collect()
+            })
+            .await
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> Result<()> {
+        self.db
+            .run(|| async {
+                sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+                    .bind(kid)
+                    .execute(&self.db.pool)
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    // ---- settings ----
+
+    async fn setting_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        self.db
+            .run(|| async {
+                // A concurrent insert makes ON CONFLICT wait for it; the
+                // second statement then sees the winner.
+                let inserted: Option<Vec<u8>> = sqlx::query_scalar(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING RETURNING value",
+                )
+                .bind(name)
+                .bind(value)
+                .fetch_optional(&self.db.pool)
+                .await?;
+                if let Some(v) = inserted {
+                    return Ok(v);
+                }
+                let stored: Vec<u8> =
+                    sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                        .bind(name)
+                        .fetch_one(&self.db.pool)
+                        .await?;
+                Ok(stored)
+            })
+            .await
+    }
+
+    // ---- audit ----
+
+    async fn append_audit(&self, event: NewAuditEvent) -> Result<AuditEvent> {
+        let chain = chain_of(event.tenant_id.as_ref()).to_owned();
+        let lock = lock_key(self.db.schema(), &chain);
+        let (chain, event) = (&chain, &event);
+        self.db
+            .run(|| async move {
+                let mut tx = self.db.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+                    .bind(LOCK_AUDIT_CHAIN)
+                    .bind(lock)
+                    .execute(&mut *tx)
+                    .await?;
+                let head = sqlx::query(
+                    "SELECT seq, hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(chain)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| head_of(&r))
+                .transpose()?;
+                let sealed = AuditEvent::seal(event.clone(), head.as_ref());
+                sqlx::query(
+                    "INSERT INTO audit_events (chain, seq, at, action, actor, hash, doc) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(chain)
+                .bind(to_i64(sealed.seq, "seq")?)
+                .bind(sealed.event.at.unix_micros())
+                .bind(&sealed.event.action)
+                .bind(&sealed.event.actor)
+                .bind(&sealed.hash)
+                .bind(Json(&sealed))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(sealed)
+            })
+            .await
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>> {
+        let after = i64::try_from(query.after_seq()?).unwrap_or(i64::MAX);
+        let size = query.page_size();
+        let mut sql = String::from("SELECT doc FROM audit_events WHERE chain = $1 AND seq > $2");
+        let mut n = 2;
+        let mut next = |sql: &mut String, fragment: &str| {
+            n += 1;
+            sql.push_str(&fragment.replace('?', &format!("${n}")));
+        };
+        if query.from.is_some() {
+            next(&mut sql, " AND at >= ?");
+        }
+        if query.to.is_some() {
+            next(&mut sql, " AND at < ?");
+        }
+        if query.action.is_some() {
+            next(&mut sql, " AND action = ?");
+        }
+        if query.actor.is_some() {
+            next(&mut sql, " AND actor = ?");
+        }
+        next(&mut sql, " ORDER BY seq LIMIT ?");
+        let sql = &sql;
+        let chain = chain_of(query.tenant_id.as_ref());
+        self.db
+            .run(|| async move {
+                let mut q = sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(chain)
+                    .bind(after);
+                for t in [query.from, query.to].into_iter().flatten() {
+                    q = q.bind(t.unix_micros());
+                }
+                for v in [&query.action, &query.actor].into_iter().flatten() {
+                    q = q.bind(v.as_str());
+                }
+                let rows = q.bind(limit_of(size)).fetch_all(&self.db.pool).await?;
+                let items = rows
+                    .iter()
+                    .map(|r| doc::<AuditEvent>(r, "doc"))
+                    .collect::<Step<Vec<_>>>()?;
+                Ok(page_of(items, size, |e| e.seq.to_string()))
+            })
+            .await
+    }
+
+    async fn audit_head(&self, tenant: Option<&TenantId>) -> Result<Option<ChainHead>> {
+        let chain = chain_of(tenant);
+        self.db
+            .run(|| async {
+                let row = sqlx::query(
+                    "SELECT seq, hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(chain)
+                .fetch_optional(&self.db.pool)
+                .await?;
+                row.map(|r| head_of(&r)).transpose()
+            })
+            .await
+    }
+
+    // ---- one-time markers ----
+
+    async fn put_marker(
+        &self,
+        namespace: &str,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.db
+            .run(|| async {
+                let stored = sqlx::query(
+                    "INSERT INTO markers (namespace, key, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (namespace, key) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+                     WHERE markers.expires_at <= $4 \
+                     RETURNING 1",
+                )
+                .bind(namespace)
+                .bind(key)
+                .bind(expires_at.unix_micros())
+                .bind(now.unix_micros())
+                .fetch_optional(&self.db.pool)
+                .await?;
+                Ok(stored.is_some())
+            })
+            .await
+    }
+
+    async fn has_marker(&self, namespace: &str, key: &str, now: Timestamp) -> Result<bool> {
+        self.db
+            .run(|| async {
+                let found = sqlx::query(
+                    "SELECT 1 FROM markers WHERE namespace = $1 AND key = $2 AND expires_at > $3",
+                )
+                .bind(namespace)
+                .bind(key)
+                .bind(now.unix_micros())
+                .fetch_optional(&self.db.pool)
+                .await?;
+                Ok(found.is_some())
+            })
+            .await
+    }
+
+    async fn purge_markers(&self, now: Timestamp) -> Result<u64> {
+        self.db
+            .run(|| async {
+                let done = sqlx::query("DELETE FROM markers WHERE expires_at <= $1")
+                    .bind(now.unix_micros())
+                    .execute(&self.db.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            })
+            .await
+    }
+
+    // ---- operations ----
+
+    async fn health(&self) -> BackendHealth {
+        self.db.health().await
+    }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+async fn insert_agent(tx: &mut Tx, row: &AgentRow<'_>) -> Step<()> {
+    let a = row.agent;
+    sqlx::query(
+        "INSERT INTO agents (id, tenant_id, name, state, revision, in_marketplace, \
+         capabilities, tags, category, search, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, array_to_tsvector($10::text[]), $11)",
+    )
+    .bind(a.id.as_str())
+    .bind(a.tenant_id.as_str())
+    .bind(&a.name)
+    .bind(a.state.as_str())
+    .bind(row.revision)
+    .bind(a.is_in_marketplace())
+    .bind(&a.capabilities)
+    .bind(&a.tags)
+    .bind(a.category.as_deref())
+    .bind(&row.lexemes)
+    .bind(Json(a))
+    .execute(&mut **tx)
+    .await
+    .map_err(unique("agent"))?;
+    Ok(())
+}
+
+/// Locks the agent row for the transaction; `NotFound` if absent.
+async fn lock_agent(tx: &mut Tx, agent: &AgentId) -> Step<()> {
+    let found = sqlx::query("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE")
+        .bind(agent.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(Error::not_found("agent").into()),
+    }
+}
+
+async fn unrevoked_secrets(tx: &mut Tx, agent: &AgentId) -> Step<Vec<ClientSecret>> {
+    let rows = sqlx::query(
+        "SELECT doc FROM client_secrets WHERE agent_id = $1 AND NOT revoked ORDER BY seq",
+    )
+    .bind(agent.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(|r| doc(r, "doc")).collect()
+}
+
+async fn update_secret(tx: &mut Tx, secret: &ClientSecret) -> Step<()> {
+    sqlx::query("UPDATE client_secrets SET revoked = $2, doc = $3 WHERE id = $1")
+        .bind(secret.id.as_str())
+        .bind(secret.revoked_at.is_some())
+        .bind(Json(secret))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn head_of(row: &PgRow) -> Step<ChainHead> {
+    let seq: i64 = row.try_get("seq")?;
+    Ok(ChainHead {
+        seq: to_u64(seq)?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+async fn exists(db: &Db, sql: &'static str, key: &str, kind: &'static str) -> Step<()> {
+    let found = sqlx::query(sql).bind(key).fetch_optional(&db.pool).await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(Error::not_found(kind).into()),
+    }
+}

@@ -1,0 +1,147 @@
+//! The connection the Redis parts share, and Lua scripts called by
+//! `EVALSHA`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
+use sentryagent_core::{Error, Result};
+
+use super::options::RedisOptions;
+
+/// A Lua script: its source and SHA-1.
+pub(crate) struct Lua {
+    script: redis::Script,
+}
+
+impl Lua {
+    pub(crate) fn new(source: &str) -> Self {
+        Lua {
+            script: redis::Script::new(source),
+        }
+    }
+}
+
+/// One connection manager (a multiplexed connection that reconnects by
+/// itself), shared by every part opened from one [`RedisBackend`](super::RedisBackend).
+#[derive(Clone)]
+pub(crate) struct Conn {
+    manager: ConnectionManager,
+    pub(crate) options: Arc<RedisOptions>,
+    script_loads: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// A connection manager that connects on first use: opening never
+    /// fails because Redis is down.
+    pub(crate) fn open(options: RedisOptions) -> Result<Conn> {
+        options.validate()?;
+        let client = redis::Client::open(options.url.as_str())
+            .map_err(|e| Error::invalid("url", format!("not a Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.response_timeout))
+            // One quick retry of a failed connect; callers decide the rest.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(100));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| Error::invalid("url", format!("redis: {e}")))?;
+        Ok(Conn {
+            manager,
+            options: Arc::new(options),
+            script_loads: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub(crate) fn manager(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.options.key_prefix
+    }
+
+    /// How many `SCRIPT LOAD`s this connection sent.
+    pub(crate) fn script_loads(&self) -> u64 {
+        self.script_loads.load(Ordering::Relaxed)
+    }
+
+    /// `SCRIPT LOAD`.
+    pub(crate) async fn load(&self, lua: &Lua) -> RedisResult<()> {
+        self.script_loads.fetch_add(1, Ordering::Relaxed);
+        lua.script.load_async(&mut self.manager()).await.map(|_| ())
+    }
+
+    /// The `EVALSHA` command of a script call.
+    pub(crate) fn evalsha(lua: &Lua, keys: &[String], args: &[String]) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(lua.script.get_hash())
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args);
+        cmd
+    }
+
+    /// Calls a script by `EVALSHA`. Only a `NOSCRIPT` reply (the server
+    /// lost its script cache: a restart, a fail-over, `SCRIPT FLUSH`) loads
+    /// it again and retries, once: the script did not run, so the retry
+    /// cannot count twice. Any other error is returned as is, never retried.
+    pub(crate) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        lua: &Lua,
+        keys: &[String],
+        args: &[String],
+    ) -> RedisResult<T> {
+        let cmd = Self::evalsha(lua, keys, args);
+        match cmd.query_async::<T>(&mut self.manager()).await {
+            Err(e) if is_noscript(&e) => {
+                self.load(lua).await?;
+                cmd.query_async(&mut self.manager()).await
+            }
+            other => other,
+        }
+    }
+
+    /// `PING` round trip.
+    pub(crate) async fn ping(&self) -> RedisResult<Duration> {
+        let start = Instant::now();
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.manager())
+            .await?;
+        Ok(start.elapsed())
+    }
+}
+
+pub(crate) fn is_noscript(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+/// A Redis failure as [`Error::Unavailable`].
+pub(crate) fn unavailable(what: &str, e: RedisError) -> Error {
+    Error::unavailable(format!("redis: {what}: {e}"), e)
+}
+
+/// A reply of an unexpected shape.
+pub(crate) fn bad_reply(what: &str, v: &Value) -> Error {
+    Error::Internal {
+        message: format!("redis: unexpected reply to {what}: {v:?}"),
+        source: None,
+    }
+}
+
+/// The key of `name` in the hash tag `{<prefix><scope>:<name>}`: one Redis
+/// Cluster slot per tag.
+pub(crate) fn tagged(prefix: &str, scope: &str, name: &str) -> String {
+    format!("{{{prefix}{scope}:{name}}}")
+}

@@ -1,0 +1,395 @@
+//! [`RedisRateLimiter`]: GCRA in one Lua script, shared by every node.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redis::RedisError;
+
+use sentryagent_core::health::{BackendHealth, HealthStatus};
+use sentryagent_core::ratelimit::{Decision, Quota, RateLimiter, gcra, validate_key};
+use sentryagent_core::{Error, Result};
+
+use super::conn::{Conn, Lua, tagged, unavailable};
+use super::options::FailurePolicy;
+
+/// The largest `burst × T` the Redis script computes exactly: 2^51 µs,
+/// about 71 years. Larger quotas are refused with [`Error::Invalid`].
+pub const MAX_BURST_OFFSET: Duration = Duration::from_micros(1 << 51);
+
+/// Counters of a [`RedisRateLimiter`] since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimiterStats {
+    /// Checks whose call to Redis failed (each then followed the policy).
+    pub failures: u64,
+    /// Checks admitted by [`FailurePolicy::Open`] without asking Redis
+    /// (after a failure, or during the cool-down after one).
+    pub fail_open: u64,
+    /// Checks refused by [`FailurePolicy::Closed`].
+    pub fail_closed: u64,
+    /// `SCRIPT LOAD`s sent on the connection this limiter shares with the
+    /// backend's other parts (its scripts when the backend opened, then one
+    /// after each `NOSCRIPT`).
+    pub script_loads: u64,
+}
+
+#[derive(Debug, Default)]
+struct Failing {
+    /// No call to Redis before this instant (the cool-down).
+    until: Option<Instant>,
+    /// The last failure, for `health()`.
+    last_error: Option<String>,
+}
+
+/// A [`RateLimiter`] on Redis: every node sharing the Redis shares each
+/// key's limit.
+///
+/// Each check is one `EVALSHA` of a Lua script that runs the core's GCRA
+/// step ([`gcra`]) on integers, reading the time from the Redis server's
+/// `TIME`, so decisions do not depend on the nodes' clocks. The key holds
+/// the theoretical arrival time, and expires at it (a key past it is a key
+/// with a full burst). The script is loaded when the backend opens and
+/// again only when Redis answers `NOSCRIPT`, after which the call is retried
+/// once; no other error is ever retried (a script that ran but whose reply
+/// was lost must not count twice).
+///
+/// Keys are `{<prefix>rl:<key>}`: the braces make the whole key a Redis
+/// Cluster hash tag. Inputs are checked before Redis is called
+/// ([`Quota::validate_request`], [`validate_key`]), and quotas whose
+/// `burst × T` exceeds [`MAX_BURST_OFFSET`] are refused (the script's
+/// arithmetic is exact below it).
+///
+/// When Redis fails, the [`FailurePolicy`] decides; the failure is counted
+/// ([`stats`](Self::stats)), and for
+/// [`failure_cooldown`](super::RedisOptions::failure_cooldown) the policy
+/// applies without calling Redis. [`health`](Self::health) is `Degraded`
+/// while failing open and `Down` while failing closed.
+#[derive(Debug)]
+pub struct RedisRateLimiter {
+    conn: Conn,
+    failures: AtomicU64,
+    fail_open: AtomicU64,
+    fail_closed: AtomicU64,
+    failing: Mutex<Failing>,
+}
+
+static GCRA: std::sync::LazyLock<Lua> =
+    std::sync::LazyLock::new(|| Lua::new(include_str!("gcra.lua")));
+
+pub(crate) fn gcra_script() -> &'static Lua {
+    &GCRA
+}
+
+impl RedisRateLimiter {
+    pub(crate) fn new(conn: Conn) -> Self {
+        RedisRateLimiter {
+            conn,
+            failures: AtomicU64::new(0),
+            fail_open: AtomicU64::new(0),
+            fail_closed: AtomicU64::new(0),
+            failing: Mutex::new(Failing::default()),
+        }
+    }
+
+    /// The failure policy.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.conn.options.failure_policy
+    }
+
+    /// Counters since opening.
+    pub fn stats(&self) -> RateLimiterStats {
+        RateLimiterStats {
+            failures: self.failures.load(Ordering::Relaxed),
+            fail_open: self.fail_open.load(Ordering::Relaxed),
+            fail_closed: self.fail_closed.load(Ordering::Relaxed),
+            script_loads: self.conn.script_loads(),
+        }
+    }
+
+    fn redis_key(&self, key: &str) -> String {
+        tagged(self.conn.prefix(), "rl", key)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Failing> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ping latency, and the failure policy's state: `Up` when Redis
+    /// answers; otherwise `Degraded` (failing open: requests are admitted
+    /// unchecked) or `Down` (failing closed: requests are refused). A
+    /// successful ping ends a cool-down early.
+    pub async fn health(&self) -> BackendHealth {
+        let stats = self.stats();
+        let policy = self.failure_policy();
+        let h = match self.conn.ping().await {
+            Ok(latency) => {
+                self.lock().until = None;
+                BackendHealth::up("redis", latency)
+            }
+            Err(e) => {
+                let mut h = BackendHealth::down("redis", format!("redis unreachable: {e}"));
+                if policy == FailurePolicy::Open {
+                    h.status = HealthStatus::Degraded;
+                }
+                h
+            }
+        };
+        let last = self.lock().last_error.clone();
+        let h = match last {
+            Some(e) => h.with_detail("last_failure", e),
+            None => h,
+        };
+        h.with_detail("part", "rate_limiter")
+            .with_detail("failure_policy", policy.as_str())
+            .with_detail("failures", stats.failures)
+            .with_detail("fail_open", stats.fail_open)
+            .with_detail("fail_closed", stats.fail_closed)
+            .with_detail("script_loads", stats.script_loads)
+    }
+
+    /// The check with an explicit `now` (µs) instead of the server's clock,
+    /// for tests of the script's arithmetic.
+    #[cfg(test)]
+    pub(crate) async fn check_at(
+        &self,
+        key: &str,
+        quota: &Quota,
+        cost: u32,
+        now: i64,
+    ) -> std::result::Result<Decision, RedisError> {
+        let (t, d) = offsets(quota).map_err(|e| {
+            RedisError::from((redis::ErrorKind::Client, "bad quota", e.to_string()))
+        })?;
+        self.call(key, quota, t, d, cost, Some(now)).await
+    }
+
+    async fn call(
+        &self,
+        key: &str,
+        quota: &Quota,
+        t: u64,
+        d: u64,
+        cost: u32,
+        now: Option<i64>,
+    ) -> std::result::Result<Decision, RedisError> {
+        let mut args = vec![t.to_string(), d.to_string(), cost.to_string()];
+        if let Some(now) = now {
+            args.push(now.to_string());
+        }
+        let reply: Vec<i64> = self
+            .conn
+            .eval(gcra_script(), &[self.redis_key(key)], &args)
+            .await?;
+        let [allowed, remaining, retry_after, reset_after] = reply[..] else {
+            return Err(RedisError::from((
+                redis::ErrorKind::Parse,
+                "the rate limit script returned an unexpected reply",
+            )));
+        };
+        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        Ok(Decision {
+            allowed: allowed == 1,
+            limit: quota.limit,
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            retry_after: micros(retry_after),
+            reset_after: micros(reset_after),
+        })
+    }
+
+    /// What the policy answers instead of Redis.
+    fn policy(&self, quota: &Quota, cost: u32, cause: Option<RedisError>) -> Result<Decision> {
+        match self.failure_policy() {
+            FailurePolicy::Open => {
+                self.fail_open.fetch_add(1, Ordering::Relaxed);
+                // What a fresh key gets: admitted (cost <= burst), the time
+                // plays no part.
+                Ok(gcra(None, 0, quota, cost).0)
+            }
+            FailurePolicy::Closed => {
+                self.fail_closed.fetch_add(1, Ordering::Relaxed);
+                let message = "redis rate limiter unavailable (failure policy: closed)";
+                Err(match cause {
+                    Some(e) => unavailable(message, e),
+                    None => Error::Unavailable {
+                        message: format!("{message}; cooling down after a failure"),
+                        source: None,
+                    },
+                })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl crate::HealthCheck for RedisRateLimiter {
+    async fn health(&self) -> BackendHealth {
+        RedisRateLimiter::health(self).await
+    }
+}
+
+/// `T` and `D = burst × T` in µs; `Invalid` when `D` is over
+/// [`MAX_BURST_OFFSET`].
+fn offsets(quota: &Quota) -> Result<(u64, u64)> {
+    let t = u64::try_from(quota.emission_interval().as_micros()).unwrap_or(u64::MAX);
+    let d = u128::from(t) * u128::from(quota.burst);
+    if d > MAX_BURST_OFFSET.as_micros() {
+        return Err(Error::invalid(
+            "quota",
+            "burst x emission interval exceeds about 71 years, the most the Redis rate limiter computes",
+        ));
+    }
+    Ok((t, u64::try_from(d).unwrap_or(u64::MAX)))
+}
+
+#[async_trait]
+impl RateLimiter for RedisRateLimiter {
+    async fn check(&self, key: &str, quota: &Quota, cost: u32) -> Result<Decision> {
+        quota.validate_request(cost)?;
+        validate_key(key)?;
+        let (t, d) = offsets(quota)?;
+        let cooling = self.lock().until.is_some_and(|u| Instant::now() < u);
+        if cooling {
+            return self.policy(quota, cost, None);
+        }
+        match self.call(key, quota, t, d, cost, None).await {
+            Ok(decision) => {
+                let mut f = self.lock();
+                f.until = None;
+                Ok(decision)
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                {
+                    let mut f = self.lock();
+                    f.last_error = Some(e.to_string());
+                    let cooldown = self.conn.options.failure_cooldown;
+                    f.until = (!cooldown.is_zero()).then(|| Instant::now() + cooldown);
+                }
+                self.policy(quota, cost, Some(e))
+            }
+        }
+    }
+
+    async fn reset(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        redis::cmd("DEL")
+            .arg(self.redis_key(key))
+            .query_async::<i64>(&mut self.conn.manager())
+            .await
+            .map_err(|e| unavailable("reset", e))?;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::{RedisBackend, RedisOptions};
+
+    #[test]
+    fn offsets_refuse_what_the_script_cannot_compute() {
+        let (t, d) = offsets(&Quota::per_second(2).with_burst(3)).unwrap();
+        assert_eq!((t, d), (500_000, 1_500_000));
+        assert!(offsets(&Quota::per_day(1).with_burst(26_000)).is_ok());
+        assert!(matches!(
+            offsets(&Quota::per_day(1).with_burst(30_000)),
+            Err(Error::Invalid { field: "quota", .. })
+        ));
+    }
+
+    /// xorshift64*, for reproducible random cases without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// The script against the core's `gcra()` on random sequences of
+    /// quotas, times (including steps back) and costs: the same decisions
+    /// and the same stored TAT, bit for bit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn script_matches_core_gcra() {
+        let url = std::env::var("SENTRYAGENT_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("sa-unit-{}:", std::process::id());
+        let backend = RedisBackend::open(RedisOptions::new(url.as_str()).with_prefix(&prefix))
+            .await
+            .unwrap();
+        if let Err(e) = backend.conn.ping().await {
+            if std::env::var("SENTRYAGENT_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!("script_matches_core_gcra: redis unreachable at {url}: {e}");
+            }
+            eprintln!("SKIPPED script_matches_core_gcra: redis unreachable at {url}");
+            return;
+        }
+        let limiter = backend.rate_limiter();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let t0: i64 = 1_763_700_000_000_000;
+        for case in 0..200 {
+            // Keys expire in real time (PX) while this test moves `now`
+            // freely, so T stays at a second or more (no key expires between
+            // two steps); the extremes cover the exactness of large values.
+            let quota = match case % 10 {
+                // D just under 2^51 µs
+                0 => Quota::per_day(1).with_burst(26_000),
+                // T just under 2^51 µs
+                1 => Quota::new(1, Duration::from_secs(70 * 365 * 86_400)).with_burst(1),
+                _ => Quota::new(
+                    1 + rng.below(100) as u32,
+                    Duration::from_micros(100_000_000 + rng.below(86_300_000_000)),
+                )
+                .with_burst(1 + rng.below(100) as u32),
+            };
+            let key = format!("case{case}");
+            limiter.reset(&key).await.unwrap();
+            let mut tat: Option<i64> = None;
+            let mut now = t0 + rng.below(1 << 40) as i64;
+            let t = i64::try_from(quota.emission_interval().as_micros()).unwrap();
+            for step in 0..40 {
+                now += (match rng.below(6) {
+                    0 => 0,
+                    1 => rng.below(t as u64) as i64,
+                    2 => t * rng.below(4) as i64 + rng.below(3) as i64 - 1,
+                    3 => rng.below(8 * t as u64) as i64,
+                    // the clock steps back
+                    4 => -(rng.below(2 * t as u64) as i64),
+                    _ => 1,
+                })
+                .clamp(-(1 << 44), 1 << 44);
+                let cost = match rng.below(10) {
+                    0 => 0,
+                    1..=6 => 1,
+                    _ => rng.below(u64::from(quota.burst) + 1) as u32,
+                };
+                let (want, new) = gcra(tat, now, &quota, cost);
+                let got = limiter.check_at(&key, &quota, cost, now).await.unwrap();
+                assert_eq!(
+                    got, want,
+                    "case {case} step {step}: {quota:?} cost {cost} now {now} tat {tat:?}"
+                );
+                tat = new.or(tat);
+                let stored: Option<i64> = redis::cmd("GET")
+                    .arg(limiter.redis_key(&key))
+                    .query_async(&mut limiter.conn.manager())
+                    .await
+                    .unwrap();
+                assert_eq!(stored, tat, "case {case} step {step}: stored TAT");
+            }
+            limiter.reset(&key).await.unwrap();
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Postgres specifics beyond the conformance suite: concurrent migrations,
+//! schema isolation, marketplace search equal to the core's rule on awkward
+//! words, bad input, health.
+#![cfg(feature = "postgres")]
+
+mod services;
+
+use std::collections::BTreeSet;
+
+use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
+use sentryagent_core::health::HealthStatus;
+use sentryagent_core::memory::MemoryStore;
+use sentryagent_core::page::PageRequest;
+use sentryagent_core::{AgentStore, Error, LifecycleState, MarketplaceQuery, Visibility};
+use sentryagent_storage::postgres::{PostgresOptions, PostgresStore};
+use sqlx::Connection;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_migrations_run_concurrently_from_two_stores() {
+    services::with_schema(
+        "postgres_migrations_run_concurrently_from_two_stores",
+        |url, schema| async move {
+            let options = PostgresOptions::from_url(&url).unwrap();
+            // Two (and then two more) nodes open a database whose schema does
+            // not exist yet, at the same instant.
+            let (a, b, c, d) = tokio::join!(
+                PostgresStore::connect(&options),
+                PostgresStore::connect(&options),
+                PostgresStore::connect(&options),
+                PostgresStore::connect(&options),
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            c.unwrap();
+            d.unwrap();
+
+            let mut conn = sqlx::postgres::PgConnection::connect(&services::postgres_url())
+                .await
+                .unwrap();
+            let applied: Vec<(i64, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT version, success FROM \"{schema}\"._sentryagent_migrations ORDER BY version"
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(
+                applied,
+                vec![(1, true), (2, true)],
+                "each migration applied once"
+            );
+            conn.close().await.unwrap();
+
+            // Both stores work on the one schema.
+            let t = sample_tenant("Shared");
+            a.create_tenant(&t).await.unwrap();
+            assert_eq!(b.get_tenant(&t.id).await.unwrap(), t);
+            // Opening again is a no-op.
+            let again = PostgresStore::connect(&options).await.unwrap();
+            assert_eq!(again.get_tenant(&t.id).await.unwrap(), t);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_schemas_are_isolated() {
+    services::with_schema("postgres_schemas_are_isolated", |url, _| async move {
+        services::with_schema("postgres_schemas_are_isolated", |other_url, _| async move {
+            let a = PostgresStore::connect(&PostgresOptions::from_url(&url).unwrap())
+                .await
+                .unwrap();
+            let b = PostgresStore::connect(&PostgresOptions::from_url(&other_url).unwrap())
+                .await
+                .unwrap();
+            let t = sample_tenant("Only In A");
+            a.create_tenant(&t).await.unwrap();
+            assert!(matches!(
+                b.get_tenant(&t.id).await,
+                Err(Error::NotFound { .. })
+            ));
+            b.create_tenant(&t).await.unwrap();
+        })
+        .await;
+    })
+    .await;
+}
+
+fn names(page: &[sentryagent_core::Agent]) -> BTreeSet<String> {
+    page.iter().map(|a| a.name.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_marketplace_search_equals_the_core_rule() {
+    services::with_schema(
+        "postgres_marketplace_search_equals_the_core_rule",
+        |url, _| async move {
+            let pg = PostgresStore::connect(&PostgresOptions::from_url(&url).unwrap())
+                .await
+                .unwrap();
+            let mem = MemoryStore::new();
+            let t = sample_tenant("Words");
+            pg.create_tenant(&t).await.unwrap();
+            mem.create_tenant(&t).await.unwrap();
+            let long = format!("x{}", "é".repeat(1500)); // 3001 bytes: longer than a lexeme
+            let texts = [
+                ("Dotted", "talks to api.example.com and foo.bar"),
+                ("Hyphen", "an e-mail sender, state-of-the-art"),
+                ("Unicode", "ÜBER Straße 東京 naïve café"),
+                ("Numbers", "version v2 of 3.14 and 42"),
+                ("Snake", "snake_case and CamelCase words"),
+                ("Long", long.as_str()),
+                ("Quotes", "it's a 'quoted' & !negated | piped:* thing"),
+            ];
+            for (name, desc) in texts {
+                let mut a = sample_agent(&t.id, name);
+                a.description = desc.to_owned();
+                a.capabilities = vec![format!("cap-{}", name.to_lowercase())];
+                a.tags = vec!["shared-tag".into(), format!("t_{name}")];
+                a.visibility = Visibility::Public;
+                a.state = LifecycleState::Listed;
+                let s = sample_secret(&a.id, 1);
+                pg.create_agent(&a, &s, None).await.unwrap();
+                mem.create_agent(&a, &s, None).await.unwrap();
+            }
+            let queries = [
+                "api",
+                "example",
+                "com",
+                "foo bar",
+                "e",
+                "mail",
+                "e-mail",
+                "state art",
+                "über",
+                "strasse",
+                "straße",
+                "東",
+                "東京",
+                "naive",
+                "naïve",
+                "café",
+                "v",
+                "v2",
+                "3",
+                "14",
+                "42",
+                "snake",
+                "case",
+                "camel",
+                "camelcase",
+                "x",
+                &long[..201],
+                long.as_str(),
+                &format!("{long}é"),
+                "it",
+                "s",
+                "quoted",
+                "negated piped",
+                "thing",
+                "'",
+                "&",
+                "!",
+                ":*",
+                "cap",
+                "tag",
+                "t",
+                "shared",
+                "zzz",
+                "",
+                "words unicode",
+                "dotted talks",
+                "DOTTED",
+            ];
+            for text in queries {
+                let q = MarketplaceQuery {
+                    text: Some(text.to_owned()),
+                    tag: Some("shared-tag".into()),
+                    ..Default::default()
+                };
+                let want = mem
+                    .search_marketplace(&q, &PageRequest::first(100))
+                    .await
+                    .unwrap();
+                let got = pg
+                    .search_marketplace(&q, &PageRequest::first(100))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    names(&got.items),
+                    names(&want.items),
+                    "query {:?}",
+                    text.chars().take(40).collect::<String>()
+                );
+            }
+            // Filters by capability, category and publisher.
+            let q = MarketplaceQuery {
+                capability: Some("cap-hyphen".into()),
+                publisher: Some(t.id.clone()),
+                ..Default::default()
+            };
+            let got = pg
+                .search_marketplace(&q, &PageRequest::first(10))
+                .await
+                .unwrap();
+            assert_eq!(names(&got.items), BTreeSet::from(["Hyphen".to_owned()]));
+            let q = MarketplaceQuery {
+                category: Some("none-such".into()),
+                ..Default::default()
+            };
+            assert!(
+                pg.search_marketplace(&q, &PageRequest::first(10))
+                    .await
+                    .unwrap()
+                    .items
+                    .is_empty()
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_bad_input_is_invalid() {
+    services::with_schema("postgres_bad_input_is_invalid", |url, _| async move {
+        let pg = PostgresStore::connect(&PostgresOptions::from_url(&url).unwrap())
+            .await
+            .unwrap();
+        let t = sample_tenant("Bad Input");
+        pg.create_tenant(&t).await.unwrap();
+
+        let mut nul_name = sample_agent(&t.id, "nul\0name");
+        nul_name.description = "fine".into();
+        let r = pg
+            .create_agent(&nul_name, &sample_secret(&nul_name.id, 1), None)
+            .await;
+        assert!(
+            matches!(r, Err(Error::Invalid { .. })),
+            "NUL in a name: {r:?}"
+        );
+
+        let mut nul_claim = sample_agent(&t.id, "claims");
+        nul_claim
+            .custom_claims
+            .insert("x".into(), serde_json::json!("a\u{0}b"));
+        let r = pg
+            .create_agent(&nul_claim, &sample_secret(&nul_claim.id, 1), None)
+            .await;
+        assert!(
+            matches!(r, Err(Error::Invalid { .. })),
+            "NUL in a claim: {r:?}"
+        );
+        assert!(matches!(
+            pg.get_agent(&nul_claim.id).await,
+            Err(Error::NotFound { .. })
+        ));
+
+        let mut huge = t.clone();
+        huge.revision = u64::MAX;
+        assert!(matches!(
+            pg.update_tenant(&huge).await,
+            Err(Error::Invalid { .. })
+        ));
+
+        let mut slug = pg.get_tenant(&t.id).await.unwrap();
+        slug.slug = "another-slug".into();
+        assert!(matches!(
+            pg.update_tenant(&slug).await,
+            Err(Error::Invalid { field: "slug", .. })
+        ));
+
+        let other = sample_tenant("Other");
+        pg.create_tenant(&other).await.unwrap();
+        let a = sample_agent(&t.id, "mover");
+        pg.create_agent(&a, &sample_secret(&a.id, 1), None)
+            .await
+            .unwrap();
+        let mut moved = a.clone();
+        moved.tenant_id = other.id.clone();
+        let r = pg.update_agent(&moved).await;
+        assert!(
+            matches!(
+                r,
+                Err(Error::Invalid {
+                    field: "tenant_id",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+
+        let marker = pg.put_marker("ns\0", "k", t.created_at, t.created_at).await;
+        assert!(matches!(marker, Err(Error::Invalid { .. })), "{marker:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_health_reports_the_pool() {
+    services::with_schema(
+        "postgres_health_reports_the_pool",
+        |url, schema| async move {
+            let options = PostgresOptions::from_url(&format!("{url}&max_connections=3")).unwrap();
+            let pg = PostgresStore::connect(&options).await.unwrap();
+            let h = pg.health().await;
+            assert_eq!(h.status, HealthStatus::Up, "{h:?}");
+            assert!(h.latency_us.is_some());
+            assert_eq!(h.details["pool_max"], 3);
+            assert_eq!(h.details["schema"], schema.as_str());
+            for k in [
+                "pool_size",
+                "pool_idle",
+                "pool_in_use",
+                "operations_in_flight",
+                "operations_waiting",
+            ] {
+                assert!(h.details.contains_key(k), "{k} in {h:?}");
+            }
+            pg.close().await;
+            let h = pg.health().await;
+            assert_eq!(h.status, HealthStatus::Down, "a closed pool is down: {h:?}");
+            assert!(matches!(
+                pg.get_tenant(&sample_tenant("x").id).await,
+                Err(Error::Unavailable { .. })
+            ));
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_usage_batch_keys_can_be_purged() {
+    use sentryagent_core::usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
+    services::with_schema(
+        "postgres_usage_batch_keys_can_be_purged",
+        |url, _| async move {
+            let store = PostgresStore::connect(&PostgresOptions::from_url(&url).unwrap())
+                .await
+                .unwrap();
+            let meter = store.usage_meter();
+            let t = sample_tenant("Purge");
+            let batch = UsageBatch {
+                idempotency_key: "k1".into(),
+                increments: vec![UsageIncrement {
+                    tenant_id: t.id.clone(),
+                    agent_id: None,
+                    kind: UsageKind::ApiCall,
+                    at: t.created_at,
+                    count: 2,
+                }],
+            };
+            assert!(meter.record(&batch).await.unwrap());
+            assert!(!meter.record(&batch).await.unwrap());
+            assert_eq!(
+                meter
+                    .purge_batch_keys(std::time::Duration::from_secs(3600))
+                    .await
+                    .unwrap(),
+                0
+            );
+            assert_eq!(
+                meter
+                    .purge_batch_keys(std::time::Duration::ZERO)
+                    .await
+                    .unwrap(),
+                1
+            );
+            // A batch delivered again after its key was purged counts again.
+            assert!(meter.record(&batch).await.unwrap());
+            let day = Bucket::day_of(t.created_at);
+            assert_eq!(meter.get(&t.id, UsageKind::ApiCall, &day).await.unwrap(), 4);
+            // Counts over what a bigint holds are refused, and nothing changes.
+            let huge = UsageBatch {
+                idempotency_key: "k2".into(),
+                increments: vec![UsageIncrement {
+                    count: u64::MAX,
+                    ..batch.increments[0].clone()
+                }],
+            };
+            assert!(matches!(
+                meter.record(&huge).await,
+                Err(Error::Invalid { .. })
+            ));
+            assert_eq!(meter.get(&t.id, UsageKind::ApiCall, &day).await.unwrap(), 4);
+            assert_eq!(meter.health().await.status, HealthStatus::Up);
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_unreachable_server_is_unavailable() {
+    let options =
+        PostgresOptions::from_url("postgres://postgres@127.0.0.1:1/test?acquire_timeout=2s")
+            .unwrap();
+    let r = PostgresStore::connect(&options).await;
+    assert!(matches!(r, Err(Error::Unavailable { .. })), "{r:?}");
+}
