@@ -3,15 +3,26 @@
 //! | URL | store | rate limiter | usage meter | cargo feature |
 //! |---|---|---|---|---|
 //! | `memory://` | yes | yes | yes | always |
+//! | `sled://PATH` | yes | yes | yes | `sled` (default) |
 //!
 //! [`open`] turns URLs into [`Backends`], the parts an
 //! [`Idp`](sentryagent_core::Idp) is built from.
+//!
+//! `sled://PATH` names a database directory, created if missing: relative
+//! (`sled://./sentryagent-data`, `sled://data`, from the working directory)
+//! or absolute (`sled:///var/lib/sentryagent`). The text after `sled://` is
+//! the path as is (no percent-decoding). Parts naming the same directory
+//! share one database (see [`sled`](crate::sled)).
 
 use std::sync::Arc;
 
 use sentryagent_core::health::BackendHealth;
 use sentryagent_core::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 use sentryagent_core::{AgentStore, Clock, Error, RateLimiter, Result, UsageMeter};
+
+#[cfg(feature = "sled")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
+pub mod sled;
 
 /// Where each part lives. `limiter` and `meter` default to the store's URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,14 +72,20 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
     let meter_url = urls.meter.as_deref().unwrap_or(store_url);
     let store: Arc<dyn AgentStore> = match scheme(store_url) {
         "memory" => Arc::new(MemoryStore::new()),
+        #[cfg(feature = "sled")]
+        "sled" => Arc::new(open_sled("store", store_url)?.store()),
         other => return Err(unsupported("store", other)),
     };
     let limiter: Arc<dyn RateLimiter> = match scheme(limiter_url) {
         "memory" => Arc::new(MemoryRateLimiter::new(clock.clone())),
+        #[cfg(feature = "sled")]
+        "sled" => Arc::new(open_sled("limiter", limiter_url)?.rate_limiter(clock.clone())),
         other => return Err(unsupported("limiter", other)),
     };
     let meter: Arc<dyn UsageMeter> = match scheme(meter_url) {
         "memory" => Arc::new(MemoryUsageMeter::new()),
+        #[cfg(feature = "sled")]
+        "sled" => Arc::new(open_sled("meter", meter_url)?.usage_meter(clock.clone())),
         other => return Err(unsupported("meter", other)),
     };
     Ok(Backends {
@@ -78,11 +95,32 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
     })
 }
 
+/// Schemes this build supports, for error messages.
+const KNOWN_SCHEMES: &str = if cfg!(feature = "sled") {
+    "memory, sled"
+} else {
+    "memory"
+};
+
 fn unsupported(part: &'static str, scheme: &str) -> Error {
     Error::invalid(
         part,
-        format!("unsupported backend URL scheme `{scheme}` (this build knows: memory)"),
+        format!("unsupported backend URL scheme `{scheme}` (this build knows: {KNOWN_SCHEMES})"),
     )
+}
+
+/// Opens the sled database of a `sled://PATH` URL (shared by every part
+/// naming the same directory).
+#[cfg(feature = "sled")]
+fn open_sled(part: &'static str, url: &str) -> Result<crate::sled::SledBackend> {
+    let path = url.strip_prefix("sled://").unwrap_or_default();
+    if path.is_empty() {
+        return Err(Error::invalid(
+            part,
+            "a sled URL needs a directory: sled://PATH, e.g. sled://./sentryagent-data",
+        ));
+    }
+    crate::sled::SledBackend::open(path)
 }
 
 #[cfg(test)]
