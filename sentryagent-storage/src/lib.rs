@@ -12,7 +12,7 @@
 //! (`sled://./sentryagent-data`, `sled://data`, from the working directory)
 //! or absolute (`sled:///var/lib/sentryagent`). The text after `sled://` is
 //! the path as is (no percent-decoding). Parts naming the same directory
-//! share one database (see [`sled`](crate::sled)).
+//! share one database (see the `sled` module).
 
 use std::sync::Arc;
 

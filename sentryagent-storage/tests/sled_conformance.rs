@@ -85,7 +85,11 @@ async fn sled_reopen_reads_everything_back() {
             .await
             .unwrap();
         store
-            .rotate_client_secret(&listed.id, &second, Timestamp::from_unix_secs(1_763_800_000))
+            .rotate_client_secret(
+                &listed.id,
+                &second,
+                Timestamp::from_unix_secs(1_763_800_000),
+            )
             .await
             .unwrap();
         store
@@ -99,7 +103,12 @@ async fn sled_reopen_reads_everything_back() {
             store.append_audit(event(&ten.id, i)).await.unwrap();
         }
         store
-            .put_marker("jti", "abc", Timestamp::from_unix_secs(1_900_000_000), clock.now())
+            .put_marker(
+                "jti",
+                "abc",
+                Timestamp::from_unix_secs(1_900_000_000),
+                clock.now(),
+            )
             .await
             .unwrap();
         store.setting_get_or_insert("k", b"v1").await.unwrap();
@@ -175,13 +184,11 @@ async fn sled_reopen_reads_everything_back() {
     assert_eq!(store.audit_head(Some(&ten.id)).await.unwrap(), head);
     let next = store.append_audit(event(&ten.id, 99)).await.unwrap();
     assert_eq!(next.seq, 21);
-    assert!(
-        store
-            .has_marker("jti", "abc", clock.now())
-            .await
-            .unwrap()
+    assert!(store.has_marker("jti", "abc", clock.now()).await.unwrap());
+    assert_eq!(
+        store.setting_get_or_insert("k", b"v2").await.unwrap(),
+        b"v1"
     );
-    assert_eq!(store.setting_get_or_insert("k", b"v2").await.unwrap(), b"v1");
     let limiter = backend.rate_limiter(Arc::new(clock.clone()));
     assert!(
         !limiter
@@ -194,7 +201,11 @@ async fn sled_reopen_reads_everything_back() {
     let meter = backend.usage_meter(Arc::new(clock.clone()));
     assert_eq!(
         meter
-            .get(&ten.id, UsageKind::TokenIssued, &Bucket::month_of(clock.now()))
+            .get(
+                &ten.id,
+                UsageKind::TokenIssued,
+                &Bucket::month_of(clock.now())
+            )
             .await
             .unwrap(),
         3
@@ -211,6 +222,15 @@ async fn sled_reopen_reads_everything_back() {
         increments: vec![],
     };
     assert!(!meter.record(&again).await.unwrap(), "batch keys survive");
+}
+
+fn expect_unavailable(path: &std::path::Path, r: sentryagent_core::Result<()>) {
+    match r {
+        Err(Error::Unavailable { message, .. }) => {
+            assert!(message.contains(&path.display().to_string()), "{message}");
+        }
+        other => panic!("expected Unavailable for {}, got {other:?}", path.display()),
+    }
 }
 
 #[tokio::test]
@@ -233,17 +253,45 @@ async fn sled_open_errors_are_clear() {
     std::fs::create_dir(&corrupt).unwrap();
     std::fs::write(corrupt.join("conf"), b"\xff\xfe garbage").unwrap();
     std::fs::write(corrupt.join("db"), vec![0xa5; 4096]).unwrap();
-    match SledBackend::open(&corrupt) {
-        Err(Error::Unavailable { message, .. }) => {
-            assert!(message.contains("corrupt"), "{message}");
+    expect_unavailable(&corrupt, SledBackend::open(&corrupt).map(drop));
+    // A real database whose data file was overwritten (sled alone would
+    // open it as an empty database) or truncated (sled keeps what precedes
+    // the damage): refused, or opened with what is readable; never a panic.
+    for (i, damage) in ["garbage", "zeros", "truncate"].into_iter().enumerate() {
+        let real = dir.path().join(format!("real{i}"));
+        {
+            let store = SledBackend::open(&real).unwrap().store();
+            for j in 0..50 {
+                store
+                    .create_tenant(&sample_tenant(&format!("T{j}")))
+                    .await
+                    .unwrap();
+            }
         }
-        other => panic!("expected Unavailable for a corrupt directory, got {other:?}"),
+        let db = real.join("db");
+        let len = std::fs::metadata(&db).unwrap().len();
+        match damage {
+            "garbage" => std::fs::write(&db, vec![0x5a; len as usize]).unwrap(),
+            "zeros" => std::fs::write(&db, vec![0; len as usize]).unwrap(),
+            _ => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&db)
+                .unwrap()
+                .set_len(len / 3)
+                .unwrap(),
+        }
+        let opened = std::panic::catch_unwind(|| SledBackend::open(&real).map(drop))
+            .unwrap_or_else(|_| panic!("opening a {damage} database panicked"));
+        if damage == "truncate" {
+            if let Err(e) = opened {
+                assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+            }
+        } else {
+            expect_unavailable(&real, opened);
+        }
     }
     // An empty path.
-    assert!(matches!(
-        SledBackend::open(""),
-        Err(Error::Invalid { .. })
-    ));
+    assert!(matches!(SledBackend::open(""), Err(Error::Invalid { .. })));
 }
 
 #[tokio::test]
@@ -303,4 +351,154 @@ async fn sled_urls_open_one_database_for_every_part() {
     )
     .await;
     assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}");
+}
+
+/// A small deterministic PRNG (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+const WORDS: &[&str] = &[
+    "alpha",
+    "alps",
+    "al",
+    "beta",
+    "bet",
+    "translate",
+    "translator",
+    "invoice",
+    "inv",
+    "ocr",
+    "Émile",
+    "straße",
+    "x1",
+    "data-pipeline",
+];
+
+fn random_text(rng: &mut Rng, max_words: usize) -> String {
+    (0..rng.below(max_words + 1))
+        .map(|_| rng.pick(WORDS))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Marketplace searches through the inverted index return exactly the
+/// agents that `MarketplaceQuery::matches` accepts, in id order, across
+/// random creates, updates (renames, state and visibility changes) and
+/// paging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sled_marketplace_index_equals_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledBackend::open(dir.path()).unwrap().store();
+    let tenants = [sample_tenant("Pub A"), sample_tenant("Pub B")];
+    for t in &tenants {
+        store.create_tenant(t).await.unwrap();
+    }
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let states = [
+        LifecycleState::Draft,
+        LifecycleState::Deployed,
+        LifecycleState::Listed,
+        LifecycleState::Active,
+        LifecycleState::Paused,
+    ];
+    let mut agents = std::collections::BTreeMap::new();
+    for i in 0..60 {
+        let tenant = &tenants[rng.below(2)];
+        let mut a = sample_agent(&tenant.id, &format!("{} {i}", random_text(&mut rng, 2)));
+        a.description = random_text(&mut rng, 4);
+        a.capabilities = (0..rng.below(3))
+            .map(|_| rng.pick(WORDS).to_owned())
+            .collect();
+        a.tags = (0..rng.below(2))
+            .map(|_| rng.pick(WORDS).to_owned())
+            .collect();
+        a.category = [None, Some("finance"), Some("language")][rng.below(3)].map(str::to_owned);
+        a.state = states[rng.below(states.len())];
+        a.visibility = if rng.below(4) == 0 {
+            Visibility::Private
+        } else {
+            Visibility::Public
+        };
+        store
+            .create_agent(&a, &sample_secret(&a.id, 1), None)
+            .await
+            .unwrap();
+        agents.insert(a.id.clone(), a);
+    }
+    for _ in 0..80 {
+        let ids: Vec<_> = agents.keys().cloned().collect();
+        let mut a = agents[&ids[rng.below(ids.len())]].clone();
+        match rng.below(5) {
+            0 => a.name = format!("{} {}", random_text(&mut rng, 2), a.id),
+            1 => a.description = random_text(&mut rng, 4),
+            2 => {
+                a.visibility = if a.visibility == Visibility::Public {
+                    Visibility::Private
+                } else {
+                    Visibility::Public
+                }
+            }
+            3 => a.capabilities = vec![rng.pick(WORDS).to_owned()],
+            _ => {
+                let to = states[rng.below(states.len())];
+                if a.state.can_transition_to(to) {
+                    a.state = to;
+                }
+            }
+        }
+        let stored = store.update_agent(&a).await.unwrap();
+        agents.insert(stored.id.clone(), stored);
+    }
+    // Queries: random prefixes of the vocabulary (and of nothing), with and
+    // without filters.
+    for _ in 0..150 {
+        let mut words: Vec<String> = (0..rng.below(3))
+            .map(|_| {
+                let w = rng.pick(WORDS).to_uppercase();
+                let chars: Vec<char> = w.chars().collect();
+                chars[..1 + rng.below(chars.len())].iter().collect()
+            })
+            .collect();
+        if rng.below(10) == 0 {
+            words.push("zzz".into());
+        }
+        let text = words.join(" ");
+        let q = MarketplaceQuery {
+            text: (!text.is_empty()).then_some(text),
+            capability: (rng.below(4) == 0).then(|| rng.pick(WORDS).to_owned()),
+            tag: (rng.below(6) == 0).then(|| rng.pick(WORDS).to_owned()),
+            category: (rng.below(5) == 0).then(|| "language".to_owned()),
+            publisher: (rng.below(4) == 0).then(|| tenants[rng.below(2)].id.clone()),
+        };
+        let want: Vec<_> = agents.values().filter(|a| q.matches(a)).cloned().collect();
+        let size = 1 + rng.below(7);
+        let mut got = Vec::new();
+        let mut req = PageRequest::first(size);
+        for _ in 0..100 {
+            let p = store.search_marketplace(&q, &req).await.unwrap();
+            assert!(p.items.len() <= size);
+            got.extend(p.items);
+            match p.next_cursor {
+                Some(c) => req.cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(got, want, "query {q:?}, pages of {size}");
+    }
 }

@@ -43,7 +43,7 @@ const SWEEP_PER_NEW_KEY: usize = 2;
 ///
 /// A key whose TAT is at or before `now` is back to a full burst and
 /// behaves exactly like an absent key, so removing it changes no decision.
-/// Each new key stored examines the next [`SWEEP_PER_NEW_KEY`] stored keys
+/// Each new key stored examines the next two stored keys
 /// (a cursor going round the tree) and removes the expired ones, so dead
 /// keys are collected while the tree grows; [`remove_expired`](Self::remove_expired)
 /// removes every expired key at once.
@@ -235,7 +235,11 @@ mod tests {
         let short = Quota::per_second(1);
         let long = Quota::per_day(1).with_burst(2);
         for i in 0..20 {
-            assert!(l.check_sync(&format!("short{i}"), &short, 1).unwrap().allowed);
+            assert!(
+                l.check_sync(&format!("short{i}"), &short, 1)
+                    .unwrap()
+                    .allowed
+            );
             assert!(l.check_sync(&format!("long{i}"), &long, 2).unwrap().allowed);
         }
         clock.advance(Duration::from_secs(1));
@@ -260,12 +264,7 @@ mod tests {
         for i in 0..100 {
             l.check_sync(&format!("new{i:03}"), &q, 1).unwrap();
         }
-        let old_left = l
-            .shared
-            .t
-            .rate_limits
-            .scan_prefix("old")
-            .count();
+        let old_left = l.shared.t.rate_limits.scan_prefix("old").count();
         assert!(old_left < 50, "the sweep removed nothing");
     }
 

@@ -16,8 +16,7 @@ use sentryagent_core::{AgentId, Clock, Error, Result, TenantId, Timestamp};
 
 use super::Shared;
 use super::codec::{
-    OrAbort, SEP, TxResult, counter, i64_from_key, i64_key, key, prefix, sled_error,
-    tx_error,
+    OrAbort, SEP, TxResult, counter, i64_from_key, i64_key, key, prefix, sled_error, tx_error,
 };
 
 const EMPTY: &[u8] = &[];

@@ -20,7 +20,7 @@
 //!
 //! # One database per directory
 //!
-//! [`SledBackend::open`] owns the [`sled::Db`](::sled::Db); the three parts
+//! [`SledBackend::open`] owns the [`sled::Db`]; the three parts
 //! share it. sled locks its directory, so a process can open it only once:
 //! opening a path that this process already has open returns the same
 //! database (paths are compared after [canonicalization](std::fs::canonicalize)),
@@ -249,7 +249,7 @@ impl Shared {
     /// Health: a read of the format key, size on disk and record counts.
     pub(crate) fn health(&self, part: &str) -> BackendHealth {
         /// Counting stops here, so a health check stays cheap.
-        const COUNT_CAP: usize = 100_000;
+        const COUNT_CAP: usize = 10_000;
         let start = Instant::now();
         match self.t.meta.get("format") {
             Ok(Some(v)) if v.as_ref() == FORMAT => {}
@@ -366,13 +366,34 @@ impl SledBackend {
 }
 
 fn open_shared(canonical: &Path, shown: &str) -> Result<Shared> {
+    // sled recovers a damaged log by dropping everything from the first bad
+    // record on, so a wholly damaged data file opens as an empty database.
+    // A data file that held something but yields no format marker is
+    // refused rather than initialized over.
+    let had_data = std::fs::metadata(canonical.join("db")).is_ok_and(|m| m.len() > 0);
     let opened = ::sled::Config::new()
         .path(canonical)
         .open()
         .and_then(|db| Ok((Trees::open(&db)?, db)));
     let (t, db) = opened.map_err(|e| open_error(shown, e))?;
-    match t.meta.compare_and_swap("format", None::<&[u8]>, Some(FORMAT)) {
-        Ok(Ok(())) => {}
+    let marker = t.meta.get("format").map_err(|e| open_error(shown, e))?;
+    if marker.is_none() && had_data {
+        return Err(Error::Unavailable {
+            message: format!(
+                "the sled database at {shown} has a data file but no readable SentryAgent data \
+                 (damaged, or not a SentryAgent database); refusing to initialize over it"
+            ),
+            source: None,
+        });
+    }
+    match t
+        .meta
+        .compare_and_swap("format", None::<&[u8]>, Some(FORMAT))
+    {
+        Ok(Ok(())) => {
+            // A new database: its marker is durable before anything else.
+            db.flush().map_err(|e| open_error(shown, e))?;
+        }
         Ok(Err(found)) if found.current.as_deref() == Some(FORMAT) => {}
         Ok(Err(found)) => {
             let found = found
@@ -397,9 +418,12 @@ fn open_shared(canonical: &Path, shown: &str) -> Result<Shared> {
 }
 
 fn open_error(shown: &str, e: ::sled::Error) -> Error {
-    let locked = matches!(&e, ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock"));
+    let locked =
+        matches!(&e, ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock"));
     let message = if locked {
-        format!("the sled database at {shown} is in use by another process (sled locks its directory)")
+        format!(
+            "the sled database at {shown} is in use by another process (sled locks its directory)"
+        )
     } else {
         format!("cannot open the sled database at {shown}")
     };

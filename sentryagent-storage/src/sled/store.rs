@@ -17,8 +17,8 @@ use sentryagent_core::health::BackendHealth;
 use sentryagent_core::page::{Page, PageRequest};
 use sentryagent_core::store::{AgentStore, SigningKeyRecord};
 use sentryagent_core::{
-    AdminKeyId, Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result,
-    Tenant, TenantId, Timestamp,
+    AdminKeyId, Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result, Tenant,
+    TenantId, Timestamp,
 };
 
 use super::Shared;
@@ -59,9 +59,7 @@ fn record<T: serde::de::DeserializeOwned>(
     k: &[u8],
     what: &'static str,
 ) -> Result<Option<T>> {
-    read(tree, k, what)?
-        .map(|v| decode(what, &v))
-        .transpose()
+    read(tree, k, what)?.map(|v| decode(what, &v)).transpose()
 }
 
 /// An index entry whose record is missing: the database is inconsistent.
@@ -194,7 +192,13 @@ impl SledStore {
         let mut candidates: Option<BTreeSet<Vec<u8>>> = None;
         for term in ordered {
             let mut hits = BTreeSet::new();
-            for k in self.shared.t.marketplace_terms.scan_prefix(term.as_bytes()).keys() {
+            for k in self
+                .shared
+                .t
+                .marketplace_terms
+                .scan_prefix(term.as_bytes())
+                .keys()
+            {
                 let k = k.map_err(iter_error("marketplace terms"))?;
                 let id = after_sep(&k);
                 if candidates.as_ref().is_none_or(|c| c.contains(id)) {
@@ -376,51 +380,53 @@ impl AgentStore for SledStore {
             &t.marketplace,
             &t.marketplace_terms,
         )
-            .transaction(|(agents, names, live_agents, market, terms)| -> TxResult<()> {
-                let Some(raw) = agents.get(id)? else {
-                    return abort(Error::not_found("agent"));
-                };
-                let stored: Agent = decode("agent", &raw).or_abort()?;
-                if stored.revision != agent.revision {
-                    return abort(Error::conflict("agent was changed concurrently"));
-                }
-                if stored.tenant_id != agent.tenant_id {
-                    return abort(Error::invalid("tenant_id", "cannot change"));
-                }
-                if stored.name != agent.name {
-                    let new_name = key(&[tenant, agent.name.as_bytes()]);
-                    if names.get(new_name.as_slice())?.is_some() {
-                        return abort(Error::already_exists("agent"));
+            .transaction(
+                |(agents, names, live_agents, market, terms)| -> TxResult<()> {
+                    let Some(raw) = agents.get(id)? else {
+                        return abort(Error::not_found("agent"));
+                    };
+                    let stored: Agent = decode("agent", &raw).or_abort()?;
+                    if stored.revision != agent.revision {
+                        return abort(Error::conflict("agent was changed concurrently"));
                     }
-                    names.remove(key(&[tenant, stored.name.as_bytes()]))?;
-                    names.insert(new_name, id)?;
-                }
-                let was_live = stored.state != LifecycleState::Retired;
-                if was_live != live {
-                    let n = counter("live agents", live_agents.get(tenant)?.as_deref())
-                        .or_abort()?;
-                    let n = if live { n + 1 } else { n.saturating_sub(1) };
-                    live_agents.insert(tenant, &n.to_be_bytes())?;
-                }
-                let old_words = market_words(&stored);
-                for w in old_words.difference(&new_words) {
-                    terms.remove(key(&[w.as_bytes(), id]))?;
-                }
-                for w in new_words.difference(&old_words) {
-                    terms.insert(key(&[w.as_bytes(), id]), EMPTY)?;
-                }
-                match (stored.is_in_marketplace(), in_market) {
-                    (false, true) => {
-                        market.insert(id, EMPTY)?;
+                    if stored.tenant_id != agent.tenant_id {
+                        return abort(Error::invalid("tenant_id", "cannot change"));
                     }
-                    (true, false) => {
-                        market.remove(id)?;
+                    if stored.name != agent.name {
+                        let new_name = key(&[tenant, agent.name.as_bytes()]);
+                        if names.get(new_name.as_slice())?.is_some() {
+                            return abort(Error::already_exists("agent"));
+                        }
+                        names.remove(key(&[tenant, stored.name.as_bytes()]))?;
+                        names.insert(new_name, id)?;
                     }
-                    _ => {}
-                }
-                agents.insert(id, value.clone())?;
-                Ok(())
-            })
+                    let was_live = stored.state != LifecycleState::Retired;
+                    if was_live != live {
+                        let n = counter("live agents", live_agents.get(tenant)?.as_deref())
+                            .or_abort()?;
+                        let n = if live { n + 1 } else { n.saturating_sub(1) };
+                        live_agents.insert(tenant, &n.to_be_bytes())?;
+                    }
+                    let old_words = market_words(&stored);
+                    for w in old_words.difference(&new_words) {
+                        terms.remove(key(&[w.as_bytes(), id]))?;
+                    }
+                    for w in new_words.difference(&old_words) {
+                        terms.insert(key(&[w.as_bytes(), id]), EMPTY)?;
+                    }
+                    match (stored.is_in_marketplace(), in_market) {
+                        (false, true) => {
+                            market.insert(id, EMPTY)?;
+                        }
+                        (true, false) => {
+                            market.remove(id)?;
+                        }
+                        _ => {}
+                    }
+                    agents.insert(id, value.clone())?;
+                    Ok(())
+                },
+            )
             .map_err(|e| tx_error("update_agent", e))?;
         self.durable().await?;
         Ok(next)
@@ -816,7 +822,11 @@ impl AgentStore for SledStore {
     }
 
     async fn has_marker(&self, namespace: &str, key: &str, now: Timestamp) -> Result<bool> {
-        match read(&self.shared.t.markers, &marker_key(namespace, key), "marker")? {
+        match read(
+            &self.shared.t.markers,
+            &marker_key(namespace, key),
+            "marker",
+        )? {
             None => Ok(false),
             Some(v) => {
                 let exp = i64_from_key(&v).ok_or_else(|| corrupt("marker"))?;
@@ -871,7 +881,11 @@ impl AgentStore for SledStore {
 
 impl SledStore {
     /// Changes an admin key in place; `NotFound` if absent.
-    async fn change_admin_key(&self, id: &AdminKeyId, change: impl Fn(&mut AdminKey)) -> Result<()> {
+    async fn change_admin_key(
+        &self,
+        id: &AdminKeyId,
+        change: impl Fn(&mut AdminKey),
+    ) -> Result<()> {
         let id = id.as_str().as_bytes();
         self.shared
             .t
