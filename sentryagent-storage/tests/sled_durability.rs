@@ -8,6 +8,9 @@
 //! the directory and checks that every acknowledged write is there. Three
 //! rounds on the same directory, so recovery after a kill is also written
 //! over and killed again.
+//!
+//! The same mechanism checks that a directory held by another process is
+//! refused with a clear error.
 #![cfg(all(feature = "sled", unix))]
 
 use std::io::{BufRead, BufReader, Write};
@@ -128,6 +131,13 @@ async fn writer(dir: &Path) {
     }
 }
 
+/// The acknowledgement in a line of the child's output. The test harness
+/// prints `test <name> ... ` before the first line of a test's output, on
+/// the same line.
+fn acknowledged(line: &str) -> Option<String> {
+    line.find("ACK ").map(|i| line[i + 4..].to_owned())
+}
+
 /// Runs one child until it acknowledged `kill_after` writes, kills it with
 /// SIGKILL and returns every line it acknowledged (including those printed
 /// between the decision and the kill).
@@ -157,8 +167,8 @@ fn run_child(dir: &Path, kill_after: usize) -> Vec<String> {
         let wait = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(line) => {
-                if let Some(a) = line.strip_prefix("ACK ") {
-                    acks.push(a.to_owned());
+                if let Some(a) = acknowledged(&line) {
+                    acks.push(a);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -180,10 +190,7 @@ fn run_child(dir: &Path, kill_after: usize) -> Vec<String> {
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(9), "killed by SIGKILL: {status}");
     // Lines already written to the pipe were acknowledged before the kill.
-    acks.extend(
-        rx.iter()
-            .filter_map(|l| l.strip_prefix("ACK ").map(str::to_owned)),
-    );
+    acks.extend(rx.iter().filter_map(|l| acknowledged(&l)));
     reader.join().unwrap();
     acks
 }
@@ -291,6 +298,11 @@ async fn parent() {
     for kill_after in [40, 150, 400] {
         let round = run_child(dir.path(), kill_after);
         assert!(round.len() >= kill_after);
+        assert!(
+            round[0].starts_with("tenant "),
+            "first acknowledgement: {}",
+            round[0]
+        );
         acks.extend(round);
         let backend = open_retrying(dir.path());
         verify(&backend.store(), &acks).await;
@@ -302,4 +314,67 @@ async fn parent() {
     // And the directory still opens cleanly.
     let r = SledBackend::open(dir.path()).map(drop);
     assert!(!matches!(r, Err(Error::Unavailable { .. })), "{r:?}");
+}
+
+/// Set in the child of the lock test: the directory to hold open.
+const HOLD_DIR: &str = "SENTRYAGENT_SLED_HOLD_DIR";
+const HOLD_TEST: &str = "sled_directory_held_by_another_process_is_refused";
+
+#[tokio::test]
+async fn sled_directory_held_by_another_process_is_refused() {
+    if let Some(dir) = std::env::var_os(HOLD_DIR) {
+        // The child: hold the database open until stdin closes.
+        let _backend = SledBackend::open(Path::new(&dir)).unwrap();
+        println!("OPEN");
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", HOLD_TEST, "--nocapture", "--test-threads=1"])
+        .env(HOLD_DIR, dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + ROUND_TIMEOUT;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            // After the harness's `test <name> ... ` on the same line.
+            Ok(line) if line.ends_with("OPEN") => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the holder did not open the database: {e}");
+            }
+        }
+    }
+    let shown = dir.path().display().to_string();
+    match SledBackend::open(dir.path()) {
+        Err(Error::Unavailable { message, source }) => {
+            assert!(
+                message.contains("in use by another process") && message.contains(&shown),
+                "{message}"
+            );
+            assert!(source.is_some());
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // Once the holder is gone, the directory opens.
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    SledBackend::open(dir.path()).unwrap();
 }

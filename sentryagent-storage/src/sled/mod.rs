@@ -135,7 +135,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sentryagent_core::health::BackendHealth;
 use sentryagent_core::{Clock, Error, Result};
@@ -371,11 +371,19 @@ fn open_shared(canonical: &Path, shown: &str) -> Result<Shared> {
     // A data file that held something but yields no format marker is
     // refused rather than initialized over.
     let had_data = std::fs::metadata(canonical.join("db")).is_ok_and(|m| m.len() > 0);
-    let opened = ::sled::Config::new()
-        .path(canonical)
-        .open()
-        .and_then(|db| Ok((Trees::open(&db)?, db)));
-    let (t, db) = opened.map_err(|e| open_error(shown, e))?;
+    // A handle of this process that was just dropped may still be closing
+    // (sled's I/O threads finish their last writes): wait a little for its
+    // lock before calling the directory busy.
+    let deadline = Instant::now() + LOCK_WAIT;
+    let db = loop {
+        match ::sled::Config::new().path(canonical).open() {
+            Err(e) if is_lock_error(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other.map_err(|e| open_error(shown, e))?,
+        }
+    };
+    let t = Trees::open(&db).map_err(|e| open_error(shown, e))?;
     let marker = t.meta.get("format").map_err(|e| open_error(shown, e))?;
     if marker.is_none() && had_data {
         return Err(Error::Unavailable {
@@ -417,10 +425,15 @@ fn open_shared(canonical: &Path, shown: &str) -> Result<Shared> {
     })
 }
 
+/// How long `open` waits for a directory locked by a closing handle.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+fn is_lock_error(e: &::sled::Error) -> bool {
+    matches!(e, ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 fn open_error(shown: &str, e: ::sled::Error) -> Error {
-    let locked =
-        matches!(&e, ::sled::Error::Io(io) if io.to_string().contains("could not acquire lock"));
-    let message = if locked {
+    let message = if is_lock_error(&e) {
         format!(
             "the sled database at {shown} is in use by another process (sled locks its directory)"
         )
