@@ -215,7 +215,7 @@ impl SledRateLimiter {
 mod tests {
     use std::time::Duration;
 
-    use sentryagent_core::{ManualClock, Timestamp};
+    use sentryagent_core::{Clock as _, ManualClock, Timestamp};
 
     use super::super::SledBackend;
     use super::*;
@@ -266,6 +266,24 @@ mod tests {
         }
         let old_left = l.shared.t.rate_limits.scan_prefix("old").count();
         assert!(old_left < 50, "the sweep removed nothing");
+    }
+
+    #[test]
+    fn a_tat_far_ahead_is_stored_back_clamped_even_by_a_peek() {
+        let (_dir, l, clock) = limiter();
+        let q = Quota::per_second(2).with_burst(2); // T = 500 ms, D = 1 s
+        assert!(l.check_sync("k", &q, 2).unwrap().allowed);
+        // The clock steps back an hour: the stored TAT is far ahead.
+        clock.set(Timestamp::from_unix_secs(1_700_000_000 - 3600));
+        let now = clock.now().unix_micros();
+        let d = l.check_sync("k", &q, 0).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.reset_after, Duration::from_secs(1));
+        let stored = l.shared.t.rate_limits.get("k").unwrap().unwrap();
+        assert_eq!(i64_from_key(&stored), Some(now + 1_000_000));
+        // Full again one burst later, however far the clock stepped back.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(l.check_sync("k", &q, 0).unwrap().remaining, 2);
     }
 
     #[test]
