@@ -3,6 +3,7 @@
 //! | URL | store | rate limiter | usage meter | cargo feature |
 //! |---|---|---|---|---|
 //! | `memory://` | yes | yes (per node) | yes | always |
+//! | `sled://PATH` | yes | yes (per node) | yes | `sled` (default) |
 //! | `postgres://...`, `postgresql://...` | yes | no | yes | `postgres` |
 //! | `redis://...` | no | yes (shared) | yes | `redis` |
 //!
@@ -24,6 +25,12 @@
 //! Query parameters of each URL are documented by
 //! [`postgres::PostgresOptions`] and [`redis::RedisOptions`] (when the
 //! features are on). Cargo features keep unused drivers out of a build.
+//!
+//! `sled://PATH` names a database directory, created if missing: relative
+//! (`sled://./sentryagent-data`, `sled://data`, from the working directory)
+//! or absolute (`sled:///var/lib/sentryagent`). The text after `sled://` is
+//! the path as is (no percent-decoding). Parts naming the same directory
+//! share one database (see the `sled` module).
 
 use std::sync::Arc;
 
@@ -39,6 +46,10 @@ mod url_params;
 use sentryagent_core::health::BackendHealth;
 use sentryagent_core::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 use sentryagent_core::{AgentStore, Clock, Error, RateLimiter, Result, UsageMeter};
+
+#[cfg(feature = "sled")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
+pub mod sled;
 
 /// Where each part lives. `limiter` and `meter` default to the store's URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,6 +151,8 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
     let mut opened = Opened::default();
     let store: Arc<dyn AgentStore> = match scheme(store_url) {
         "memory" => Arc::new(MemoryStore::new()),
+        #[cfg(feature = "sled")]
+        "sled" => Arc::new(open_sled("store", store_url)?.store()),
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Arc::new(opened.postgres(store_url).await?),
         "redis" => {
@@ -155,6 +168,8 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
     let mut limiter_health: Option<Arc<dyn HealthCheck>> = None;
     let limiter: Arc<dyn RateLimiter> = match scheme(limiter_url) {
         "memory" => Arc::new(MemoryRateLimiter::new(clock.clone())),
+        #[cfg(feature = "sled")]
+        "sled" => Arc::new(open_sled("limiter", limiter_url)?.rate_limiter(clock.clone())),
         #[cfg(feature = "redis")]
         "redis" => {
             let l = Arc::new(opened.redis(limiter_url).await?.rate_limiter());
@@ -172,6 +187,8 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
     };
     let meter: Arc<dyn UsageMeter> = match scheme(meter_url) {
         "memory" => Arc::new(MemoryUsageMeter::new()),
+        #[cfg(feature = "sled")]
+        "sled" => Arc::new(open_sled("meter", meter_url)?.usage_meter(clock.clone())),
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Arc::new(opened.postgres(meter_url).await?.usage_meter()),
         #[cfg(feature = "redis")]
@@ -189,6 +206,9 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
 /// The schemes this build opens (by cargo feature).
 fn known() -> String {
     let mut known = vec!["memory"];
+    if cfg!(feature = "sled") {
+        known.push("sled");
+    }
     if cfg!(feature = "postgres") {
         known.push("postgres");
         known.push("postgresql");
@@ -214,6 +234,20 @@ fn unsupported(part: &'static str, scheme: &str) -> Error {
             known()
         ),
     )
+}
+
+/// Opens the sled database of a `sled://PATH` URL (shared by every part
+/// naming the same directory).
+#[cfg(feature = "sled")]
+fn open_sled(part: &'static str, url: &str) -> Result<crate::sled::SledBackend> {
+    let path = url.strip_prefix("sled://").unwrap_or_default();
+    if path.is_empty() {
+        return Err(Error::invalid(
+            part,
+            "a sled URL needs a directory: sled://PATH, e.g. sled://./sentryagent-data",
+        ));
+    }
+    crate::sled::SledBackend::open(path)
 }
 
 #[cfg(test)]

@@ -1,0 +1,301 @@
+//! [`SledRateLimiter`]: GCRA state in the `rate_limits` tree, updated by
+//! compare-and-swap.
+
+use std::fmt;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use sentryagent_core::ratelimit::{Decision, Quota, RateLimiter, gcra, validate_key};
+use sentryagent_core::{Clock, Error, Result};
+
+use super::Shared;
+use super::codec::{i64_from_key, i64_key, sled_error};
+
+/// Compare-and-swap attempts before a check gives up (each failure means
+/// another check of the same key succeeded meanwhile).
+const MAX_CAS_ATTEMPTS: usize = 1_000;
+
+/// Stored keys examined for expiry per new key stored.
+const SWEEP_PER_NEW_KEY: usize = 2;
+
+/// A [`RateLimiter`] keeping each key's theoretical arrival time (TAT) in
+/// the shared sled database, so limits survive a restart.
+///
+/// Decisions come from the core's pure [`gcra`] step, exactly as in
+/// [`MemoryRateLimiter`](sentryagent_core::MemoryRateLimiter): a check reads
+/// the key's TAT, computes the decision at the injected clock's `now`, and
+/// stores the new TAT with a compare-and-swap against the value it read,
+/// retrying from the read if another check of the key won the race. So
+/// concurrent checks of one key never admit more than the quota allows,
+/// and a TAT further than `burst × T` ahead of `now` is stored back clamped
+/// (see *Clock steps* in [`ratelimit`](sentryagent_core::ratelimit)).
+/// Invalid quotas, costs above the burst and keys longer than
+/// [`MAX_KEY_LEN`](sentryagent_core::ratelimit::MAX_KEY_LEN) are refused
+/// with [`Error::Invalid`]; peeks and refusals store nothing.
+///
+/// # Durability and size
+///
+/// Checks are never flushed explicitly (a flush per request would cost an
+/// fsync); sled's background flush writes them within about half a second.
+/// After a crash each key restarts from at most what was last written.
+///
+/// A key whose TAT is at or before `now` is back to a full burst and
+/// behaves exactly like an absent key, so removing it changes no decision.
+/// Each new key stored examines the next two stored keys
+/// (a cursor going round the tree) and removes the expired ones, so dead
+/// keys are collected while the tree grows; [`remove_expired`](Self::remove_expired)
+/// removes every expired key at once.
+pub struct SledRateLimiter {
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+    /// Where the incremental sweep continues (`None`: at the start).
+    sweep: Mutex<Option<Vec<u8>>>,
+}
+
+impl fmt::Debug for SledRateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledRateLimiter")
+            .field("path", &self.shared.path)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+fn corrupt_tat() -> Error {
+    Error::Internal {
+        message: "sled: corrupt rate-limit state (reset the key)".into(),
+        source: None,
+    }
+}
+
+impl SledRateLimiter {
+    pub(crate) fn new(shared: Arc<Shared>, clock: Arc<dyn Clock>) -> Self {
+        SledRateLimiter {
+            shared,
+            clock,
+            sweep: Mutex::new(None),
+        }
+    }
+
+    /// [`RateLimiter::check`], synchronously (the async method calls this;
+    /// it does no blocking I/O beyond sled's in-memory tree operations).
+    pub fn check_sync(&self, key: &str, quota: &Quota, cost: u32) -> Result<Decision> {
+        quota.validate_request(cost)?;
+        validate_key(key)?;
+        let now = self.clock.now().unix_micros();
+        let tree = &self.shared.t.rate_limits;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let current = tree
+                .get(key)
+                .map_err(|e| sled_error("read of a rate-limit key", e))?;
+            let tat = match &current {
+                None => None,
+                Some(v) => Some(i64_from_key(v).ok_or_else(corrupt_tat)?),
+            };
+            let (decision, new_tat) = gcra(tat, now, quota, cost);
+            let Some(new_tat) = new_tat else {
+                return Ok(decision);
+            };
+            let swapped = tree
+                .compare_and_swap(key, current.as_ref(), Some(&i64_key(new_tat)))
+                .map_err(|e| sled_error("write of a rate-limit key", e))?;
+            if swapped.is_ok() {
+                if current.is_none() {
+                    self.sweep_some(now);
+                }
+                return Ok(decision);
+            }
+        }
+        Err(Error::Unavailable {
+            message: format!(
+                "sled rate limiter: key still contended after {MAX_CAS_ATTEMPTS} attempts"
+            ),
+            source: None,
+        })
+    }
+
+    /// [`RateLimiter::reset`], synchronously.
+    pub fn reset_sync(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        self.shared
+            .t
+            .rate_limits
+            .remove(key)
+            .map_err(|e| sled_error("removal of a rate-limit key", e))?;
+        Ok(())
+    }
+
+    /// Removes every key back to a full burst (which changes no decision);
+    /// returns how many. Optional maintenance: new keys already sweep
+    /// incrementally.
+    pub fn remove_expired(&self) -> Result<u64> {
+        let now = self.clock.now().unix_micros();
+        let tree = &self.shared.t.rate_limits;
+        let mut removed = 0;
+        for item in tree.iter() {
+            let (k, v) = item.map_err(|e| sled_error("scan of rate-limit keys", e))?;
+            if self.remove_if_expired(&k, &v, now)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes `k` if its stored TAT `v` is at or before `now` and still
+    /// stored (a concurrent check keeps its key).
+    fn remove_if_expired(&self, k: &[u8], v: &[u8], now: i64) -> Result<bool> {
+        if i64_from_key(v).is_some_and(|tat| tat <= now) {
+            let r = self
+                .shared
+                .t
+                .rate_limits
+                .compare_and_swap(k, Some(v), None::<&[u8]>)
+                .map_err(|e| sled_error("removal of a rate-limit key", e))?;
+            return Ok(r.is_ok());
+        }
+        Ok(false)
+    }
+
+    /// Examines the next few stored keys and removes the expired ones. Best
+    /// effort: skipped while another check sweeps, errors ignored.
+    fn sweep_some(&self, now: i64) {
+        let Ok(mut cursor) = self.sweep.try_lock() else {
+            return;
+        };
+        let start = match cursor.take() {
+            Some(c) => Bound::Excluded(c),
+            None => Bound::Unbounded,
+        };
+        let mut it = self
+            .shared
+            .t
+            .rate_limits
+            .range::<Vec<u8>, _>((start, Bound::Unbounded));
+        for _ in 0..SWEEP_PER_NEW_KEY {
+            match it.next() {
+                Some(Ok((k, v))) => {
+                    let _ = self.remove_if_expired(&k, &v, now);
+                    *cursor = Some(k.to_vec());
+                }
+                // The end of the tree (next sweep starts over), or an error.
+                _ => {
+                    *cursor = None;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for SledRateLimiter {
+    async fn check(&self, key: &str, quota: &Quota, cost: u32) -> Result<Decision> {
+        self.check_sync(key, quota, cost)
+    }
+
+    async fn reset(&self, key: &str) -> Result<()> {
+        self.reset_sync(key)
+    }
+
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+}
+
+impl SledRateLimiter {
+    /// Health of the database (the limiter's view: its key count).
+    pub fn health(&self) -> sentryagent_core::health::BackendHealth {
+        self.shared.health("limiter")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sentryagent_core::{Clock as _, ManualClock, Timestamp};
+
+    use super::super::SledBackend;
+    use super::*;
+
+    fn limiter() -> (tempfile::TempDir, SledRateLimiter, ManualClock) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp::from_unix_secs(1_700_000_000));
+        let l = SledBackend::open(dir.path())
+            .unwrap()
+            .rate_limiter(Arc::new(clock.clone()));
+        (dir, l, clock)
+    }
+
+    #[test]
+    fn expired_keys_are_swept_exactly() {
+        let (_dir, l, clock) = limiter();
+        let short = Quota::per_second(1);
+        let long = Quota::per_day(1).with_burst(2);
+        for i in 0..20 {
+            assert!(
+                l.check_sync(&format!("short{i}"), &short, 1)
+                    .unwrap()
+                    .allowed
+            );
+            assert!(l.check_sync(&format!("long{i}"), &long, 2).unwrap().allowed);
+        }
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(l.remove_expired().unwrap(), 20);
+        assert_eq!(l.shared.t.rate_limits.len(), 20);
+        for i in 0..20 {
+            // Swept keys are full again; live keys kept their state.
+            let d = l.check_sync(&format!("short{i}"), &short, 0).unwrap();
+            assert_eq!((d.allowed, d.remaining), (true, 1));
+            assert!(!l.check_sync(&format!("long{i}"), &long, 1).unwrap().allowed);
+        }
+    }
+
+    #[test]
+    fn new_keys_sweep_old_expired_ones() {
+        let (_dir, l, clock) = limiter();
+        let q = Quota::per_second(1);
+        for i in 0..50 {
+            l.check_sync(&format!("old{i:02}"), &q, 1).unwrap();
+        }
+        clock.advance(Duration::from_secs(2));
+        for i in 0..100 {
+            l.check_sync(&format!("new{i:03}"), &q, 1).unwrap();
+        }
+        let old_left = l.shared.t.rate_limits.scan_prefix("old").count();
+        assert!(old_left < 50, "the sweep removed nothing");
+    }
+
+    #[test]
+    fn a_tat_far_ahead_is_stored_back_clamped_even_by_a_peek() {
+        let (_dir, l, clock) = limiter();
+        let q = Quota::per_second(2).with_burst(2); // T = 500 ms, D = 1 s
+        assert!(l.check_sync("k", &q, 2).unwrap().allowed);
+        // The clock steps back an hour: the stored TAT is far ahead.
+        clock.set(Timestamp::from_unix_secs(1_700_000_000 - 3600));
+        let now = clock.now().unix_micros();
+        let d = l.check_sync("k", &q, 0).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.reset_after, Duration::from_secs(1));
+        let stored = l.shared.t.rate_limits.get("k").unwrap().unwrap();
+        assert_eq!(i64_from_key(&stored), Some(now + 1_000_000));
+        // Full again one burst later, however far the clock stepped back.
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(l.check_sync("k", &q, 0).unwrap().remaining, 2);
+    }
+
+    #[test]
+    fn corrupt_state_is_an_error_until_reset() {
+        let (_dir, l, _clock) = limiter();
+        l.shared.t.rate_limits.insert("bad", &b"xyz"[..]).unwrap();
+        let q = Quota::per_second(1);
+        assert!(matches!(
+            l.check_sync("bad", &q, 1),
+            Err(Error::Internal { .. })
+        ));
+        l.reset_sync("bad").unwrap();
+        assert!(l.check_sync("bad", &q, 1).unwrap().allowed);
+    }
+}
