@@ -23,12 +23,14 @@
 //! it, the first start (no operator key yet) creates one and prints it once
 //! to stdout.
 //!
-//! Billing: this server runs with billing off (`NoBilling`): the upgrade
-//! routes answer 501 "billing is not configured on this deployment". The
-//! Stripe settings (`SENTRYAGENT_STRIPE_SECRET_KEY`,
-//! `SENTRYAGENT_STRIPE_WEBHOOK_SECRET`, price ids per tier,
-//! `SENTRYAGENT_STRIPE_API_BASE`) are read by the billing crate; its
-//! provider plugs in at [`billing_provider`].
+//! Billing: with `SENTRYAGENT_STRIPE_SECRET_KEY` set (and the other Stripe
+//! settings: `SENTRYAGENT_STRIPE_WEBHOOK_SECRET`, `SENTRYAGENT_STRIPE_PRICE_PRO`,
+//! `SENTRYAGENT_STRIPE_PRICE_ENTERPRISE`, `SENTRYAGENT_STRIPE_SUCCESS_URL`,
+//! `SENTRYAGENT_STRIPE_CANCEL_URL`, optionally `SENTRYAGENT_STRIPE_API_BASE`;
+//! see the `sentryagent-billing` crate docs) the server bills through Stripe
+//! and reports usage of paid tenants as meter events every maintenance tick.
+//! Without them billing is off (`NoBilling`): the upgrade routes answer 501
+//! "billing is not configured on this deployment".
 //!
 //! SIGTERM or Ctrl-C stops accepting connections, lets requests in flight
 //! finish, flushes buffered usage and exits.
@@ -39,7 +41,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use sentryagent::storage::{BackendUrls, open};
-use sentryagent::{AdminScope, BillingProvider, Caller, Clock, Idp, NoBilling, SystemClock};
+use sentryagent::{AdminScope, BillingProvider, Caller, Clock, Idp, SystemClock};
 
 /// The SentryAgent identity provider for AI agents, over HTTP.
 #[derive(Debug, Parser)]
@@ -75,8 +77,18 @@ struct Args {
 
 /// The billing provider of this deployment. Billing is off here; the billing
 /// crate's provider (configured from `SENTRYAGENT_STRIPE_*`) replaces it.
-fn billing_provider() -> Arc<dyn BillingProvider> {
-    Arc::new(NoBilling)
+/// The billing provider and, with Stripe, its meter-event names.
+type Billing = (
+    Arc<dyn BillingProvider>,
+    Option<sentryagent::billing_providers::MeterEventNames>,
+);
+
+/// Stripe when the environment configures it, otherwise billing off.
+fn billing_provider() -> Result<Billing, Box<dyn std::error::Error>> {
+    let config = sentryagent::billing_providers::StripeConfig::from_env()?;
+    let names = config.as_ref().map(|c| c.meter_event_names.clone());
+    let provider = sentryagent::billing_providers::provider_from_config(config)?;
+    Ok((provider, names))
 }
 
 /// The scheme of a backend URL, for logs (URLs may hold passwords).
@@ -116,10 +128,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         meter: args.meter.clone(),
     };
     let backends = open(&urls, clock.clone()).await?;
+    let (billing, meter_names) = billing_provider()?;
     let idp = backends
         .apply(Idp::builder(&issuer))
         .clock(clock)
-        .billing(billing_provider())
+        .billing(billing)
         .build()
         .await?;
     tracing::info!(
@@ -136,6 +149,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let maintenance = {
         let idp = idp.clone();
         let every = Duration::from_secs(args.maintenance_secs.max(1));
+        let reporter =
+            meter_names.map(|n| sentryagent::billing_providers::MeterReporter::new(idp.clone(), n));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,6 +158,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 tick.tick().await;
                 if let Err(e) = idp.maintenance().await {
                     tracing::warn!(error = %e, "maintenance failed; retrying next tick");
+                }
+                if let Some(r) = &reporter
+                    && let Err(e) = r.run().await
+                {
+                    tracing::warn!(error = %e, "usage report to billing failed; retrying next tick");
                 }
             }
         })
