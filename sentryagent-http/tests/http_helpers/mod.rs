@@ -15,8 +15,75 @@ use sentryagent_http::RouterConfig;
 use sentryagent_storage::{BackendUrls, open};
 use serde_json::{Value, json};
 
+/// Which backends a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `SENTRYAGENT_HTTP_TEST_STORE`, default `memory://`.
+    FromEnv,
+    /// sled in a fresh temporary directory (store, limiter and meter).
+    Sled,
+    /// Postgres (store, fresh schema) + Redis (limiter and meter, fresh key
+    /// prefix), from `SENTRYAGENT_TEST_POSTGRES_URL` and
+    /// `SENTRYAGENT_TEST_REDIS_URL`.
+    PostgresRedis,
+}
+
+/// The Postgres URL of the tests.
+pub fn postgres_url() -> String {
+    std::env::var("SENTRYAGENT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The Redis URL of the tests.
+pub fn redis_url() -> String {
+    std::env::var("SENTRYAGENT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `url` with one more query parameter.
+fn with_param(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={value}")
+}
+
+/// Whether Postgres and Redis answer. When they do not, prints a skip line
+/// and returns false, or panics when `SENTRYAGENT_REQUIRE_SERVICES=1`.
+pub async fn services_available(test: &str) -> bool {
+    for (name, url) in [("postgres", postgres_url()), ("redis", redis_url())] {
+        let hostport = url
+            .split_once("://")
+            .map_or(url.as_str(), |(_, r)| r)
+            .rsplit_once('@')
+            .map_or_else(
+                || url.split_once("://").map_or(url.as_str(), |(_, r)| r),
+                |(_, r)| r,
+            )
+            .split(['/', '?'])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let ok = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(hostport.clone()),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !ok {
+            if std::env::var("SENTRYAGENT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!(
+                    "{test}: {name} unreachable at {hostport} and SENTRYAGENT_REQUIRE_SERVICES=1"
+                );
+            }
+            eprintln!("SKIPPED {test}: {name} unreachable at {hostport}");
+            return false;
+        }
+    }
+    true
+}
+
 /// How a test server is set up.
 pub struct Setup {
+    /// Backends.
+    pub backend: Backend,
     /// Nest prefix (`/idp`), or "" for the root.
     pub prefix: &'static str,
     /// Changes to the IdP configuration.
@@ -30,6 +97,7 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Setup {
+            backend: Backend::FromEnv,
             prefix: "",
             configure: Box::new(|_| {}),
             build: Box::new(|b| b),
@@ -53,6 +121,7 @@ pub struct Server {
     /// The HTTP client.
     pub http: reqwest::Client,
     task: tokio::task::JoinHandle<()>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -83,15 +152,32 @@ pub async fn start_with(setup: Setup) -> Server {
     let base = format!("{root}{}", setup.prefix);
     let clock = ManualClock::new(SystemClock.now());
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-    let backends = open(
-        &BackendUrls {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let mut dir = None;
+    let urls = match setup.backend {
+        Backend::FromEnv => BackendUrls {
             store: test_store(),
             ..Default::default()
         },
-        shared.clone(),
-    )
-    .await
-    .unwrap();
+        Backend::Sled => {
+            let d = tempfile::tempdir().unwrap();
+            let url = format!("sled://{}", d.path().display());
+            dir = Some(d);
+            BackendUrls {
+                store: url,
+                ..Default::default()
+            }
+        }
+        Backend::PostgresRedis => {
+            let redis = with_param(&redis_url(), "prefix", &format!("http-test-{unique}:"));
+            BackendUrls {
+                store: with_param(&postgres_url(), "schema", &format!("http_test_{unique}")),
+                limiter: Some(redis.clone()),
+                meter: Some(redis),
+            }
+        }
+    };
+    let backends = open(&urls, shared.clone()).await.unwrap();
     let builder = backends
         .apply(Idp::builder(&base))
         .clock(shared)
@@ -138,6 +224,7 @@ pub async fn start_with(setup: Setup) -> Server {
         op,
         http,
         task,
+        _dir: dir,
     }
 }
 
