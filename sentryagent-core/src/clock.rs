@@ -84,11 +84,19 @@ impl Timestamp {
         format!("{:04}-{:02}", d.year(), u8::from(d.month()))
     }
 
-    /// RFC 3339 text.
+    /// RFC 3339 text (for years 0 to 9999; other times print as their
+    /// number of microseconds).
     pub fn to_rfc3339(self) -> String {
-        self.to_offset_date_time()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
+        self.rfc3339_checked().unwrap_or_else(|| self.0.to_string())
+    }
+
+    fn rfc3339_checked(self) -> Option<String> {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000).ok()?;
+        if !(0..=9999).contains(&t.year()) {
+            return None;
+        }
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
     }
 
     /// Parses RFC 3339 text.
@@ -112,8 +120,14 @@ impl fmt::Display for Timestamp {
 }
 
 impl Serialize for Timestamp {
+    /// RFC 3339 text for years 0 to 9999; outside that range (which RFC 3339
+    /// cannot write) the integer number of microseconds, so that every
+    /// value survives a round trip through a storing backend.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        match self.rfc3339_checked() {
+            Some(text) => s.serialize_str(&text),
+            None => s.serialize_i64(self.0),
+        }
     }
 }
 
@@ -198,6 +212,27 @@ mod tests {
             serde_json::from_str::<Timestamp>("1763700000000000").unwrap(),
             t
         );
+    }
+
+    #[test]
+    fn every_timestamp_survives_serialization() {
+        for micros in [
+            i64::MIN,
+            -1,
+            0,
+            1,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+            i64::MAX,
+        ] {
+            let t = Timestamp::from_unix_micros(micros);
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Timestamp>(&json).unwrap(),
+                t,
+                "{json}"
+            );
+        }
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub(crate) async fn refresh(
     now: Timestamp,
 ) -> Result<KeyRing> {
     let mut records = store.list_signing_keys().await?;
+    let mut created_any = false;
     for alg in algorithms {
         let current = records
             .iter()
@@ -92,6 +93,12 @@ pub(crate) async fn refresh(
             store.update_signing_key(old).await?;
         }
         records.push(record);
+        created_any = true;
+    }
+    if created_any {
+        // Another node may have rotated at the same moment: read the ring
+        // back so every key any node signs with is in our verification set.
+        records = store.list_signing_keys().await?;
     }
     let mut signers: HashMap<Algorithm, (Timestamp, Arc<SigningKey>)> = HashMap::new();
     let mut verify = KeySet::default();
