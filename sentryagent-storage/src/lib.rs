@@ -82,6 +82,9 @@ pub struct Backends {
     /// The rate limiter's health, when its backend has one (Redis: ping,
     /// failure policy and failure counters).
     pub limiter_health: Option<Arc<dyn HealthCheck>>,
+    /// A revocation cache shared by the nodes: Redis, when the limiter or
+    /// the meter is on Redis.
+    pub revocations: Option<Arc<dyn sentryagent_core::RevocationCache>>,
 }
 
 impl Backends {
@@ -96,9 +99,14 @@ impl Backends {
 
     /// Applies the parts to an [`IdpBuilder`](sentryagent_core::IdpBuilder).
     pub fn apply(&self, b: sentryagent_core::IdpBuilder) -> sentryagent_core::IdpBuilder {
-        b.store(self.store.clone())
+        let b = b
+            .store(self.store.clone())
             .limiter(self.limiter.clone())
-            .meter(self.meter.clone())
+            .meter(self.meter.clone());
+        match &self.revocations {
+            Some(r) => b.revocations(r.clone()),
+            None => b,
+        }
     }
 }
 
@@ -195,11 +203,18 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
         "redis" => Arc::new(opened.redis(meter_url).await?.usage_meter()),
         other => return Err(unsupported("meter", other)),
     };
+    #[cfg(feature = "redis")]
+    let revocations = opened.redis.first().map(|(_, r)| {
+        Arc::new(r.revocation_cache(clock.clone())) as Arc<dyn sentryagent_core::RevocationCache>
+    });
+    #[cfg(not(feature = "redis"))]
+    let revocations = None;
     Ok(Backends {
         store,
         limiter,
         meter,
         limiter_health,
+        revocations,
     })
 }
 

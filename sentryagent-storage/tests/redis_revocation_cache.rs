@@ -69,3 +69,87 @@ async fn redis_revocation_is_seen_by_every_node_until_expiry() {
     )
     .await;
 }
+
+/// Through the `Idp`: a revocation lands in the shared cache, and a node
+/// whose own store never heard of it still refuses the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_revocation_reaches_idps_that_do_not_share_a_store() {
+    services::with_prefix(
+        "redis_revocation_reaches_idps_that_do_not_share_a_store",
+        |url, prefix| async move {
+            use sentryagent_core::{
+                Caller, ClientCredentials, Idp, NewAgent, NewTenant, TokenRequest,
+            };
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let redis = RedisBackend::open(RedisOptions::new(url).with_prefix(prefix))
+                .await
+                .unwrap();
+            let cache = Arc::new(redis.revocation_cache(clock.clone()));
+            let a = Idp::builder("https://idp.example")
+                .revocations(cache.clone())
+                .build()
+                .await
+                .unwrap();
+            let b = Idp::builder("https://idp.example")
+                .revocations(cache.clone())
+                .build()
+                .await
+                .unwrap();
+            let sys = Caller::system();
+            let t = a
+                .create_tenant(
+                    &sys,
+                    NewTenant {
+                        name: "Acme".into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let bot = a
+                .register_agent(
+                    &sys,
+                    &t.id,
+                    NewAgent {
+                        name: "bot".into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let creds = ClientCredentials::Secret {
+                client_id: bot.agent.id.to_string(),
+                client_secret: bot.client_secret.clone(),
+            };
+            let token = a
+                .issue_token(
+                    &TokenRequest {
+                        grant_type: "client_credentials".into(),
+                        client: creds.clone(),
+                        scope: None,
+                        resources: vec![],
+                    },
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+            let jti = a
+                .verify_access_token(&token.access_token, None)
+                .unwrap()
+                .jti;
+            assert!(!b.is_revoked(&jti).await.unwrap());
+            a.revoke(&creds, &token.access_token, &Default::default())
+                .await
+                .unwrap();
+            assert!(
+                cache.is_revoked(&jti).await.unwrap(),
+                "written to the cache"
+            );
+            assert!(
+                b.is_revoked(&jti).await.unwrap(),
+                "seen by a node with its own store"
+            );
+        },
+    )
+    .await;
+}

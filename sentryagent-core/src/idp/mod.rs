@@ -185,6 +185,7 @@ pub(crate) struct Inner {
     pub(crate) limiter: Arc<dyn RateLimiter>,
     pub(crate) meter: Arc<dyn UsageMeter>,
     pub(crate) billing: Arc<dyn BillingProvider>,
+    pub(crate) revocations: Option<Arc<dyn crate::RevocationCache>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hasher: SecretHasher,
     pub(crate) keys: RwLock<Arc<KeyRing>>,
@@ -221,6 +222,7 @@ pub struct IdpBuilder {
     limiter: Option<Arc<dyn RateLimiter>>,
     meter: Option<Arc<dyn UsageMeter>>,
     billing: Option<Arc<dyn BillingProvider>>,
+    revocations: Option<Arc<dyn crate::RevocationCache>>,
     clock: Option<Arc<dyn Clock>>,
     secret_hash_key: Option<[u8; 32]>,
 }
@@ -262,6 +264,13 @@ impl IdpBuilder {
     /// The billing provider (default: [`NoBilling`]).
     pub fn billing(mut self, billing: Arc<dyn BillingProvider>) -> Self {
         self.billing = Some(billing);
+        self
+    }
+
+    /// A revocation cache shared by the nodes (default: none; the store's
+    /// records alone).
+    pub fn revocations(mut self, cache: Arc<dyn crate::RevocationCache>) -> Self {
+        self.revocations = Some(cache);
         self
     }
 
@@ -322,6 +331,7 @@ impl IdpBuilder {
                 limiter,
                 meter,
                 billing,
+                revocations: self.revocations,
                 clock,
                 hasher: SecretHasher::new(&hash_key),
                 keys: RwLock::new(Arc::new(ring)),
@@ -345,6 +355,7 @@ impl Idp {
             limiter: None,
             meter: None,
             billing: None,
+            revocations: None,
             clock: None,
             secret_hash_key: None,
         }

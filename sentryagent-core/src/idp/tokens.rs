@@ -407,12 +407,7 @@ impl Idp {
         if claims.tenant_id != client.tenant_id.as_str() {
             return Ok(Introspection::inactive());
         }
-        if self
-            .inner
-            .store
-            .has_marker(NS_REVOKED, &claims.jti, self.now())
-            .await?
-        {
+        if self.is_revoked(&claims.jti).await? {
             return Ok(Introspection::inactive());
         }
         let Some(agent) = self
@@ -477,6 +472,9 @@ impl Idp {
             .store
             .put_marker(NS_REVOKED, &claims.jti, until, now)
             .await?;
+        if let Some(cache) = &self.inner.revocations {
+            cache.revoke(&claims.jti, until).await?;
+        }
         let mut ev = self.event(
             Some(&client.tenant_id),
             &format!("agent:{}", client.agent_id),
@@ -493,6 +491,11 @@ impl Idp {
     /// Whether a token id was revoked (for resource servers that verify
     /// offline and check revocation separately).
     pub async fn is_revoked(&self, jti: &str) -> Result<bool> {
+        if let Some(cache) = &self.inner.revocations
+            && cache.is_revoked(jti).await?
+        {
+            return Ok(true);
+        }
         self.inner
             .store
             .has_marker(NS_REVOKED, jti, self.now())

@@ -88,3 +88,20 @@ impl RedisRevocationCache {
         .with_detail("part", "revocation_cache")
     }
 }
+
+#[async_trait::async_trait]
+impl sentryagent_core::RevocationCache for RedisRevocationCache {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn revoke(&self, jti: &str, until: Timestamp) -> Result<()> {
+        RedisRevocationCache::revoke(self, jti, until)
+            .await
+            .map(|_| ())
+    }
+
+    async fn is_revoked(&self, jti: &str) -> Result<bool> {
+        RedisRevocationCache::is_revoked(self, jti).await
+    }
+}
