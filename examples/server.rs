@@ -168,7 +168,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
 
-    let app = axum::Router::new().merge(sentryagent::http::router(idp.clone()));
+    // The store and meter are probed by the router; a Redis limiter is
+    // probed here (ping, failure policy, failure counters).
+    let mut config = sentryagent::http::RouterConfig::default();
+    if let Some(limiter) = backends.limiter_health.clone() {
+        config = config.health_probe(move || {
+            let limiter = limiter.clone();
+            async move { vec![limiter.health().await] }
+        });
+    }
+    let app = axum::Router::new().merge(sentryagent::http::router_with(idp.clone(), config));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "listening");
     axum::serve(
