@@ -413,6 +413,13 @@ async fn billing_flow(backend: Backend) {
     assert_eq!(subscription["customer_id"], sub.customer.as_str());
     s.agent(&key, json!({"name": "bot-4"})).await;
     assert_eq!(agent_count(&s, &key).await, 5);
+
+    // A late event of the old, replaced subscription says so and changes
+    // nothing.
+    let enterprise = tenant_doc(&s, &key, &tid).await;
+    let old = fake.delete_subscription(&sub.id, later(&s, 5)).unwrap();
+    acknowledged(&s, &fake, &old, "other_subscription").await;
+    assert_eq!(tenant_doc(&s, &key, &tid).await, enterprise);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
