@@ -209,3 +209,94 @@ async fn events_of_a_replaced_subscription_change_nothing_but_renewal_dates_move
         Some(renew)
     );
 }
+
+#[tokio::test]
+async fn late_events_of_a_deleted_or_replaced_subscription_leave_the_renewal_date_alone() {
+    let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
+    let idp = Idp::builder("https://idp.example")
+        .clock(Arc::new(clock))
+        .build()
+        .await
+        .unwrap();
+    let sys = Caller::system();
+    let t = idp
+        .create_tenant(
+            &sys,
+            NewTenant {
+                name: "Acme".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let meta = Default::default();
+    let done = ev(
+        "evt_1",
+        &t.id,
+        100,
+        BillingEventKind::CheckoutCompleted { tier: Tier::Pro },
+    );
+    idp.apply_billing_event(&done, &meta).await.unwrap();
+
+    // Stripe changes the plan (with a renewal date), then cancels; the
+    // cancellation arrives first.
+    let renew = Timestamp::from_unix_secs(1_766_000_000);
+    let update = ev(
+        "evt_2",
+        &t.id,
+        200,
+        BillingEventKind::SubscriptionUpdated {
+            status: SubscriptionStatus::Active,
+            tier: Some(Tier::Enterprise),
+            current_period_end: Some(renew),
+        },
+    );
+    let deleted = ev("evt_3", &t.id, 300, BillingEventKind::SubscriptionDeleted);
+    idp.apply_billing_event(&deleted, &meta).await.unwrap();
+    let canceled = idp.get_tenant(&sys, &t.id).await.unwrap();
+    assert_eq!(canceled.billing.current_period_end, None);
+    assert_eq!(
+        idp.apply_billing_event(&update, &meta).await.unwrap(),
+        BillingOutcome::Stale
+    );
+    assert_eq!(
+        idp.get_tenant(&sys, &t.id).await.unwrap(),
+        canceled,
+        "a canceled subscription gets no renewal date back"
+    );
+
+    // A new subscription: its first event sets its renewal date; a late
+    // payment of another subscription does not move it.
+    let mut again = ev(
+        "evt_4",
+        &t.id,
+        400,
+        BillingEventKind::SubscriptionUpdated {
+            status: SubscriptionStatus::Active,
+            tier: Some(Tier::Pro),
+            current_period_end: Some(renew),
+        },
+    );
+    again.subscription_id = Some("sub_2".into());
+    assert_eq!(
+        idp.apply_billing_event(&again, &meta).await.unwrap(),
+        BillingOutcome::Applied
+    );
+    let current = idp.get_tenant(&sys, &t.id).await.unwrap();
+    assert_eq!(current.tier, Tier::Pro);
+    assert_eq!(current.billing.subscription_id.as_deref(), Some("sub_2"));
+    assert_eq!(current.billing.current_period_end, Some(renew));
+    let other = ev(
+        "evt_5",
+        &t.id,
+        350,
+        BillingEventKind::PaymentSucceeded {
+            current_period_end: Some(Timestamp::from_unix_secs(1_799_000_000)),
+        },
+    );
+    assert_eq!(
+        idp.apply_billing_event(&other, &meta).await.unwrap(),
+        BillingOutcome::OtherSubscription
+    );
+    assert_eq!(idp.get_tenant(&sys, &t.id).await.unwrap(), current);
+}

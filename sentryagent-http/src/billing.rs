@@ -128,14 +128,15 @@ pub(crate) async fn portal(
 
 /// The billing provider's webhook: the raw body and its `Stripe-Signature`
 /// header, no admin key. 400 when the signature does not verify; 200
-/// `{received: true}` for every verified delivery, including duplicates,
-/// ignored types and unknown tenants.
+/// `{received: true, outcome}` for every verified delivery, including
+/// duplicates, stale events, events of another subscription, ignored types
+/// and unknown tenants.
 #[utoipa::path(
     post, path = "/billing/webhook", tag = "billing",
     request_body(content = String, content_type = "application/json", description = "the provider's event, byte for byte"),
     params(("Stripe-Signature" = String, Header, description = "`t=...,v1=...`")),
     responses(
-        (status = 200, description = "`{received: true, outcome}`", body = serde_json::Value),
+        (status = 200, description = "`{received: true, outcome}`, outcome `applied`, `duplicate`, `stale`, `other_subscription`, `unknown_tenant` or `ignored`", body = serde_json::Value),
         (status = 400, description = "missing or bad signature", body = crate::views::ProblemDoc),
         (status = 501, description = "billing is not configured", body = crate::views::ProblemDoc),
     )
@@ -159,6 +160,7 @@ pub(crate) async fn webhook(
                 BillingOutcome::Applied => "applied",
                 BillingOutcome::Duplicate => "duplicate",
                 BillingOutcome::Stale => "stale",
+                BillingOutcome::OtherSubscription => "other_subscription",
                 BillingOutcome::UnknownTenant => "unknown_tenant",
                 _ => "ignored",
             };

@@ -20,10 +20,11 @@ pub enum BillingOutcome {
     /// The event was seen before: nothing changed.
     Duplicate,
     /// An older event than one already applied: nothing changed (but a
-    /// later renewal date it carries is kept).
+    /// later renewal date it carries for the tenant's current subscription
+    /// is kept).
     Stale,
     /// An event about a subscription other than the tenant's current one:
-    /// nothing changed (but a later renewal date it carries is kept).
+    /// nothing changed.
     OtherSubscription,
     /// The event names no known tenant: recorded, nothing changed.
     UnknownTenant,
@@ -174,9 +175,17 @@ impl Idp {
         self.change_tenant(&tenant.id, "billing", &action, request, |t| {
             skipped = None;
             let b = &mut t.billing;
-            // Renewal dates only move forward, whatever order events arrive in.
+            // The renewal date is the current subscription's: it only moves
+            // forward, whatever order that subscription's events arrive in.
+            // Events of another subscription, or late events of one already
+            // deleted (the tenant has none now), leave it alone.
+            let current = b.subscription_id.is_some()
+                && e.subscription_id
+                    .as_ref()
+                    .is_none_or(|theirs| b.subscription_id.as_ref() == Some(theirs));
             let mut changed = false;
-            if let Some(end) = period_end(&e.kind)
+            if current
+                && let Some(end) = period_end(&e.kind)
                 && b.current_period_end.is_none_or(|cur| end > cur)
             {
                 b.current_period_end = Some(end);
@@ -238,6 +247,13 @@ impl Idp {
                 BillingEventKind::PaymentFailed => {
                     b.subscription_status = Some(SubscriptionStatus::PastDue);
                 }
+            }
+            // The first event of a new subscription sets its renewal date.
+            if !current
+                && let Some(end) = period_end(&e.kind)
+                && b.current_period_end.is_none_or(|cur| end > cur)
+            {
+                b.current_period_end = Some(end);
             }
             Ok(true)
         })
