@@ -221,7 +221,11 @@ impl<'de> Deserialize<'de> for RawHeader {
 }
 
 fn parse_header(json: &[u8]) -> Result<Header, JoseError> {
-    let raw: RawHeader = serde_json::from_slice(json)
+    // The header is UTF-8 JSON (RFC 7515 §4); serde_json does not check the
+    // UTF-8 of the members it skips, so the whole text is checked first.
+    let json =
+        std::str::from_utf8(json).map_err(|_| JoseError::Malformed("header is not UTF-8"))?;
+    let raw: RawHeader = serde_json::from_str(json)
         .map_err(|_| JoseError::Malformed("header is not a valid JSON object"))?;
     let alg = match raw.alg {
         None => return Err(JoseError::Malformed("header has no alg")),
@@ -843,6 +847,24 @@ mod tests {
 
     fn token(header: &str) -> String {
         format!("{}.{}.{}", b64(header), b64("{}"), b64_encode(&[7u8; 64]))
+    }
+
+    #[test]
+    fn header_must_be_utf8_even_in_unknown_members() {
+        // Found by the `jws_verify` fuzz target: invalid UTF-8 inside a
+        // member that the parser skips was accepted.
+        let mut header = br#"{"alg":"EdDSA","x":"a"#.to_vec();
+        header.extend_from_slice(&[0xe5, b'b', b'"', b'}']);
+        let t = format!(
+            "{}.{}.{}",
+            b64_encode(&header),
+            b64("{}"),
+            b64_encode(&[7u8; 64])
+        );
+        assert_eq!(
+            parse_compact(&t).unwrap_err(),
+            JoseError::Malformed("header is not UTF-8")
+        );
     }
 
     #[test]

@@ -276,8 +276,12 @@ fn check_claims(payload: &[u8], header: &Header, v: &Validation) -> Result<(), J
     if first != Some(&b'{') {
         return Err(JoseError::Claims("payload is not a JSON object"));
     }
+    // The claims set is UTF-8 JSON (RFC 7519 §7.2); serde_json does not check
+    // the UTF-8 of the members it skips, so the whole text is checked first.
+    let payload =
+        std::str::from_utf8(payload).map_err(|_| JoseError::Claims("payload is not UTF-8"))?;
     let claims: ClaimsRef<'_> =
-        serde_json::from_slice(payload).map_err(|_| JoseError::Claims("invalid claims"))?;
+        serde_json::from_str(payload).map_err(|_| JoseError::Claims("invalid claims"))?;
 
     let now = v.now.unix_micros();
     let leeway = i64::try_from(v.leeway.as_micros()).unwrap_or(i64::MAX);
@@ -350,6 +354,31 @@ pub fn encode_claims<T: Serialize + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jose::{Algorithm, KeySet};
+
+    #[test]
+    fn claims_must_be_utf8_even_in_unknown_members() {
+        // Found by the `jws_verify` fuzz target: a signed payload with
+        // invalid UTF-8 inside a member that validation skips was accepted
+        // by a claims type that ignores that member.
+        let key = SigningKey::from_secret_bytes(Algorithm::EdDSA, "k", &[1u8; 32]).unwrap();
+        let mut keys = KeySet::new();
+        keys.insert("k", key.verifying_key());
+        let v = Validation::new("https://idp.example", Timestamp::from_unix_secs(100));
+        let ok = br#"{"iss":"https://idp.example","exp":200,"scope":"read"}"#;
+        let token = key.sign_compact(None, ok).unwrap();
+        assert!(verify_jwt::<RegisteredClaims, _>(&token, &keys, &v).is_ok());
+        // Only the value of `scope` changes: "r\xe5ad".
+        let mut bad_scope = ok.to_vec();
+        let at = bad_scope.len() - 5;
+        assert_eq!(bad_scope[at], b'e');
+        bad_scope[at] = 0xe5;
+        let token = key.sign_compact(None, &bad_scope).unwrap();
+        assert_eq!(
+            verify_jwt::<RegisteredClaims, _>(&token, &keys, &v).unwrap_err(),
+            JoseError::Claims("payload is not UTF-8")
+        );
+    }
 
     #[test]
     fn typ_comparison() {
