@@ -9,6 +9,7 @@
 //! | API calls per UTC day        | 1 000  | 100 000    | unlimited  |
 //! | token issuances per UTC month| 10 000 | 1 000 000  | unlimited  |
 //! | requests per minute          | 60     | 1 200      | 600 000    |
+//! | token requests per minute, per client | 60 | 600 | (tenant's) |
 //!
 //! The free tier is small on purpose: a test reaches its agent limit with four
 //! registrations.
@@ -76,6 +77,10 @@ pub struct TierLimits {
     pub token_issuances_per_month: Option<u64>,
     /// Requests per minute (rate limit, per tenant), burst included.
     pub requests_per_minute: u32,
+    /// Token requests per minute of any one client (agent) of the tenant,
+    /// burst included; `None`: only the tenant's limit applies.
+    #[serde(default)]
+    pub client_requests_per_minute: Option<u32>,
 }
 
 /// Limits for each tier; configurable by the host.
@@ -98,18 +103,21 @@ impl Default for TierTable {
                 api_calls_per_day: Some(1_000),
                 token_issuances_per_month: Some(10_000),
                 requests_per_minute: 60,
+                client_requests_per_minute: Some(60),
             },
             pro: TierLimits {
                 max_agents: Some(100),
                 api_calls_per_day: Some(100_000),
                 token_issuances_per_month: Some(1_000_000),
                 requests_per_minute: 1_200,
+                client_requests_per_minute: Some(600),
             },
             enterprise: TierLimits {
                 max_agents: None,
                 api_calls_per_day: None,
                 token_issuances_per_month: None,
                 requests_per_minute: 600_000,
+                client_requests_per_minute: None,
             },
         }
     }
@@ -128,6 +136,12 @@ impl TierTable {
     /// Checks that every tier allows at least one request per minute.
     pub fn validate(&self) -> Result<()> {
         for t in Tier::ALL {
+            if self.limits(t).client_requests_per_minute == Some(0) {
+                return Err(Error::invalid(
+                    "tier_table",
+                    format!("{t}: client_requests_per_minute must be at least 1"),
+                ));
+            }
             if self.limits(t).requests_per_minute == 0 {
                 return Err(Error::invalid(
                     "tier_table",

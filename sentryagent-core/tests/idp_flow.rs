@@ -1251,3 +1251,24 @@ async fn publishers_are_found_by_slug_unless_suspended() {
         Err(Error::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn one_client_cannot_take_the_whole_tenant_budget() {
+    let c = clock();
+    let idp = idp_with(&c, |cfg| cfg.tiers.pro.client_requests_per_minute = Some(2)).await;
+    let t = tenant(&idp, Tier::Pro).await;
+    let greedy = agent(&idp, &t, "greedy").await;
+    let other = agent(&idp, &t, "other").await;
+    issue(&idp, &secret_request(&greedy, None)).await.unwrap();
+    issue(&idp, &secret_request(&greedy, None)).await.unwrap();
+    let r = issue(&idp, &secret_request(&greedy, None)).await;
+    assert!(
+        matches!(r, Err(Error::RateLimited { limit: 2, retry_after }) if retry_after == Duration::from_secs(30)),
+        "{r:?}"
+    );
+    issue(&idp, &secret_request(&other, None))
+        .await
+        .expect("another client of the tenant");
+    c.advance(Duration::from_secs(30));
+    issue(&idp, &secret_request(&greedy, None)).await.unwrap();
+}

@@ -26,6 +26,7 @@ fn tiers() -> TierTable {
         api_calls_per_day: None,
         token_issuances_per_month: None,
         requests_per_minute: RPM,
+        client_requests_per_minute: None,
     };
     TierTable {
         free: limits,

@@ -280,6 +280,30 @@ impl Idp {
                 limit: u64::from(decision.limit),
             });
         }
+        if let Some(per_client) = self
+            .inner
+            .config
+            .tiers
+            .limits(tenant.tier)
+            .client_requests_per_minute
+        {
+            let quota = Quota {
+                limit: per_client.max(1),
+                period: Duration::from_secs(60),
+                burst: per_client.max(1),
+            };
+            let d = self
+                .inner
+                .limiter
+                .check(&format!("client:{}", agent.id), &quota, 1)
+                .await?;
+            if !d.allowed {
+                return Err(Error::RateLimited {
+                    retry_after: d.retry_after,
+                    limit: u64::from(d.limit),
+                });
+            }
+        }
         let now = self.now();
         if let Some(limit) = self
             .inner

@@ -1,5 +1,6 @@
 //! [`RedisRateLimiter`]: GCRA in one Lua script, shared by every node.
 
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -72,6 +73,7 @@ pub struct RedisRateLimiter {
     fail_open: AtomicU64,
     fail_closed: AtomicU64,
     failing: Mutex<Failing>,
+    clock: Option<Arc<dyn sentryagent_core::Clock>>,
 }
 
 static GCRA: std::sync::LazyLock<Lua> =
@@ -88,6 +90,7 @@ impl RedisRateLimiter {
             failures: AtomicU64::new(0),
             fail_open: AtomicU64::new(0),
             fail_closed: AtomicU64::new(0),
+            clock: None,
             failing: Mutex::new(Failing::default()),
         }
     }
@@ -146,6 +149,19 @@ impl RedisRateLimiter {
             .with_detail("fail_open", stats.fail_open)
             .with_detail("fail_closed", stats.fail_closed)
             .with_detail("script_loads", stats.script_loads)
+    }
+
+    /// Takes the time from `clock` instead of the Redis server's `TIME`.
+    ///
+    /// For tests that drive time with a
+    /// [`ManualClock`](sentryagent_core::ManualClock) (the conformance suite
+    /// runs exactly, whatever the machine's load), and for a single node that
+    /// wants its injected clock. Nodes sharing limits should keep the
+    /// server's clock: with their own clocks, their skew becomes error in
+    /// the limits.
+    pub fn with_clock(mut self, clock: Arc<dyn sentryagent_core::Clock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// The check with an explicit `now` (µs) instead of the server's clock,
@@ -252,7 +268,8 @@ impl RateLimiter for RedisRateLimiter {
         if cooling {
             return self.policy(quota, cost, None);
         }
-        match self.call(key, quota, t, d, cost, None).await {
+        let now = self.clock.as_ref().map(|c| c.now().unix_micros());
+        match self.call(key, quota, t, d, cost, now).await {
             Ok(decision) => {
                 let mut f = self.lock();
                 f.until = None;
