@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use sentryagent::ratelimit::Quota;
 use sentryagent::{Clock, ManualClock, MemoryRateLimiter, SystemClock, Timestamp};
+use support::{ThreadCpuTime, cpu_time_criterion};
+
+mod support;
 
 /// A key of the shape the `Idp` uses (`tenant:<id>`).
 const KEY: &str = "tenant:tnt_0193a1c2d3e47f00a1b2c3d4e5f60718";
@@ -39,7 +42,7 @@ fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-fn single_key(c: &mut Criterion) {
+fn single_key(c: &mut Criterion<ThreadCpuTime>) {
     let mut g = c.benchmark_group("rate_limiter");
 
     // The peer: governor's keyed limiter on its default DashMap store and its
@@ -105,7 +108,7 @@ fn single_key(c: &mut Criterion) {
     g.finish();
 }
 
-fn many_keys(c: &mut Criterion) {
+fn many_keys(c: &mut Criterion<ThreadCpuTime>) {
     let mut g = c.benchmark_group("rate_limiter");
     // 100 per second per key: T = 10 ms and a burst of 100, while a pass
     // over the million keys takes far longer than 10 ms, so no check of the
@@ -237,5 +240,10 @@ fn contended(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, single_key, many_keys, contended);
-criterion_main!(benches);
+criterion_group! {
+    name = cpu_time;
+    config = cpu_time_criterion();
+    targets = single_key, many_keys
+}
+criterion_group!(wall_time, contended);
+criterion_main!(cpu_time, wall_time);

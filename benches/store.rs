@@ -1,7 +1,8 @@
 //! Agent store operations, per backend (the in-memory one for now).
 //!
 //! `cargo bench --bench store`; ids under the group `store` (see
-//! docs/benchmarks.md).
+//! docs/benchmarks.md). Async calls are driven by criterion's `to_async` on
+//! a current-thread Tokio runtime (one `block_on` per sample).
 
 use std::sync::Arc;
 
@@ -14,7 +15,10 @@ use sentryagent::{
     Agent, AgentId, AgentStore, LifecycleState, MarketplaceQuery, MemoryStore, PageRequest,
     SecretId, Tenant, TenantId, TenantStatus, Tier, Timestamp, Visibility,
 };
+use support::{ThreadCpuTime, cpu_time_criterion};
 use tokio::runtime::Runtime;
+
+mod support;
 
 /// Agents of `marketplace_search_100k`.
 const MARKETPLACE_AGENTS: usize = 100_000;
@@ -175,7 +179,7 @@ fn filled(rt: &Runtime, n: usize, did: &str) -> (Arc<MemoryStore>, Vec<AgentId>)
     (store, ids)
 }
 
-fn bench(c: &mut Criterion) {
+fn bench(c: &mut Criterion<ThreadCpuTime>) {
     let rt = runtime();
     let did = did_key_from_ed25519(
         &ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])
@@ -191,14 +195,14 @@ fn bench(c: &mut Criterion) {
     rt.block_on(store.create_tenant(&t)).expect("tenant");
     let mut next = 0usize;
     g.bench_function("memory_register", |b| {
-        b.iter_batched(
+        b.to_async(&rt).iter_batched(
             || {
                 next += 1;
                 agent(&t.id, next, &did)
             },
             |(a, s)| {
-                rt.block_on(store.create_agent(&a, &s, None))
-                    .expect("create")
+                let store = &store;
+                async move { store.create_agent(&a, &s, None).await.expect("create") }
             },
             BatchSize::SmallInput,
         )
@@ -209,9 +213,10 @@ fn bench(c: &mut Criterion) {
     let store: Arc<dyn AgentStore> = store;
     let mut i = 0usize;
     g.bench_function("memory_lookup_by_client_id", |b| {
-        b.iter(|| {
+        b.to_async(&rt).iter(|| {
             i = (i + 1) % ids.len();
-            rt.block_on(store.get_agent(&ids[i])).expect("found")
+            let (store, id) = (&store, &ids[i]);
+            async move { store.get_agent(id).await.expect("found") }
         })
     });
 
@@ -239,8 +244,10 @@ fn bench(c: &mut Criterion) {
     );
     g.sample_size(20);
     g.bench_function("marketplace_search_100k", |b| {
-        b.iter(|| {
-            rt.block_on(store.search_marketplace(std::hint::black_box(&query), &page))
+        b.to_async(&rt).iter(|| async {
+            store
+                .search_marketplace(std::hint::black_box(&query), &page)
+                .await
                 .expect("search")
         })
     });
@@ -255,5 +262,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = cpu_time_criterion();
+    targets = bench
+}
 criterion_main!(benches);

@@ -29,6 +29,25 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
+/// Random bytes for identifiers that must be unique and unpredictable but
+/// are not secrets (the `jti` of access tokens): from `rand`'s thread-local
+/// generator (ChaCha12, seeded from the operating system's source and
+/// reseeded from it after every 64 KiB of output), which saves a system call
+/// per token. Secrets and keys use [`random_bytes`], straight from the
+/// operating system.
+///
+/// The thread-local generator is not reseeded when the process forks: a
+/// child forked from a thread that already drew from it would repeat its
+/// parent's stream until the next reseed. Hosts run the `Idp` in a
+/// multi-threaded runtime, where continuing after `fork` without `exec` is
+/// not supported anyway.
+pub(crate) fn unique_id_bytes<const N: usize>() -> [u8; N] {
+    use rand::Rng as _;
+    let mut buf = [0u8; N];
+    rand::rng().fill_bytes(&mut buf);
+    buf
+}
+
 /// `prefix` followed by 256 random bits in base64url (43 characters).
 pub fn generate_secret(prefix: &str) -> String {
     let bytes: [u8; SECRET_BYTES] = random_bytes();
@@ -113,6 +132,22 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 6 + 43);
         assert_eq!(URL_SAFE_NO_PAD.decode(&a[6..]).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn unique_ids_differ_within_and_across_threads() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            assert!(seen.insert(unique_id_bytes::<16>()));
+        }
+        let other: Vec<[u8; 16]> =
+            std::thread::spawn(|| (0..10_000).map(|_| unique_id_bytes()).collect())
+                .join()
+                .unwrap();
+        for id in other {
+            assert!(seen.insert(id));
+        }
+        assert_ne!(unique_id_bytes::<16>(), [0u8; 16]);
     }
 
     #[test]

@@ -328,20 +328,20 @@ impl Idp {
         let c = &self.inner.config;
         let iat = now.unix_secs();
         let exp = iat + i64::try_from(c.token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let jti_bytes: [u8; 16] = crate::secret::random_bytes();
+        let jti_bytes: [u8; 16] = crate::secret::unique_id_bytes();
         let claims = AccessTokenClaims {
             iss: c.issuer.clone(),
-            sub: agent.id.to_string(),
+            sub: agent.id.as_str().to_owned(),
             aud,
-            client_id: agent.id.to_string(),
+            client_id: agent.id.as_str().to_owned(),
             iat,
             nbf: iat,
             exp,
             jti: URL_SAFE_NO_PAD.encode(jti_bytes),
             scope: scope.clone(),
-            tenant_id: tenant.id.to_string(),
-            did: agent.did.clone(),
-            extra: agent.custom_claims.clone(),
+            tenant_id: tenant.id.as_str().to_owned(),
+            did: agent.did,
+            extra: agent.custom_claims,
         };
         let payload =
             serde_json::to_vec(&claims).map_err(|e| Error::internal("encode claims", e))?;
