@@ -31,6 +31,8 @@ const MAX_SCOPE_LEN: usize = 2048;
 struct AssertionClaims {
     iss: Option<String>,
     sub: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
     jti: Option<String>,
     exp: Option<i64>,
 }
@@ -191,21 +193,26 @@ impl Idp {
         );
         let now = self.now();
         let c = &self.inner.config;
-        let mut claims = None;
-        for aud in [c.token_endpoint.as_str(), c.issuer.as_str()] {
-            let v = Validation {
-                issuer: sub.clone(),
-                audience: Some(aud.to_owned()),
-                leeway: c.leeway,
-                now,
-                required_typ: None,
-            };
-            if let Ok((_, cl)) = verify_jwt::<AssertionClaims, _>(assertion, &keys, &v) {
-                claims = Some(cl);
-                break;
-            }
+        // One signature check; the audience may be the token endpoint or the
+        // issuer (RFC 7523 §3), checked below.
+        let v = Validation {
+            issuer: sub.clone(),
+            audience: None,
+            leeway: c.leeway,
+            now,
+            required_typ: None,
+        };
+        let (_, claims) = verify_jwt::<AssertionClaims, _>(assertion, &keys, &v)
+            .map_err(|_| fail("assertion signature or claims invalid"))?;
+        let audience_ok = claims
+            .aud
+            .as_ref()
+            .is_some_and(|a| a.contains(&c.token_endpoint) || a.contains(&c.issuer));
+        if !audience_ok {
+            return Err(fail(
+                "assertion audience is neither the token endpoint nor the issuer",
+            ));
         }
-        let claims = claims.ok_or_else(|| fail("assertion signature or claims invalid"))?;
         if claims.iss.as_deref() != Some(sub.as_str()) {
             return Err(fail("assertion iss differs from sub"));
         }
