@@ -38,16 +38,17 @@ pub(crate) async fn context(
         .get(REQUEST_ID)
         .and_then(valid_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let value = HeaderValue::from_str(&id).ok();
+    req.extensions_mut().insert(RequestId(id));
     req.extensions_mut()
         .insert(BodyLimit(state.config.body_limit));
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(REQUEST_ID, v);
+    if let Some(v) = &value {
+        req.headers_mut().insert(REQUEST_ID, v.clone());
     }
     let mut res = UPGRADE_URL
         .scope(state.upgrade_url.clone(), next.run(req))
         .await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = value {
         res.headers_mut().insert(REQUEST_ID, v);
     }
     res
@@ -75,15 +76,12 @@ pub(crate) async fn timeout(State(limit): State<Duration>, req: Request, next: N
 /// Counts requests by matched route template, method and status, and their
 /// latency. Raw paths never become labels.
 pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let start = Instant::now();
     let res = next.run(req).await;
     state.metrics.observe_request(
-        &route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         method.as_str(),
         res.status().as_u16(),
         start.elapsed(),
