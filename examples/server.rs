@@ -43,6 +43,13 @@ use clap::Parser;
 use sentryagent::storage::{BackendUrls, open};
 use sentryagent::{AdminScope, BillingProvider, Caller, Clock, Idp, SystemClock};
 
+/// The server's allocator. Under load the glibc allocator contends on its
+/// arena locks between the runtime's worker threads (a response allocated
+/// on one worker is often freed on another); mimalloc's thread-local free
+/// lists do not (see `docs/load-test.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The SentryAgent identity provider for AI agents, over HTTP.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// A point in time: microseconds since the Unix epoch (UTC).
 ///
@@ -133,18 +133,36 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr<'a> {
-            Micros(i64),
-            #[serde(borrow)]
-            Text(std::borrow::Cow<'a, str>),
-        }
-        match Repr::deserialize(d)? {
-            Repr::Micros(m) => Ok(Timestamp(m)),
-            Repr::Text(s) => Timestamp::parse_rfc3339(&s)
-                .ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 timestamp")),
-        }
+        // A visitor rather than an untagged enum: stored records hold
+        // several timestamps and are decoded on every token request; an
+        // untagged enum buffers each value and builds an error for the
+        // variant that does not match.
+        d.deserialize_any(TimestampVisitor)
+    }
+}
+
+/// Accepts an RFC 3339 string or an integer number of microseconds.
+struct TimestampVisitor;
+
+impl de::Visitor<'_> for TimestampVisitor {
+    type Value = Timestamp;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an RFC 3339 timestamp or an integer number of microseconds")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
+        Ok(Timestamp(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
+        i64::try_from(v)
+            .map(Timestamp)
+            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Timestamp, E> {
+        Timestamp::parse_rfc3339(s).ok_or_else(|| E::custom("expected an RFC 3339 timestamp"))
     }
 }
 
@@ -233,6 +251,48 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn deserializes_only_text_and_integer_micros() {
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("-5").unwrap(),
+            Timestamp::from_unix_micros(-5)
+        );
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("\"1970-01-01T00:00:01.5Z\"").unwrap(),
+            Timestamp::from_unix_micros(1_500_000)
+        );
+        // Borrowed, escaped (owned) and buffered inputs all parse.
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("\"1970-01-01T00:00:01\\u005a\"").unwrap(),
+            Timestamp::from_unix_secs(1)
+        );
+        let v = serde_json::json!({"at": "1970-01-01T00:00:02Z"});
+        #[derive(Deserialize)]
+        struct At {
+            at: Timestamp,
+        }
+        assert_eq!(
+            serde_json::from_value::<At>(v).unwrap().at,
+            Timestamp::from_unix_secs(2)
+        );
+        for bad in [
+            "\"yesterday\"",
+            "1.5",
+            "true",
+            "null",
+            "[1]",
+            "{}",
+            "9223372036854775808",
+        ] {
+            assert!(
+                serde_json::from_str::<Timestamp>(bad).is_err(),
+                "{bad} was accepted"
+            );
+        }
+        let e = serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err();
+        assert!(e.to_string().contains("RFC 3339"), "{e}");
     }
 
     #[test]

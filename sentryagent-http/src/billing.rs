@@ -104,7 +104,7 @@ pub(crate) async fn subscription(
         "subscription_status": t.billing.subscription_status,
         "current_period_end": t.billing.current_period_end,
         "customer_id": t.billing.customer_id,
-        "upgrade_url": s.upgrade_url,
+        "upgrade_url": &*s.upgrade_url,
     })))
 }
 

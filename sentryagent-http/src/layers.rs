@@ -25,6 +25,25 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// A fresh request id: 32 hex digits, a random value drawn once per process
+/// and a keyed hash (SipHash, random key) of a per-process counter, so ids
+/// are unique without a system call per request (a UUID v4 costs a
+/// `getrandom` call each) and do not reveal how many requests came before.
+fn new_request_id() -> String {
+    use std::hash::BuildHasher as _;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static PROCESS: OnceLock<(u64, std::hash::RandomState)> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let (base, key) = PROCESS.get_or_init(|| {
+        let b = uuid::Uuid::new_v4().as_u64_pair().0;
+        (b, std::hash::RandomState::new())
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{base:016x}{:016x}", key.hash_one(n))
+}
+
 /// Outermost layer: takes the caller's `x-request-id` (when it is 1 to 128
 /// of `A-Z a-z 0-9 - _ . :`) or makes one, records it for the handlers and
 /// echoes it; sets the per-request context (body limit, upgrade URL).
@@ -37,17 +56,18 @@ pub(crate) async fn context(
         .headers()
         .get(REQUEST_ID)
         .and_then(valid_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
+        .unwrap_or_else(new_request_id);
+    let value = HeaderValue::from_str(&id).ok();
+    req.extensions_mut().insert(RequestId(id));
     req.extensions_mut()
         .insert(BodyLimit(state.config.body_limit));
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(REQUEST_ID, v);
+    if let Some(v) = &value {
+        req.headers_mut().insert(REQUEST_ID, v.clone());
     }
     let mut res = UPGRADE_URL
         .scope(state.upgrade_url.clone(), next.run(req))
         .await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = value {
         res.headers_mut().insert(REQUEST_ID, v);
     }
     res
@@ -75,15 +95,12 @@ pub(crate) async fn timeout(State(limit): State<Duration>, req: Request, next: N
 /// Counts requests by matched route template, method and status, and their
 /// latency. Raw paths never become labels.
 pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let start = Instant::now();
     let res = next.run(req).await;
     state.metrics.observe_request(
-        &route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         method.as_str(),
         res.status().as_u16(),
         start.elapsed(),
@@ -210,4 +227,24 @@ pub(crate) async fn security_headers(mut res: Response) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_distinct_valid_hex() {
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+            assert!(valid_request_id(&HeaderValue::from_str(id).unwrap()).is_some());
+        }
+    }
 }

@@ -128,14 +128,27 @@ impl RouterConfig {
     }
 }
 
-/// What every handler shares.
+/// What every handler shares, behind one `Arc`: every layer and handler
+/// clones the state per request, and one reference count is cheaper than
+/// one per part.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub(crate) struct SharedState {
     pub(crate) idp: Idp,
     pub(crate) config: Arc<RouterConfig>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) openapi: Arc<OnceLock<String>>,
-    pub(crate) upgrade_url: String,
+    pub(crate) upgrade_url: Arc<str>,
 }
 
 /// The IdP as an axum router with default [`RouterConfig`]; nest it where
@@ -156,13 +169,13 @@ pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp) -> Router<S> {
 
 /// The IdP as an axum router, with options.
 pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterConfig) -> Router<S> {
-    let state = AppState {
-        upgrade_url: format!("{}/api/tiers/upgrade", idp.config().issuer),
+    let state = AppState(Arc::new(SharedState {
+        upgrade_url: format!("{}/api/tiers/upgrade", idp.config().issuer).into(),
         idp,
         config: Arc::new(config),
         metrics: Arc::new(metrics::Metrics::new()),
         openapi: Arc::new(OnceLock::new()),
-    };
+    }));
     let (api, mut doc) = api_routes(&state).split_for_parts();
     doc.servers = Some(vec![utoipa::openapi::Server::new(
         state.idp.config().issuer.clone(),

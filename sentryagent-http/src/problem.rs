@@ -225,7 +225,7 @@ pub(crate) fn from_error(e: &Error, upgrade_url: &str) -> Problem {
 
 tokio::task_local! {
     /// The upgrade URL of the deployment serving the current request.
-    pub(crate) static UPGRADE_URL: String;
+    pub(crate) static UPGRADE_URL: std::sync::Arc<str>;
 }
 
 /// A core error, answered as a problem document.
@@ -243,10 +243,10 @@ impl IntoResponse for ApiError {
         if matches!(self.0, Error::Internal { .. }) {
             tracing::error!(error = %self.0, "internal error");
         }
-        let url = UPGRADE_URL
-            .try_with(Clone::clone)
-            .unwrap_or_else(|_| "/api/tiers/upgrade".to_owned());
-        from_error(&self.0, &url).into_response()
+        UPGRADE_URL
+            .try_with(|url| from_error(&self.0, url))
+            .unwrap_or_else(|_| from_error(&self.0, "/api/tiers/upgrade"))
+            .into_response()
     }
 }
 

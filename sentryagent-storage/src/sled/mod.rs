@@ -126,6 +126,7 @@
 //! - Everything else (tenants, agents, secrets, keys, the audit trail,
 //!   usage counts) is kept until deleted by the trait's operations.
 
+mod cache;
 mod codec;
 mod limiter;
 mod meter;

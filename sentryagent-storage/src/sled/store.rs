@@ -22,6 +22,7 @@ use sentryagent_core::{
 };
 
 use super::Shared;
+use super::cache::DecodedCache;
 use super::codec::{
     OrAbort, SEP, TxResult, abort, after_sep, counter, decode, encode, i64_from_key, i64_key, key,
     prefix, push_sized, sled_error, tx_error,
@@ -37,6 +38,14 @@ const PURGE_CHUNK: usize = 256;
 #[derive(Clone)]
 pub struct SledStore {
     shared: Arc<Shared>,
+    hot: Arc<HotRecords>,
+}
+
+/// Decoded copies of what the token endpoint reads per request.
+struct HotRecords {
+    agents: DecodedCache<Agent>,
+    tenants: DecodedCache<Tenant>,
+    secrets: DecodedCache<Vec<ClientSecret>>,
 }
 
 impl fmt::Debug for SledStore {
@@ -151,7 +160,14 @@ fn market_words(agent: &Agent) -> BTreeSet<String> {
 
 impl SledStore {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        SledStore { shared }
+        SledStore {
+            shared,
+            hot: Arc::new(HotRecords {
+                agents: DecodedCache::new(),
+                tenants: DecodedCache::new(),
+                secrets: DecodedCache::new(),
+            }),
+        }
     }
 
     async fn durable(&self) -> Result<()> {
@@ -241,8 +257,9 @@ impl AgentStore for SledStore {
     }
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Tenant> {
-        record(&self.shared.t.tenants, id.as_str().as_bytes(), "tenant")?
-            .ok_or(Error::not_found("tenant"))
+        let k = id.as_str().as_bytes();
+        let raw = read(&self.shared.t.tenants, k, "tenant")?.ok_or(Error::not_found("tenant"))?;
+        self.hot.tenants.decode("tenant", k, &raw)
     }
 
     async fn get_tenant_by_slug(&self, slug: &str) -> Result<Tenant> {
@@ -359,8 +376,9 @@ impl AgentStore for SledStore {
     }
 
     async fn get_agent(&self, id: &AgentId) -> Result<Agent> {
-        self.agent(id.as_str().as_bytes())?
-            .ok_or(Error::not_found("agent"))
+        let k = id.as_str().as_bytes();
+        let raw = read(&self.shared.t.agents, k, "agent")?.ok_or(Error::not_found("agent"))?;
+        self.hot.agents.decode("agent", k, &raw)
     }
 
     async fn update_agent(&self, agent: &Agent) -> Result<Agent> {
@@ -484,12 +502,11 @@ impl AgentStore for SledStore {
     // ---- client secrets ----
 
     async fn list_client_secrets(&self, agent: &AgentId) -> Result<Vec<ClientSecret>> {
-        Ok(record(
-            &self.shared.t.client_secrets,
-            agent.as_str().as_bytes(),
-            "client secrets",
-        )?
-        .unwrap_or_default())
+        let k = agent.as_str().as_bytes();
+        match read(&self.shared.t.client_secrets, k, "client secrets")? {
+            Some(raw) => self.hot.secrets.decode("client secrets", k, &raw),
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn rotate_client_secret(
