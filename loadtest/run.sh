@@ -102,6 +102,7 @@ tcp_open() {
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sentryagent-loadtest.XXXXXX")"
 SERVER_PID=""
 PEER_PID=""
+WRK_PID=""
 PG_SCHEMA=""
 PG_ADMIN_URL=""
 REDIS_PREFIX=""
@@ -125,6 +126,7 @@ stop_pid() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    stop_pid "$WRK_PID"
     stop_pid "$SERVER_PID"
     stop_pid "$PEER_PID"
     if [[ -n "$PG_SCHEMA" ]] && command -v psql >/dev/null 2>&1; then
@@ -217,18 +219,31 @@ $(tail -n 30 "$log")"
 
 declare -a ROWS=()
 
+# Runs wrk with the given arguments, output to the file $1. In the
+# background with `wait`, so that a signal stops the run at once (bash runs
+# traps only between foreground commands).
+wrk_to() {
+    local out="$1" rc=0
+    shift
+    wrk "$@" >"$out" &
+    WRK_PID=$!
+    wait "$WRK_PID" || rc=$?
+    WRK_PID=""
+    return "$rc"
+}
+
 # run_wrk LABEL SCRIPT URL [WARMUP_BASIC]: a warm-up (with the credentials
 # WARMUP_BASIC when given), then the measured run; keeps its RESULT line.
 run_wrk() {
     local label="$1" script="$2" url="$3" warmup_basic="${4:-${LOADTEST_BASIC:-}}" out line
     if (( 10#$WARMUP > 0 )); then
         LOADTEST_BASIC="$warmup_basic" LOADTEST_LABEL="warmup-$label" \
-            wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$script" "$url" >/dev/null
+            wrk_to /dev/null -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$script" "$url"
     fi
     say "$label: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s -s $(basename "$script") $url  (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
     out="$WORK/wrk-$label.txt"
-    LOADTEST_LABEL="$label" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-        -s "$script" "$url" >"$out"
+    LOADTEST_LABEL="$label" wrk_to "$out" -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
+        --latency -s "$script" "$url"
     grep -v '^RESULT ' "$out" | sed 's/^/    /' >&2
     line=$(grep '^RESULT ' "$out" | tail -n 1) || die "wrk printed no RESULT line for $label"
     line="$line load1=$(cut -d' ' -f1 /proc/loadavg)"

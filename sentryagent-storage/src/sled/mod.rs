@@ -90,6 +90,14 @@
 //! Single-key writes use sled's atomic operations: `compare_and_swap` for
 //! settings (first writer wins), signing-key inserts and the rate limiter.
 //!
+//! # Decoded copies
+//!
+//! The store keeps decoded copies of the agents, client-secret lists and
+//! tenants it reads by id (at most 4,096 of each), because the token
+//! endpoint reads all three on every request. A read still reads the tree
+//! and uses a copy only when the stored bytes are the ones it was decoded
+//! from, so every write is seen by the next read.
+//!
 //! # Durability
 //!
 //! sled writes to disk in the background (every 500 ms) and guarantees
