@@ -88,24 +88,54 @@ fn single_key(c: &mut Criterion<ThreadCpuTime>) {
     g.bench_function("clock_system_now", |b| {
         b.iter(|| std::hint::black_box(&system).now())
     });
+    g.bench_function("clock_std_system_time_now", |b| {
+        b.iter(SystemClock::precise_now)
+    });
+    report_clock_drift();
     let gov_clock = governor::clock::DefaultClock::default();
     g.bench_function("clock_governor_default_now", |b| {
         b.iter(|| governor::clock::Clock::now(std::hint::black_box(&gov_clock)))
     });
 
-    // Slots for the other backends, to add with them (same key and quota,
-    // through `RateLimiter::check` on a current-thread Tokio runtime):
-    //
-    // * `sled_single_key`: the sled limiter (compare-and-swap on one tree)
-    //   on a temporary directory.
-    // * `redis_single_key`: one `check` per round trip to the Redis of
-    //   `SENTRYAGENT_TEST_REDIS_URL`; prints
-    //   `SKIPPED redis_single_key: redis unreachable at <url>` and registers
-    //   nothing when Redis is absent.
-    // * `redis_pipelined`: checks pipelined at the depth used for the
-    //   `redis-benchmark -t set -P <depth>` comparison of docs/benchmarks.md,
-    //   skipped the same way.
+    // The sled limiter: compare-and-swap of the key's TAT in a sled tree,
+    // on a temporary directory (sled writes to disk in the background; the
+    // check itself does no I/O).
+    #[cfg(feature = "sled")]
+    {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let backend = sentryagent::storage::sled::SledBackend::open(dir.path()).expect("sled");
+        let sled = backend.rate_limiter(Arc::new(SystemClock));
+        g.bench_function("sled_single_key", |b| {
+            b.iter(|| {
+                let d = sled
+                    .check_sync(std::hint::black_box(KEY), &q, 1)
+                    .expect("check");
+                assert!(d.allowed);
+            })
+        });
+    }
+    #[cfg(not(feature = "sled"))]
+    eprintln!("SKIPPED sled_single_key: built without the `sled` feature");
     g.finish();
+}
+
+/// How far `SystemClock::now()` (the wall clock extrapolated from the CPU's
+/// counter) strays from `SystemTime::now()`: one second of reads, each
+/// between two direct reads, so ten anchors' worth.
+fn report_clock_drift() {
+    let start = Instant::now();
+    let (mut reads, mut worst) = (0u64, 0i64);
+    while start.elapsed() < Duration::from_secs(1) {
+        let before = SystemClock::precise_now().unix_micros();
+        let now = SystemClock.now().unix_micros();
+        let after = SystemClock::precise_now().unix_micros();
+        // Outside [before, after] by this much (0 when inside).
+        worst = worst.max(before - now).max(now - after);
+        reads += 1;
+    }
+    eprintln!(
+        "clock_system_now: {reads} reads over 1 s; the largest distance outside the bracketing SystemTime::now() reads: {worst} µs"
+    );
 }
 
 fn many_keys(c: &mut Criterion<ThreadCpuTime>) {
@@ -245,5 +275,99 @@ criterion_group! {
     config = cpu_time_criterion();
     targets = single_key, many_keys
 }
-criterion_group!(wall_time, contended);
+/// Pipelining depth of `redis_pipelined`, and of the `redis-benchmark`
+/// run it is compared with (docs/benchmarks.md).
+#[cfg(feature = "redis")]
+const REDIS_DEPTH: usize = 16;
+
+/// The Redis limiter, one connection (the multiplexed connection every
+/// part of a `RedisBackend` shares), wall time: the work happens in the
+/// Redis server. Skipped, with a line saying so, when Redis is unreachable.
+#[cfg(feature = "redis")]
+fn redis(c: &mut Criterion) {
+    use sentryagent::RateLimiter;
+    use sentryagent::storage::redis::{FailurePolicy, RedisBackend, RedisOptions};
+
+    let url = std::env::var("SENTRYAGENT_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A random prefix per run; keys expire at their TAT (microseconds
+    // ahead with this quota), so a run leaves nothing behind.
+    let prefix = format!("sa-bench-{}:", std::process::id());
+    // Failing closed: a Redis error fails the bench instead of being
+    // admitted without asking Redis.
+    let options = RedisOptions::new(url.as_str())
+        .with_prefix(prefix)
+        .with_failure_policy(FailurePolicy::Closed);
+    let limiter = rt.block_on(async {
+        let backend = RedisBackend::open(options).await.ok()?;
+        let limiter = backend.rate_limiter();
+        limiter.check(KEY, &huge_quota(), 1).await.ok()?;
+        Some(Arc::new(limiter))
+    });
+    let Some(limiter) = limiter else {
+        for id in ["redis_single_key", "redis_pipelined"] {
+            eprintln!("SKIPPED {id}: redis unreachable at {url}");
+        }
+        return;
+    };
+    let q = huge_quota();
+    let mut g = c.benchmark_group("rate_limiter");
+    g.throughput(criterion::Throughput::Elements(1));
+    // One check per round trip.
+    g.bench_function("redis_single_key", |b| {
+        b.to_async(&rt).iter(|| async {
+            let d = limiter
+                .check(std::hint::black_box(KEY), &q, 1)
+                .await
+                .expect("check");
+            assert!(d.allowed);
+        })
+    });
+    // REDIS_DEPTH checks always in flight on the one connection (so up to
+    // REDIS_DEPTH commands pipelined in each write), on REDIS_DEPTH keys;
+    // the time per iteration is the time per check.
+    g.bench_function("redis_pipelined", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let limiter = Arc::clone(&limiter);
+            async move {
+                let per_task = iters.div_ceil(REDIS_DEPTH as u64);
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..REDIS_DEPTH)
+                    .map(|i| {
+                        let limiter = Arc::clone(&limiter);
+                        let q = huge_quota();
+                        tokio::spawn(async move {
+                            let key = format!("{KEY}:{i}");
+                            for _ in 0..per_task {
+                                let d = limiter.check(&key, &q, 1).await.expect("check");
+                                assert!(d.allowed);
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("no task panicked");
+                }
+                // Scaled to the `iters` criterion asked for.
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_task * REDIS_DEPTH as u64) as f64)
+            }
+        })
+    });
+    g.finish();
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis(_: &mut Criterion) {
+    for id in ["redis_single_key", "redis_pipelined"] {
+        eprintln!("SKIPPED {id}: built without the `redis` feature (cargo bench --features redis)");
+    }
+}
+
+criterion_group!(wall_time, contended, redis);
 criterion_main!(cpu_time, wall_time);

@@ -1,12 +1,26 @@
-//! Agent store operations, per backend (the in-memory one for now).
+//! Agent store operations, per backend: in memory, sled (on a temporary
+//! directory) and Postgres (on a fresh schema of the database of
+//! `SENTRYAGENT_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`, dropped at the end).
 //!
-//! `cargo bench --bench store`; ids under the group `store` (see
-//! docs/benchmarks.md). Async calls are driven by criterion's `to_async` on
-//! a current-thread Tokio runtime (one `block_on` per sample).
+//! `cargo bench --bench store` (add `--features postgres` for the Postgres
+//! ids); ids under the group `store` (see docs/benchmarks.md). Async calls
+//! are driven by criterion's `to_async` on a current-thread Tokio runtime.
+//! The in-memory ids measure the bench thread's CPU time; the sled and
+//! Postgres ids measure wall time, since their work includes waiting for the
+//! disk (sled flushes before acknowledging a write) or the database server.
+//!
+//! Per backend: `<backend>_register` (one agent with its first client
+//! secret, into a store that keeps growing), `<backend>_lookup_by_client_id`
+//! (among 100k agents) and `<backend>_marketplace_search_100k` (a text query
+//! and a capability filter over 100k listed public agents, first page; the
+//! in-memory id is `marketplace_search_100k`).
 
 use std::sync::Arc;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::measurement::Measurement;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use futures_util::{StreamExt, stream};
 use sentryagent::credentials::ClientSecret;
 use sentryagent::did::did_key_from_ed25519;
 use sentryagent::secret::SecretHash;
@@ -20,10 +34,11 @@ use tokio::runtime::Runtime;
 
 mod support;
 
-/// Agents of `marketplace_search_100k`.
-const MARKETPLACE_AGENTS: usize = 100_000;
-/// Agents in the store of `memory_lookup_by_client_id`.
-const LOOKUP_AGENTS: usize = 10_000;
+/// Agents in each backend's store (the marketplace searched, and the
+/// agents looked up).
+const AGENTS: usize = 100_000;
+/// Agents created at once while filling a store.
+const FILL_CONCURRENCY: usize = 32;
 
 /// Words the generated agents are described with.
 const WORDS: [&str; 40] = [
@@ -94,16 +109,18 @@ const CAPABILITIES: [&str; 20] = [
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .expect("runtime")
 }
 
 fn tenant() -> Tenant {
     let at = Timestamp::from_unix_secs(1_763_700_000);
+    let id = TenantId::generate();
     Tenant {
-        id: TenantId::generate(),
+        slug: format!("acme-{}", id.as_str().replace('_', "-")),
+        id,
         name: "Acme".into(),
-        slug: "acme".into(),
         tier: Tier::Enterprise,
         status: TenantStatus::Active,
         billing: BillingInfo::default(),
@@ -162,68 +179,53 @@ fn agent(tenant: &TenantId, i: usize, did: &str) -> (Agent, ClientSecret) {
     (agent, secret)
 }
 
-/// A memory store with one tenant and `n` agents; returns their ids.
-fn filled(rt: &Runtime, n: usize, did: &str) -> (Arc<MemoryStore>, Vec<AgentId>) {
-    let store = Arc::new(MemoryStore::new());
+/// Fills `store` with a tenant and `n` listed agents (created
+/// [`FILL_CONCURRENCY`] at a time); returns their ids.
+fn fill(rt: &Runtime, store: &Arc<dyn AgentStore>, n: usize, did: &str) -> Vec<AgentId> {
     let t = tenant();
-    let ids = rt.block_on(async {
+    rt.block_on(async {
         store.create_tenant(&t).await.expect("tenant");
-        let mut ids = Vec::with_capacity(n);
-        for i in 0..n {
-            let (a, s) = agent(&t.id, i, did);
-            store.create_agent(&a, &s, None).await.expect("agent");
-            ids.push(a.id);
-        }
-        ids
-    });
-    (store, ids)
+        stream::iter(0..n)
+            .map(|i| {
+                let (a, s) = agent(&t.id, i, did);
+                async move {
+                    store.create_agent(&a, &s, None).await.expect("agent");
+                    a.id
+                }
+            })
+            .buffered(FILL_CONCURRENCY)
+            .collect()
+            .await
+    })
 }
 
-fn bench(c: &mut Criterion<ThreadCpuTime>) {
-    let rt = runtime();
-    let did = did_key_from_ed25519(
-        &ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])
-            .verifying_key()
-            .to_bytes(),
+/// The three ids of one backend, on an empty `store`.
+fn bench_backend<M: Measurement>(
+    g: &mut BenchmarkGroup<'_, M>,
+    rt: &Runtime,
+    backend: &str,
+    store: Arc<dyn AgentStore>,
+    did: &str,
+) {
+    let started = std::time::Instant::now();
+    let ids = fill(rt, &store, AGENTS, did);
+    eprintln!(
+        "{backend}: {AGENTS} agents created in {:.1} s ({FILL_CONCURRENCY} at a time)",
+        started.elapsed().as_secs_f64()
     );
-    let mut g = c.benchmark_group("store");
 
-    // Registration: one agent with its first client secret, into a store
-    // that keeps growing during the run (as a real one does).
-    let store: Arc<dyn AgentStore> = Arc::new(MemoryStore::new());
-    let t = tenant();
-    rt.block_on(store.create_tenant(&t)).expect("tenant");
-    let mut next = 0usize;
-    g.bench_function("memory_register", |b| {
-        b.to_async(&rt).iter_batched(
-            || {
-                next += 1;
-                agent(&t.id, next, &did)
-            },
-            |(a, s)| {
-                let store = &store;
-                async move { store.create_agent(&a, &s, None).await.expect("create") }
-            },
-            BatchSize::SmallInput,
-        )
-    });
-
-    // Lookup by client id (= agent id) among 10k agents.
-    let (store, ids) = filled(&rt, LOOKUP_AGENTS, &did);
-    let store: Arc<dyn AgentStore> = store;
+    // Lookup by client id (= agent id) among the 100k agents.
     let mut i = 0usize;
-    g.bench_function("memory_lookup_by_client_id", |b| {
-        b.to_async(&rt).iter(|| {
-            i = (i + 1) % ids.len();
+    g.bench_function(format!("{backend}_lookup_by_client_id"), |b| {
+        b.to_async(rt).iter(|| {
+            i = (i + 7919) % ids.len();
             let (store, id) = (&store, &ids[i]);
             async move { store.get_agent(id).await.expect("found") }
         })
     });
 
-    // Marketplace search over 100k listed public agents: a text query and a
-    // capability filter together, first page.
-    let (store, _) = filled(&rt, MARKETPLACE_AGENTS, &did);
-    let store: Arc<dyn AgentStore> = store;
+    // Marketplace search over the 100k listed public agents: a text query
+    // and a capability filter together, first page.
     let query = MarketplaceQuery {
         text: Some("invoice ledger".into()),
         capability: Some("pdf.extract".into()),
@@ -234,7 +236,7 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
         .block_on(store.search_marketplace(&query, &page))
         .expect("search");
     eprintln!(
-        "marketplace_search_100k: first page has {} agents (more: {})",
+        "{backend}: the search's first page has {} agents (more: {})",
         found.items.len(),
         found.next_cursor.is_some()
     );
@@ -242,9 +244,13 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
         !found.items.is_empty(),
         "the query should match some agents"
     );
-    g.sample_size(20);
-    g.bench_function("marketplace_search_100k", |b| {
-        b.to_async(&rt).iter(|| async {
+    let search_id = if backend == "memory" {
+        "marketplace_search_100k".to_owned()
+    } else {
+        format!("{backend}_marketplace_search_100k")
+    };
+    g.bench_function(search_id, |b| {
+        b.to_async(rt).iter(|| async {
             store
                 .search_marketplace(std::hint::black_box(&query), &page)
                 .await
@@ -252,19 +258,119 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
         })
     });
 
-    // Slots for the other backends, to add with them, with the same data:
-    // `sled_register`, `sled_lookup_by_client_id`,
-    // `sled_marketplace_search_100k` (on a temporary directory), and
-    // `postgres_register`, `postgres_lookup_by_client_id`,
-    // `postgres_marketplace_search_100k` (on the database of
-    // `SENTRYAGENT_TEST_POSTGRES_URL`, printing
-    // `SKIPPED <id>: postgres unreachable at <url>` when it is absent).
+    // Registration: one agent with its first client secret, into the store
+    // (which keeps growing during the run, as a real one does).
+    let t = tenant();
+    rt.block_on(store.create_tenant(&t)).expect("tenant");
+    let mut next = AGENTS;
+    g.bench_function(format!("{backend}_register"), |b| {
+        b.to_async(rt).iter_batched(
+            || {
+                next += 1;
+                agent(&t.id, next, did)
+            },
+            |(a, s)| {
+                let store = &store;
+                async move { store.create_agent(&a, &s, None).await.expect("create") }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+/// The DID every generated agent shares.
+fn shared_did() -> String {
+    did_key_from_ed25519(
+        &ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])
+            .verifying_key()
+            .to_bytes(),
+    )
+}
+
+fn memory(c: &mut Criterion<ThreadCpuTime>) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("store");
+    g.sample_size(20);
+    bench_backend(
+        &mut g,
+        &rt,
+        "memory",
+        Arc::new(MemoryStore::new()),
+        &shared_did(),
+    );
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = cpu_time_criterion();
-    targets = bench
+fn on_disk(c: &mut Criterion) {
+    let rt = runtime();
+    let did = shared_did();
+    let mut g = c.benchmark_group("store");
+    g.sample_size(20);
+
+    #[cfg(feature = "sled")]
+    {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let backend = sentryagent::storage::sled::SledBackend::open(dir.path()).expect("sled");
+        bench_backend(&mut g, &rt, "sled", Arc::new(backend.store()), &did);
+    }
+    #[cfg(not(feature = "sled"))]
+    eprintln!("SKIPPED sled store ids: built without the `sled` feature");
+
+    #[cfg(feature = "postgres")]
+    postgres::bench(&mut g, &rt, &did);
+    #[cfg(not(feature = "postgres"))]
+    eprintln!(
+        "SKIPPED postgres store ids: built without the `postgres` feature (cargo bench --features postgres)"
+    );
+    g.finish();
 }
-criterion_main!(benches);
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::sync::Arc;
+
+    use criterion::BenchmarkGroup;
+    use criterion::measurement::WallTime;
+    use sentryagent::storage::postgres::{PostgresOptions, PostgresStore};
+    use sqlx::Connection;
+    use tokio::runtime::Runtime;
+
+    /// The Postgres ids, on a fresh schema dropped afterwards (also when
+    /// an id panics); a line saying so when Postgres is unreachable.
+    pub(super) fn bench(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, did: &str) {
+        let url = std::env::var("SENTRYAGENT_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("sa_bench_{}", std::process::id());
+        let options = PostgresOptions::new(url.as_str()).with_schema(schema.as_str());
+        let Ok(store) = rt.block_on(PostgresStore::connect(&options)) else {
+            for id in ["register", "lookup_by_client_id", "marketplace_search_100k"] {
+                eprintln!("SKIPPED postgres_{id}: postgres unreachable at {url}");
+            }
+            return;
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::bench_backend(g, rt, "postgres", Arc::new(store.clone()), did);
+        }));
+        rt.block_on(async {
+            store.close().await;
+            if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&url).await {
+                let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+            }
+        });
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+criterion_group! {
+    name = cpu_time;
+    config = cpu_time_criterion();
+    targets = memory
+}
+criterion_group!(wall_time, on_disk);
+criterion_main!(cpu_time, wall_time);
