@@ -52,7 +52,7 @@ is_int_in "$THREADS" 1 64 || die "THREADS must be from 1 to 64, not '$THREADS'"
 is_int_in "$CONNECTIONS" 1 10000 || die "CONNECTIONS must be from 1 to 10000, not '$CONNECTIONS'"
 (( 10#$CONNECTIONS >= 10#$THREADS )) || die "CONNECTIONS must be at least THREADS"
 if (( 10#$DURATION > 20 )); then
-    printf 'loadtest: note: one enterprise tenant may issue 600,000 tokens in a burst plus 10,000 a second; a token run faster than 10,000 a second for more than about 20 s gets 429 answers, counted as errors\n' >&2
+    printf 'loadtest: note: one enterprise tenant may issue 600,000 tokens in a burst plus 10,000 a second; a token or introspection run faster than 10,000 a second for more than about 20 s gets 429 answers, counted as errors\n' >&2
 fi
 
 need() {
@@ -275,6 +275,32 @@ enterprise_tenant_key() {
     api POST "$1/v1/tenants/$id/api-keys" "$2" '{"name":"load test"}' 201 | json_get key
 }
 
+# agent_basic BASE TENANT_KEY NAME: registers an agent and prints its
+# client_secret_basic credentials (base64 of client_id:client_secret).
+agent_basic() {
+    local agent
+    agent=$(api POST "$1/v1/agents" "$2" "{\"name\":\"$3\"}" 201)
+    basic_of "$(json_get client_id <<<"$agent")" "$(json_get client_secret <<<"$agent")"
+}
+
+# access_token BASE BASIC: prints an access token issued to BASIC.
+access_token() {
+    curl -fsS -X POST "$1/oauth2/token" -H "authorization: Basic $2" \
+        -H 'content-type: application/x-www-form-urlencoded' \
+        --data 'grant_type=client_credentials' | json_get access_token
+}
+
+# check_active BASE RS_BASIC TOKEN: whether introspection says TOKEN is active.
+check_active() {
+    local active
+    active=$(curl -fsS -X POST "$1/oauth2/introspect" -H "authorization: Basic $2" \
+        -H 'content-type: application/x-www-form-urlencoded' \
+        --data "token=$3" | node -e '
+            let s = ""; process.stdin.on("data", d => (s += d)).on("end", () => {
+                process.stdout.write(String(JSON.parse(s).active === true)); });')
+    [[ "$active" == true ]]
+}
+
 # bench_sentryagent NAME STORE [LIMITER METER]
 bench_sentryagent() {
     local name="$1" store="$2" limiter="${3:-}" meter="${4:-}"
@@ -299,35 +325,23 @@ bench_sentryagent() {
     SERVER_PID=$!
     wait_http "$base/health" "$SERVER_PID" "$log"
 
-    # The measured tenant, and a second one for the warm-up of the token
-    # endpoint, so that the measured run starts with the tenant's full burst
-    # (the enterprise tier allows 600,000 requests a minute per tenant).
-    local tenant_key warmup_key agent client_id client_secret rs rs_id rs_secret warmup_agent
+    # One tenant per measured endpoint, and one for the warm-up of the token
+    # endpoint, so that each measured run starts with its tenant's full
+    # burst: the enterprise tier allows 600,000 requests a minute per tenant,
+    # and token requests, introspections and revocations all count.
+    local tenant_key warmup_key intro_key warmup_agent basic warmup_basic rs_basic token
     tenant_key=$(enterprise_tenant_key "$base" "$op_key" "Load test $name")
     warmup_key=$(enterprise_tenant_key "$base" "$op_key" "Load test $name warm-up")
-    agent=$(api POST "$base/v1/agents" "$tenant_key" '{"name":"load-client"}' 201)
-    client_id=$(json_get client_id <<<"$agent")
-    client_secret=$(json_get client_secret <<<"$agent")
-    rs=$(api POST "$base/v1/agents" "$tenant_key" '{"name":"load-resource-server"}' 201)
-    rs_id=$(json_get client_id <<<"$rs")
-    rs_secret=$(json_get client_secret <<<"$rs")
-    warmup_agent=$(api POST "$base/v1/agents" "$warmup_key" '{"name":"load-warm-up"}' 201)
-
-    local basic rs_basic warmup_basic token active
-    basic=$(basic_of "$client_id" "$client_secret")
-    rs_basic=$(basic_of "$rs_id" "$rs_secret")
-    warmup_basic=$(basic_of "$(json_get client_id <<<"$warmup_agent")" \
-        "$(json_get client_secret <<<"$warmup_agent")")
-    token=$(curl -fsS -X POST "$base/oauth2/token" -H "authorization: Basic $basic" \
-        -H 'content-type: application/x-www-form-urlencoded' \
-        --data 'grant_type=client_credentials' | json_get access_token) \
+    intro_key=$(enterprise_tenant_key "$base" "$op_key" "Load test $name introspection")
+    basic=$(agent_basic "$base" "$tenant_key" load-client)
+    warmup_basic=$(agent_basic "$base" "$warmup_key" load-warm-up)
+    # Introspection: a token of one agent, introspected by another agent
+    # (the resource server) of the same tenant.
+    token=$(access_token "$base" "$(agent_basic "$base" "$intro_key" load-client)") \
         || die "$name: no token from $base/oauth2/token"
-    active=$(curl -fsS -X POST "$base/oauth2/introspect" -H "authorization: Basic $rs_basic" \
-        -H 'content-type: application/x-www-form-urlencoded' \
-        --data "token=$token" | node -e '
-            let s = ""; process.stdin.on("data", d => (s += d)).on("end", () => {
-                process.stdout.write(String(JSON.parse(s).active === true)); });')
-    [[ "$active" == true ]] || die "$name: the resource server does not see the token as active"
+    rs_basic=$(agent_basic "$base" "$intro_key" load-resource-server)
+    check_active "$base" "$rs_basic" "$token" \
+        || die "$name: the resource server does not see the token as active"
 
     LOADTEST_BASIC="$basic" run_wrk "sentryagent-$name-token" "$HERE/token.lua" \
         "$base/oauth2/token" "$warmup_basic"

@@ -75,10 +75,13 @@ pub struct TierLimits {
     pub api_calls_per_day: Option<u64>,
     /// Token issuances per UTC month.
     pub token_issuances_per_month: Option<u64>,
-    /// Requests per minute (rate limit, per tenant), burst included.
+    /// Requests per minute (rate limit, per tenant), burst included: calls
+    /// of the management API and the token, introspection and revocation
+    /// requests of the tenant's clients.
     pub requests_per_minute: u32,
-    /// Token requests per minute of any one client (agent) of the tenant,
-    /// burst included; `None`: only the tenant's limit applies.
+    /// Token, introspection and revocation requests per minute of any one
+    /// client (agent) of the tenant, burst included; `None`: only the
+    /// tenant's limit applies.
     #[serde(default)]
     pub client_requests_per_minute: Option<u32>,
 }

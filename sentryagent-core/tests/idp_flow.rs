@@ -1272,3 +1272,60 @@ async fn one_client_cannot_take_the_whole_tenant_budget() {
     c.advance(Duration::from_secs(30));
     issue(&idp, &secret_request(&greedy, None)).await.unwrap();
 }
+
+#[tokio::test]
+async fn introspection_and_revocation_share_the_rate_limits() {
+    let c = clock();
+    let idp = idp_with(&c, |cfg| cfg.tiers.pro.client_requests_per_minute = Some(3)).await;
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "bot").await;
+    let rs = agent(&idp, &t, "api").await;
+    let rs_creds = secret_request(&rs, None).client;
+    let a_creds = secret_request(&a, None).client;
+    let meta = Default::default();
+    let token = issue(&idp, &secret_request(&a, None)).await.unwrap();
+
+    // The resource server's own per-client budget: 3 a minute.
+    for i in 0..3 {
+        let r = idp.introspect(&rs_creds, &token, &meta).await;
+        assert!(r.unwrap_or_else(|e| panic!("call {i}: {e}")).active);
+    }
+    let r = idp.introspect(&rs_creds, &token, &meta).await;
+    assert!(
+        matches!(r, Err(Error::RateLimited { limit: 3, retry_after }) if retry_after == Duration::from_secs(20)),
+        "{r:?}"
+    );
+    // Revocation counts too: the agent used 1 of its 3 on the token.
+    idp.revoke(&a_creds, "not-a-token", &meta).await.unwrap();
+    idp.revoke(&a_creds, "not-a-token", &meta).await.unwrap();
+    let r = idp.revoke(&a_creds, &token, &meta).await;
+    assert!(matches!(r, Err(Error::RateLimited { .. })), "{r:?}");
+    // Refused, so the token was not revoked.
+    c.advance(Duration::from_secs(20));
+    assert!(
+        idp.introspect(&rs_creds, &token, &meta)
+            .await
+            .unwrap()
+            .active
+    );
+
+    // The tenant's budget (1,200 a minute on pro) counts every client's
+    // introspections: once spent, other clients are refused as well.
+    let idp = idp_with(&c, |cfg| cfg.tiers.pro.requests_per_minute = 2).await;
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "bot").await;
+    let rs = agent(&idp, &t, "api").await;
+    let token = issue(&idp, &secret_request(&a, None)).await.unwrap();
+    let rs_creds = secret_request(&rs, None).client;
+    assert!(
+        idp.introspect(&rs_creds, &token, &meta)
+            .await
+            .unwrap()
+            .active
+    );
+    let r = idp.introspect(&rs_creds, &token, &meta).await;
+    assert!(
+        matches!(r, Err(Error::RateLimited { limit: 2, .. })),
+        "{r:?}"
+    );
+}

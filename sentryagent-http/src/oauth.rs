@@ -403,6 +403,7 @@ async fn issue(
         (status = 200, description = "`{\"active\": ...}` and the claims when active", body = serde_json::Value),
         (status = 400, body = OAuthErrorDoc),
         (status = 401, description = "invalid_client", body = OAuthErrorDoc),
+        (status = 429, description = "rate limited, as token requests are (Retry-After)", body = OAuthErrorDoc),
     ),
     security(("client_basic" = []), ())
 )]
@@ -432,6 +433,7 @@ pub(crate) async fn introspect(
         (status = 200, description = "revoked (or nothing to revoke)"),
         (status = 400, body = OAuthErrorDoc),
         (status = 401, description = "invalid_client", body = OAuthErrorDoc),
+        (status = 429, description = "rate limited, as token requests are (Retry-After)", body = OAuthErrorDoc),
     ),
     security(("client_basic" = []), ())
 )]

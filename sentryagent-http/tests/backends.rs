@@ -236,6 +236,21 @@ async fn flows(backend: Backend) {
     }
     let r = limited.expect("the free tier's 60 requests a minute hold");
     assert!(r.headers().contains_key("retry-after"));
+    // Introspection and revocation count against the same limits: refused
+    // the same way (RFC 6749 error JSON, `Retry-After`).
+    for path in ["/oauth2/introspect", "/oauth2/revoke"] {
+        let r = s
+            .http
+            .post(s.url(path))
+            .basic_auth(fid, Some(fsecret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("token=not-a-token")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().contains_key("retry-after"), "{path}");
+        assert_oauth_error(r, 429, "slow_down").await;
+    }
 
     let (st, health) = s.get("/health/detailed", None).await;
     assert_eq!(st, 200, "{health}");

@@ -59,6 +59,52 @@ pub(crate) fn tenant_quota(idp: &Idp, t: &Tenant) -> Quota {
 }
 
 impl Idp {
+    /// Admits one request of a client (token, introspection, revocation)
+    /// under its tenant's rate limit and, when the tier sets one, its own
+    /// per-client limit: [`Error::RateLimited`] with the refusing decision's
+    /// figures otherwise.
+    async fn admit_client_request(&self, tenant: &Tenant, agent: &AgentId) -> Result<()> {
+        let decision = self
+            .inner
+            .limiter
+            .check(&tenant_limit_key(tenant), &tenant_quota(self, tenant), 1)
+            .await?;
+        if !decision.allowed {
+            return Err(Error::RateLimited {
+                retry_after: decision.retry_after,
+                limit: u64::from(decision.limit),
+            });
+        }
+        let Some(per_client) = self
+            .inner
+            .config
+            .tiers
+            .limits(tenant.tier)
+            .client_requests_per_minute
+        else {
+            return Ok(());
+        };
+        let quota = Quota {
+            limit: per_client.max(1),
+            period: Duration::from_secs(60),
+            burst: per_client.max(1),
+        };
+        let d = self
+            .inner
+            .limiter
+            .check(&format!("client:{agent}"), &quota, 1)
+            .await?;
+        if !d.allowed {
+            return Err(Error::RateLimited {
+                retry_after: d.retry_after,
+                limit: u64::from(d.limit),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Idp {
     /// Authenticates a client by secret or by `private_key_jwt`. Every failure
     /// is the same [`Error::Unauthenticated`] (an unknown client, a wrong, an
     /// expired or a revoked secret, a bad assertion), and is audited.
@@ -276,41 +322,7 @@ impl Idp {
         let scope = granted_scope(&agent, req.scope.as_deref())?;
         let aud = self.audience(&tenant, &req.resources)?;
 
-        let decision = self
-            .inner
-            .limiter
-            .check(&tenant_limit_key(&tenant), &tenant_quota(self, &tenant), 1)
-            .await?;
-        if !decision.allowed {
-            return Err(Error::RateLimited {
-                retry_after: decision.retry_after,
-                limit: u64::from(decision.limit),
-            });
-        }
-        if let Some(per_client) = self
-            .inner
-            .config
-            .tiers
-            .limits(tenant.tier)
-            .client_requests_per_minute
-        {
-            let quota = Quota {
-                limit: per_client.max(1),
-                period: Duration::from_secs(60),
-                burst: per_client.max(1),
-            };
-            let d = self
-                .inner
-                .limiter
-                .check(&format!("client:{}", agent.id), &quota, 1)
-                .await?;
-            if !d.allowed {
-                return Err(Error::RateLimited {
-                    retry_after: d.retry_after,
-                    limit: u64::from(d.limit),
-                });
-            }
-        }
+        self.admit_client_request(&tenant, &agent.id).await?;
         let now = self.now();
         if let Some(limit) = self
             .inner
@@ -432,6 +444,8 @@ impl Idp {
         request: &RequestMeta,
     ) -> Result<Introspection> {
         let (client, _) = self.authenticate_client(caller, request).await?;
+        let tenant = self.inner.store.get_tenant(&client.tenant_id).await?;
+        self.admit_client_request(&tenant, &client.agent_id).await?;
         let Ok(claims) = self.verify_access_token(token, None) else {
             return Ok(Introspection::inactive());
         };
@@ -448,7 +462,7 @@ impl Idp {
         else {
             return Ok(Introspection::inactive());
         };
-        let tenant = self.inner.store.get_tenant(&agent.tenant_id).await?;
+        // The token's tenant is the caller's (checked above).
         if !agent.state.bears_tokens() || tenant.status == TenantStatus::Suspended {
             return Ok(Introspection::inactive());
         }
@@ -480,6 +494,8 @@ impl Idp {
         request: &RequestMeta,
     ) -> Result<()> {
         let (client, _) = self.authenticate_client(caller, request).await?;
+        let tenant = self.inner.store.get_tenant(&client.tenant_id).await?;
+        self.admit_client_request(&tenant, &client.agent_id).await?;
         let ring = self.ring();
         let v = Validation {
             issuer: self.inner.config.issuer.clone(),
