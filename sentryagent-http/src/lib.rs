@@ -270,13 +270,14 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
     let ops = OpenApiRouter::new()
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
-        .routes(routes!(ops::detailed))
         .routes(routes!(ops::metrics));
     // Provider events can be larger than management bodies.
     let webhook = OpenApiRouter::new()
         .routes(routes!(billing::webhook))
         .layer(DefaultBodyLimit::max(billing::WEBHOOK_BODY_LIMIT));
     let authed = OpenApiRouter::new()
+        // Public, with each backend's details for operators only.
+        .routes(routes!(ops::detailed))
         .routes(routes!(manage::create_tenant))
         .routes(routes!(manage::list_tenants))
         .routes(routes!(manage::get_tenant))

@@ -6,10 +6,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sentryagent_core::Caller;
 use sentryagent_core::health::{BackendHealth, HealthStatus};
 use serde_json::json;
 
 use crate::AppState;
+use crate::extract::MaybeAdmin;
 use crate::problem::Problem;
 
 /// Probes the Idp's store and usage meter, and the configured extra probes.
@@ -59,15 +61,29 @@ pub(crate) async fn ready(State(s): State<AppState>) -> Response {
     (status_code(status), Json(json!({ "status": status }))).into_response()
 }
 
-/// Each backend's status, ping latency and pool figures (503 when one is
-/// down).
+/// Each backend's status and ping latency (503 when one is down); with an
+/// operator key, also its figures (pool, sizes, paths, counters) and error
+/// texts, which are not for the public: they name hosts, paths and how
+/// many tenants and agents the deployment holds.
 #[utoipa::path(
     get, path = "/health/detailed", tag = "operations",
-    responses((status = 200, description = "`{status, version, backends: [{backend, status, latency_us, details, error}]}`", body = serde_json::Value), (status = 503, description = "a required backend is down", body = serde_json::Value))
+    responses((status = 200, description = "`{status, version, limiter, billing, backends: [{backend, status, latency_us, details, error}]}`; `details` and `error` only for an operator key", body = serde_json::Value), (status = 503, description = "a required backend is down", body = serde_json::Value)),
+    security((), ("admin_key" = []))
 )]
-pub(crate) async fn detailed(State(s): State<AppState>) -> Response {
-    let backends = probe(&s).await;
+pub(crate) async fn detailed(
+    State(s): State<AppState>,
+    MaybeAdmin(caller): MaybeAdmin,
+) -> Response {
+    let mut backends = probe(&s).await;
     let status = overall(&backends);
+    if !caller.as_ref().is_some_and(Caller::is_operator) {
+        for b in &mut backends {
+            b.details.clear();
+            if b.error.is_some() {
+                b.error = Some("unavailable (details for operator keys)".into());
+            }
+        }
+    }
     (
         status_code(status),
         Json(json!({

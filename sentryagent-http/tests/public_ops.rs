@@ -165,13 +165,37 @@ async fn health_endpoints_report_backends_and_503_when_one_is_down() {
     let (st, d) = down.get("/health/detailed", None).await;
     assert_eq!(st, 503);
     assert_eq!(d["status"], "down");
-    assert!(
+    let redis = |d: &Value| {
         d["backends"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|b| b["backend"] == "redis" && b["status"] == "down")
+            .find(|b| b["backend"] == "redis")
+            .cloned()
+            .expect("the redis probe is listed")
+    };
+    // The public sees the status, not the figures nor the error's text.
+    let public = redis(&d);
+    assert_eq!(public["status"], "down");
+    assert_eq!(public["details"], json!({}));
+    assert_eq!(
+        public["error"], "unavailable (details for operator keys)",
+        "{public}"
     );
+    assert!(!d.to_string().contains("connection refused"), "{d}");
+    // An operator key sees everything.
+    let (st, d) = down.get("/health/detailed", Some(&down.op)).await;
+    assert_eq!(st, 503);
+    let full = redis(&d);
+    assert_eq!(full["details"]["pool_size"], 8, "{full}");
+    assert_eq!(full["error"], "connection refused");
+    // A tenant's key is not an operator's.
+    let (_, tenant_key) = down.tenant("Acme", "pro").await;
+    let (_, d) = down.get("/health/detailed", Some(&tenant_key)).await;
+    assert_eq!(redis(&d)["details"], json!({}));
+    // A bad key is refused, as on every route that takes one.
+    let (st, _) = down.get("/health/detailed", Some("sa_ak_nope")).await;
+    assert_eq!(st, 401);
     let (st, _) = down.get("/health/ready", None).await;
     assert_eq!(st, 503);
     let (st, _) = down.get("/health", None).await;
