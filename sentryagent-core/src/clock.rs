@@ -1,10 +1,10 @@
 //! Time, injected: every expiry, window, grace period and rate limit reads a
 //! [`Clock`], so tests use a [`ManualClock`] and never sleep.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
@@ -221,23 +221,36 @@ impl SystemClock {
 impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> Timestamp {
-        // `try_with` fails only while the thread's locals are being
-        // destroyed (a clock read from another local's destructor).
+        let counter = COUNTER.get_or_init(quanta::Clock::new);
+        // `try_with` cannot fail for a thread local without a destructor;
+        // the direct read is there for form's sake.
         ANCHOR
             .try_with(|cell| {
-                let mut anchor = cell.borrow_mut();
-                match anchor.as_mut() {
-                    Some(a) => a.now(),
-                    None => anchor.insert(Anchor::take(quanta::Clock::new())).wall,
+                let raw = counter.raw();
+                if let Some(a) = cell.get()
+                    && raw >= a.raw
+                {
+                    let nanos = counter.delta_as_nanos(a.raw, raw);
+                    if nanos < REANCHOR_NANOS {
+                        // < 10^5 µs: no overflow.
+                        return Timestamp(a.wall.0.saturating_add((nanos / 1000) as i64));
+                    }
                 }
+                let a = Anchor::take(counter);
+                cell.set(Some(a));
+                a.wall
             })
             .unwrap_or_else(|_| Self::precise_now())
     }
 }
 
+/// The counter every thread reads (calibrated once per process, in a few
+/// milliseconds at most).
+static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
+
 /// One thread's anchor of the wall clock to the counter.
+#[derive(Debug, Clone, Copy)]
 struct Anchor {
-    counter: quanta::Clock,
     /// The counter's raw reading at the anchor.
     raw: u64,
     /// The wall clock at the anchor.
@@ -249,33 +262,21 @@ const REANCHOR_NANOS: u64 = 100_000_000;
 const _: () = assert!(SystemClock::REANCHOR_INTERVAL.as_nanos() == REANCHOR_NANOS as u128);
 
 impl Anchor {
-    fn take(counter: quanta::Clock) -> Anchor {
+    fn take(counter: &quanta::Clock) -> Anchor {
         // The wall clock between two counter reads: the anchor is their
         // middle.
         let before = counter.raw();
         let wall = SystemClock::precise_now();
         let after = counter.raw();
         let raw = before.wrapping_add(after.wrapping_sub(before) / 2);
-        Anchor { counter, raw, wall }
-    }
-
-    #[inline]
-    fn now(&mut self) -> Timestamp {
-        let raw = self.counter.raw();
-        if raw >= self.raw {
-            let nanos = self.counter.delta_as_nanos(self.raw, raw);
-            if nanos < REANCHOR_NANOS {
-                // < 10^5 µs: no overflow.
-                return Timestamp(self.wall.0.saturating_add((nanos / 1000) as i64));
-            }
-        }
-        *self = Anchor::take(self.counter.clone());
-        self.wall
+        Anchor { raw, wall }
     }
 }
 
 thread_local! {
-    static ANCHOR: RefCell<Option<Anchor>> = const { RefCell::new(None) };
+    // Plain data, no destructor: reading it is one thread-pointer-relative
+    // load.
+    static ANCHOR: Cell<Option<Anchor>> = const { Cell::new(None) };
 }
 
 /// A clock that moves only when told to; clones share the same time.
