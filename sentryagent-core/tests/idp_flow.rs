@@ -13,8 +13,8 @@ use sentryagent_core::jose::{Algorithm, Jwk, JwkSet, KeySet, SigningKey};
 use sentryagent_core::token::{AccessTokenClaims, JWT_BEARER_ASSERTION_TYPE};
 use sentryagent_core::{
     AdminScope, Caller, ClientCredentials, Error, Idp, LifecycleState, LimitKind, ManualClock,
-    NewAgent, NewTenant, RegisteredAgent, Tenant, TenantStatus, Tier, TierTable, Timestamp,
-    TokenRequest,
+    NewAgent, NewTenant, RegisteredAgent, Tenant, TenantId, TenantStatus, Tier, TierTable,
+    Timestamp, TokenRequest,
 };
 
 const ISSUER: &str = "https://idp.example";
@@ -1328,4 +1328,88 @@ async fn introspection_and_revocation_share_the_rate_limits() {
         matches!(r, Err(Error::RateLimited { limit: 2, .. })),
         "{r:?}"
     );
+}
+
+#[tokio::test]
+async fn failed_authentications_are_recorded_at_a_bounded_rate() {
+    let c = clock();
+    let idp = idp_with(&c, |cfg| cfg.auth_failure_audits_per_minute = 3).await;
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "bot").await;
+    let failures = |tenant: Option<TenantId>| {
+        let idp = idp.clone();
+        async move {
+            idp.query_audit(
+                &Caller::system(),
+                &AuditQuery {
+                    tenant_id: tenant,
+                    action: Some("client.authentication_failed".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .items
+        }
+    };
+    let unknown = TokenRequest {
+        grant_type: "client_credentials".into(),
+        client: ClientCredentials::Secret {
+            client_id: "agt_doesnotexist".into(),
+            client_secret: "guess".into(),
+        },
+        scope: None,
+        resources: vec![],
+    };
+    // Ten failures of an unknown client: every one refused the same way,
+    // three recorded (the system chain's burst).
+    for _ in 0..10 {
+        assert!(matches!(
+            issue(&idp, &unknown).await,
+            Err(Error::Unauthenticated)
+        ));
+    }
+    let system = failures(None).await;
+    assert_eq!(system.len(), 3, "{system:?}");
+    assert!(
+        system
+            .iter()
+            .all(|e| !e.event.details.contains_key("unrecorded_before"))
+    );
+    // The tenant's chain has its own budget.
+    for _ in 0..4 {
+        assert!(matches!(
+            issue(&idp, &with_secret(&a, "wrong")).await,
+            Err(Error::Unauthenticated)
+        ));
+    }
+    assert_eq!(failures(Some(t.id.clone())).await.len(), 3);
+    // A minute later the next failure is recorded, with the count of those
+    // that were not.
+    c.advance(Duration::from_secs(20));
+    assert!(issue(&idp, &unknown).await.is_err());
+    let system = failures(None).await;
+    assert_eq!(system.len(), 4);
+    let last = system
+        .iter()
+        .max_by_key(|e| e.event.at)
+        .expect("four events");
+    assert_eq!(
+        last.event
+            .details
+            .get("unrecorded_before")
+            .map(String::as_str),
+        Some("7"),
+        "{last:?}"
+    );
+    assert!(issue(&idp, &with_secret(&a, "wrong")).await.is_err());
+    let tenant_chain = failures(Some(t.id.clone())).await;
+    assert_eq!(tenant_chain.len(), 4);
+    assert!(
+        tenant_chain
+            .iter()
+            .any(|e| e.event.details.get("unrecorded_before").map(String::as_str) == Some("1"))
+    );
+    // Successful requests are not affected.
+    issue(&idp, &secret_request(&a, None)).await.unwrap();
 }

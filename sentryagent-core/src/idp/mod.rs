@@ -8,7 +8,8 @@ pub use billing::BillingOutcome;
 mod tokens;
 mod usage;
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -57,6 +58,14 @@ pub struct IdpConfig {
     pub usage_flush_interval: Duration,
     /// Largest serialized size of an agent's custom claims. Default 4 KiB.
     pub max_custom_claims_bytes: usize,
+    /// Failed client authentications recorded in each audit chain per
+    /// minute, burst included (the tenant's chain when the claimed client
+    /// exists, the system chain otherwise). Beyond it a failure is still
+    /// refused the same way but not recorded one by one: the next recorded
+    /// failure of that chain says how many went unrecorded before it
+    /// (`details.unrecorded_before`). This bounds how fast unauthenticated
+    /// traffic can grow the audit trail. Default 600.
+    pub auth_failure_audits_per_minute: u32,
 }
 
 impl IdpConfig {
@@ -75,6 +84,7 @@ impl IdpConfig {
             tiers: TierTable::default(),
             usage_flush_interval: Duration::from_secs(1),
             max_custom_claims_bytes: 4096,
+            auth_failure_audits_per_minute: 600,
         }
     }
 
@@ -89,6 +99,12 @@ impl IdpConfig {
         }
         if self.token_ttl.is_zero() || self.token_ttl > Duration::from_secs(24 * 3600) {
             return Err(Error::invalid("token_ttl", "between 1 second and 24 hours"));
+        }
+        if self.auth_failure_audits_per_minute == 0 {
+            return Err(Error::invalid(
+                "auth_failure_audits_per_minute",
+                "at least 1",
+            ));
         }
         self.tiers.validate()
     }
@@ -191,6 +207,9 @@ pub(crate) struct Inner {
     pub(crate) keys: RwLock<Arc<KeyRing>>,
     pub(crate) usage: usage::UsageBuffer,
     pub(crate) audit_tx: broadcast::Sender<AuditEvent>,
+    /// Failed authentications not recorded, by audit chain (`None`: the
+    /// system chain), since that chain's last recorded one.
+    pub(crate) unrecorded_failures: Mutex<HashMap<Option<TenantId>, u64>>,
 }
 
 /// The identity provider. Cheap to clone; clones share everything.
@@ -337,6 +356,7 @@ impl IdpBuilder {
                 keys: RwLock::new(Arc::new(ring)),
                 usage: usage::UsageBuffer::default(),
                 audit_tx,
+                unrecorded_failures: Mutex::new(HashMap::new()),
             }),
         })
     }

@@ -130,10 +130,65 @@ impl Idp {
                     request,
                 );
                 ev.details.insert("reason".into(), reason.into());
-                self.audit(ev).await?;
+                self.audit_failure(ev).await?;
                 Err(Error::Unauthenticated)
             }
         }
+    }
+
+    /// Records a failed authentication in its chain, unless that chain
+    /// already recorded its [`auth_failure_audits_per_minute`] (then only
+    /// counts it); a recorded one carries the count of those before it that
+    /// were not (`unrecorded_before`).
+    ///
+    /// [`auth_failure_audits_per_minute`]: crate::IdpConfig::auth_failure_audits_per_minute
+    async fn audit_failure(&self, mut ev: crate::audit::NewAuditEvent) -> Result<()> {
+        let per_minute = self.inner.config.auth_failure_audits_per_minute.max(1);
+        let quota = Quota {
+            limit: per_minute,
+            period: Duration::from_secs(60),
+            burst: per_minute,
+        };
+        let key = match &ev.tenant_id {
+            Some(t) => format!("audit-auth-failures:{t}"),
+            None => "audit-auth-failures:system".to_owned(),
+        };
+        // A limiter that fails answers "record": losing the bound for a
+        // while is better than losing audit events.
+        let record = self
+            .inner
+            .limiter
+            .check(&key, &quota, 1)
+            .await
+            .map_or(true, |d| d.allowed);
+        let chain = ev.tenant_id.clone();
+        let unrecorded = {
+            let mut counts = self
+                .inner
+                .unrecorded_failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !record {
+                *counts.entry(chain).or_default() += 1;
+                return Ok(());
+            }
+            counts.remove(&chain).unwrap_or(0)
+        };
+        if unrecorded > 0 {
+            ev.details
+                .insert("unrecorded_before".into(), unrecorded.to_string());
+        }
+        if let Err(e) = self.audit(ev).await {
+            // Not recorded after all: counted for the next one.
+            let mut counts = self
+                .inner
+                .unrecorded_failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *counts.entry(chain).or_default() += unrecorded + 1;
+            return Err(e);
+        }
+        Ok(())
     }
 
     async fn try_authenticate(
