@@ -45,7 +45,7 @@ pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 pub use page::{Page, PageRequest};
 pub use ratelimit::{Decision, Quota, RateLimiter};
 pub use revocation::RevocationCache;
-pub use store::AgentStore;
+pub use store::{AgentStore, ClientRecord};
 pub use tenant::{NewTenant, Tenant, TenantStatus};
 pub use tier::{Tier, TierLimits, TierTable};
 pub use token::{ClientCredentials, TokenRequest, TokenResponse};

@@ -611,7 +611,32 @@ pub async fn client_secrets(store: &dyn AgentStore) {
         list.iter().all(|s| s.revoked_at == Some(t(300))),
         "first revocation time kept"
     );
+    // `get_client` reads the same as the three separate reads.
+    let record = store.get_client(&a.id).await.unwrap();
+    check!(
+        store,
+        record.agent == store.get_agent(&a.id).await.unwrap()
+            && record.secrets == list
+            && record.tenant == store.get_tenant(&ten.id).await.unwrap(),
+        "get_client = get_agent + list_client_secrets + get_tenant: {record:?}"
+    );
+    let lone = sample_agent(&ten.id, "s-lone");
+    store
+        .create_agent(&lone, &sample_secret(&lone.id, 9), None)
+        .await
+        .unwrap();
+    check!(
+        store,
+        store.get_client(&lone.id).await.unwrap().secrets.len() == 1,
+        "get_client of an agent with one secret"
+    );
     let ghost = AgentId::generate();
+    let r = store.get_client(&ghost).await;
+    check!(
+        store,
+        matches!(r, Err(Error::NotFound { .. })),
+        "get_client of a missing agent: {r:?}"
+    );
     let r = store
         .rotate_client_secret(&ghost, &sample_secret(&ghost, 1), t(0))
         .await;

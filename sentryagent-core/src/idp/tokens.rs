@@ -18,7 +18,7 @@ use crate::token::{
     JWT_BEARER_ASSERTION_TYPE, TokenRequest, TokenResponse,
 };
 use crate::usage::UsageKind;
-use crate::{Agent, AgentId, Error, LimitKind, Result, Tenant, TenantStatus};
+use crate::{Agent, AgentId, ClientRecord, Error, LimitKind, Result, Tenant, TenantStatus};
 
 /// Marker namespace of client-assertion `jti`s already used.
 const NS_ASSERTION_JTI: &str = "assertion_jti";
@@ -113,6 +113,17 @@ impl Idp {
         creds: &ClientCredentials,
         request: &RequestMeta,
     ) -> Result<(AuthenticatedClient, Agent)> {
+        let (client, record) = self.authenticate(creds, request).await?;
+        Ok((client, record.agent))
+    }
+
+    /// [`authenticate_client`](Self::authenticate_client), keeping
+    /// everything read about the client (its secrets and tenant too).
+    async fn authenticate(
+        &self,
+        creds: &ClientCredentials,
+        request: &RequestMeta,
+    ) -> Result<(AuthenticatedClient, ClientRecord)> {
         match self.try_authenticate(creds).await {
             Ok(found) => Ok(found),
             Err(Failure::Backend(e)) => Err(e),
@@ -194,23 +205,22 @@ impl Idp {
     async fn try_authenticate(
         &self,
         creds: &ClientCredentials,
-    ) -> Result<(AuthenticatedClient, Agent), Failure> {
+    ) -> Result<(AuthenticatedClient, ClientRecord), Failure> {
         match creds {
             ClientCredentials::Secret {
                 client_id,
                 client_secret,
             } => {
-                let agent = self.load_client(client_id).await?;
-                let Some(agent) = agent else {
+                let Some(record) = self.load_client_record(client_id).await? else {
                     // Hash anyway so an unknown client costs the same time.
                     let _ = self.inner.hasher.hash(client_secret);
                     return Err(Failure::auth(client_id, None, "unknown client"));
                 };
+                let agent = &record.agent;
                 let now = self.now();
-                let secrets = self.inner.store.list_client_secrets(&agent.id).await?;
                 let hash = self.inner.hasher.hash(client_secret);
                 let mut ok = false;
-                for s in &secrets {
+                for s in &record.secrets {
                     let eq: bool = subtle::ConstantTimeEq::ct_eq(&hash.0[..], &s.hash.0[..]).into();
                     ok |= eq && s.is_usable(now);
                 }
@@ -227,7 +237,7 @@ impl Idp {
                         tenant_id: agent.tenant_id.clone(),
                         method: ClientAuthMethod::ClientSecret,
                     },
-                    agent,
+                    record,
                 ))
             }
             ClientCredentials::Assertion {
@@ -241,6 +251,18 @@ impl Idp {
                 }
                 self.verify_assertion(client_id.as_deref(), assertion).await
             }
+        }
+    }
+
+    /// The client's agent, secrets and tenant; `None` for an unknown client.
+    async fn load_client_record(&self, client_id: &str) -> Result<Option<ClientRecord>, Failure> {
+        let Ok(id) = AgentId::parse(client_id) else {
+            return Ok(None);
+        };
+        match self.inner.store.get_client(&id).await {
+            Ok(r) => Ok(Some(r)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Failure::Backend(e)),
         }
     }
 
@@ -259,7 +281,7 @@ impl Idp {
         &self,
         client_id: Option<&str>,
         assertion: &str,
-    ) -> Result<(AuthenticatedClient, Agent), Failure> {
+    ) -> Result<(AuthenticatedClient, ClientRecord), Failure> {
         let claimed = client_id.unwrap_or_default().to_owned();
         // The subject names the client; read it before trusting anything.
         let parsed = crate::jose::parse_compact(assertion)
@@ -276,9 +298,10 @@ impl Idp {
                 "client_id differs from assertion sub",
             ));
         }
-        let Some(agent) = self.load_client(&sub).await? else {
+        let Some(record) = self.load_client_record(&sub).await? else {
             return Err(Failure::auth(&sub, None, "unknown client"));
         };
+        let agent = &record.agent;
         let tenant = Some(agent.tenant_id.clone());
         let fail = |why: &'static str| Failure::auth(&sub, tenant.clone(), why);
         let public = agent.public_key().map_err(|_| fail("agent key unusable"))?;
@@ -345,7 +368,7 @@ impl Idp {
                 tenant_id: agent.tenant_id.clone(),
                 method: ClientAuthMethod::PrivateKeyJwt,
             },
-            agent,
+            record,
         ))
     }
 
@@ -366,8 +389,8 @@ impl Idp {
         if req.resources.len() > 10 {
             return Err(Error::invalid("resource", "at most 10 resources"));
         }
-        let (_client, agent) = self.authenticate_client(&req.client, request).await?;
-        let tenant = self.inner.store.get_tenant(&agent.tenant_id).await?;
+        let (_client, ClientRecord { agent, tenant, .. }) =
+            self.authenticate(&req.client, request).await?;
         if tenant.status == TenantStatus::Suspended {
             return Err(Error::TenantSuspended);
         }
@@ -498,8 +521,7 @@ impl Idp {
         token: &str,
         request: &RequestMeta,
     ) -> Result<Introspection> {
-        let (client, _) = self.authenticate_client(caller, request).await?;
-        let tenant = self.inner.store.get_tenant(&client.tenant_id).await?;
+        let (client, ClientRecord { tenant, .. }) = self.authenticate(caller, request).await?;
         self.admit_client_request(&tenant, &client.agent_id).await?;
         let Ok(claims) = self.verify_access_token(token, None) else {
             return Ok(Introspection::inactive());
@@ -548,8 +570,7 @@ impl Idp {
         token: &str,
         request: &RequestMeta,
     ) -> Result<()> {
-        let (client, _) = self.authenticate_client(caller, request).await?;
-        let tenant = self.inner.store.get_tenant(&client.tenant_id).await?;
+        let (client, ClientRecord { tenant, .. }) = self.authenticate(caller, request).await?;
         self.admit_client_request(&tenant, &client.agent_id).await?;
         let ring = self.ring();
         let v = Validation {

@@ -681,32 +681,4 @@ mod tests {
             "{s}"
         );
     }
-
-    /// `cargo test --release -p sentryagent-core -- --ignored --nocapture check_sync_speed`
-    #[test]
-    #[ignore = "timing, run by hand in release mode"]
-    fn check_sync_speed() {
-        let c = clock();
-        let l = MemoryRateLimiter::new(Arc::new(c.clone()));
-        let q = Quota::per_second(1_000_000_000);
-        let n = 5_000_000u32;
-        let start = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(
-                l.check_sync(std::hint::black_box("tenant:0190a1b2:client"), &q, 1)
-                    .ok(),
-            );
-        }
-        let manual = start.elapsed() / n;
-        let l = MemoryRateLimiter::new(Arc::new(crate::clock::SystemClock));
-        let start = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(
-                l.check_sync(std::hint::black_box("tenant:0190a1b2:client"), &q, 1)
-                    .ok(),
-            );
-        }
-        let system = start.elapsed() / n;
-        println!("check_sync: {manual:?}/op (manual clock), {system:?}/op (system clock)");
-    }
 }

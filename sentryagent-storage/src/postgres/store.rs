@@ -10,7 +10,7 @@ use sentryagent_core::audit::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use sentryagent_core::credentials::{AdminKey, ClientSecret};
 use sentryagent_core::health::BackendHealth;
 use sentryagent_core::page::{Page, PageRequest};
-use sentryagent_core::store::{AgentStore, SigningKeyRecord};
+use sentryagent_core::store::{AgentStore, ClientRecord, SigningKeyRecord};
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, Error, LimitKind, MarketplaceQuery, Result, Tenant, TenantId,
     Timestamp,
@@ -483,6 +483,31 @@ impl AgentStore for PostgresStore {
     }
 
     // ---- client secrets ----
+
+    /// One query (one snapshot) instead of three: the token path's read.
+    async fn get_client(&self, id: &AgentId) -> Result<ClientRecord> {
+        self.db
+            .run(|| async {
+                let row = sqlx::query(
+                    "SELECT a.doc AS agent, t.doc AS tenant, \
+                     COALESCE((SELECT jsonb_agg(s.doc ORDER BY s.seq) FROM client_secrets s \
+                               WHERE s.agent_id = a.id), '[]'::jsonb) AS secrets \
+                     FROM agents a JOIN tenants t ON t.id = a.tenant_id WHERE a.id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&self.db.pool)
+                .await?;
+                let Some(row) = row else {
+                    return Err(Error::not_found("agent").into());
+                };
+                Ok(ClientRecord {
+                    agent: doc(&row, "agent")?,
+                    secrets: doc(&row, "secrets")?,
+                    tenant: doc(&row, "tenant")?,
+                })
+            })
+            .await
+    }
 
     async fn list_client_secrets(&self, agent: &AgentId) -> Result<Vec<ClientSecret>> {
         self.db
