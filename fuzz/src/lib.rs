@@ -9,9 +9,12 @@
 //! | file | targets | replayed by |
 //! |---|---|---|
 //! | `core_targets.rs` | `jws_verify`, `did_parse`, `client_assertion` | `sentryagent-core` |
+//! | `http_targets.rs` | `token_form` | `sentryagent-http` |
 //!
 //! `replay.rs`, the replay loop those tests share, is not part of this crate.
 
 mod core_targets;
+mod http_targets;
 
 pub use core_targets::*;
+pub use http_targets::*;
