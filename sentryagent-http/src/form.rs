@@ -133,9 +133,8 @@ fn decode_component(raw: &[u8]) -> Option<String> {
         match raw[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = raw.get(i + 1..i + 3)?;
-                let s = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(s, 16).ok()?);
+                let (hi, lo) = (raw.get(i + 1)?, raw.get(i + 2)?);
+                out.push(hex_value(*hi)? << 4 | hex_value(*lo)?);
                 i += 2;
             }
             b => out.push(b),
@@ -143,6 +142,17 @@ fn decode_component(raw: &[u8]) -> Option<String> {
         i += 1;
     }
     String::from_utf8(out).ok()
+}
+
+/// The value of one hex digit. (Not `u8::from_str_radix`, which takes a
+/// sign: `%+1` is not an escape.)
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// The client's credentials, from the raw value of the `Authorization`
@@ -306,6 +316,16 @@ mod tests {
         assert!(form("%4=x").is_err());
         assert!(form("").unwrap().is_empty());
         assert_eq!(form("a=%2B+%25&&b").unwrap().get("a"), Some("+ %"));
+    }
+
+    #[test]
+    fn escapes_are_two_hex_digits_and_nothing_else() {
+        for bad in ["x=%+1", "x=%+f", "%+e", "x=%-1", "x=% 1", "x=%1 ", "x=%1"] {
+            assert_eq!(form(bad).unwrap_err().error, "invalid_request", "{bad}");
+        }
+        assert_eq!(form("x=%0a%0D%7e").unwrap().get("x"), Some("\n\r~"));
+        // Inside HTTP Basic too: base64 of "%+1:x".
+        assert_eq!(decode_basic("JSsxOng="), None);
     }
 
     #[test]
