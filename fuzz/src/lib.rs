@@ -10,11 +10,14 @@
 //! |---|---|---|
 //! | `core_targets.rs` | `jws_verify`, `did_parse`, `client_assertion` | `sentryagent-core` |
 //! | `http_targets.rs` | `token_form` | `sentryagent-http` |
+//! | `billing_targets.rs` | `stripe_signature` | `sentryagent-billing` |
 //!
 //! `replay.rs`, the replay loop those tests share, is not part of this crate.
 
+mod billing_targets;
 mod core_targets;
 mod http_targets;
 
+pub use billing_targets::*;
 pub use core_targets::*;
 pub use http_targets::*;
