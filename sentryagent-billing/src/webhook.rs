@@ -3,9 +3,10 @@
 //!
 //! A Stripe webhook carries a header such as
 //! `t=1763700000,v1=5257a869...,v0=6ffbb59b...`. The signed payload is
-//! `"{t}.{raw body}"`, and each `v1` is the lowercase hex HMAC-SHA256 of it,
-//! keyed by the endpoint's whole signing secret (`whsec_...`, as UTF-8 bytes,
-//! prefix included).
+//! `"{t}.{raw body}"`, with `t` in decimal without leading zeros (as Stripe
+//! and its libraries write it, whatever digits the header shows), and each
+//! `v1` is the lowercase hex HMAC-SHA256 of it, keyed by the endpoint's whole
+//! signing secret (`whsec_...`, as UTF-8 bytes, prefix included).
 //!
 //! [`verify_signature`] accepts a delivery when:
 //! - the header is at most [`MAX_HEADER_LEN`] bytes and has exactly one `t`
@@ -71,21 +72,19 @@ pub enum SignatureError {
 
 /// The `Stripe-Signature` header, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct ParsedHeader<'a> {
+struct ParsedHeader {
     timestamp: i64,
-    /// The raw text of `t`, exactly as signed.
-    timestamp_text: &'a str,
     /// `v1` values that are 32 bytes of hex; malformed ones are dropped.
     v1: Vec<[u8; 32]>,
     /// Whether any `v1` appeared at all (even malformed).
     any_v1: bool,
 }
 
-fn parse_header(header: &str) -> Result<ParsedHeader<'_>, SignatureError> {
+fn parse_header(header: &str) -> Result<ParsedHeader, SignatureError> {
     if header.len() > MAX_HEADER_LEN {
         return Err(SignatureError::HeaderTooLong);
     }
-    let mut timestamp: Option<(&str, i64)> = None;
+    let mut timestamp: Option<i64> = None;
     let mut v1 = Vec::new();
     let mut any_v1 = false;
     for item in header.split(',') {
@@ -105,7 +104,7 @@ fn parse_header(header: &str) -> Result<ParsedHeader<'_>, SignatureError> {
                 let Some(secs) = secs else {
                     return Err(SignatureError::BadTimestamp);
                 };
-                timestamp = Some((value, secs));
+                timestamp = Some(secs);
             }
             "v1" => {
                 any_v1 = true;
@@ -117,12 +116,11 @@ fn parse_header(header: &str) -> Result<ParsedHeader<'_>, SignatureError> {
             _ => {}
         }
     }
-    let Some((timestamp_text, timestamp)) = timestamp else {
+    let Some(timestamp) = timestamp else {
         return Err(SignatureError::NoTimestamp);
     };
     Ok(ParsedHeader {
         timestamp,
-        timestamp_text,
         v1,
         any_v1,
     })
@@ -149,13 +147,15 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
-fn mac(secret: &str, timestamp_text: &str, body: &[u8]) -> [u8; 32] {
+/// The HMAC of `"{t}.{body}"`, `t` in canonical decimal: the value, not the
+/// header's text (`t=0100` signs `100.`, as Stripe's libraries do).
+fn mac(secret: &str, t: i64, body: &[u8]) -> [u8; 32] {
     // HMAC takes keys of any length, so this never fails.
     let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) {
         Ok(m) => m,
         Err(_) => unreachable!("HMAC accepts any key length"),
     };
-    mac.update(timestamp_text.as_bytes());
+    mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
     mac.finalize().into_bytes().into()
@@ -179,7 +179,7 @@ pub fn verify_signature(
     }
     let mut matched = subtle::Choice::from(0u8);
     for secret in secrets {
-        let expected = mac(secret.as_ref(), parsed.timestamp_text, body);
+        let expected = mac(secret.as_ref(), parsed.timestamp, body);
         for candidate in &parsed.v1 {
             matched |= expected.ct_eq(candidate);
         }
@@ -197,7 +197,7 @@ pub fn verify_signature(
 
 /// The `v1` signature (lowercase hex) of `body` at Unix second `t`.
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    let tag = mac(secret, &t.to_string(), body);
+    let tag = mac(secret, t, body);
     let mut out = String::with_capacity(64);
     for b in tag {
         out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
@@ -305,6 +305,31 @@ mod tests {
                 Duration::MAX
             ),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn the_timestamp_is_signed_as_its_value_not_its_text() {
+        // Stripe's libraries parse `t` and sign its decimal value.
+        let sig = sign(SECRET, 1000, BODY);
+        assert_eq!(check(&format!("t=0001000,v1={sig}"), 1000), Ok(()));
+        assert_eq!(
+            check(&format!("t=08,v1={}", sign(SECRET, 8, BODY)), 8),
+            Ok(())
+        );
+        // A signature of the header's text with its leading zeros is not one.
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+        m.update(b"01000.");
+        m.update(BODY);
+        let text_sig: String = m
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            check(&format!("t=01000,v1={text_sig}"), 1000),
+            Err(SignatureError::Mismatch)
         );
     }
 

@@ -1,79 +1,21 @@
-//! Replays the committed fuzz inputs through the fuzz harnesses, on the
+//! Replays the committed fuzz inputs of the core's targets (`jws_verify`,
+//! `did_parse`, `client_assertion`) through their fuzz harnesses, on the
 //! stable toolchain, so that `cargo test` catches a regression that the
 //! fuzzers once found or covered.
 //!
-//! The harnesses are the fuzz crate's own `src/lib.rs` (compiled here as a
-//! module, so both run exactly the same code). The inputs are every file
-//! under the workspace's `fuzz/seeds/<target>/` (from the shared test
-//! vectors), `fuzz/corpus/<target>/` (the minimized corpus of the fuzz runs)
-//! and `fuzz/regressions/<target>/` (inputs that once crashed). See
-//! `docs/fuzzing.md`.
+//! The harnesses are the fuzz crate's own `src/core_targets.rs` (compiled
+//! here as a module, so both run exactly the same code), and the replay loop
+//! is its `src/replay.rs`, shared with the replay tests of the other crates.
+//! See `docs/fuzzing.md`.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
-
-#[path = "../../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/core_targets.rs"]
 #[allow(unreachable_pub, dead_code)]
 mod harness;
+#[path = "../../fuzz/src/replay.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod replay;
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
-/// Every input file of `target`, sorted, with the number of seeds among
-/// them.
-fn inputs(target: &str) -> (Vec<PathBuf>, usize) {
-    let mut all = Vec::new();
-    let mut seeds = 0;
-    for kind in ["seeds", "corpus", "regressions"] {
-        let dir = fuzz_dir().join(kind).join(target);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = entries
-            .map(|e| {
-                e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-                    .path()
-            })
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        if kind == "seeds" {
-            seeds = files.len();
-        }
-        all.extend(files);
-    }
-    (all, seeds)
-}
-
-/// Runs `harness` on every input of `target`; fails with the list of inputs
-/// that panicked.
-fn replay(target: &str, min_seeds: usize, harness: fn(&[u8]) -> bool) {
-    let (files, seeds) = inputs(target);
-    assert!(
-        seeds >= min_seeds,
-        "{target}: expected at least {min_seeds} seed files under fuzz/seeds/{target}, found {seeds}"
-    );
-    let mut failures = Vec::new();
-    for path in &files {
-        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        if catch_unwind(AssertUnwindSafe(|| harness(&data))).is_err() {
-            failures.push(path.display().to_string());
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{target}: {} of {} inputs panicked: {failures:#?}",
-        failures.len(),
-        files.len()
-    );
-    eprintln!("{target}: replayed {} inputs", files.len());
-}
-
-fn seed(target: &str, name: &str) -> Vec<u8> {
-    let path = fuzz_dir().join("seeds").join(target).join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use replay::{replay, seed};
 
 #[test]
 fn jws_verify_corpus() {

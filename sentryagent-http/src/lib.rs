@@ -3,6 +3,7 @@
 mod a2a;
 mod billing;
 mod extract;
+pub mod form;
 mod layers;
 mod manage;
 mod metrics;

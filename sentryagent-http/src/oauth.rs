@@ -11,20 +11,17 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use sentryagent_core::oauth::OAuthError;
 use sentryagent_core::token::CLIENT_CREDENTIALS;
-use sentryagent_core::{ClientCredentials, Error, Idp, TokenRequest};
+use sentryagent_core::{Error, Idp};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::extract::{Meta, has_media_type};
+use crate::form::{self, FormParams};
 use crate::views::OAuthErrorDoc;
-
-/// Parameters that may appear more than once (RFC 8707 §2).
-const MULTI: &[&str] = &["resource", "audience"];
 
 /// An OAuth error answer, with the headers RFC 6749 asks for.
 #[derive(Debug)]
@@ -33,28 +30,10 @@ pub(crate) struct OAuthReply {
     retry_after: Option<Duration>,
 }
 
-impl OAuthReply {
-    fn invalid_request(description: impl Into<String>) -> Self {
+impl From<OAuthError> for OAuthReply {
+    fn from(err: OAuthError) -> Self {
         OAuthReply {
-            err: OAuthError::new("invalid_request", 400, description),
-            retry_after: None,
-        }
-    }
-
-    fn invalid_client(description: &str) -> Self {
-        OAuthReply {
-            err: OAuthError::new("invalid_client", 401, description),
-            retry_after: None,
-        }
-    }
-
-    fn too_large(limit: usize) -> Self {
-        OAuthReply {
-            err: OAuthError::new(
-                "invalid_request",
-                413,
-                format!("the body is larger than {limit} bytes"),
-            ),
+            err,
             retry_after: None,
         }
     }
@@ -129,170 +108,34 @@ fn fresh<T: Serialize>(body: &T) -> Response {
 /// First buffer size of [`fresh`] answers.
 const FRESH_CAPACITY: usize = 1024;
 
-/// Form parameters, parsed strictly.
-#[derive(Debug, Default)]
-pub(crate) struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn one(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+/// Reads a form body as [`FormParams::parse`] does, after checking its
+/// content type; a body the extractor could not read is `invalid_request`
+/// (413 when it is over the limit).
+fn read_form(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<FormParams, OAuthReply> {
+    if !has_media_type(headers, "application/x-www-form-urlencoded") {
+        return Err(
+            form::invalid_request("the body must be application/x-www-form-urlencoded").into(),
+        );
     }
-
-    fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Parses an `application/x-www-form-urlencoded` body: the content type
-    /// must say so, values must be UTF-8, empty values count as absent
-    /// (RFC 6749 §3.2) and no parameter but `resource`/`audience` may repeat.
-    pub(crate) fn parse(
-        headers: &HeaderMap,
-        body: Result<Bytes, BytesRejection>,
-        limit: usize,
-    ) -> Result<Params, OAuthReply> {
-        if !has_media_type(headers, "application/x-www-form-urlencoded") {
-            return Err(OAuthReply::invalid_request(
-                "the body must be application/x-www-form-urlencoded",
-            ));
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            form::too_large(limit)
+        } else {
+            form::invalid_request("the body could not be read")
         }
-        let body = body.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                OAuthReply::too_large(limit)
-            } else {
-                OAuthReply::invalid_request("the body could not be read")
-            }
-        })?;
-        let mut out: Vec<(String, String)> = Vec::new();
-        for piece in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
-            let (k, v) = match piece.iter().position(|b| *b == b'=') {
-                Some(i) => (&piece[..i], &piece[i + 1..]),
-                None => (piece, &b""[..]),
-            };
-            let k = decode_component(k)
-                .ok_or_else(|| OAuthReply::invalid_request("malformed form encoding"))?;
-            let v = decode_component(v)
-                .ok_or_else(|| OAuthReply::invalid_request("malformed form encoding"))?;
-            if v.is_empty() {
-                continue;
-            }
-            if !MULTI.contains(&k.as_str()) && out.iter().any(|(x, _)| *x == k) {
-                return Err(OAuthReply::invalid_request(format!(
-                    "parameter `{}` is repeated",
-                    k.chars().take(64).collect::<String>()
-                )));
-            }
-            out.push((k, v));
-        }
-        Ok(Params(out))
-    }
+    })?;
+    Ok(FormParams::parse(&body, limit)?)
 }
 
-/// Decodes one `application/x-www-form-urlencoded` component: `+` is a
-/// space, `%XX` a byte; a bad escape or invalid UTF-8 is `None`.
-fn decode_component(raw: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = raw.get(i + 1..i + 3)?;
-                let s = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(s, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The client's credentials: HTTP Basic (id and secret form-urlencoded inside,
-/// RFC 6749 §2.3.1), or `client_id` + `client_secret` in the body, or
-/// `client_assertion_type` + `client_assertion` (RFC 7523). Using more than
-/// one method is `invalid_request`; none is `invalid_client`.
-fn client_credentials(headers: &HeaderMap, p: &Params) -> Result<ClientCredentials, OAuthReply> {
-    let basic =
-        match headers.get(header::AUTHORIZATION) {
-            None => None,
-            Some(v) => {
-                let v = v
-                    .to_str()
-                    .map_err(|_| OAuthReply::invalid_client("malformed Authorization header"))?;
-                let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
-                if !scheme.eq_ignore_ascii_case("basic") {
-                    return Err(OAuthReply::invalid_client(
-                        "use HTTP Basic, client_secret_post or private_key_jwt",
-                    ));
-                }
-                Some(decode_basic(rest.trim()).ok_or_else(|| {
-                    OAuthReply::invalid_client("malformed HTTP Basic credentials")
-                })?)
-            }
-        };
-    let body_id = p.one("client_id");
-    let post_secret = p.one("client_secret");
-    let assertion = p.one("client_assertion");
-    let assertion_type = p.one("client_assertion_type");
-    let methods = usize::from(basic.is_some())
-        + usize::from(post_secret.is_some())
-        + usize::from(assertion.is_some() || assertion_type.is_some());
-    if methods > 1 {
-        return Err(OAuthReply::invalid_request(
-            "use exactly one client authentication method",
-        ));
-    }
-    if let Some((id, secret)) = basic {
-        if body_id.is_some_and(|b| b != id) {
-            return Err(OAuthReply::invalid_request(
-                "client_id differs from the HTTP Basic user",
-            ));
-        }
-        return Ok(ClientCredentials::Secret {
-            client_id: id,
-            client_secret: secret,
-        });
-    }
-    if let Some(secret) = post_secret {
-        let id = body_id
-            .ok_or_else(|| OAuthReply::invalid_request("client_secret without client_id"))?;
-        return Ok(ClientCredentials::Secret {
-            client_id: id.to_owned(),
-            client_secret: secret.to_owned(),
-        });
-    }
-    match (assertion_type, assertion) {
-        (Some(t), Some(a)) => Ok(ClientCredentials::Assertion {
-            client_id: body_id.map(str::to_owned),
-            assertion_type: t.to_owned(),
-            assertion: a.to_owned(),
-        }),
-        (None, None) => Err(OAuthReply::invalid_client(
-            "client authentication is required",
-        )),
-        _ => Err(OAuthReply::invalid_request(
-            "client_assertion and client_assertion_type go together",
-        )),
-    }
-}
-
-fn decode_basic(b64: &str) -> Option<(String, String)> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-    let raw = STANDARD
-        .decode(b64)
-        .or_else(|_| STANDARD_NO_PAD.decode(b64))
-        .ok()?;
-    let i = raw.iter().position(|b| *b == b':')?;
-    let id = decode_component(&raw[..i])?;
-    let secret = decode_component(&raw[i + 1..])?;
-    (!id.is_empty()).then_some((id, secret))
+/// The raw value of the `Authorization` header, if any.
+fn authorization(headers: &HeaderMap) -> Option<&[u8]> {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
 }
 
 /// The token request form (documentation of `POST /oauth2/token`).
@@ -372,24 +215,8 @@ async fn issue(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthReply> {
-    let p = Params::parse(headers, body, state.config.body_limit)?;
-    let client = client_credentials(headers, &p)?;
-    let grant_type = p
-        .one("grant_type")
-        .ok_or_else(|| OAuthReply::invalid_request("grant_type is required"))?;
-    if grant_type != CLIENT_CREDENTIALS {
-        return Err(Error::UnsupportedGrantType.into());
-    }
-    let req = TokenRequest {
-        grant_type: grant_type.to_owned(),
-        client,
-        scope: p.one("scope").map(str::to_owned),
-        resources: p
-            .all("resource")
-            .chain(p.all("audience"))
-            .map(str::to_owned)
-            .collect(),
-    };
+    let p = read_form(headers, body, state.config.body_limit)?;
+    let req = form::token_request(authorization(headers), &p)?;
     let token = state.idp.issue_token(&req, meta).await?;
     Ok(fresh(&token))
 }
@@ -414,11 +241,11 @@ pub(crate) async fn introspect(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let run = async {
-        let p = Params::parse(&headers, body, state.config.body_limit)?;
-        let client = client_credentials(&headers, &p)?;
+        let p = read_form(&headers, body, state.config.body_limit)?;
+        let client = form::client_credentials(authorization(&headers), &p)?;
         let token = p
-            .one("token")
-            .ok_or_else(|| OAuthReply::invalid_request("token is required"))?;
+            .get("token")
+            .ok_or_else(|| form::invalid_request("token is required"))?;
         let answer = state.idp.introspect(&client, token, &meta).await?;
         Ok::<_, OAuthReply>(fresh(&answer))
     };
@@ -444,11 +271,11 @@ pub(crate) async fn revoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let run = async {
-        let p = Params::parse(&headers, body, state.config.body_limit)?;
-        let client = client_credentials(&headers, &p)?;
+        let p = read_form(&headers, body, state.config.body_limit)?;
+        let client = form::client_credentials(authorization(&headers), &p)?;
         let token = p
-            .one("token")
-            .ok_or_else(|| OAuthReply::invalid_request("token is required"))?;
+            .get("token")
+            .ok_or_else(|| form::invalid_request("token is required"))?;
         state.idp.revoke(&client, token, &meta).await?;
         let mut res = StatusCode::OK.into_response();
         no_store(res.headers_mut());
@@ -547,43 +374,17 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
 mod tests {
     use super::*;
 
-    fn form(body: &str) -> Result<Params, OAuthReply> {
+    #[test]
+    fn forms_need_their_content_type() {
+        let body = || Ok(Bytes::from_static(b"a=b"));
         let mut h = HeaderMap::new();
+        assert!(read_form(&h, body(), 10).is_err());
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded; charset=UTF-8"),
         );
-        Params::parse(&h, Ok(Bytes::from(body.to_owned())), 1000)
-    }
-
-    #[test]
-    fn forms_are_strict() {
-        let p =
-            form("grant_type=client_credentials&scope=a+b&resource=x&resource=y&empty=").unwrap();
-        assert_eq!(p.one("scope"), Some("a b"));
-        assert_eq!(p.all("resource").count(), 2);
-        assert_eq!(p.one("empty"), None);
-        assert_eq!(
-            form("scope=a&scope=b").unwrap_err().err.error,
-            "invalid_request"
-        );
-        assert!(form("x=%zz").is_err());
-        assert!(form("x=%ff").is_err());
-        assert!(form("x=%4").is_err());
-        let h = HeaderMap::new();
-        assert!(Params::parse(&h, Ok(Bytes::from_static(b"a=b")), 10).is_err());
-    }
-
-    #[test]
-    fn basic_credentials_are_form_decoded() {
-        let raw = base64::engine::general_purpose::STANDARD.encode("agt%3A1:s%2Bc+x");
-        assert_eq!(
-            decode_basic(&raw),
-            Some(("agt:1".to_owned(), "s+c x".to_owned()))
-        );
-        assert_eq!(decode_basic("!!!"), None);
-        let no_colon = base64::engine::general_purpose::STANDARD.encode("abc");
-        assert_eq!(decode_basic(&no_colon), None);
+        assert_eq!(read_form(&h, body(), 10).unwrap().get("a"), Some("b"));
+        assert_eq!(read_form(&h, body(), 2).unwrap_err().err.status, 413);
     }
 
     #[test]

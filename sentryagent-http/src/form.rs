@@ -1,0 +1,406 @@
+//! How the OAuth endpoints read a request: the strict
+//! `application/x-www-form-urlencoded` body parser and the client
+//! authentication rules of the token, introspection and revocation
+//! endpoints, as the router runs them.
+//!
+//! They are public so that a host serving the token endpoint through another
+//! HTTP stack reads requests exactly as the router does, and answers a bad
+//! request with the same RFC 6749 §5.2 error:
+//!
+//! ```
+//! use sentryagent_http::form::{FormParams, token_request};
+//!
+//! let body = b"grant_type=client_credentials&scope=read+write&resource=https%3A%2F%2Fapi.example";
+//! let params = FormParams::parse(body, sentryagent_http::DEFAULT_BODY_LIMIT)?;
+//! assert_eq!(params.get("scope"), Some("read write"));
+//!
+//! // HTTP Basic: `agt_1:s3cret`.
+//! let request = token_request(Some("Basic YWd0XzE6czNjcmV0".as_bytes()), &params)?;
+//! assert_eq!(request.scope.as_deref(), Some("read write"));
+//! assert_eq!(request.resources, ["https://api.example"]);
+//!
+//! let err = FormParams::parse(b"scope=a&scope=b", 1024).unwrap_err();
+//! assert_eq!((err.error, err.status), ("invalid_request", 400));
+//! # Ok::<(), sentryagent_http::OAuthError>(())
+//! ```
+//!
+//! The rules:
+//! - the body is `&`-separated `name=value` pairs (a pair without `=` has an
+//!   empty value; empty pairs are skipped); in names and values `+` is a
+//!   space and `%XX` (two hex digits) a byte, and the decoded bytes must be
+//!   UTF-8: a bad escape or invalid UTF-8 is `invalid_request`;
+//! - a parameter with an empty value counts as absent (RFC 6749 §3.2);
+//! - no parameter may appear twice (RFC 6749 §3.2), except `resource` and
+//!   its alias `audience` (RFC 8707 §2): `invalid_request`;
+//! - a body longer than the limit is `invalid_request` with status 413;
+//! - the client authenticates with exactly one of HTTP Basic (id and secret
+//!   form-urlencoded inside, RFC 6749 §2.3.1), `client_id` +
+//!   `client_secret` in the body, or `client_assertion_type` +
+//!   `client_assertion` (RFC 7523, with an optional `client_id`): more than
+//!   one method, a `client_id` in the body that differs from the Basic user,
+//!   a secret without id or half an assertion is `invalid_request`; no
+//!   method, another scheme than Basic or a malformed `Authorization` header
+//!   is `invalid_client` (status 401);
+//! - a token request needs `grant_type`, and only `client_credentials` is
+//!   supported (`unsupported_grant_type`).
+//!
+//! Nothing here panics, whatever the bytes.
+
+use base64::Engine as _;
+use sentryagent_core::oauth::OAuthError;
+use sentryagent_core::token::CLIENT_CREDENTIALS;
+use sentryagent_core::{ClientCredentials, Error, TokenRequest};
+
+/// Parameters that may appear more than once (RFC 8707 §2).
+pub const REPEATABLE: &[&str] = &["resource", "audience"];
+
+/// The parameters of an `application/x-www-form-urlencoded` request body,
+/// parsed strictly (see the [module docs](self) for the rules), in the order
+/// of the body. Values are never empty, and only the [`REPEATABLE`]
+/// parameters appear more than once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormParams(Vec<(String, String)>);
+
+impl FormParams {
+    /// Parses a body of at most `limit` bytes.
+    pub fn parse(body: &[u8], limit: usize) -> Result<FormParams, OAuthError> {
+        if body.len() > limit {
+            return Err(too_large(limit));
+        }
+        let mut out: Vec<(String, String)> = Vec::new();
+        for piece in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (k, v) = match piece.iter().position(|b| *b == b'=') {
+                Some(i) => (&piece[..i], &piece[i + 1..]),
+                None => (piece, &b""[..]),
+            };
+            let k =
+                decode_component(k).ok_or_else(|| invalid_request("malformed form encoding"))?;
+            let v =
+                decode_component(v).ok_or_else(|| invalid_request("malformed form encoding"))?;
+            if v.is_empty() {
+                continue;
+            }
+            if !REPEATABLE.contains(&k.as_str()) && out.iter().any(|(x, _)| *x == k) {
+                return Err(invalid_request(format!(
+                    "parameter `{}` is repeated",
+                    k.chars().take(64).collect::<String>()
+                )));
+            }
+            out.push((k, v));
+        }
+        Ok(FormParams(out))
+    }
+
+    /// The value of `name`, if present (the first one for a repeatable
+    /// parameter).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every parameter as `(name, value)`, in the order of the body.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The number of parameters (repeated ones counted each time).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a
+/// space, `%XX` a byte; a bad escape or invalid UTF-8 is `None`.
+fn decode_component(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let (hi, lo) = (raw.get(i + 1)?, raw.get(i + 2)?);
+                out.push(hex_value(*hi)? << 4 | hex_value(*lo)?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of one hex digit. (Not `u8::from_str_radix`, which takes a
+/// sign: `%+1` is not an escape.)
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The client's credentials, from the raw value of the `Authorization`
+/// header (if the request has one) and the body's parameters (see the
+/// [module docs](self) for the rules). Errors are `invalid_request` (400) or
+/// `invalid_client` (401).
+pub fn client_credentials(
+    authorization: Option<&[u8]>,
+    params: &FormParams,
+) -> Result<ClientCredentials, OAuthError> {
+    let basic = match authorization {
+        None => None,
+        Some(raw) => {
+            let v =
+                header_text(raw).ok_or_else(|| invalid_client("malformed Authorization header"))?;
+            let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(invalid_client(
+                    "use HTTP Basic, client_secret_post or private_key_jwt",
+                ));
+            }
+            Some(
+                decode_basic(rest.trim())
+                    .ok_or_else(|| invalid_client("malformed HTTP Basic credentials"))?,
+            )
+        }
+    };
+    let body_id = params.get("client_id");
+    let post_secret = params.get("client_secret");
+    let assertion = params.get("client_assertion");
+    let assertion_type = params.get("client_assertion_type");
+    let methods = usize::from(basic.is_some())
+        + usize::from(post_secret.is_some())
+        + usize::from(assertion.is_some() || assertion_type.is_some());
+    if methods > 1 {
+        return Err(invalid_request(
+            "use exactly one client authentication method",
+        ));
+    }
+    if let Some((id, secret)) = basic {
+        if body_id.is_some_and(|b| b != id) {
+            return Err(invalid_request(
+                "client_id differs from the HTTP Basic user",
+            ));
+        }
+        return Ok(ClientCredentials::Secret {
+            client_id: id,
+            client_secret: secret,
+        });
+    }
+    if let Some(secret) = post_secret {
+        let id = body_id.ok_or_else(|| invalid_request("client_secret without client_id"))?;
+        return Ok(ClientCredentials::Secret {
+            client_id: id.to_owned(),
+            client_secret: secret.to_owned(),
+        });
+    }
+    match (assertion_type, assertion) {
+        (Some(t), Some(a)) => Ok(ClientCredentials::Assertion {
+            client_id: body_id.map(str::to_owned),
+            assertion_type: t.to_owned(),
+            assertion: a.to_owned(),
+        }),
+        (None, None) => Err(invalid_client("client authentication is required")),
+        _ => Err(invalid_request(
+            "client_assertion and client_assertion_type go together",
+        )),
+    }
+}
+
+/// A token request, from the raw value of the `Authorization` header (if the
+/// request has one) and the body's parameters: the client's credentials as
+/// [`client_credentials`] reads them, `grant_type` (required, and only
+/// `client_credentials` is supported), `scope`, and the `resource` values
+/// then the `audience` values. Errors are `invalid_request` (400),
+/// `invalid_client` (401) or `unsupported_grant_type` (400).
+pub fn token_request(
+    authorization: Option<&[u8]>,
+    params: &FormParams,
+) -> Result<TokenRequest, OAuthError> {
+    let client = client_credentials(authorization, params)?;
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| invalid_request("grant_type is required"))?;
+    if grant_type != CLIENT_CREDENTIALS {
+        return Err(OAuthError::from(&Error::UnsupportedGrantType));
+    }
+    Ok(TokenRequest {
+        grant_type: grant_type.to_owned(),
+        client,
+        scope: params.get("scope").map(str::to_owned),
+        resources: params
+            .get_all("resource")
+            .chain(params.get_all("audience"))
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// A header value as text, if it is visible ASCII (spaces and tabs allowed),
+/// as `HeaderValue::to_str` reads it.
+fn header_text(raw: &[u8]) -> Option<&str> {
+    if raw.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        std::str::from_utf8(raw).ok()
+    } else {
+        None
+    }
+}
+
+fn decode_basic(b64: &str) -> Option<(String, String)> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    let raw = STANDARD
+        .decode(b64)
+        .or_else(|_| STANDARD_NO_PAD.decode(b64))
+        .ok()?;
+    let i = raw.iter().position(|b| *b == b':')?;
+    let id = decode_component(&raw[..i])?;
+    let secret = decode_component(&raw[i + 1..])?;
+    (!id.is_empty()).then_some((id, secret))
+}
+
+pub(crate) fn invalid_request(description: impl Into<String>) -> OAuthError {
+    OAuthError::new("invalid_request", 400, description)
+}
+
+fn invalid_client(description: &str) -> OAuthError {
+    OAuthError::new("invalid_client", 401, description)
+}
+
+pub(crate) fn too_large(limit: usize) -> OAuthError {
+    OAuthError::new(
+        "invalid_request",
+        413,
+        format!("the body is larger than {limit} bytes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &str) -> Result<FormParams, OAuthError> {
+        FormParams::parse(body.as_bytes(), 1000)
+    }
+
+    #[test]
+    fn forms_are_strict() {
+        let p =
+            form("grant_type=client_credentials&scope=a+b&resource=x&resource=y&empty=").unwrap();
+        assert_eq!(p.get("scope"), Some("a b"));
+        assert_eq!(p.get_all("resource").collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(p.get("empty"), None);
+        assert_eq!(p.len(), 4);
+        assert_eq!(
+            form("scope=a&scope=b").unwrap_err().error,
+            "invalid_request"
+        );
+        assert!(form("x=%zz").is_err());
+        assert!(form("x=%ff").is_err());
+        assert!(form("x=%4").is_err());
+        assert!(form("%4=x").is_err());
+        assert!(form("").unwrap().is_empty());
+        assert_eq!(form("a=%2B+%25&&b").unwrap().get("a"), Some("+ %"));
+    }
+
+    #[test]
+    fn escapes_are_two_hex_digits_and_nothing_else() {
+        for bad in ["x=%+1", "x=%+f", "%+e", "x=%-1", "x=% 1", "x=%1 ", "x=%1"] {
+            assert_eq!(form(bad).unwrap_err().error, "invalid_request", "{bad}");
+        }
+        assert_eq!(form("x=%0a%0D%7e").unwrap().get("x"), Some("\n\r~"));
+        // Inside HTTP Basic too: base64 of "%+1:x".
+        assert_eq!(decode_basic("JSsxOng="), None);
+    }
+
+    #[test]
+    fn the_body_limit_holds() {
+        assert!(FormParams::parse(b"a=b", 3).is_ok());
+        let err = FormParams::parse(b"a=bc", 3).unwrap_err();
+        assert_eq!((err.error, err.status), ("invalid_request", 413));
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let raw = base64::engine::general_purpose::STANDARD.encode("agt%3A1:s%2Bc+x");
+        assert_eq!(
+            decode_basic(&raw),
+            Some(("agt:1".to_owned(), "s+c x".to_owned()))
+        );
+        assert_eq!(decode_basic("!!!"), None);
+        let no_colon = base64::engine::general_purpose::STANDARD.encode("abc");
+        assert_eq!(decode_basic(&no_colon), None);
+    }
+
+    #[test]
+    fn one_client_authentication_method() {
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("agt_1:s")
+        );
+        let creds = |auth: Option<&str>, body: &str| {
+            client_credentials(auth.map(str::as_bytes), &form(body).unwrap())
+        };
+        assert_eq!(
+            creds(Some(&basic), "client_id=agt_1"),
+            Ok(ClientCredentials::Secret {
+                client_id: "agt_1".into(),
+                client_secret: "s".into()
+            })
+        );
+        for (auth, body, error) in [
+            (Some(basic.as_str()), "client_id=agt_2", "invalid_request"),
+            (Some(basic.as_str()), "client_secret=s", "invalid_request"),
+            (
+                None,
+                "client_id=a&client_secret=s&client_assertion=x",
+                "invalid_request",
+            ),
+            (None, "client_secret=s", "invalid_request"),
+            (None, "client_assertion=x", "invalid_request"),
+            (None, "client_id=a", "invalid_client"),
+            (Some("Bearer x"), "", "invalid_client"),
+            (Some("Basic !!!"), "", "invalid_client"),
+            (Some("Basic \u{e9}"), "", "invalid_client"),
+        ] {
+            assert_eq!(creds(auth, body).unwrap_err().error, error, "{body}");
+        }
+    }
+
+    #[test]
+    fn token_requests() {
+        let p = form(
+            "grant_type=client_credentials&client_id=a&client_secret=s\
+             &audience=z&resource=x&resource=y&scope=read",
+        )
+        .unwrap();
+        let r = token_request(None, &p).unwrap();
+        assert_eq!(r.resources, ["x", "y", "z"]);
+        assert_eq!(r.scope.as_deref(), Some("read"));
+        let p = form("grant_type=password&client_id=a&client_secret=s").unwrap();
+        assert_eq!(
+            token_request(None, &p).unwrap_err().error,
+            "unsupported_grant_type"
+        );
+        let p = form("client_id=a&client_secret=s").unwrap();
+        assert_eq!(
+            token_request(None, &p).unwrap_err().error,
+            "invalid_request"
+        );
+    }
+}
