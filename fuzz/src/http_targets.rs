@@ -215,6 +215,9 @@ fn model_parse(body: &[u8], limit: usize) -> Result<Vec<(String, String)>, u16> 
         if v.is_empty() {
             continue;
         }
+        if pairs.len() == 64 {
+            return Err(400);
+        }
         if !matches!(k.as_str(), "resource" | "audience") && pairs.iter().any(|(x, _)| *x == k) {
             return Err(400);
         }

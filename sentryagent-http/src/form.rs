@@ -30,6 +30,8 @@
 //!   space and `%XX` (two hex digits) a byte, and the decoded bytes must be
 //!   UTF-8: a bad escape or invalid UTF-8 is `invalid_request`;
 //! - a parameter with an empty value counts as absent (RFC 6749 §3.2);
+//! - at most [`MAX_PARAMS`] parameters (with a value): more is
+//!   `invalid_request`;
 //! - no parameter may appear twice (RFC 6749 §3.2), except `resource` and
 //!   its alias `audience` (RFC 8707 §2): `invalid_request`;
 //! - a body longer than the limit is `invalid_request` with status 413;
@@ -53,6 +55,11 @@ use sentryagent_core::{ClientCredentials, Error, TokenRequest};
 
 /// Parameters that may appear more than once (RFC 8707 §2).
 pub const REPEATABLE: &[&str] = &["resource", "audience"];
+
+/// The most parameters a body may carry (a token request needs a handful;
+/// the core accepts at most 10 resources). More is `invalid_request`: the
+/// check for repeated names then stays cheap whatever the body.
+pub const MAX_PARAMS: usize = 64;
 
 /// The parameters of an `application/x-www-form-urlencoded` request body,
 /// parsed strictly (see the [module docs](self) for the rules), in the order
@@ -79,6 +86,11 @@ impl FormParams {
                 decode_component(v).ok_or_else(|| invalid_request("malformed form encoding"))?;
             if v.is_empty() {
                 continue;
+            }
+            if out.len() == MAX_PARAMS {
+                return Err(invalid_request(format!(
+                    "more than {MAX_PARAMS} parameters"
+                )));
             }
             if !REPEATABLE.contains(&k.as_str()) && out.iter().any(|(x, _)| *x == k) {
                 return Err(invalid_request(format!(
@@ -316,6 +328,22 @@ mod tests {
         assert!(form("%4=x").is_err());
         assert!(form("").unwrap().is_empty());
         assert_eq!(form("a=%2B+%25&&b").unwrap().get("a"), Some("+ %"));
+    }
+
+    #[test]
+    fn at_most_max_params_parameters() {
+        let body = |n: usize| {
+            (0..n)
+                .map(|i| format!("p{i}=v"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert_eq!(form(&body(MAX_PARAMS)).unwrap().len(), MAX_PARAMS);
+        let e = FormParams::parse(body(MAX_PARAMS + 1).as_bytes(), 64 * 1024).unwrap_err();
+        assert_eq!((e.error, e.status), ("invalid_request", 400));
+        // Empty values do not count: they are absent.
+        let with_empty = format!("{}&{}", body(MAX_PARAMS), "q=&r=");
+        assert_eq!(form(&with_empty).unwrap().len(), MAX_PARAMS);
     }
 
     #[test]

@@ -38,6 +38,7 @@ fn harness_accepts_valid_requests_and_refuses_others() {
         "audience_and_resource",
         "empty_values_are_absent",
         "small_limit-fits",
+        "max_parameters",
     ] {
         assert!(harness::token_form(&seed("token_form", valid)), "{valid}");
     }
@@ -60,6 +61,7 @@ fn harness_accepts_valid_requests_and_refuses_others() {
         "secret_without_client_id",
         "small_limit-too_large",
         "introspection_request",
+        "too_many_parameters",
     ] {
         assert!(
             !harness::token_form(&seed("token_form", refused)),
