@@ -1413,3 +1413,40 @@ async fn failed_authentications_are_recorded_at_a_bounded_rate() {
     // Successful requests are not affected.
     issue(&idp, &secret_request(&a, None)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_past_its_own_limit_does_not_spend_the_tenant_budget() {
+    let c = clock();
+    let idp = idp_with(&c, |cfg| {
+        cfg.tiers.pro.client_requests_per_minute = Some(2);
+        cfg.tiers.pro.requests_per_minute = 5;
+    })
+    .await;
+    let t = tenant(&idp, Tier::Pro).await;
+    let greedy = agent(&idp, &t, "greedy").await;
+    let other = agent(&idp, &t, "other").await;
+    let mut admitted = 0;
+    for _ in 0..20 {
+        match issue(&idp, &secret_request(&greedy, None)).await {
+            Ok(_) => admitted += 1,
+            Err(Error::RateLimited { limit: 2, .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(admitted, 2, "the client's own limit");
+    // 18 refused requests later, the tenant still has 5 - 2 = 3.
+    for i in 0..2 {
+        issue(&idp, &secret_request(&other, None))
+            .await
+            .unwrap_or_else(|e| panic!("other client, request {i}: {e}"));
+    }
+    let third = agent(&idp, &t, "third").await;
+    issue(&idp, &secret_request(&third, None))
+        .await
+        .expect("the tenant's fifth request");
+    let r = issue(&idp, &secret_request(&third, None)).await;
+    assert!(
+        matches!(r, Err(Error::RateLimited { limit: 5, .. })),
+        "the tenant's sixth request: {r:?}"
+    );
+}

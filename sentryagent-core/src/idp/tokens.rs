@@ -60,45 +60,46 @@ pub(crate) fn tenant_quota(idp: &Idp, t: &Tenant) -> Quota {
 
 impl Idp {
     /// Admits one request of a client (token, introspection, revocation)
-    /// under its tenant's rate limit and, when the tier sets one, its own
-    /// per-client limit: [`Error::RateLimited`] with the refusing decision's
-    /// figures otherwise.
+    /// under its own per-client limit, when the tier sets one, and then its
+    /// tenant's rate limit: [`Error::RateLimited`] with the refusing
+    /// decision's figures otherwise.
+    ///
+    /// The client's limit comes first so that a request it refuses costs
+    /// the tenant nothing: a client hammering past its own limit cannot eat
+    /// the budget of the tenant's other clients.
     async fn admit_client_request(&self, tenant: &Tenant, agent: &AgentId) -> Result<()> {
-        let decision = self
-            .inner
-            .limiter
-            .check(&tenant_limit_key(tenant), &tenant_quota(self, tenant), 1)
-            .await?;
-        if !decision.allowed {
-            return Err(Error::RateLimited {
-                retry_after: decision.retry_after,
-                limit: u64::from(decision.limit),
-            });
-        }
-        let Some(per_client) = self
+        let refused = |d: crate::ratelimit::Decision| Error::RateLimited {
+            retry_after: d.retry_after,
+            limit: u64::from(d.limit),
+        };
+        let per_client = self
             .inner
             .config
             .tiers
             .limits(tenant.tier)
-            .client_requests_per_minute
-        else {
-            return Ok(());
-        };
-        let quota = Quota {
-            limit: per_client.max(1),
-            period: Duration::from_secs(60),
-            burst: per_client.max(1),
-        };
+            .client_requests_per_minute;
+        if let Some(per_client) = per_client {
+            let quota = Quota {
+                limit: per_client.max(1),
+                period: Duration::from_secs(60),
+                burst: per_client.max(1),
+            };
+            let d = self
+                .inner
+                .limiter
+                .check(&format!("client:{agent}"), &quota, 1)
+                .await?;
+            if !d.allowed {
+                return Err(refused(d));
+            }
+        }
         let d = self
             .inner
             .limiter
-            .check(&format!("client:{agent}"), &quota, 1)
+            .check(&tenant_limit_key(tenant), &tenant_quota(self, tenant), 1)
             .await?;
         if !d.allowed {
-            return Err(Error::RateLimited {
-                retry_after: d.retry_after,
-                limit: u64::from(d.limit),
-            });
+            return Err(refused(d));
         }
         Ok(())
     }
