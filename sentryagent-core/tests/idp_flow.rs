@@ -1450,3 +1450,102 @@ async fn a_client_past_its_own_limit_does_not_spend_the_tenant_budget() {
         "the tenant's sixth request: {r:?}"
     );
 }
+
+/// A usage meter whose writes wait until the test opens the gate.
+#[derive(Debug)]
+struct GatedMeter {
+    inner: sentryagent_core::memory::MemoryUsageMeter,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl sentryagent_core::UsageMeter for GatedMeter {
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+    async fn record(
+        &self,
+        batch: &sentryagent_core::usage::UsageBatch,
+    ) -> sentryagent_core::Result<bool> {
+        let _permit = self.gate.acquire().await.expect("gate open");
+        self.inner.record(batch).await
+    }
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        kind: sentryagent_core::usage::UsageKind,
+        bucket: &sentryagent_core::usage::Bucket,
+    ) -> sentryagent_core::Result<u64> {
+        self.inner.get(tenant, kind, bucket).await
+    }
+    async fn hourly(
+        &self,
+        tenant: &TenantId,
+        kind: sentryagent_core::usage::UsageKind,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> sentryagent_core::Result<Vec<(Timestamp, u64)>> {
+        self.inner.hourly(tenant, kind, from, to).await
+    }
+    async fn per_agent(
+        &self,
+        tenant: &TenantId,
+        kind: sentryagent_core::usage::UsageKind,
+        month: &str,
+    ) -> sentryagent_core::Result<std::collections::BTreeMap<sentryagent_core::AgentId, u64>> {
+        self.inner.per_agent(tenant, kind, month).await
+    }
+    async fn active_agents(&self, tenant: &TenantId, month: &str) -> sentryagent_core::Result<u64> {
+        self.inner.active_agents(tenant, month).await
+    }
+}
+
+#[tokio::test]
+async fn a_due_usage_flush_does_not_hold_up_the_request() {
+    use sentryagent_core::{Clock, UsageMeter};
+    let c = clock();
+    let meter = Arc::new(GatedMeter {
+        inner: sentryagent_core::memory::MemoryUsageMeter::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let idp = Idp::builder(ISSUER)
+        .clock(Arc::new(c.clone()))
+        .meter(meter.clone())
+        .build()
+        .await
+        .unwrap();
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "bot").await;
+    issue(&idp, &secret_request(&a, None)).await.unwrap();
+    c.advance(Duration::from_secs(2));
+    // The flush is due: the request returns while the meter's write waits.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        issue(&idp, &secret_request(&a, None)),
+    )
+    .await
+    .expect("the token request does not wait for the usage flush")
+    .unwrap();
+    let month = sentryagent_core::usage::Bucket::month_of(c.now());
+    let stored = || async {
+        meter
+            .inner
+            .get(
+                &t.id,
+                sentryagent_core::usage::UsageKind::TokenIssued,
+                &month,
+            )
+            .await
+            .unwrap()
+    };
+    assert_eq!(stored().await, 0, "nothing written while the gate is shut");
+    // Open the gate: the flush task writes both tokens.
+    meter.gate.add_permits(1_000);
+    for _ in 0..1_000 {
+        if stored().await == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(stored().await, 2, "the flush task wrote the counts");
+}

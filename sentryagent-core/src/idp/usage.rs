@@ -1,8 +1,8 @@
 //! Usage: buffered counting, quota checks, summaries and analytics.
 //!
 //! Counting never writes per request: increments gather in memory and are
-//! flushed as one idempotent batch when the flush interval has passed (on the
-//! next counted request), on [`Idp::flush_usage`] and on
+//! flushed as one idempotent batch when the flush interval has passed (by a
+//! task that the next counted request spawns), on [`Idp::flush_usage`] and on
 //! [`Idp::maintenance`]. A failed flush keeps its batch, with the same
 //! idempotency key, and retries it first, so nothing is lost or counted twice.
 //! Quota checks add this node's unflushed counts to the stored total, which is
@@ -40,6 +40,8 @@ struct BufferState {
 pub(crate) struct UsageBuffer {
     state: Mutex<BufferState>,
     flushing: tokio::sync::Mutex<()>,
+    /// A flush task is on its way (spawned by a counted request).
+    flush_spawned: std::sync::atomic::AtomicBool,
 }
 
 impl UsageBuffer {
@@ -150,8 +152,32 @@ impl Idp {
             now.since(since) >= self.inner.config.usage_flush_interval
         };
         if due {
-            let _ = self.flush_usage().await;
+            self.flush_due_usage().await;
         }
+    }
+
+    /// The flush a counted request found due: on a Tokio runtime, a task
+    /// of its own (one at a time), so that no request waits for the meter;
+    /// elsewhere, right away.
+    async fn flush_due_usage(&self) {
+        use std::sync::atomic::Ordering;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let _ = self.flush_usage().await;
+            return;
+        };
+        let spawned = &self.inner.usage.flush_spawned;
+        if spawned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let idp = self.clone();
+        runtime.spawn(async move {
+            // Errors keep the batch for the next flush (see flush_usage).
+            let _ = idp.flush_usage().await;
+            idp.inner
+                .usage
+                .flush_spawned
+                .store(false, Ordering::Release);
+        });
     }
 
     /// Writes buffered usage to the meter now. Returns the number of
