@@ -210,6 +210,10 @@ pub(crate) struct Inner {
     /// Failed authentications not recorded, by audit chain (`None`: the
     /// system chain), since that chain's last recorded one.
     pub(crate) unrecorded_failures: Mutex<HashMap<Option<TenantId>, u64>>,
+    /// Verifying keys of agents' `did:key`s (a DID names its key, so an
+    /// entry never goes stale); emptied when it reaches
+    /// [`tokens::DID_KEY_CACHE`] entries.
+    pub(crate) did_keys: Mutex<HashMap<String, crate::jose::VerifyingKey>>,
 }
 
 /// The identity provider. Cheap to clone; clones share everything.
@@ -357,6 +361,7 @@ impl IdpBuilder {
                 usage: usage::UsageBuffer::default(),
                 audit_tx,
                 unrecorded_failures: Mutex::new(HashMap::new()),
+                did_keys: Mutex::new(HashMap::new()),
             }),
         })
     }

@@ -37,6 +37,9 @@ struct AssertionClaims {
     exp: Option<i64>,
 }
 
+/// Most `did:key` verifying keys an `Idp` keeps decoded.
+pub(crate) const DID_KEY_CACHE: usize = 4096;
+
 /// The per-tenant rate limit key.
 pub(crate) fn tenant_limit_key(t: &Tenant) -> String {
     format!("tenant:{}", t.id)
@@ -255,6 +258,29 @@ impl Idp {
         }
     }
 
+    /// The verifying key of a `did:key` (decoded once, then cached: the
+    /// decoding checks the encoding and the point, about a seventh of a
+    /// `private_key_jwt` request). `None` if it is not a usable key.
+    fn did_verifying_key(&self, did: &str) -> Option<VerifyingKey> {
+        let cache = || {
+            self.inner
+                .did_keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(key) = cache().get(did) {
+            return Some(key.clone());
+        }
+        let public = crate::did::ed25519_from_did_key(did).ok()?;
+        let key = VerifyingKey::ed25519(&public).ok()?;
+        let mut keys = cache();
+        if keys.len() >= DID_KEY_CACHE {
+            keys.clear();
+        }
+        keys.insert(did.to_owned(), key.clone());
+        Some(key)
+    }
+
     /// The client's agent, secrets and tenant; `None` for an unknown client.
     async fn load_client_record(&self, client_id: &str) -> Result<Option<ClientRecord>, Failure> {
         let Ok(id) = AgentId::parse(client_id) else {
@@ -305,8 +331,9 @@ impl Idp {
         let agent = &record.agent;
         let tenant = Some(agent.tenant_id.clone());
         let fail = |why: &'static str| Failure::auth(&sub, tenant.clone(), why);
-        let public = agent.public_key().map_err(|_| fail("agent key unusable"))?;
-        let key = VerifyingKey::ed25519(&public).map_err(|_| fail("agent key unusable"))?;
+        let key = self
+            .did_verifying_key(&agent.did)
+            .ok_or_else(|| fail("agent key unusable"))?;
         let mut keys = KeySet::default();
         keys.insert(
             parsed
