@@ -199,38 +199,88 @@ impl MarketplaceQuery {
     }
 
     /// Whether `agent` matches (used by backends that filter in process).
+    /// To test many agents, prepare the query once with
+    /// [`matcher`](Self::matcher).
     pub fn matches(&self, agent: &Agent) -> bool {
+        self.matcher().matches(agent)
+    }
+
+    /// The query prepared for testing many agents: its words split and
+    /// lowercased once.
+    pub fn matcher(&self) -> MarketplaceMatcher<'_> {
+        MarketplaceMatcher {
+            query: self,
+            terms: self.terms(),
+        }
+    }
+}
+
+/// A [`MarketplaceQuery`] prepared for testing many agents
+/// ([`MarketplaceQuery::matcher`]).
+#[derive(Debug, Clone)]
+pub struct MarketplaceMatcher<'a> {
+    query: &'a MarketplaceQuery,
+    terms: Vec<String>,
+}
+
+impl MarketplaceMatcher<'_> {
+    /// Whether `agent` matches: the same answer as
+    /// [`MarketplaceQuery::matches`], without allocating for ASCII words.
+    pub fn matches(&self, agent: &Agent) -> bool {
+        let q = self.query;
         if !agent.is_in_marketplace() {
             return false;
         }
-        if let Some(c) = &self.capability
+        if let Some(c) = &q.capability
             && !agent.capabilities.iter().any(|x| x == c)
         {
             return false;
         }
-        if let Some(t) = &self.tag
+        if let Some(t) = &q.tag
             && !agent.tags.iter().any(|x| x == t)
         {
             return false;
         }
-        if let Some(c) = &self.category
+        if let Some(c) = &q.category
             && agent.category.as_ref() != Some(c)
         {
             return false;
         }
-        if let Some(p) = &self.publisher
+        if let Some(p) = &q.publisher
             && &agent.tenant_id != p
         {
             return false;
         }
-        let terms = self.terms();
-        if terms.is_empty() {
+        self.terms.iter().all(|t| has_word_starting_with(agent, t))
+    }
+}
+
+/// Whether one of the agent's searchable words ([`agent_search_terms`])
+/// starts with `term` (a lowercase word of [`search_terms`]).
+fn has_word_starting_with(agent: &Agent, term: &str) -> bool {
+    let fields = [agent.name.as_str(), agent.description.as_str()]
+        .into_iter()
+        .chain(agent.capabilities.iter().map(String::as_str))
+        .chain(agent.tags.iter().map(String::as_str));
+    for text in fields {
+        let mut words = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty());
+        if words.any(|w| word_starts_with(w, term)) {
             return true;
         }
-        let words = agent_search_terms(agent);
-        terms
-            .iter()
-            .all(|t| words.iter().any(|w| w.starts_with(t.as_str())))
+    }
+    false
+}
+
+/// `word.to_lowercase().starts_with(term)`, without the allocation when
+/// both are ASCII (`term` is lowercase already).
+fn word_starts_with(word: &str, term: &str) -> bool {
+    if word.is_ascii() && term.is_ascii() {
+        word.len() >= term.len()
+            && word.as_bytes()[..term.len()].eq_ignore_ascii_case(term.as_bytes())
+    } else {
+        word.to_lowercase().starts_with(term)
     }
 }
 
@@ -257,6 +307,52 @@ pub fn agent_search_terms(agent: &Agent) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The matching of words as it was first written: every word of the
+    /// agent lowercased into a list, then a prefix test.
+    fn reference_terms_match(agent: &Agent, query: &MarketplaceQuery) -> bool {
+        let words = agent_search_terms(agent);
+        query
+            .terms()
+            .iter()
+            .all(|t| words.iter().any(|w| w.starts_with(t.as_str())))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_matcher_matches_words_as_the_reference_does(
+            name in "[a-zA-Z0-9 _.İıßǅΣσς-]{0,12}",
+            description in "[a-zA-Z0-9 ,İıßǅΣσςÅå-]{0,24}",
+            capability in "[a-zA-Z.İß]{0,8}",
+            text in "[a-zA-Z0-9 İıßǅΣσςå]{0,8}",
+        ) {
+            let at = crate::Timestamp::from_unix_secs(0);
+            let agent = Agent {
+                id: AgentId::generate(),
+                tenant_id: TenantId::generate(),
+                name,
+                description,
+                version: "1".into(),
+                capabilities: vec![capability],
+                tags: vec!["Tag".into()],
+                category: None,
+                visibility: Visibility::Public,
+                state: LifecycleState::Listed,
+                did: String::new(),
+                allowed_scopes: vec![],
+                custom_claims: Default::default(),
+                token_algorithm: None,
+                created_at: at,
+                updated_at: at,
+                revision: 0,
+            };
+            let query = MarketplaceQuery { text: Some(text), ..Default::default() };
+            proptest::prop_assert_eq!(
+                query.matcher().matches(&agent),
+                reference_terms_match(&agent, &query)
+            );
+        }
+    }
 
     #[test]
     fn transition_table() {

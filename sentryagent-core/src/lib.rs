@@ -29,7 +29,7 @@ pub mod usage;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
-pub use agent::{Agent, LifecycleState, MarketplaceQuery, Visibility};
+pub use agent::{Agent, LifecycleState, MarketplaceMatcher, MarketplaceQuery, Visibility};
 pub use audit::{AuditEvent, AuditQuery, RequestMeta};
 pub use billing::{BillingProvider, NoBilling};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

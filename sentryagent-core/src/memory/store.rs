@@ -228,10 +228,11 @@ impl AgentStore for MemoryStore {
         page: &PageRequest,
     ) -> Result<Page<Agent>> {
         let s = self.read();
+        let matcher = query.matcher();
         Ok(page_by_key(
             s.agents
                 .iter()
-                .filter(|(_, a)| query.matches(a))
+                .filter(|(_, a)| matcher.matches(a))
                 .map(|(k, v)| (k.clone(), v.clone())),
             page,
         ))

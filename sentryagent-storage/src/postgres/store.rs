@@ -447,6 +447,7 @@ impl AgentStore for PostgresStore {
                 // page and one more are found, or the rows end.
                 let mut cursor = page.cursor.clone().unwrap_or_default();
                 let mut items: Vec<Agent> = Vec::with_capacity(size + 1);
+                let matcher = query.matcher();
                 loop {
                     let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(cursor.clone());
                     if let Some(t) = tsquery {
@@ -466,7 +467,7 @@ impl AgentStore for PostgresStore {
                     for r in &rows {
                         cursor = r.try_get("id")?;
                         let agent: Agent = doc(r, "doc")?;
-                        if query.matches(&agent) {
+                        if matcher.matches(&agent) {
                             items.push(agent);
                             if items.len() > size {
                                 break;

@@ -481,6 +481,7 @@ impl AgentStore for SledStore {
         page: &PageRequest,
     ) -> Result<Page<Agent>> {
         let terms: BTreeSet<String> = query.terms().into_iter().collect();
+        let matcher = query.matcher();
         let cursor = page.cursor.as_deref().map(str::as_bytes);
         let after = |id: &[u8]| cursor.is_none_or(|c| id > c);
         if terms.is_empty() {
@@ -492,11 +493,11 @@ impl AgentStore for SledStore {
                 .range((start, Bound::Unbounded))
                 .keys()
                 .map(|k| k.map(|k| k.to_vec()).map_err(iter_error("marketplace")));
-            return self.agents_by_ids(ids, page.size(), |a| query.matches(a));
+            return self.agents_by_ids(ids, page.size(), |a| matcher.matches(a));
         }
         let candidates = self.term_candidates(&terms)?;
         let ids = candidates.into_iter().filter(|id| after(id)).map(Ok);
-        self.agents_by_ids(ids, page.size(), |a| query.matches(a))
+        self.agents_by_ids(ids, page.size(), |a| matcher.matches(a))
     }
 
     // ---- client secrets ----
