@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::StripeConfig;
 use crate::webhook;
+use sentryagent_core::hex::encode as hex;
 
 /// Largest Stripe response body read, in bytes.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -182,10 +183,6 @@ fn encode(form: &Form) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
         .finish()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn body_digest(body: &str) -> String {

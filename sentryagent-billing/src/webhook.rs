@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sentryagent_core::Timestamp;
+use sentryagent_core::hex::digit as hex_value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -138,15 +139,6 @@ fn decode_hex_32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// The HMAC of `"{t}.{body}"`, `t` in canonical decimal: the value, not the
 /// header's text (`t=0100` signs `100.`, as Stripe's libraries do).
 fn mac(secret: &str, t: i64, body: &[u8]) -> [u8; 32] {
@@ -197,13 +189,7 @@ pub fn verify_signature(
 
 /// The `v1` signature (lowercase hex) of `body` at Unix second `t`.
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    let tag = mac(secret, t, body);
-    let mut out = String::with_capacity(64);
-    for b in tag {
-        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-    }
-    out
+    sentryagent_core::hex::encode(&mac(secret, t, body))
 }
 
 /// A complete `Stripe-Signature` header value, `t={t},v1={signature}`.

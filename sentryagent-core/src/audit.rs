@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::hex::encode as hex;
 use crate::{TenantId, Timestamp};
 
 /// Success or failure of the audited action.
@@ -76,16 +77,6 @@ pub struct AuditEvent {
 
 /// The hash preceding the first event of a chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
-}
 
 /// The hash of `event` at position `seq` after `prev_hash`.
 pub fn event_hash(seq: u64, prev_hash: &str, event: &NewAuditEvent) -> String {

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod did;
 pub mod error;
 pub mod health;
+pub mod hex;
 mod idp;
 mod ids;
 pub mod jose;

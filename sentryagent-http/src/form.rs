@@ -52,6 +52,9 @@ use base64::Engine as _;
 use sentryagent_core::oauth::OAuthError;
 use sentryagent_core::token::CLIENT_CREDENTIALS;
 use sentryagent_core::{ClientCredentials, Error, TokenRequest};
+// One hex digit; not `u8::from_str_radix`, which takes a sign (`%+1` is not
+// an escape).
+use sentryagent_core::hex::digit as hex_value;
 
 /// Parameters that may appear more than once (RFC 8707 §2).
 pub const REPEATABLE: &[&str] = &["resource", "audience"];
@@ -154,17 +157,6 @@ fn decode_component(raw: &[u8]) -> Option<String> {
         i += 1;
     }
     String::from_utf8(out).ok()
-}
-
-/// The value of one hex digit. (Not `u8::from_str_radix`, which takes a
-/// sign: `%+1` is not an escape.)
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// The client's credentials, from the raw value of the `Authorization`
