@@ -7,7 +7,8 @@
 --
 -- (one line). The label comes from LOADTEST_LABEL. A script may set
 -- `M.expect` to a plain substring every 200 body must contain; a 200 without
--- it counts as an error too.
+-- it counts as an error too. `M.post_form(body)` sets up the request both
+-- scripts send: a form POST with client_secret_basic from LOADTEST_BASIC.
 
 local M = {}
 
@@ -47,6 +48,23 @@ function M.done(summary, latency, _requests)
     bad,
     socket,
     bad + socket))
+end
+
+-- A form POST of `body` with client_secret_basic credentials (LOADTEST_BASIC,
+-- base64 of client_id:client_secret), counted as above.
+function M.post_form(body)
+  local basic = os.getenv("LOADTEST_BASIC")
+  if not basic or basic == "" then
+    error("LOADTEST_BASIC (base64 of client_id:client_secret) is not set")
+  end
+  wrk.method = "POST"
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  wrk.headers["Authorization"] = "Basic " .. basic
+  setup = M.setup
+  init = M.init
+  response = M.response
+  done = M.done
 end
 
 return M

@@ -11,10 +11,6 @@
 local here = debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./"
 local common = dofile(here .. "common.lua")
 
-local basic = os.getenv("LOADTEST_BASIC")
-if not basic or basic == "" then
-  error("LOADTEST_BASIC (base64 of client_id:client_secret) is not set")
-end
 local token = os.getenv("LOADTEST_TOKEN")
 if not token or not token:match("^[%w%-_%.]+$") then
   error("LOADTEST_TOKEN (a compact JWT) is not set or not a JWT")
@@ -23,12 +19,4 @@ end
 -- An answer that does not say the token is active is an error too.
 common.expect = '"active":true'
 
-wrk.method = "POST"
-wrk.body = "token=" .. token .. "&token_type_hint=access_token"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Authorization"] = "Basic " .. basic
-
-setup = common.setup
-init = common.init
-response = common.response
-done = common.done
+common.post_form("token=" .. token .. "&token_type_hint=access_token")

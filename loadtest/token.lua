@@ -10,17 +10,4 @@
 local here = debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./"
 local common = dofile(here .. "common.lua")
 
-local basic = os.getenv("LOADTEST_BASIC")
-if not basic or basic == "" then
-  error("LOADTEST_BASIC (base64 of client_id:client_secret) is not set")
-end
-
-wrk.method = "POST"
-wrk.body = "grant_type=client_credentials"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Authorization"] = "Basic " .. basic
-
-setup = common.setup
-init = common.init
-response = common.response
-done = common.done
+common.post_form("grant_type=client_credentials")

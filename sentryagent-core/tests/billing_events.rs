@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sentryagent_core::billing::{BillingEvent, BillingEventKind};
 use sentryagent_core::tenant::SubscriptionStatus;
 use sentryagent_core::{
-    BillingOutcome, Caller, Error, Idp, ManualClock, NewTenant, TenantId, Tier, Timestamp,
+    BillingOutcome, Caller, Error, Idp, ManualClock, NewTenant, Tenant, TenantId, Tier, Timestamp,
 };
 
 fn ev(id: &str, tenant: &TenantId, created: i64, kind: BillingEventKind) -> BillingEvent {
@@ -19,18 +19,17 @@ fn ev(id: &str, tenant: &TenantId, created: i64, kind: BillingEventKind) -> Bill
     }
 }
 
-#[tokio::test]
-async fn events_apply_once_in_order() {
+/// An in-memory `Idp` on a manual clock, with one free tenant.
+async fn idp_with_tenant() -> (Idp, Tenant) {
     let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
     let idp = Idp::builder("https://idp.example")
         .clock(Arc::new(clock))
         .build()
         .await
         .unwrap();
-    let sys = Caller::system();
     let t = idp
         .create_tenant(
-            &sys,
+            &Caller::system(),
             NewTenant {
                 name: "Acme".into(),
                 ..Default::default()
@@ -38,6 +37,13 @@ async fn events_apply_once_in_order() {
         )
         .await
         .unwrap();
+    (idp, t)
+}
+
+#[tokio::test]
+async fn events_apply_once_in_order() {
+    let (idp, t) = idp_with_tenant().await;
+    let sys = Caller::system();
     let meta = Default::default();
 
     let done = ev(
@@ -138,23 +144,8 @@ async fn events_apply_once_in_order() {
 
 #[tokio::test]
 async fn events_of_a_replaced_subscription_change_nothing_but_renewal_dates_move_forward() {
-    let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
-    let idp = Idp::builder("https://idp.example")
-        .clock(Arc::new(clock))
-        .build()
-        .await
-        .unwrap();
+    let (idp, t) = idp_with_tenant().await;
     let sys = Caller::system();
-    let t = idp
-        .create_tenant(
-            &sys,
-            NewTenant {
-                name: "Acme".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
     let meta = Default::default();
     let mut first = ev(
         "evt_a",
@@ -212,23 +203,8 @@ async fn events_of_a_replaced_subscription_change_nothing_but_renewal_dates_move
 
 #[tokio::test]
 async fn late_events_of_a_deleted_or_replaced_subscription_leave_the_renewal_date_alone() {
-    let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
-    let idp = Idp::builder("https://idp.example")
-        .clock(Arc::new(clock))
-        .build()
-        .await
-        .unwrap();
+    let (idp, t) = idp_with_tenant().await;
     let sys = Caller::system();
-    let t = idp
-        .create_tenant(
-            &sys,
-            NewTenant {
-                name: "Acme".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
     let meta = Default::default();
     let done = ev(
         "evt_1",
