@@ -27,8 +27,8 @@ use sentryagent::did::did_key_from_ed25519;
 use sentryagent::secret::SecretHash;
 use sentryagent::tenant::{BillingInfo, Publisher};
 use sentryagent::{
-    Agent, AgentId, AgentStore, LifecycleState, MarketplaceQuery, MemoryStore, PageRequest,
-    SecretId, Tenant, TenantId, TenantStatus, Tier, Timestamp, Visibility,
+    Agent, AgentId, IdpStore, LifecycleState, MarketplaceQuery, MemoryStore, PageRequest, SecretId,
+    Tenant, TenantId, TenantStatus, Tier, Timestamp, Visibility,
 };
 use support::{ThreadCpuTime, cpu_time_criterion};
 use tokio::runtime::Runtime;
@@ -182,7 +182,7 @@ fn agent(tenant: &TenantId, i: usize, did: &str) -> (Agent, ClientSecret) {
 
 /// Fills `store` with a tenant and `n` listed agents (created
 /// [`FILL_CONCURRENCY`] at a time); returns their ids.
-fn fill(rt: &Runtime, store: &Arc<dyn AgentStore>, n: usize, did: &str) -> Vec<AgentId> {
+fn fill(rt: &Runtime, store: &Arc<dyn IdpStore>, n: usize, did: &str) -> Vec<AgentId> {
     let t = tenant();
     rt.block_on(async {
         store.create_tenant(&t).await.expect("tenant");
@@ -207,7 +207,7 @@ fn bench_backend<M: Measurement>(
     g: &mut BenchmarkGroup<'_, M>,
     rt: &Runtime,
     backend: &str,
-    store: Arc<dyn AgentStore>,
+    store: Arc<dyn IdpStore>,
     did: &str,
 ) {
     let agents: OnceCell<Vec<AgentId>> = OnceCell::new();

@@ -28,12 +28,12 @@ use sentryagent_core::jose::{
     parse_compact, verify_compact, verify_jwt,
 };
 use sentryagent_core::secret::SecretHash;
-use sentryagent_core::store::AgentStore;
 use sentryagent_core::tenant::{BillingInfo, Publisher, Tenant, TenantStatus};
 use sentryagent_core::token::{ClientCredentials, JWT_BEARER_ASSERTION_TYPE, TokenRequest};
 use sentryagent_core::{
     AgentId, Idp, ManualClock, MemoryStore, SecretId, TenantId, Tier, Timestamp,
 };
+use sentryagent_core::{AgentStore, TenantStore};
 
 /// The issuer of the JWT verification cases and of the fuzzed `Idp`.
 pub const ISSUER: &str = "https://idp.example";

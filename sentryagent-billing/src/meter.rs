@@ -144,6 +144,7 @@ impl MeterReporter {
                 if self
                     .idp
                     .store()
+                    .markers
                     .has_marker(MARKER_NAMESPACE, &identifier, now)
                     .await?
                 {
@@ -175,7 +176,7 @@ impl MeterReporter {
         }
         let mut page = PageRequest::first(200);
         loop {
-            let tenants = self.idp.store().list_tenants(&page).await?;
+            let tenants = self.idp.store().tenants.list_tenants(&page).await?;
             for tenant in &tenants.items {
                 if tenant.tier == Tier::Free || tenant.billing.customer_id.is_none() {
                     continue;
@@ -191,6 +192,7 @@ impl MeterReporter {
                                     r.timestamp.plus(self.lookback + self.settle + 2 * HOUR);
                                 self.idp
                                     .store()
+                                    .markers
                                     .put_marker(
                                         MARKER_NAMESPACE,
                                         &r.identifier,

@@ -166,6 +166,7 @@ async fn closed_hours_of_paid_tenants_are_reported_once() {
     assert!(
         w.idp
             .store()
+            .markers
             .has_marker(
                 MARKER_NAMESPACE,
                 &meter_identifier(

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::jose::{Algorithm, JwkSet, KeySet, SigningKey};
-use crate::store::{AgentStore, SigningKeyRecord};
+use crate::store::{SigningKeyRecord, SigningKeyStore};
 use crate::{Error, Result, Timestamp};
 
 /// The loaded ring: signers and the verification set.
@@ -50,7 +50,7 @@ fn new_kid(alg: Algorithm, now: Timestamp) -> String {
 /// Brings the stored ring up to date at `now` (rotating keys that are due,
 /// deleting expired ones) and loads it.
 pub(crate) async fn refresh(
-    store: &dyn AgentStore,
+    store: &dyn SigningKeyStore,
     algorithms: &[Algorithm],
     rotation_period: Duration,
     retention: Duration,

@@ -46,7 +46,10 @@ pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 pub use page::{Page, PageRequest};
 pub use ratelimit::{Decision, Quota, RateLimiter};
 pub use revocation::RevocationCache;
-pub use store::{AgentStore, ClientRecord};
+pub use store::{
+    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, MarkerStore,
+    SettingStore, SigningKeyRecord, SigningKeyStore, StoreParts, TenantStore,
+};
 pub use tenant::{NewTenant, Tenant, TenantStatus};
 pub use tier::{Tier, TierLimits, TierTable};
 pub use token::{ClientCredentials, TokenRequest, TokenResponse};

@@ -809,7 +809,7 @@ async fn rotated_signing_keys_stay_in_the_jwks_until_their_tokens_expire() {
 
     // A second node on the same store sees the same ring.
     let other = Idp::builder(ISSUER)
-        .store(idp.store().clone())
+        .store_parts(idp.store().clone())
         .clock(Arc::new(c.clone()))
         .configure(|cfg| cfg.algorithms = vec![Algorithm::EdDSA, Algorithm::ES256])
         .build()

@@ -14,9 +14,11 @@ use crate::AppState;
 use crate::extract::MaybeAdmin;
 use crate::problem::Problem;
 
-/// Probes the Idp's store and usage meter, and the configured extra probes.
+/// Probes each distinct backend of the Idp's store, its usage meter, and
+/// the configured extra probes.
 async fn probe(s: &AppState) -> Vec<BackendHealth> {
-    let mut out = vec![s.idp.store().health().await, s.idp.meter().health().await];
+    let mut out = s.idp.store().health().await;
+    out.push(s.idp.meter().health().await);
     for p in &s.config.health_probes {
         out.extend(p.probe().await);
     }

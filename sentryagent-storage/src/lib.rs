@@ -45,7 +45,7 @@ mod url_params;
 
 use sentryagent_core::health::BackendHealth;
 use sentryagent_core::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
-use sentryagent_core::{AgentStore, Clock, Error, RateLimiter, Result, UsageMeter};
+use sentryagent_core::{Clock, Error, IdpStore, RateLimiter, Result, StoreParts, UsageMeter};
 
 #[cfg(feature = "sled")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
@@ -73,8 +73,8 @@ pub trait HealthCheck: Send + Sync + std::fmt::Debug {
 /// The opened parts.
 #[derive(Debug, Clone)]
 pub struct Backends {
-    /// The store.
-    pub store: Arc<dyn AgentStore>,
+    /// The store: every store part, on the store URL's backend.
+    pub store: Arc<dyn IdpStore>,
     /// The rate limiter.
     pub limiter: Arc<dyn RateLimiter>,
     /// The usage meter.
@@ -97,10 +97,15 @@ impl Backends {
         out
     }
 
+    /// The store parts an [`Idp`](sentryagent_core::Idp) is built from.
+    pub fn store_parts(&self) -> StoreParts {
+        StoreParts::from(self.store.clone())
+    }
+
     /// Applies the parts to an [`IdpBuilder`](sentryagent_core::IdpBuilder).
     pub fn apply(&self, b: sentryagent_core::IdpBuilder) -> sentryagent_core::IdpBuilder {
         let b = b
-            .store(self.store.clone())
+            .store_parts(self.store_parts())
             .limiter(self.limiter.clone())
             .meter(self.meter.clone());
         match &self.revocations {
@@ -157,7 +162,7 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
         allow(unused_mut, unused_variables)
     )]
     let mut opened = Opened::default();
-    let store: Arc<dyn AgentStore> = match scheme(store_url) {
+    let store: Arc<dyn IdpStore> = match scheme(store_url) {
         "memory" => Arc::new(MemoryStore::new()),
         #[cfg(feature = "sled")]
         "sled" => Arc::new(open_sled("store", store_url)?.store()),

@@ -5,13 +5,14 @@
 
 mod services;
 
+use sentryagent_core::{AgentStore, Backend, MarkerStore, TenantStore};
 use std::collections::BTreeSet;
 
 use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
 use sentryagent_core::health::HealthStatus;
 use sentryagent_core::memory::MemoryStore;
 use sentryagent_core::page::PageRequest;
-use sentryagent_core::{AgentStore, Error, LifecycleState, MarketplaceQuery, Visibility};
+use sentryagent_core::{Error, LifecycleState, MarketplaceQuery, Visibility};
 use sentryagent_storage::postgres::{PostgresOptions, PostgresStore};
 use sqlx::Connection;
 

@@ -2,6 +2,7 @@
 //! backend (each test on a fresh temporary directory).
 #![cfg(feature = "sled")]
 
+use sentryagent_core::{AgentStore, AuditLog, MarkerStore, SettingStore, TenantStore};
 use std::sync::Arc;
 
 use sentryagent_core::audit::{AuditQuery, NewAuditEvent, Outcome, verify_chain};
@@ -10,7 +11,7 @@ use sentryagent_core::page::PageRequest;
 use sentryagent_core::ratelimit::{Quota, RateLimiter};
 use sentryagent_core::usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
 use sentryagent_core::{
-    AgentStore, Clock, Error, LifecycleState, ManualClock, MarketplaceQuery, Timestamp, Visibility,
+    Clock, Error, LifecycleState, ManualClock, MarketplaceQuery, Timestamp, Visibility,
 };
 use sentryagent_storage::sled::SledBackend;
 use sentryagent_storage::{BackendUrls, open};
@@ -20,10 +21,10 @@ fn clock() -> ManualClock {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sled_conformance_agent_store() {
+async fn sled_conformance_store() {
     let dir = tempfile::tempdir().unwrap();
     let backend = SledBackend::open(dir.path()).unwrap();
-    conformance::agent_store::run_all(Arc::new(backend.store())).await;
+    conformance::store::run_all(Arc::new(backend.store())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

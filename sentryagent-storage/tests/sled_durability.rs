@@ -13,6 +13,7 @@
 //! refused with a clear error.
 #![cfg(all(feature = "sled", unix))]
 
+use sentryagent_core::{AgentStore, AuditLog, MarkerStore, TenantStore};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use sentryagent_core::audit::{AuditQuery, NewAuditEvent, Outcome, verify_chain};
 use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
-use sentryagent_core::{AgentId, AgentStore, Error, TenantId, Timestamp};
+use sentryagent_core::{AgentId, Error, TenantId, Timestamp};
 use sentryagent_storage::sled::{SledBackend, SledStore};
 
 /// Set in the child: the directory to write to.

@@ -5,19 +5,38 @@
 //! or the trait has a gap. The in-memory backends run them in this crate's
 //! tests; the sled, Postgres and Redis backends run the same functions.
 //!
+//! A backend that keeps everything runs [`store::run_all`], which runs the
+//! suite of each store trait; a backend of one part runs that part's suite
+//! (e.g. [`marker_store::run_all`]).
+//!
 //! ```no_run
 //! # async fn f() {
 //! use std::sync::Arc;
 //! use sentryagent_core::memory::MemoryStore;
-//! sentryagent_core::conformance::agent_store::run_all(Arc::new(MemoryStore::new())).await;
+//! sentryagent_core::conformance::store::run_all(Arc::new(MemoryStore::new())).await;
 //! # }
 //! ```
 //!
 //! Suites panic (with the backend's name and what failed) on the first
 //! failure, like any test.
 
+/// Panics with the backend's name and the message unless the condition
+/// holds.
+macro_rules! check {
+    ($store:expr, $cond:expr, $($msg:tt)+) => {
+        assert!($cond, "[{}] {}", $store.name(), format!($($msg)+))
+    };
+}
+
+pub mod admin_key_store;
 pub mod agent_store;
+pub mod audit_log;
+pub mod marker_store;
 pub mod rate_limiter;
+pub mod setting_store;
+pub mod signing_key_store;
+pub mod store;
+pub mod tenant_store;
 pub mod usage_meter;
 
 use crate::credentials::ClientSecret;
@@ -27,6 +46,11 @@ use crate::{
     Agent, AgentId, LifecycleState, SecretId, Tenant, TenantId, TenantStatus, Tier, Timestamp,
     Visibility,
 };
+
+/// A time of the suites: `secs` after a fixed instant.
+pub(crate) fn t(secs: i64) -> Timestamp {
+    Timestamp::from_unix_secs(1_763_700_000 + secs)
+}
 
 /// A unique suffix so suites can share a database with other runs.
 pub(crate) fn unique() -> String {

@@ -64,7 +64,7 @@ impl Idp {
         let mut tenant = tenant;
         let mut attempt = 0;
         loop {
-            match self.inner.store.create_tenant(&tenant).await {
+            match self.inner.store.tenants.create_tenant(&tenant).await {
                 Ok(()) => break,
                 // A derived slug that is taken gets a random suffix.
                 Err(Error::AlreadyExists { .. }) if new.slug.is_none() && attempt < 5 => {
@@ -98,13 +98,13 @@ impl Idp {
     /// A tenant the caller reaches.
     pub async fn get_tenant(&self, caller: &Caller, id: &TenantId) -> Result<Tenant> {
         caller.reach(id, "tenant")?;
-        self.inner.store.get_tenant(id).await
+        self.inner.store.tenants.get_tenant(id).await
     }
 
     /// Every tenant (operator only).
     pub async fn list_tenants(&self, caller: &Caller, page: &PageRequest) -> Result<Page<Tenant>> {
         caller.require_operator()?;
-        self.inner.store.list_tenants(page).await
+        self.inner.store.tenants.list_tenants(page).await
     }
 
     /// Applies `change` to a tenant with optimistic concurrency, retrying on
@@ -118,12 +118,12 @@ impl Idp {
         mut change: impl FnMut(&mut Tenant) -> Result<bool>,
     ) -> Result<Tenant> {
         for _ in 0..16 {
-            let mut t = self.inner.store.get_tenant(id).await?;
+            let mut t = self.inner.store.tenants.get_tenant(id).await?;
             if !change(&mut t)? {
                 return Ok(t);
             }
             t.updated_at = self.now();
-            match self.inner.store.update_tenant(&t).await {
+            match self.inner.store.tenants.update_tenant(&t).await {
                 Ok(stored) => {
                     let mut ev = self.event(
                         Some(id),
@@ -240,7 +240,7 @@ impl Idp {
             None => caller.require_operator()?,
             Some(t) => {
                 caller.reach(t, "tenant")?;
-                self.inner.store.get_tenant(t).await?;
+                self.inner.store.tenants.get_tenant(t).await?;
             }
         }
         validate_text("name", name, 100)?;
@@ -268,7 +268,7 @@ impl Idp {
             last_used_at: None,
             revoked_at: None,
         };
-        self.inner.store.create_admin_key(&key).await?;
+        self.inner.store.admin_keys.create_admin_key(&key).await?;
         self.audit(self.event(
             tenant,
             &caller.actor,
@@ -299,7 +299,13 @@ impl Idp {
             ));
         }
         let prefix = &secret[..ADMIN_KEY_VISIBLE_LEN];
-        match self.inner.store.get_admin_key_by_prefix(prefix).await {
+        match self
+            .inner
+            .store
+            .admin_keys
+            .get_admin_key_by_prefix(prefix)
+            .await
+        {
             Ok(k) if self.inner.hasher.verify(secret, &k.hash) && k.revoked_at.is_none() => {
                 return Ok(k);
             }
@@ -322,11 +328,16 @@ impl Idp {
             last_used_at: None,
             revoked_at: None,
         };
-        match self.inner.store.create_admin_key(&key).await {
+        match self.inner.store.admin_keys.create_admin_key(&key).await {
             Ok(()) => {}
             // Another node bootstrapped the same key at the same moment.
             Err(Error::AlreadyExists { .. }) => {
-                let k = self.inner.store.get_admin_key_by_prefix(prefix).await?;
+                let k = self
+                    .inner
+                    .store
+                    .admin_keys
+                    .get_admin_key_by_prefix(prefix)
+                    .await?;
                 if self.inner.hasher.verify(secret, &k.hash) {
                     return Ok(k);
                 }
@@ -361,6 +372,7 @@ impl Idp {
             match self
                 .inner
                 .store
+                .admin_keys
                 .get_admin_key_by_prefix(&secret[..ADMIN_KEY_VISIBLE_LEN])
                 .await
             {
@@ -396,7 +408,11 @@ impl Idp {
             .last_used_at
             .is_none_or(|t| now.since(t) >= TOUCH_INTERVAL)
         {
-            self.inner.store.touch_admin_key(&key.id, now).await?;
+            self.inner
+                .store
+                .admin_keys
+                .touch_admin_key(&key.id, now)
+                .await?;
         }
         Ok(key)
     }
@@ -412,7 +428,7 @@ impl Idp {
             None => caller.require_operator()?,
             Some(t) => caller.reach(t, "tenant")?,
         }
-        self.inner.store.list_admin_keys(tenant).await
+        self.inner.store.admin_keys.list_admin_keys(tenant).await
     }
 
     /// Revokes an admin key the caller reaches (a tenant key may revoke keys
@@ -428,7 +444,11 @@ impl Idp {
         if !keys.iter().any(|k| &k.id == id) {
             return Err(Error::not_found("api_key"));
         }
-        self.inner.store.revoke_admin_key(id, self.now()).await?;
+        self.inner
+            .store
+            .admin_keys
+            .revoke_admin_key(id, self.now())
+            .await?;
         self.audit(self.event(
             tenant,
             &caller.actor,
@@ -457,11 +477,11 @@ impl Idp {
             (Some(own), None) => {
                 let mut q = query.clone();
                 q.tenant_id = Some(own.clone());
-                return self.inner.store.query_audit(&q).await;
+                return self.inner.store.audit_log.query_audit(&q).await;
             }
             _ => {}
         }
-        self.inner.store.query_audit(query).await
+        self.inner.store.audit_log.query_audit(query).await
     }
 
     /// A live tail of the audit events the caller may read, appended through
@@ -501,14 +521,14 @@ impl Idp {
             ..Default::default()
         };
         loop {
-            let page = self.inner.store.query_audit(&q).await?;
+            let page = self.inner.store.audit_log.query_audit(&q).await?;
             events.extend(page.items);
             match page.next_cursor {
                 Some(c) => q.cursor = Some(c),
                 None => break,
             }
         }
-        let head = self.inner.store.audit_head(tenant).await?;
+        let head = self.inner.store.audit_log.audit_head(tenant).await?;
         verify_chain(&events, head.as_ref()).map_err(|e| Error::Conflict {
             message: format!("audit chain verification failed: {e}"),
         })

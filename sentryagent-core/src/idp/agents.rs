@@ -277,7 +277,7 @@ impl Idp {
                 (did, Some(jwk))
             }
         };
-        let t = self.inner.store.get_tenant(tenant).await?;
+        let t = self.inner.store.tenants.get_tenant(tenant).await?;
         let limits = self.inner.config.tiers.limits(t.tier);
         let now = self.now();
         let agent = Agent {
@@ -303,6 +303,7 @@ impl Idp {
         match self
             .inner
             .store
+            .agents
             .create_agent(&agent, &secret_record, limits.max_agents)
             .await
         {
@@ -362,7 +363,7 @@ impl Idp {
     /// An agent the caller reaches.
     pub async fn get_agent(&self, caller: &Caller, id: &AgentId) -> Result<Agent> {
         caller.require(AdminScope::AgentsRead)?;
-        let agent = self.inner.store.get_agent(id).await?;
+        let agent = self.inner.store.agents.get_agent(id).await?;
         caller.reach(&agent.tenant_id, "agent")?;
         Ok(agent)
     }
@@ -376,7 +377,7 @@ impl Idp {
     ) -> Result<Page<Agent>> {
         caller.reach(tenant, "tenant")?;
         caller.require(AdminScope::AgentsRead)?;
-        self.inner.store.list_agents(tenant, page).await
+        self.inner.store.agents.list_agents(tenant, page).await
     }
 
     async fn change_agent(
@@ -388,12 +389,12 @@ impl Idp {
     ) -> Result<Agent> {
         caller.require(AdminScope::AgentsWrite)?;
         for _ in 0..16 {
-            let mut agent = self.inner.store.get_agent(id).await?;
+            let mut agent = self.inner.store.agents.get_agent(id).await?;
             caller.reach(&agent.tenant_id, "agent")?;
             let before = agent.state;
             change(&mut agent)?;
             agent.updated_at = self.now();
-            match self.inner.store.update_agent(&agent).await {
+            match self.inner.store.agents.update_agent(&agent).await {
                 Ok(stored) => {
                     let mut ev = self.event(
                         Some(&stored.tenant_id),
@@ -526,6 +527,7 @@ impl Idp {
         let (record, secret) = self.new_client_secret(id, now);
         self.inner
             .store
+            .agents
             .rotate_client_secret(id, &record, until)
             .await?;
         let mut ev = self.event(
@@ -550,6 +552,7 @@ impl Idp {
         let n = self
             .inner
             .store
+            .agents
             .revoke_client_secrets(id, self.now())
             .await?;
         let mut ev = self.event(
@@ -576,17 +579,26 @@ impl Idp {
         if query.text.as_ref().is_some_and(|t| t.len() > 200) {
             return Err(Error::invalid("q", "at most 200 characters"));
         }
-        self.inner.store.search_marketplace(query, page).await
+        self.inner
+            .store
+            .agents
+            .search_marketplace(query, page)
+            .await
     }
 
     /// A marketplace agent with its publisher; `NotFound` unless public and
     /// listed or active.
     pub async fn marketplace_agent(&self, id: &AgentId) -> Result<(Agent, Tenant)> {
-        let agent = self.inner.store.get_agent(id).await?;
+        let agent = self.inner.store.agents.get_agent(id).await?;
         if !agent.is_in_marketplace() {
             return Err(Error::not_found("agent"));
         }
-        let tenant = self.inner.store.get_tenant(&agent.tenant_id).await?;
+        let tenant = self
+            .inner
+            .store
+            .tenants
+            .get_tenant(&agent.tenant_id)
+            .await?;
         if tenant.status == TenantStatus::Suspended {
             return Err(Error::not_found("agent"));
         }
@@ -599,7 +611,7 @@ impl Idp {
         if crate::tenant::validate_slug(slug).is_err() {
             return Err(Error::not_found("publisher"));
         }
-        let tenant = match self.inner.store.get_tenant_by_slug(slug).await {
+        let tenant = match self.inner.store.tenants.get_tenant_by_slug(slug).await {
             Ok(t) => t,
             Err(Error::NotFound { .. }) => return Err(Error::not_found("publisher")),
             Err(e) => return Err(e),
@@ -613,7 +625,7 @@ impl Idp {
     /// The DID document of an agent: public for marketplace agents; others
     /// only for a caller reaching their tenant.
     pub async fn did_document(&self, caller: Option<&Caller>, id: &AgentId) -> Result<DidDocument> {
-        let agent = self.inner.store.get_agent(id).await?;
+        let agent = self.inner.store.agents.get_agent(id).await?;
         let visible = agent.is_in_marketplace()
             || caller.is_some_and(|c| c.reach(&agent.tenant_id, "agent").is_ok());
         if !visible {
@@ -624,6 +636,6 @@ impl Idp {
 
     /// How many agents count against a tenant's limit (not retired).
     pub(crate) async fn agent_count(&self, tenant: &TenantId) -> Result<u64> {
-        self.inner.store.count_agents(tenant).await
+        self.inner.store.agents.count_agents(tenant).await
     }
 }

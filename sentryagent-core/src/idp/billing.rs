@@ -48,7 +48,7 @@ impl Idp {
                 "checkout is for a paid tier (pro or enterprise)",
             ));
         }
-        let t = self.inner.store.get_tenant(tenant).await?;
+        let t = self.inner.store.tenants.get_tenant(tenant).await?;
         if t.tier == tier
             && matches!(
                 t.billing.subscription_status,
@@ -77,7 +77,7 @@ impl Idp {
     pub async fn billing_portal(&self, caller: &Caller, tenant: &TenantId) -> Result<String> {
         caller.reach(tenant, "tenant")?;
         caller.require(AdminScope::BillingWrite)?;
-        let t = self.inner.store.get_tenant(tenant).await?;
+        let t = self.inner.store.tenants.get_tenant(tenant).await?;
         if t.billing.customer_id.is_none() {
             return Err(Error::conflict(
                 "the tenant has no billing account yet; upgrade first",
@@ -127,7 +127,7 @@ impl Idp {
     ) -> Result<BillingOutcome> {
         let now = self.now();
         let tenant = match &event.tenant_id {
-            Some(id) => match self.inner.store.get_tenant(id).await {
+            Some(id) => match self.inner.store.tenants.get_tenant(id).await {
                 Ok(t) => Some(t),
                 Err(Error::NotFound { .. }) => None,
                 Err(e) => return Err(e),
@@ -138,6 +138,7 @@ impl Idp {
             let first = self
                 .inner
                 .store
+                .markers
                 .put_marker(
                     NS_BILLING_EVENT,
                     &event.id,
@@ -164,6 +165,7 @@ impl Idp {
         if self
             .inner
             .store
+            .markers
             .has_marker(NS_BILLING_EVENT, &event.id, now)
             .await?
         {
@@ -260,6 +262,7 @@ impl Idp {
         .await?;
         self.inner
             .store
+            .markers
             .put_marker(
                 NS_BILLING_EVENT,
                 &event.id,

@@ -22,7 +22,7 @@ use crate::keys::KeyRing;
 use crate::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 use crate::ratelimit::RateLimiter;
 use crate::secret::SecretHasher;
-use crate::store::AgentStore;
+use crate::store::{IdpStore, StoreParts};
 use crate::usage::UsageMeter;
 use crate::{Clock, Error, Result, SystemClock, TenantId, TierTable};
 
@@ -197,7 +197,7 @@ impl Caller {
 
 pub(crate) struct Inner {
     pub(crate) config: IdpConfig,
-    pub(crate) store: Arc<dyn AgentStore>,
+    pub(crate) store: StoreParts,
     pub(crate) limiter: Arc<dyn RateLimiter>,
     pub(crate) meter: Arc<dyn UsageMeter>,
     pub(crate) billing: Arc<dyn BillingProvider>,
@@ -229,7 +229,16 @@ impl std::fmt::Debug for Idp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Idp")
             .field("issuer", &self.inner.config.issuer)
-            .field("store", &self.inner.store.name())
+            .field(
+                "store",
+                &self
+                    .inner
+                    .store
+                    .backends()
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>(),
+            )
             .field("limiter", &self.inner.limiter.name())
             .field("meter", &self.inner.meter.name())
             .field("billing", &self.inner.billing.name())
@@ -241,7 +250,7 @@ impl std::fmt::Debug for Idp {
 #[derive(Debug)]
 pub struct IdpBuilder {
     config: IdpConfig,
-    store: Option<Arc<dyn AgentStore>>,
+    store: Option<StoreParts>,
     limiter: Option<Arc<dyn RateLimiter>>,
     meter: Option<Arc<dyn UsageMeter>>,
     billing: Option<Arc<dyn BillingProvider>>,
@@ -266,9 +275,16 @@ impl IdpBuilder {
         self
     }
 
-    /// The store (default: [`MemoryStore`]).
-    pub fn store(mut self, store: Arc<dyn AgentStore>) -> Self {
-        self.store = Some(store);
+    /// One backend for every store part (default: a [`MemoryStore`]).
+    pub fn store(mut self, store: Arc<dyn IdpStore>) -> Self {
+        self.store = Some(StoreParts::from(store));
+        self
+    }
+
+    /// The store parts, for a host that mixes backends:
+    /// `StoreParts::from(postgres).with_markers(redis)`.
+    pub fn store_parts(mut self, parts: StoreParts) -> Self {
+        self.store = Some(parts);
         self
     }
 
@@ -316,7 +332,9 @@ impl IdpBuilder {
     pub async fn build(self) -> Result<Idp> {
         self.config.validate()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let store = self
+            .store
+            .unwrap_or_else(|| StoreParts::from(Arc::new(MemoryStore::new())));
         let limiter = self
             .limiter
             .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new(clock.clone())));
@@ -329,6 +347,7 @@ impl IdpBuilder {
             None => {
                 let fresh: [u8; 32] = crate::secret::random_bytes();
                 let stored = store
+                    .settings
                     .setting_get_or_insert(SECRET_HASH_KEY_SETTING, &fresh)
                     .await?;
                 stored.try_into().map_err(|_| Error::Internal {
@@ -338,7 +357,7 @@ impl IdpBuilder {
             }
         };
         let ring = crate::keys::refresh(
-            store.as_ref(),
+            store.signing_keys.as_ref(),
             &self.config.algorithms,
             self.config.key_rotation_period,
             key_retention(&self.config),
@@ -391,8 +410,8 @@ impl Idp {
         &self.inner.config
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn AgentStore> {
+    /// The store parts.
+    pub fn store(&self) -> &StoreParts {
         &self.inner.store
     }
 
@@ -442,7 +461,7 @@ impl Idp {
     async fn reload_keys(&self, force: bool) -> Result<()> {
         let c = &self.inner.config;
         let ring = crate::keys::refresh(
-            self.inner.store.as_ref(),
+            self.inner.store.signing_keys.as_ref(),
             &c.algorithms,
             c.key_rotation_period,
             key_retention(c),
@@ -460,7 +479,7 @@ impl Idp {
     pub async fn maintenance(&self) -> Result<()> {
         self.flush_usage().await?;
         self.reload_keys(false).await?;
-        self.inner.store.purge_markers(self.now()).await?;
+        self.inner.store.markers.purge_markers(self.now()).await?;
         Ok(())
     }
 
@@ -473,7 +492,7 @@ impl Idp {
 
     /// Appends an audit event and publishes it to subscribers.
     pub(crate) async fn audit(&self, event: NewAuditEvent) -> Result<AuditEvent> {
-        let stored = self.inner.store.append_audit(event).await?;
+        let stored = self.inner.store.audit_log.append_audit(event).await?;
         let _ = self.inner.audit_tx.send(stored.clone());
         Ok(stored)
     }

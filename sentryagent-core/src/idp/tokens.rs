@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::Idp;
 use crate::audit::{Outcome, RequestMeta};
+use crate::credentials::ClientSecret;
 use crate::jose::jwt::{Validation, verify_jwt};
 use crate::jose::{Algorithm, KeySet, VerifyingKey};
 use crate::ratelimit::Quota;
@@ -18,7 +19,14 @@ use crate::token::{
     JWT_BEARER_ASSERTION_TYPE, TokenRequest, TokenResponse,
 };
 use crate::usage::UsageKind;
-use crate::{Agent, AgentId, ClientRecord, Error, LimitKind, Result, Tenant, TenantStatus};
+use crate::{Agent, AgentId, Error, LimitKind, Result, Tenant, TenantStatus};
+
+/// What authenticating a client read: its agent, secrets and tenant.
+struct Client {
+    agent: Agent,
+    secrets: Vec<ClientSecret>,
+    tenant: Tenant,
+}
 
 /// Marker namespace of client-assertion `jti`s already used.
 const NS_ASSERTION_JTI: &str = "assertion_jti";
@@ -127,7 +135,7 @@ impl Idp {
         &self,
         creds: &ClientCredentials,
         request: &RequestMeta,
-    ) -> Result<(AuthenticatedClient, ClientRecord)> {
+    ) -> Result<(AuthenticatedClient, Client)> {
         match self.try_authenticate(creds).await {
             Ok(found) => Ok(found),
             Err(Failure::Backend(e)) => Err(e),
@@ -209,7 +217,7 @@ impl Idp {
     async fn try_authenticate(
         &self,
         creds: &ClientCredentials,
-    ) -> Result<(AuthenticatedClient, ClientRecord), Failure> {
+    ) -> Result<(AuthenticatedClient, Client), Failure> {
         match creds {
             ClientCredentials::Secret {
                 client_id,
@@ -282,22 +290,36 @@ impl Idp {
     }
 
     /// The client's agent, secrets and tenant; `None` for an unknown client.
-    async fn load_client_record(&self, client_id: &str) -> Result<Option<ClientRecord>, Failure> {
+    async fn load_client_record(&self, client_id: &str) -> Result<Option<Client>, Failure> {
         let Ok(id) = AgentId::parse(client_id) else {
             return Ok(None);
         };
-        match self.inner.store.get_client(&id).await {
-            Ok(r) => Ok(Some(r)),
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Failure::Backend(e)),
-        }
+        let store = &self.inner.store;
+        let record = match store.agents.get_client(&id).await {
+            Ok(r) => r,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Failure::Backend(e)),
+        };
+        let tenant = match record.tenant {
+            Some(t) if store.tenants_beside_agents() => t,
+            _ => store
+                .tenants
+                .get_tenant(&record.agent.tenant_id)
+                .await
+                .map_err(Failure::Backend)?,
+        };
+        Ok(Some(Client {
+            agent: record.agent,
+            secrets: record.secrets,
+            tenant,
+        }))
     }
 
     async fn load_client(&self, client_id: &str) -> Result<Option<Agent>, Failure> {
         let Ok(id) = AgentId::parse(client_id) else {
             return Ok(None);
         };
-        match self.inner.store.get_agent(&id).await {
+        match self.inner.store.agents.get_agent(&id).await {
             Ok(a) => Ok(Some(a)),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Failure::Backend(e)),
@@ -308,7 +330,7 @@ impl Idp {
         &self,
         client_id: Option<&str>,
         assertion: &str,
-    ) -> Result<(AuthenticatedClient, ClientRecord), Failure> {
+    ) -> Result<(AuthenticatedClient, Client), Failure> {
         let claimed = client_id.unwrap_or_default().to_owned();
         // The subject names the client; read it before trusting anything.
         let parsed = crate::jose::parse_compact(assertion)
@@ -380,6 +402,7 @@ impl Idp {
         let fresh = self
             .inner
             .store
+            .markers
             .put_marker(
                 NS_ASSERTION_JTI,
                 &format!("{sub}:{jti}"),
@@ -417,7 +440,7 @@ impl Idp {
         if req.resources.len() > 10 {
             return Err(Error::invalid("resource", "at most 10 resources"));
         }
-        let (_client, ClientRecord { agent, tenant, .. }) =
+        let (_client, Client { agent, tenant, .. }) =
             self.authenticate(&req.client, request).await?;
         if tenant.status == TenantStatus::Suspended {
             return Err(Error::TenantSuspended);
@@ -549,7 +572,7 @@ impl Idp {
         token: &str,
         request: &RequestMeta,
     ) -> Result<Introspection> {
-        let (client, ClientRecord { tenant, .. }) = self.authenticate(caller, request).await?;
+        let (client, Client { tenant, .. }) = self.authenticate(caller, request).await?;
         self.admit_client_request(&tenant, &client.agent_id).await?;
         let Ok(claims) = self.verify_access_token(token, None) else {
             return Ok(Introspection::inactive());
@@ -598,7 +621,7 @@ impl Idp {
         token: &str,
         request: &RequestMeta,
     ) -> Result<()> {
-        let (client, ClientRecord { tenant, .. }) = self.authenticate(caller, request).await?;
+        let (client, Client { tenant, .. }) = self.authenticate(caller, request).await?;
         self.admit_client_request(&tenant, &client.agent_id).await?;
         let ring = self.ring();
         let v = Validation {
@@ -621,6 +644,7 @@ impl Idp {
         }
         self.inner
             .store
+            .markers
             .put_marker(NS_REVOKED, &claims.jti, until, now)
             .await?;
         if let Some(cache) = &self.inner.revocations {
@@ -649,6 +673,7 @@ impl Idp {
         }
         self.inner
             .store
+            .markers
             .has_marker(NS_REVOKED, jti, self.now())
             .await
     }

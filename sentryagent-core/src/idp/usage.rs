@@ -276,7 +276,7 @@ impl Idp {
     /// (`QuotaExceeded`), then counts it. Returns the rate-limit decision for
     /// response headers. Suspended tenants get `TenantSuspended`.
     pub async fn admit_api_call(&self, tenant: &TenantId) -> Result<Decision> {
-        let t = self.inner.store.get_tenant(tenant).await?;
+        let t = self.inner.store.tenants.get_tenant(tenant).await?;
         if t.status == TenantStatus::Suspended {
             return Err(Error::TenantSuspended);
         }
@@ -318,7 +318,7 @@ impl Idp {
     pub async fn usage_summary(&self, caller: &Caller, tenant: &TenantId) -> Result<UsageSummary> {
         caller.reach(tenant, "tenant")?;
         caller.require(AdminScope::BillingRead)?;
-        let t = self.inner.store.get_tenant(tenant).await?;
+        let t = self.inner.store.tenants.get_tenant(tenant).await?;
         let limits = *self.inner.config.tiers.limits(t.tier);
         let now = self.now();
         let agents = LimitUsage::new(self.agent_count(tenant).await?, limits.max_agents);
@@ -460,6 +460,7 @@ impl Idp {
             let name = self
                 .inner
                 .store
+                .agents
                 .get_agent(&agent_id)
                 .await
                 .ok()

@@ -1,4 +1,4 @@
-//! In-memory [`AgentStore`]: one lock over plain maps. Always compiled; the
+//! In-memory store (every store trait): one lock over plain maps. Always compiled; the
 //! default for tests and for a library user who wants no persistence.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use crate::audit::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use crate::credentials::{AdminKey, ClientSecret};
 use crate::page::{Page, PageRequest};
-use crate::store::{AgentStore, SigningKeyRecord};
+use crate::store::{
+    AdminKeyStore, AgentStore, AuditLog, Backend, MarkerStore, SettingStore, SigningKeyRecord,
+    SigningKeyStore, TenantStore,
+};
 use crate::{
     AdminKeyId, Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result, Tenant,
     TenantId, Timestamp,
@@ -89,11 +92,14 @@ fn live_agents(s: &State, tenant: &TenantId) -> u64 {
 }
 
 #[async_trait]
-impl AgentStore for MemoryStore {
+impl Backend for MemoryStore {
     fn name(&self) -> &'static str {
         "memory"
     }
+}
 
+#[async_trait]
+impl TenantStore for MemoryStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
         let mut s = self.write();
         if s.tenants.contains_key(&tenant.id) || s.slugs.contains_key(&tenant.slug) {
@@ -146,7 +152,10 @@ impl AgentStore for MemoryStore {
             page,
         ))
     }
+}
 
+#[async_trait]
+impl AgentStore for MemoryStore {
     async fn create_agent(
         &self,
         agent: &Agent,
@@ -277,7 +286,10 @@ impl AgentStore for MemoryStore {
         }
         Ok(n)
     }
+}
 
+#[async_trait]
+impl AdminKeyStore for MemoryStore {
     async fn create_admin_key(&self, key: &AdminKey) -> Result<()> {
         let mut s = self.write();
         if s.admin_keys.contains_key(&key.id) || s.admin_prefixes.contains_key(&key.prefix) {
@@ -326,7 +338,10 @@ impl AgentStore for MemoryStore {
         k.last_used_at = Some(at);
         Ok(())
     }
+}
 
+#[async_trait]
+impl SigningKeyStore for MemoryStore {
     async fn put_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
         let mut s = self.write();
         if s.signing_keys.contains_key(&key.kid) {
@@ -354,7 +369,10 @@ impl AgentStore for MemoryStore {
         self.write().signing_keys.remove(kid);
         Ok(())
     }
+}
 
+#[async_trait]
+impl SettingStore for MemoryStore {
     async fn setting_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
         let mut s = self.write();
         Ok(s.settings
@@ -362,7 +380,10 @@ impl AgentStore for MemoryStore {
             .or_insert_with(|| value.to_vec())
             .clone())
     }
+}
 
+#[async_trait]
+impl AuditLog for MemoryStore {
     async fn append_audit(&self, event: NewAuditEvent) -> Result<AuditEvent> {
         let mut s = self.write();
         let chain = s.audit.entry(event.tenant_id.clone()).or_default();
@@ -408,7 +429,10 @@ impl AgentStore for MemoryStore {
             .and_then(|c| c.last())
             .map(AuditEvent::head))
     }
+}
 
+#[async_trait]
+impl MarkerStore for MemoryStore {
     async fn put_marker(
         &self,
         namespace: &str,
@@ -447,7 +471,7 @@ mod tests {
     use std::sync::Arc;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn memory_conformance_agent_store() {
-        crate::conformance::agent_store::run_all(Arc::new(super::MemoryStore::new())).await;
+    async fn memory_conformance_store() {
+        crate::conformance::store::run_all(Arc::new(super::MemoryStore::new())).await;
     }
 }

@@ -1,4 +1,4 @@
-//! [`PostgresStore`]: the [`AgentStore`] on Postgres.
+//! [`PostgresStore`]: every store trait on Postgres.
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -10,7 +10,10 @@ use sentryagent_core::audit::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use sentryagent_core::credentials::{AdminKey, ClientSecret};
 use sentryagent_core::health::BackendHealth;
 use sentryagent_core::page::{Page, PageRequest};
-use sentryagent_core::store::{AgentStore, ClientRecord, SigningKeyRecord};
+use sentryagent_core::store::{
+    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, MarkerStore, SettingStore,
+    SigningKeyRecord, SigningKeyStore, TenantStore,
+};
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, Error, LimitKind, MarketplaceQuery, Result, Tenant, TenantId,
     Timestamp,
@@ -26,7 +29,7 @@ const LOCK_AGENT_LIMIT: i32 = 0x5341_0001;
 /// Advisory-lock namespace of an audit chain.
 const LOCK_AUDIT_CHAIN: i32 = 0x5341_0002;
 
-/// The [`AgentStore`] on Postgres.
+/// Every store trait on Postgres.
 ///
 /// Every entity is stored whole as JSONB, beside the columns its keys,
 /// indexes and queries need, which are derived from the same value in the
@@ -152,13 +155,18 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl AgentStore for PostgresStore {
+impl Backend for PostgresStore {
     fn name(&self) -> &'static str {
         "postgres"
     }
 
-    // ---- tenants ----
+    async fn health(&self) -> BackendHealth {
+        self.db.health().await
+    }
+}
 
+#[async_trait]
+impl TenantStore for PostgresStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
         let revision = to_i64(tenant.revision, "revision")?;
         self.db
@@ -254,9 +262,10 @@ impl AgentStore for PostgresStore {
             })
             .await
     }
+}
 
-    // ---- agents ----
-
+#[async_trait]
+impl AgentStore for PostgresStore {
     async fn create_agent(
         &self,
         agent: &Agent,
@@ -483,9 +492,8 @@ impl AgentStore for PostgresStore {
             .await
     }
 
-    // ---- client secrets ----
-
-    /// One query (one snapshot) instead of three: the token path's read.
+    /// One query (one snapshot) instead of three: the token path's read,
+    /// the agent's tenant included when this database has it.
     async fn get_client(&self, id: &AgentId) -> Result<ClientRecord> {
         self.db
             .run(|| async {
@@ -493,7 +501,7 @@ impl AgentStore for PostgresStore {
                     "SELECT a.doc AS agent, t.doc AS tenant, \
                      COALESCE((SELECT jsonb_agg(s.doc ORDER BY s.seq) FROM client_secrets s \
                                WHERE s.agent_id = a.id), '[]'::jsonb) AS secrets \
-                     FROM agents a JOIN tenants t ON t.id = a.tenant_id WHERE a.id = $1",
+                     FROM agents a LEFT JOIN tenants t ON t.id = a.tenant_id WHERE a.id = $1",
                 )
                 .bind(id.as_str())
                 .fetch_optional(&self.db.pool)
@@ -504,7 +512,9 @@ impl AgentStore for PostgresStore {
                 Ok(ClientRecord {
                     agent: doc(&row, "agent")?,
                     secrets: doc(&row, "secrets")?,
-                    tenant: doc(&row, "tenant")?,
+                    tenant: row
+                        .try_get::<Option<Json<Tenant>>, _>("tenant")?
+                        .map(|Json(t)| t),
                 })
             })
             .await
@@ -574,9 +584,10 @@ impl AgentStore for PostgresStore {
             })
             .await
     }
+}
 
-    // ---- admin keys ----
-
+#[async_trait]
+impl AdminKeyStore for PostgresStore {
     async fn create_admin_key(&self, key: &AdminKey) -> Result<()> {
         self.db
             .run(|| async {
@@ -670,9 +681,10 @@ impl AgentStore for PostgresStore {
             })
             .await
     }
+}
 
-    // ---- signing keys ----
-
+#[async_trait]
+impl SigningKeyStore for PostgresStore {
     async fn put_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
         self.db
             .run(|| async {
@@ -726,9 +738,10 @@ impl AgentStore for PostgresStore {
             })
             .await
     }
+}
 
-    // ---- settings ----
-
+#[async_trait]
+impl SettingStore for PostgresStore {
     async fn setting_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
         self.db
             .run(|| async {
@@ -754,9 +767,10 @@ impl AgentStore for PostgresStore {
             })
             .await
     }
+}
 
-    // ---- audit ----
-
+#[async_trait]
+impl AuditLog for PostgresStore {
     async fn append_audit(&self, event: NewAuditEvent) -> Result<AuditEvent> {
         let chain = chain_of(event.tenant_id.as_ref()).to_owned();
         let lock = lock_key(self.db.schema(), &chain);
@@ -856,9 +870,10 @@ impl AgentStore for PostgresStore {
             })
             .await
     }
+}
 
-    // ---- one-time markers ----
-
+#[async_trait]
+impl MarkerStore for PostgresStore {
     async fn put_marker(
         &self,
         namespace: &str,
@@ -911,12 +926,6 @@ impl AgentStore for PostgresStore {
                 Ok(done.rows_affected())
             })
             .await
-    }
-
-    // ---- operations ----
-
-    async fn health(&self) -> BackendHealth {
-        self.db.health().await
     }
 }
 

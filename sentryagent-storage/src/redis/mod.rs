@@ -1,6 +1,7 @@
 //! The Redis backend (feature `redis`): [`RedisRateLimiter`] (a
 //! [`RateLimiter`](sentryagent_core::RateLimiter)), [`RedisUsageMeter`] (a
-//! [`UsageMeter`](sentryagent_core::UsageMeter)) and
+//! [`UsageMeter`](sentryagent_core::UsageMeter)), [`RedisMarkerStore`] (a
+//! [`MarkerStore`](sentryagent_core::MarkerStore)) and
 //! [`RedisRevocationCache`], for several nodes sharing one Redis.
 //!
 //! ```no_run
@@ -30,7 +31,8 @@
 //! Every key starts with the configured prefix (default `sa:`) inside a
 //! Redis Cluster hash tag, so each script touches one slot: `{<prefix>rl:<key>}`
 //! for rate limits, `{<prefix>u:<tenant>}:...` for a tenant's usage,
-//! `{<prefix>rv:<jti>}` for revocations. This build connects to one Redis
+//! `{<prefix>rv:<jti>}` for revocations, `{<prefix>mk}:...` for one-time
+//! markers. This build connects to one Redis
 //! server (or a proxy in front of a cluster); the key layout is ready for a
 //! cluster-aware client.
 //!
@@ -44,6 +46,7 @@
 
 mod conn;
 mod limiter;
+mod markers;
 mod meter;
 mod options;
 mod revocation;
@@ -54,6 +57,7 @@ use sentryagent_core::health::BackendHealth;
 use sentryagent_core::{Clock, Result};
 
 pub use limiter::{MAX_BURST_OFFSET, RateLimiterStats, RedisRateLimiter};
+pub use markers::RedisMarkerStore;
 pub use meter::{MAX_HOURLY_HOURS, RedisUsageMeter};
 pub use options::{FailurePolicy, RedisOptions, UsageRetention};
 pub use revocation::{MAX_JTI_LEN, RedisRevocationCache};
@@ -91,6 +95,11 @@ impl RedisBackend {
     /// A usage meter on this connection.
     pub fn usage_meter(&self) -> RedisUsageMeter {
         RedisUsageMeter::new(self.conn.clone())
+    }
+
+    /// A marker store on this connection.
+    pub fn markers(&self) -> RedisMarkerStore {
+        RedisMarkerStore::new(self.conn.clone())
     }
 
     /// A revocation cache on this connection; `clock` turns expiry times

@@ -1,4 +1,4 @@
-//! [`SledStore`]: the [`AgentStore`] on sled (layout and rules in the
+//! [`SledStore`]: every store trait on sled (layout and rules in the
 //! [module docs](super)).
 
 use std::collections::BTreeSet;
@@ -15,7 +15,10 @@ use sentryagent_core::audit::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use sentryagent_core::credentials::{AdminKey, ClientSecret};
 use sentryagent_core::health::BackendHealth;
 use sentryagent_core::page::{Page, PageRequest};
-use sentryagent_core::store::{AgentStore, SigningKeyRecord};
+use sentryagent_core::store::{
+    AdminKeyStore, AgentStore, AuditLog, Backend, MarkerStore, SettingStore, SigningKeyRecord,
+    SigningKeyStore, TenantStore,
+};
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result, Tenant,
     TenantId, Timestamp,
@@ -33,7 +36,7 @@ const EMPTY: &[u8] = &[];
 /// Markers removed per transaction by `purge_markers`.
 const PURGE_CHUNK: usize = 256;
 
-/// The [`AgentStore`] of a [`SledBackend`](super::SledBackend). Every write
+/// The store (every store trait) of a [`SledBackend`](super::SledBackend). Every write
 /// is durable when its method returns.
 #[derive(Clone)]
 pub struct SledStore {
@@ -231,13 +234,18 @@ impl SledStore {
 }
 
 #[async_trait]
-impl AgentStore for SledStore {
+impl Backend for SledStore {
     fn name(&self) -> &'static str {
         "sled"
     }
 
-    // ---- tenants ----
+    async fn health(&self) -> BackendHealth {
+        self.shared.health("store")
+    }
+}
 
+#[async_trait]
+impl TenantStore for SledStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
         let t = &self.shared.t;
         let id = tenant.id.as_str().as_bytes();
@@ -310,9 +318,10 @@ impl AgentStore for SledStore {
         }
         Ok(page_of(out, size))
     }
+}
 
-    // ---- agents ----
-
+#[async_trait]
+impl AgentStore for SledStore {
     async fn create_agent(
         &self,
         agent: &Agent,
@@ -500,8 +509,6 @@ impl AgentStore for SledStore {
         self.agents_by_ids(ids, page.size(), |a| matcher.matches(a))
     }
 
-    // ---- client secrets ----
-
     async fn list_client_secrets(&self, agent: &AgentId) -> Result<Vec<ClientSecret>> {
         let k = agent.as_str().as_bytes();
         match read(&self.shared.t.client_secrets, k, "client secrets")? {
@@ -569,9 +576,10 @@ impl AgentStore for SledStore {
         }
         Ok(n)
     }
+}
 
-    // ---- admin keys ----
-
+#[async_trait]
+impl AdminKeyStore for SledStore {
     async fn create_admin_key(&self, k: &AdminKey) -> Result<()> {
         let t = &self.shared.t;
         let id = k.id.as_str().as_bytes();
@@ -629,9 +637,10 @@ impl AgentStore for SledStore {
         self.change_admin_key(id, |k| k.last_used_at = Some(at))
             .await
     }
+}
 
-    // ---- signing keys ----
-
+#[async_trait]
+impl SigningKeyStore for SledStore {
     async fn put_signing_key(&self, k: &SigningKeyRecord) -> Result<()> {
         let value = encode("signing key", k)?;
         match self
@@ -685,9 +694,10 @@ impl AgentStore for SledStore {
         }
         Ok(())
     }
+}
 
-    // ---- settings ----
-
+#[async_trait]
+impl SettingStore for SledStore {
     async fn setting_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
         let settings = &self.shared.t.settings;
         let stored = loop {
@@ -709,9 +719,10 @@ impl AgentStore for SledStore {
         self.durable().await?;
         Ok(stored)
     }
+}
 
-    // ---- audit ----
-
+#[async_trait]
+impl AuditLog for SledStore {
     async fn append_audit(&self, event: NewAuditEvent) -> Result<AuditEvent> {
         let t = &self.shared.t;
         let chain = chain_of(event.tenant_id.as_ref());
@@ -804,9 +815,10 @@ impl AgentStore for SledStore {
     async fn audit_head(&self, tenant: Option<&TenantId>) -> Result<Option<ChainHead>> {
         record(&self.shared.t.audit_heads, chain_of(tenant), "audit head")
     }
+}
 
-    // ---- one-time markers ----
-
+#[async_trait]
+impl MarkerStore for SledStore {
     async fn put_marker(
         &self,
         namespace: &str,
@@ -888,12 +900,6 @@ impl AgentStore for SledStore {
             self.durable().await?;
         }
         Ok(purged)
-    }
-
-    // ---- operations ----
-
-    async fn health(&self) -> BackendHealth {
-        self.shared.health("store")
     }
 }
 

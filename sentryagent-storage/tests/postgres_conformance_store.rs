@@ -1,4 +1,4 @@
-//! The core's AgentStore conformance suite on Postgres, in a fresh schema.
+//! Every store suite of the core on Postgres, in a fresh schema.
 #![cfg(feature = "postgres")]
 
 mod services;
@@ -8,11 +8,11 @@ use std::sync::Arc;
 use sentryagent_storage::postgres::{PostgresOptions, PostgresStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_conformance_agent_store() {
-    services::with_schema("postgres_conformance_agent_store", |url, _| async move {
+async fn postgres_conformance_store() {
+    services::with_schema("postgres_conformance_store", |url, _| async move {
         let options = PostgresOptions::from_url(&url).unwrap();
         let store = PostgresStore::connect(&options).await.unwrap();
-        sentryagent_core::conformance::agent_store::run_all(Arc::new(store.clone())).await;
+        sentryagent_core::conformance::store::run_all(Arc::new(store.clone())).await;
         store.close().await;
     })
     .await;

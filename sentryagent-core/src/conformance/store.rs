@@ -1,0 +1,46 @@
+//! Every store suite at once, for a backend that keeps everything
+//! ([`IdpStore`]), plus what only such a backend can promise.
+
+use std::sync::Arc;
+
+use super::{
+    admin_key_store, agent_store, audit_log, marker_store, sample_agent, sample_secret,
+    sample_tenant, setting_store, signing_key_store, tenant_store,
+};
+use crate::store::IdpStore;
+
+/// Runs the suite of each store trait, then [`client_record_tenant`].
+pub async fn run_all(store: Arc<dyn IdpStore>) {
+    tenant_store::run_all(store.clone()).await;
+    agent_store::run_all(store.clone()).await;
+    admin_key_store::run_all(store.clone()).await;
+    signing_key_store::run_all(store.clone()).await;
+    setting_store::run_all(store.clone()).await;
+    audit_log::run_all(store.clone()).await;
+    marker_store::run_all(store.clone()).await;
+    client_record_tenant(store.as_ref()).await;
+}
+
+/// A client record that carries its tenant carries the stored tenant.
+pub async fn client_record_tenant(store: &dyn IdpStore) {
+    let mut ten = sample_tenant("Client Record");
+    store.create_tenant(&ten).await.unwrap();
+    ten.name = "Client Record Renamed".into();
+    let ten = store.update_tenant(&ten).await.unwrap();
+    let a = sample_agent(&ten.id, "record");
+    store
+        .create_agent(&a, &sample_secret(&a.id, 1), None)
+        .await
+        .unwrap();
+    let record = store.get_client(&a.id).await.unwrap();
+    check!(
+        store,
+        record.agent == a && record.secrets.len() == 1,
+        "get_client reads the agent and its secret: {record:?}"
+    );
+    check!(
+        store,
+        record.tenant.is_none() || record.tenant.as_ref() == Some(&ten),
+        "a tenant read with the agent is the stored tenant: {record:?}"
+    );
+}

@@ -1,0 +1,20 @@
+//! The core's MarkerStore conformance suite on Redis, under a random key
+//! prefix.
+#![cfg(feature = "redis")]
+
+mod services;
+
+use std::sync::Arc;
+
+use sentryagent_storage::redis::{RedisBackend, RedisOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_conformance_markers() {
+    services::with_prefix("redis_conformance_markers", |url, prefix| async move {
+        let redis = RedisBackend::open(RedisOptions::new(url).with_prefix(&prefix))
+            .await
+            .unwrap();
+        sentryagent_core::conformance::marker_store::run_all(Arc::new(redis.markers())).await;
+    })
+    .await;
+}
