@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &Caller::system(),
             None,
             "embed demo",
-            vec![AdminScope::Admin],
+            Some(vec![AdminScope::Admin]),
         )
         .await?;
     println!("operator key for this run: {key}");

@@ -220,7 +220,7 @@ async fn bootstrap(idp: &Idp, key: Option<&str>) -> Result<(), Box<dyn std::erro
             &system,
             None,
             "initial operator key",
-            vec![AdminScope::Admin],
+            Some(vec![AdminScope::Admin]),
         )
         .await?;
     tracing::info!(prefix = %k.prefix, "created the initial operator key");

@@ -37,9 +37,9 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use credentials::AdminScope;
 pub use error::{Error, LimitKind, Result};
 pub use idp::{
-    AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller, DailyCount, Ed25519PrivateJwk,
-    Idp, IdpBuilder, IdpConfig, LimitUsage, NewAgent, RegisteredAgent, SECRET_HASH_KEY_SETTING,
-    UsageSummary,
+    Admission, AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller, DailyCount,
+    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, NewAgent, PublisherUpdate,
+    RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription, TenantUpdate, UsageSummary,
 };
 pub use ids::{AdminKeyId, AgentId, SecretId, TenantId};
 pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};

@@ -911,7 +911,7 @@ async fn tenant_keys_reach_only_their_tenant() {
     let t2 = tenant(&idp, Tier::Pro).await;
     let a2 = agent(&idp, &t2, "theirs").await;
     let (_, secret) = idp
-        .create_admin_key(&sys, Some(&t1.id), "ci", vec![AdminScope::Admin])
+        .create_admin_key(&sys, Some(&t1.id), "ci", Some(vec![AdminScope::Admin]))
         .await
         .unwrap();
     let key = idp
@@ -970,7 +970,7 @@ async fn tenant_keys_reach_only_their_tenant() {
 
     // A read-only key cannot write.
     let (_, ro) = idp
-        .create_admin_key(&sys, Some(&t1.id), "ro", vec![AdminScope::AgentsRead])
+        .create_admin_key(&sys, Some(&t1.id), "ro", Some(vec![AdminScope::AgentsRead]))
         .await
         .unwrap();
     let ro = Caller::from_key(
@@ -1210,7 +1210,12 @@ async fn audit_tail_shows_a_tenant_key_only_its_own_events() {
     let a = tenant(&idp, Tier::Free).await;
     let b = tenant(&idp, Tier::Free).await;
     let (key, _) = idp
-        .create_admin_key(&Caller::system(), Some(&a.id), "k", vec![AdminScope::Admin])
+        .create_admin_key(
+            &Caller::system(),
+            Some(&a.id),
+            "k",
+            Some(vec![AdminScope::Admin]),
+        )
         .await
         .unwrap();
     let caller = Caller::from_key(&key, Default::default());

@@ -22,7 +22,7 @@ proptest! {
             let mut callers = vec![];
             for i in 0..3 {
                 let t = idp.create_tenant(&sys, NewTenant { name: format!("T{i}"), tier: Some(Tier::Enterprise), ..Default::default() }).await.unwrap();
-                let (_, secret) = idp.create_admin_key(&sys, Some(&t.id), "k", vec![AdminScope::Admin]).await.unwrap();
+                let (_, secret) = idp.create_admin_key(&sys, Some(&t.id), "k", Some(vec![AdminScope::Admin])).await.unwrap();
                 let key = idp.authenticate_admin(&secret, &Default::default()).await.unwrap();
                 callers.push(Caller::from_key(&key, Default::default()));
                 tenants.push(t);

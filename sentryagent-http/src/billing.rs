@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sentryagent_core::credentials::AdminScope;
 use sentryagent_core::{BillingOutcome, Error};
 use serde_json::json;
 
@@ -93,19 +92,11 @@ pub(crate) async fn subscription(
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<TenantParam>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(AdminScope::BillingRead)?;
     let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
-    let t = s.idp.get_tenant(&caller, &tenant).await?;
-    Ok(Json(json!({
-        "tenant_id": t.id,
-        "tier": t.tier,
-        "status": t.status,
-        "billing_enabled": s.idp.billing().enabled(),
-        "subscription_status": t.billing.subscription_status,
-        "current_period_end": t.billing.current_period_end,
-        "customer_id": t.billing.customer_id,
-        "upgrade_url": &*s.upgrade_url,
-    })))
+    let sub = s.idp.subscription(&caller, &tenant).await?;
+    let mut view = json!(sub);
+    view["upgrade_url"] = json!(&*s.upgrade_url);
+    Ok(Json(view))
 }
 
 /// A customer-portal link (manage card, cancel) for a paying tenant.

@@ -149,10 +149,10 @@ pub(crate) async fn admin_auth(
     let caller = Caller::from_key(&admin, meta);
     let decision = match &caller.tenant {
         Some(t) => match state.idp.admit_api_call(t).await {
-            Ok(d) => {
+            Ok(admitted) => {
                 state.metrics.rate_limit("api", true);
-                state.metrics.api_call(tier_of(&state, t).await);
-                Some(d)
+                state.metrics.api_call(admitted.tier.as_str());
+                Some(admitted.decision)
             }
             Err(e) => {
                 if matches!(e, sentryagent_core::Error::RateLimited { .. }) {
@@ -169,14 +169,6 @@ pub(crate) async fn admin_auth(
         add_rate_limit_headers(res.headers_mut(), &d);
     }
     res
-}
-
-async fn tier_of(state: &AppState, t: &sentryagent_core::TenantId) -> &'static str {
-    state
-        .idp
-        .get_tenant(&Caller::system(), t)
-        .await
-        .map_or("unknown", |t| t.tier.as_str())
 }
 
 /// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` of an

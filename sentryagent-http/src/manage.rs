@@ -10,11 +10,10 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::audit::AuditQuery;
-use sentryagent_core::credentials::AdminScope;
-use sentryagent_core::tenant::Publisher;
 use sentryagent_core::{
     AdminKeyId, AgentId, AgentPatch, Error, NewAgent, NewTenant, PageRequest, TenantId,
 };
+use sentryagent_core::{PublisherUpdate, TenantUpdate};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -114,18 +113,15 @@ pub(crate) async fn patch_tenant(
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<TenantPatch>,
 ) -> ApiResult<Json<sentryagent_core::Tenant>> {
-    let id = tenant_id(&id)?;
-    let mut tenant = None;
-    if let Some(tier) = patch.tier {
-        tenant = Some(s.idp.set_tenant_tier(&caller, &id, tier).await?);
-    }
-    if let Some(status) = patch.status {
-        tenant = Some(s.idp.set_tenant_status(&caller, &id, status).await?);
-    }
-    match tenant {
-        Some(t) => Ok(Json(t)),
-        None => Ok(Json(s.idp.get_tenant(&caller, &id).await?)),
-    }
+    let update = TenantUpdate {
+        tier: patch.tier,
+        status: patch.status,
+    };
+    Ok(Json(
+        s.idp
+            .update_tenant(&caller, &tenant_id(&id)?, update)
+            .await?,
+    ))
 }
 
 /// A tenant's public profile.
@@ -156,14 +152,16 @@ pub(crate) async fn put_publisher(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PublisherBody>,
 ) -> ApiResult<Json<sentryagent_core::Tenant>> {
-    let id = tenant_id(&id)?;
-    let current = s.idp.get_tenant(&caller, &id).await?;
-    let publisher = Publisher {
+    let update = PublisherUpdate {
         display_name: body.display_name,
         website: body.website,
-        verified: body.verified.unwrap_or(current.publisher.verified),
+        verified: body.verified,
     };
-    Ok(Json(s.idp.update_publisher(&caller, &id, publisher).await?))
+    Ok(Json(
+        s.idp
+            .update_publisher(&caller, &tenant_id(&id)?, update)
+            .await?,
+    ))
 }
 
 // ---- admin keys ----
@@ -183,10 +181,9 @@ pub(crate) async fn create_tenant_key(
     ApiJson(body): ApiJson<NewApiKey>,
 ) -> ApiResult {
     let id = tenant_id(&id)?;
-    let scopes = body.scopes.unwrap_or_else(|| vec![AdminScope::Admin]);
     let (key, secret) = s
         .idp
-        .create_admin_key(&caller, Some(&id), &body.name, scopes)
+        .create_admin_key(&caller, Some(&id), &body.name, body.scopes)
         .await?;
     Ok(created(ApiKeyView::new(&key, Some(secret))))
 }
@@ -241,10 +238,9 @@ pub(crate) async fn create_operator_key(
     Admin(caller): Admin,
     ApiJson(body): ApiJson<NewApiKey>,
 ) -> ApiResult {
-    let scopes = body.scopes.unwrap_or_else(|| vec![AdminScope::Admin]);
     let (key, secret) = s
         .idp
-        .create_admin_key(&caller, None, &body.name, scopes)
+        .create_admin_key(&caller, None, &body.name, body.scopes)
         .await?;
     Ok(created(ApiKeyView::new(&key, Some(secret))))
 }

@@ -148,61 +148,79 @@ impl Idp {
         Err(Error::conflict("tenant is changing too often; try again"))
     }
 
-    /// Sets a tenant's tier (operator only; billing moves tiers on its own).
+    /// Changes a tenant's tier and status in one step (operator only;
+    /// billing moves tiers on its own): one stored change and one audit
+    /// event (`tenant.tier_changed`, `tenant.status_changed`, or
+    /// `tenant.updated` when both are given). Fields left `None` keep
+    /// their value; nothing to change returns the tenant as stored.
+    pub async fn update_tenant(
+        &self,
+        caller: &Caller,
+        id: &TenantId,
+        update: TenantUpdate,
+    ) -> Result<Tenant> {
+        caller.require_operator()?;
+        let action = match (update.tier, update.status) {
+            (Some(_), None) => "tenant.tier_changed",
+            (None, Some(_)) => "tenant.status_changed",
+            _ => "tenant.updated",
+        };
+        self.change_tenant(id, &caller.actor, action, &caller.request, |t| {
+            let before = (t.tier, t.status);
+            if let Some(tier) = update.tier {
+                t.tier = tier;
+            }
+            if let Some(status) = update.status {
+                t.status = status;
+            }
+            Ok((t.tier, t.status) != before)
+        })
+        .await
+    }
+
+    /// Sets a tenant's tier ([`update_tenant`](Self::update_tenant) with
+    /// the tier alone).
     pub async fn set_tenant_tier(
         &self,
         caller: &Caller,
         id: &TenantId,
         tier: Tier,
     ) -> Result<Tenant> {
-        caller.require_operator()?;
-        self.change_tenant(
-            id,
-            &caller.actor,
-            "tenant.tier_changed",
-            &caller.request,
-            |t| {
-                let changed = t.tier != tier;
-                t.tier = tier;
-                Ok(changed)
-            },
-        )
-        .await
+        let update = TenantUpdate {
+            tier: Some(tier),
+            status: None,
+        };
+        self.update_tenant(caller, id, update).await
     }
 
-    /// Suspends or reactivates a tenant (operator only).
+    /// Suspends or reactivates a tenant ([`update_tenant`](Self::update_tenant)
+    /// with the status alone).
     pub async fn set_tenant_status(
         &self,
         caller: &Caller,
         id: &TenantId,
         status: TenantStatus,
     ) -> Result<Tenant> {
-        caller.require_operator()?;
-        self.change_tenant(
-            id,
-            &caller.actor,
-            "tenant.status_changed",
-            &caller.request,
-            |t| {
-                let changed = t.status != status;
-                t.status = status;
-                Ok(changed)
-            },
-        )
-        .await
+        let update = TenantUpdate {
+            tier: None,
+            status: Some(status),
+        };
+        self.update_tenant(caller, id, update).await
     }
 
-    /// Changes a tenant's public profile; `verified` only by an operator.
+    /// Changes a tenant's public profile. `verified` is set only by an
+    /// operator; `None` keeps the stored flag, read in the same step as the
+    /// write, so a concurrent verification by the operator is never undone.
     pub async fn update_publisher(
         &self,
         caller: &Caller,
         id: &TenantId,
-        publisher: Publisher,
+        update: PublisherUpdate,
     ) -> Result<Tenant> {
         caller.reach(id, "tenant")?;
         caller.require(AdminScope::Admin)?;
-        validate_text("display_name", &publisher.display_name, 100)?;
-        if let Some(w) = &publisher.website {
+        validate_text("display_name", &update.display_name, 100)?;
+        if let Some(w) = &update.website {
             validate_url("website", w)?;
         }
         let operator = caller.is_operator();
@@ -212,12 +230,17 @@ impl Idp {
             "tenant.publisher_changed",
             &caller.request,
             |t| {
-                if publisher.verified != t.publisher.verified && !operator {
+                let verified = update.verified.unwrap_or(t.publisher.verified);
+                if verified != t.publisher.verified && !operator {
                     return Err(Error::Forbidden {
                         message: "only an operator sets the verified flag".into(),
                     });
                 }
-                t.publisher = publisher.clone();
+                t.publisher = Publisher {
+                    display_name: update.display_name.clone(),
+                    website: update.website.clone(),
+                    verified,
+                };
                 Ok(true)
             },
         )
@@ -228,14 +251,18 @@ impl Idp {
 
     /// Creates an admin API key for `tenant` (or an operator key for `None`).
     /// Returns the stored key and the key itself, shown only this once.
+    ///
+    /// `scopes` default to [`AdminScope::Admin`] (every scope of the key's
+    /// reach); a tenant key grants only scopes it holds itself.
     pub async fn create_admin_key(
         &self,
         caller: &Caller,
         tenant: Option<&TenantId>,
         name: &str,
-        scopes: Vec<AdminScope>,
+        scopes: Option<Vec<AdminScope>>,
     ) -> Result<(AdminKey, String)> {
         caller.require(AdminScope::Admin)?;
+        let scopes = scopes.unwrap_or_else(|| vec![AdminScope::Admin]);
         match tenant {
             None => caller.require_operator()?,
             Some(t) => {
@@ -564,4 +591,24 @@ impl AuditTail {
             }
         }
     }
+}
+
+/// A change of a tenant's tier and status ([`Idp::update_tenant`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantUpdate {
+    /// The new tier; `None` keeps it.
+    pub tier: Option<Tier>,
+    /// The new status; `None` keeps it.
+    pub status: Option<TenantStatus>,
+}
+
+/// A new public profile of a tenant ([`Idp::update_publisher`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublisherUpdate {
+    /// Display name.
+    pub display_name: String,
+    /// Website URL.
+    pub website: Option<String>,
+    /// The verified flag (operators only); `None` keeps the stored one.
+    pub verified: Option<bool>,
 }

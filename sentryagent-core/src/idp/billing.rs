@@ -6,7 +6,7 @@ use crate::audit::{Outcome, RequestMeta};
 use crate::billing::{BillingEvent, BillingEventKind, CheckoutSession};
 use crate::credentials::AdminScope;
 use crate::tenant::SubscriptionStatus;
-use crate::{Error, Result, TenantId, Tier, Timestamp};
+use crate::{Error, Result, TenantId, TenantStatus, Tier, Timestamp};
 
 /// Marker namespace of billing events already applied.
 const NS_BILLING_EVENT: &str = "billing_event";
@@ -71,6 +71,22 @@ impl Idp {
         ev.details.insert("tier".into(), tier.to_string());
         self.audit(ev).await?;
         Ok(session)
+    }
+
+    /// A tenant's tier and subscription (scope `billing.read`).
+    pub async fn subscription(&self, caller: &Caller, tenant: &TenantId) -> Result<Subscription> {
+        caller.reach(tenant, "tenant")?;
+        caller.require(AdminScope::BillingRead)?;
+        let t = self.inner.store.tenants.get_tenant(tenant).await?;
+        Ok(Subscription {
+            tenant_id: t.id,
+            tier: t.tier,
+            status: t.status,
+            billing_enabled: self.inner.billing.enabled(),
+            subscription_status: t.billing.subscription_status,
+            current_period_end: t.billing.current_period_end,
+            customer_id: t.billing.customer_id,
+        })
     }
 
     /// A billing-portal link for a tenant with a billing customer.
@@ -292,4 +308,23 @@ fn kind_name(k: &BillingEventKind) -> &'static str {
         BillingEventKind::PaymentSucceeded { .. } => "payment_succeeded",
         BillingEventKind::PaymentFailed => "payment_failed",
     }
+}
+
+/// A tenant's tier and subscription ([`Idp::subscription`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Subscription {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Its tier.
+    pub tier: Tier,
+    /// Active or suspended.
+    pub status: TenantStatus,
+    /// Whether this deployment bills (a provider other than `NoBilling`).
+    pub billing_enabled: bool,
+    /// The provider's subscription status, once there is one.
+    pub subscription_status: Option<SubscriptionStatus>,
+    /// End of the current paid period (renewal date).
+    pub current_period_end: Option<Timestamp>,
+    /// The provider's customer id.
+    pub customer_id: Option<String>,
 }

@@ -1,10 +1,10 @@
 //! [`Idp`]: the identity provider, assembled from its parts.
 
 mod admin;
-pub use admin::AuditTail;
+pub use admin::{AuditTail, PublisherUpdate, TenantUpdate};
 mod agents;
 mod billing;
-pub use billing::BillingOutcome;
+pub use billing::{BillingOutcome, Subscription};
 mod tokens;
 mod usage;
 
@@ -27,7 +27,7 @@ use crate::usage::UsageMeter;
 use crate::{Clock, Error, Result, SystemClock, TenantId, TierTable};
 
 pub use agents::{AgentPatch, Ed25519PrivateJwk, NewAgent, RegisteredAgent};
-pub use usage::{AgentUsageRow, DailyCount, LimitUsage, UsageSummary};
+pub use usage::{Admission, AgentUsageRow, DailyCount, LimitUsage, UsageSummary};
 
 /// Settings of an [`Idp`]. Every duration has a documented default.
 #[derive(Debug, Clone)]

@@ -274,8 +274,9 @@ impl Idp {
     /// Admits one management API call of `tenant`: the tenant's rate limit
     /// (`RateLimited`, with the decision's figures) and daily API-call quota
     /// (`QuotaExceeded`), then counts it. Returns the rate-limit decision for
-    /// response headers. Suspended tenants get `TenantSuspended`.
-    pub async fn admit_api_call(&self, tenant: &TenantId) -> Result<Decision> {
+    /// response headers and the tenant's tier, read once for both.
+    /// Suspended tenants get `TenantSuspended`.
+    pub async fn admit_api_call(&self, tenant: &TenantId) -> Result<Admission> {
         let t = self.inner.store.tenants.get_tenant(tenant).await?;
         if t.status == TenantStatus::Suspended {
             return Err(Error::TenantSuspended);
@@ -311,7 +312,10 @@ impl Idp {
         }
         self.count_usage(tenant, None, UsageKind::ApiCall, now)
             .await;
-        Ok(decision)
+        Ok(Admission {
+            decision,
+            tier: t.tier,
+        })
     }
 
     /// A tenant's tier, limits and use.
@@ -478,4 +482,13 @@ impl Idp {
         });
         Ok(rows)
     }
+}
+
+/// An admitted management API call ([`Idp::admit_api_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// The tenant rate limit's decision, for `RateLimit-*` headers.
+    pub decision: Decision,
+    /// The tenant's tier when admitted.
+    pub tier: crate::Tier,
 }

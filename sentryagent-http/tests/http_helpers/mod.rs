@@ -188,7 +188,7 @@ pub async fn start_with(setup: Setup) -> Server {
             &Caller::system(),
             None,
             "test operator",
-            vec![AdminScope::Admin],
+            Some(vec![AdminScope::Admin]),
         )
         .await
         .unwrap();
