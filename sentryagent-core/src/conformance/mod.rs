@@ -31,6 +31,7 @@ macro_rules! check {
 pub mod admin_key_store;
 pub mod agent_store;
 pub mod audit_log;
+pub mod kit;
 pub mod marker_store;
 pub mod rate_limiter;
 pub mod setting_store;
@@ -47,9 +48,9 @@ use crate::{
     Visibility,
 };
 
-/// A time of the suites: `secs` after a fixed instant.
+/// A time of the suites: `secs` after [`kit::EPOCH`].
 pub(crate) fn t(secs: i64) -> Timestamp {
-    Timestamp::from_unix_secs(1_763_700_000 + secs)
+    Timestamp::from_unix_secs(kit::EPOCH.unix_secs() + secs)
 }
 
 /// A unique suffix so suites can share a database with other runs.
@@ -59,7 +60,7 @@ pub(crate) fn unique() -> String {
 
 /// A tenant for tests.
 pub fn sample_tenant(name: &str) -> Tenant {
-    let now = Timestamp::from_unix_secs(1_763_700_000);
+    let now = kit::EPOCH;
     Tenant {
         id: TenantId::generate(),
         name: name.to_owned(),
@@ -81,7 +82,7 @@ pub fn sample_tenant(name: &str) -> Tenant {
 
 /// An agent of `tenant` for tests (active, private).
 pub fn sample_agent(tenant: &TenantId, name: &str) -> Agent {
-    let now = Timestamp::from_unix_secs(1_763_700_000);
+    let now = kit::EPOCH;
     let seed = crate::secret::random_bytes::<32>();
     let key = crate::jose::SigningKey::from_secret_bytes(
         crate::jose::Algorithm::EdDSA,
@@ -121,7 +122,7 @@ pub fn sample_secret(agent: &AgentId, seed: u8) -> ClientSecret {
         id: SecretId::generate(),
         agent_id: agent.clone(),
         hash: SecretHash([seed; 32]),
-        created_at: Timestamp::from_unix_secs(1_763_700_000),
+        created_at: kit::EPOCH,
         expires_at: None,
         revoked_at: None,
     }
