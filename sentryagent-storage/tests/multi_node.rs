@@ -4,7 +4,7 @@
 //! one tenant rate limit.
 #![cfg(all(feature = "postgres", feature = "redis"))]
 
-mod services;
+use sentryagent_storage::testing as services;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Every store suite of the core on Postgres, in a fresh schema.
 #![cfg(feature = "postgres")]
 
-mod services;
+use sentryagent_storage::testing as services;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The core's UsageMeter conformance suite on Postgres, in a fresh schema.
 #![cfg(feature = "postgres")]
 
-mod services;
+use sentryagent_storage::testing as services;
 
 use std::sync::Arc;
 

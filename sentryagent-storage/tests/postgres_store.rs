@@ -3,7 +3,7 @@
 //! words, bad input, health.
 #![cfg(feature = "postgres")]
 
-mod services;
+use sentryagent_storage::testing as services;
 
 use sentryagent_core::{AgentStore, Backend, MarkerStore, TenantStore};
 use std::collections::BTreeSet;

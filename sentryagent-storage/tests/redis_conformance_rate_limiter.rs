@@ -9,7 +9,7 @@
 //! delay a request past any fixed allowance.
 #![cfg(feature = "redis")]
 
-mod services;
+use sentryagent_storage::testing as services;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! prefix.
 #![cfg(feature = "redis")]
 
-mod services;
+use sentryagent_storage::testing as services;
 
 use std::sync::Arc;
 

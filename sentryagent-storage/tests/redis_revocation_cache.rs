@@ -2,7 +2,7 @@
 //! every node at once, until it would have expired anyway.
 #![cfg(feature = "redis")]
 
-mod services;
+use sentryagent_storage::testing as services;
 
 use std::sync::Arc;
 use std::time::Duration;

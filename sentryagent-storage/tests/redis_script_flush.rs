@@ -4,7 +4,7 @@
 //! reloads scripts meanwhile.
 #![cfg(feature = "redis")]
 
-mod services;
+use sentryagent_storage::testing as services;
 
 use std::time::Duration;
 

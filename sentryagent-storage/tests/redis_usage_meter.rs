@@ -2,7 +2,7 @@
 //! a batch, the hourly range bound.
 #![cfg(feature = "redis")]
 
-mod services;
+use sentryagent_storage::testing as services;
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
-//! Helpers of the tests that need a live Postgres or Redis: where they are,
-//! the skip-or-fail rule when they are absent, and per-test isolation (a
-//! fresh Postgres schema, a random Redis key prefix).
+//! Test plumbing for live Postgres and Redis (feature `testing`), shared by
+//! the tests of this workspace and usable by backend authors: where the
+//! services are, the skip-or-fail rule when they are absent, and isolation
+//! per test (a fresh Postgres schema, a random Redis key prefix) with
+//! cleanup.
 //!
 //! URLs come from `SENTRYAGENT_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) and `SENTRYAGENT_TEST_REDIS_URL`
@@ -8,16 +10,20 @@
 //! print `SKIPPED <test>: <service> unreachable at <url>` and return, unless
 //! `SENTRYAGENT_REQUIRE_SERVICES=1`, where it panics.
 
-#![allow(dead_code, unreachable_pub)]
-
+#[cfg(any(feature = "postgres", feature = "redis"))]
 use std::future::Future;
+#[cfg(any(feature = "postgres", feature = "redis"))]
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+#[cfg(any(feature = "postgres", feature = "redis"))]
 use std::pin::Pin;
+#[cfg(any(feature = "postgres", feature = "redis"))]
 use std::task::{Context, Poll};
+#[cfg(any(feature = "postgres", feature = "redis"))]
 use std::time::Duration;
 
 /// Runs a future to its end, returning its panic (if any) instead of
 /// unwinding, so cleanup can run before the panic goes on.
+#[cfg(any(feature = "postgres", feature = "redis"))]
 async fn catching<F: Future<Output = ()>>(fut: F) -> Result<(), Box<dyn std::any::Any + Send>> {
     struct Catch<F>(Pin<Box<F>>);
     impl<F: Future<Output = ()>> Future for Catch<F> {
@@ -45,16 +51,10 @@ pub fn redis_url() -> String {
     std::env::var("SENTRYAGENT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn required() -> bool {
-    std::env::var("SENTRYAGENT_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-/// Skips (or, when services are required, fails) `test`.
+/// Skips (or, when services are required, fails) `test`: the core's rule,
+/// [`skip_or_fail`](sentryagent_core::conformance::kit::skip_or_fail).
 pub fn unreachable(test: &str, service: &str, url: &str, why: &str) {
-    if required() {
-        panic!("{test}: {service} unreachable at {url} (SENTRYAGENT_REQUIRE_SERVICES=1): {why}");
-    }
-    eprintln!("SKIPPED {test}: {service} unreachable at {url}");
+    sentryagent_core::conformance::kit::skip_or_fail(test, service, url, why);
 }
 
 /// A random suffix.
@@ -111,7 +111,8 @@ where
 }
 
 #[cfg(feature = "postgres")]
-async fn drop_schema(url: &str, schema: &str) {
+/// Drops a schema and everything in it (errors ignored: cleanup).
+pub async fn drop_schema(url: &str, schema: &str) {
     use sqlx::Connection;
     let Ok(mut conn) = sqlx::postgres::PgConnection::connect(url).await else {
         return;
@@ -203,4 +204,93 @@ pub async fn delete_prefix(url: &str, prefix: &str) {
         }
         cursor = next;
     }
+}
+
+/// A Postgres schema dropped when the guard is dropped (from a thread of
+/// its own, so any runtime may drop it).
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+pub struct SchemaGuard {
+    url: String,
+    schema: String,
+}
+
+#[cfg(feature = "postgres")]
+impl SchemaGuard {
+    /// A fresh schema name on the server at `url` (created by the store's
+    /// migrations on first connect); returns the URL selecting it.
+    pub fn fresh(url: &str) -> (String, SchemaGuard) {
+        let schema = format!("sa_test_{}", random());
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let schema_url = format!("{url}{sep}schema={schema}");
+        let guard = SchemaGuard {
+            url: url.to_owned(),
+            schema,
+        };
+        (schema_url, guard)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(drop_schema(&url, &schema));
+            }
+        })
+        .join();
+    }
+}
+
+/// Redis keys of a prefix, deleted when the guard is dropped.
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+pub struct PrefixGuard {
+    url: String,
+    prefix: String,
+}
+
+#[cfg(feature = "redis")]
+impl PrefixGuard {
+    /// A fresh key prefix on the Redis at `url`.
+    pub fn fresh(url: &str) -> (String, PrefixGuard) {
+        let prefix = redis_prefix();
+        let guard = PrefixGuard {
+            url: url.to_owned(),
+            prefix: prefix.clone(),
+        };
+        (prefix, guard)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for PrefixGuard {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(delete_prefix(&url, &prefix));
+            }
+        })
+        .join();
+    }
+}
+
+thread_local! {
+    static AT_THREAD_EXIT: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Keeps `guard` until the current thread ends (each test runs on a thread
+/// of its own), for cleanup a test cannot scope.
+pub fn drop_at_thread_exit<T: 'static>(guard: T) {
+    AT_THREAD_EXIT.with(|g| g.borrow_mut().push(Box::new(guard)));
 }
