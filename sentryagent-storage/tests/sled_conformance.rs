@@ -6,7 +6,7 @@ use sentryagent_core::{AgentStore, AuditLog, MarkerStore, SettingStore, TenantSt
 use std::sync::Arc;
 
 use sentryagent_core::audit::{AuditQuery, NewAuditEvent, Outcome, verify_chain};
-use sentryagent_core::conformance::{self, sample_agent, sample_secret, sample_tenant};
+use sentryagent_core::conformance::{self, kit, sample_agent, sample_secret, sample_tenant};
 use sentryagent_core::page::PageRequest;
 use sentryagent_core::ratelimit::{Quota, RateLimiter};
 use sentryagent_core::usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
@@ -354,26 +354,6 @@ async fn sled_urls_open_one_database_for_every_part() {
     assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}");
 }
 
-/// A small deterministic PRNG (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
-
 const WORDS: &[&str] = &[
     "alpha",
     "alps",
@@ -391,9 +371,9 @@ const WORDS: &[&str] = &[
     "data-pipeline",
 ];
 
-fn random_text(rng: &mut Rng, max_words: usize) -> String {
-    (0..rng.below(max_words + 1))
-        .map(|_| rng.pick(WORDS))
+fn random_text(rng: &mut kit::Rng, max_words: usize) -> String {
+    (0..(rng.below((max_words + 1) as u64) as usize))
+        .map(|_| *rng.pick(WORDS))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -410,7 +390,7 @@ async fn sled_marketplace_index_equals_matches() {
     for t in &tenants {
         store.create_tenant(t).await.unwrap();
     }
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut rng = kit::Rng::new(0x5eed_1234_abcd_ef01);
     let states = [
         LifecycleState::Draft,
         LifecycleState::Deployed,
@@ -420,17 +400,18 @@ async fn sled_marketplace_index_equals_matches() {
     ];
     let mut agents = std::collections::BTreeMap::new();
     for i in 0..60 {
-        let tenant = &tenants[rng.below(2)];
+        let tenant = &tenants[rng.below(2) as usize];
         let mut a = sample_agent(&tenant.id, &format!("{} {i}", random_text(&mut rng, 2)));
         a.description = random_text(&mut rng, 4);
-        a.capabilities = (0..rng.below(3))
-            .map(|_| rng.pick(WORDS).to_owned())
+        a.capabilities = (0..(rng.below(3) as usize))
+            .map(|_| (*rng.pick(WORDS)).to_owned())
             .collect();
-        a.tags = (0..rng.below(2))
-            .map(|_| rng.pick(WORDS).to_owned())
+        a.tags = (0..(rng.below(2) as usize))
+            .map(|_| (*rng.pick(WORDS)).to_owned())
             .collect();
-        a.category = [None, Some("finance"), Some("language")][rng.below(3)].map(str::to_owned);
-        a.state = states[rng.below(states.len())];
+        a.category =
+            [None, Some("finance"), Some("language")][rng.below(3) as usize].map(str::to_owned);
+        a.state = states[rng.below(states.len() as u64) as usize];
         a.visibility = if rng.below(4) == 0 {
             Visibility::Private
         } else {
@@ -444,7 +425,7 @@ async fn sled_marketplace_index_equals_matches() {
     }
     for _ in 0..80 {
         let ids: Vec<_> = agents.keys().cloned().collect();
-        let mut a = agents[&ids[rng.below(ids.len())]].clone();
+        let mut a = agents[&ids[rng.below(ids.len() as u64) as usize]].clone();
         match rng.below(5) {
             0 => a.name = format!("{} {}", random_text(&mut rng, 2), a.id),
             1 => a.description = random_text(&mut rng, 4),
@@ -455,9 +436,9 @@ async fn sled_marketplace_index_equals_matches() {
                     Visibility::Public
                 }
             }
-            3 => a.capabilities = vec![rng.pick(WORDS).to_owned()],
+            3 => a.capabilities = vec![(*rng.pick(WORDS)).to_owned()],
             _ => {
-                let to = states[rng.below(states.len())];
+                let to = states[rng.below(states.len() as u64) as usize];
                 if a.state.can_transition_to(to) {
                     a.state = to;
                 }
@@ -469,11 +450,13 @@ async fn sled_marketplace_index_equals_matches() {
     // Queries: random prefixes of the vocabulary (and of nothing), with and
     // without filters.
     for _ in 0..150 {
-        let mut words: Vec<String> = (0..rng.below(3))
+        let mut words: Vec<String> = (0..(rng.below(3) as usize))
             .map(|_| {
                 let w = rng.pick(WORDS).to_uppercase();
                 let chars: Vec<char> = w.chars().collect();
-                chars[..1 + rng.below(chars.len())].iter().collect()
+                chars[..1 + (rng.below(chars.len() as u64) as usize)]
+                    .iter()
+                    .collect()
             })
             .collect();
         if rng.below(10) == 0 {
@@ -482,13 +465,13 @@ async fn sled_marketplace_index_equals_matches() {
         let text = words.join(" ");
         let q = MarketplaceQuery {
             text: (!text.is_empty()).then_some(text),
-            capability: (rng.below(4) == 0).then(|| rng.pick(WORDS).to_owned()),
-            tag: (rng.below(6) == 0).then(|| rng.pick(WORDS).to_owned()),
+            capability: (rng.below(4) == 0).then(|| (*rng.pick(WORDS)).to_owned()),
+            tag: (rng.below(6) == 0).then(|| (*rng.pick(WORDS)).to_owned()),
             category: (rng.below(5) == 0).then(|| "language".to_owned()),
-            publisher: (rng.below(4) == 0).then(|| tenants[rng.below(2)].id.clone()),
+            publisher: (rng.below(4) == 0).then(|| tenants[rng.below(2) as usize].id.clone()),
         };
         let want: Vec<_> = agents.values().filter(|a| q.matches(a)).cloned().collect();
-        let size = 1 + rng.below(7);
+        let size = 1 + rng.below(7) as usize;
         let mut got = Vec::new();
         let mut req = PageRequest::first(size);
         for _ in 0..100 {

@@ -28,16 +28,7 @@ pub enum Backend {
     PostgresRedis,
 }
 
-/// The Postgres URL of the tests.
-pub fn postgres_url() -> String {
-    std::env::var("SENTRYAGENT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// The Redis URL of the tests.
-pub fn redis_url() -> String {
-    std::env::var("SENTRYAGENT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use sentryagent_storage::testing::{postgres_url, redis_url};
 
 /// `url` with one more query parameter.
 fn with_param(url: &str, key: &str, value: &str) -> String {
@@ -46,38 +37,11 @@ fn with_param(url: &str, key: &str, value: &str) -> String {
 }
 
 /// Whether Postgres and Redis answer. When they do not, prints a skip line
-/// and returns false, or panics when `SENTRYAGENT_REQUIRE_SERVICES=1`.
+/// and returns false, or panics when `SENTRYAGENT_REQUIRE_SERVICES=1` (the
+/// storage crate's test plumbing).
 pub async fn services_available(test: &str) -> bool {
-    for (name, url) in [("postgres", postgres_url()), ("redis", redis_url())] {
-        let hostport = url
-            .split_once("://")
-            .map_or(url.as_str(), |(_, r)| r)
-            .rsplit_once('@')
-            .map_or_else(
-                || url.split_once("://").map_or(url.as_str(), |(_, r)| r),
-                |(_, r)| r,
-            )
-            .split(['/', '?'])
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let ok = tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect(hostport.clone()),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok());
-        if !ok {
-            if std::env::var("SENTRYAGENT_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!(
-                    "{test}: {name} unreachable at {hostport} and SENTRYAGENT_REQUIRE_SERVICES=1"
-                );
-            }
-            eprintln!("SKIPPED {test}: {name} unreachable at {hostport}");
-            return false;
-        }
-    }
-    true
+    sentryagent_storage::testing::postgres(test).await.is_some()
+        && sentryagent_storage::testing::redis(test).await.is_some()
 }
 
 /// How a test server is set up.
