@@ -1,8 +1,90 @@
-//! The `sentryagent` command: administration of a SentryAgent server
-//! (tenants, API keys, agents and their lifecycle, audit) over its HTTP API,
-//! and shell completion. The commands arrive with the HTTP adapter; for now
-//! it prints its version.
+//! The `sentryagent` command: administration of a SentryAgent server over
+//! its HTTP API (agents, tokens, tenants, API keys, usage, the marketplace
+//! and the audit trail), with profiles in `~/.sentryagent/config.json` and
+//! shell completion. See the crate README for every command.
 
-fn main() {
-    println!("sentryagent {}", env!("CARGO_PKG_VERSION"));
+mod cli;
+mod client;
+mod commands;
+mod config;
+mod error;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command};
+use crate::client::Client;
+use crate::config::{Config, Settings};
+use crate::error::{CliError, Exit};
+use crate::output::Ui;
+
+/// What every command gets.
+pub(crate) struct Ctx {
+    /// Parsed global flags.
+    pub(crate) global: cli::GlobalArgs,
+    /// The config file's content.
+    pub(crate) config: Config,
+    /// Flags, environment and profile combined.
+    pub(crate) settings: Settings,
+    /// Output settings.
+    pub(crate) ui: Ui,
+    /// The HTTP client of the server in effect.
+    pub(crate) client: Client,
+}
+
+fn main() -> ExitCode {
+    // reqwest is built without a TLS provider of its own: ring, no C.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            // clap: 0 for --help/--version, 2 for usage errors.
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
+    let ui = Ui::detect(cli.global.json);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{} cannot start: {e}", ui.error_prefix());
+            return ExitCode::from(Exit::Other as u8);
+        }
+    };
+    match runtime.block_on(run(cli, ui)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{} {}", ui.error_prefix(), e.message);
+            ExitCode::from(e.exit as u8)
+        }
+    }
+}
+
+async fn run(cli: Cli, ui: Ui) -> Result<(), CliError> {
+    if let Command::Completion { shell } = cli.command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "sentryagent", &mut std::io::stdout());
+        return Ok(());
+    }
+    let config = Config::load()?;
+    let settings = config::resolve(&cli.global, &config);
+    let client = Client::new(
+        &settings.url,
+        settings.api_key.clone(),
+        cli.global.verbose,
+    )?;
+    let mut ctx = Ctx {
+        global: cli.global,
+        config,
+        settings,
+        ui,
+        client,
+    };
+    commands::dispatch(&mut ctx, cli.command).await
 }
