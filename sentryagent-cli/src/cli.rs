@@ -323,7 +323,11 @@ pub(crate) enum AuthMethod {
 #[derive(Debug, Args)]
 pub(crate) struct IssueTokenArgs {
     /// Agent whose saved credentials to use.
-    #[arg(long, conflicts_with = "client_id", required_unless_present = "client_id")]
+    #[arg(
+        long,
+        conflicts_with = "client_id",
+        required_unless_present = "client_id"
+    )]
     pub(crate) agent: Option<String>,
     /// Client id; the secret comes from --client-secret-stdin or
     /// SENTRYAGENT_CLIENT_SECRET.

@@ -122,7 +122,10 @@ impl Client {
             return Ok(Value::Null);
         }
         serde_json::from_slice(&bytes).map_err(|e| {
-            CliError::other(format!("the server at {} sent invalid JSON: {e}", self.base))
+            CliError::other(format!(
+                "the server at {} sent invalid JSON: {e}",
+                self.base
+            ))
         })
     }
 

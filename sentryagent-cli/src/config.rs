@@ -128,7 +128,11 @@ pub(crate) fn resolve(global: &GlobalArgs, config: &Config) -> Settings {
     Settings {
         profile,
         url: url.trim_end_matches('/').to_owned(),
-        api_key: global.api_key.clone().filter(|k| !k.is_empty()).or(p.api_key),
+        api_key: global
+            .api_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .or(p.api_key),
         tenant: global.tenant.clone().filter(|t| !t.is_empty()).or(p.tenant),
     }
 }

@@ -74,11 +74,7 @@ async fn run(cli: Cli, ui: Ui) -> Result<(), CliError> {
     }
     let config = Config::load()?;
     let settings = config::resolve(&cli.global, &config);
-    let client = Client::new(
-        &settings.url,
-        settings.api_key.clone(),
-        cli.global.verbose,
-    )?;
+    let client = Client::new(&settings.url, settings.api_key.clone(), cli.global.verbose)?;
     let mut ctx = Ctx {
         global: cli.global,
         config,

@@ -62,13 +62,14 @@ pub(crate) async fn usage(ctx: &mut Ctx) -> Result<(), CliError> {
         .and_then(|l| l.get("requests_per_minute"))
         .and_then(Value::as_u64)
     {
-        println!("{}", ctx.ui.dim(&format!("rate limit: {rpm} requests per minute")));
+        println!(
+            "{}",
+            ctx.ui
+                .dim(&format!("rate limit: {rpm} requests per minute"))
+        );
     }
     if let Some(end) = u.get("current_period_end").and_then(Value::as_str) {
-        println!(
-            "subscription {} until {end}",
-            s(&u, "subscription_status")
-        );
+        println!("subscription {} until {end}", s(&u, "subscription_status"));
     }
     let approaching = u
         .get("approaching_limit")
@@ -104,7 +105,10 @@ pub(crate) async fn marketplace(ctx: &mut Ctx, c: MarketplaceCommand) -> Result<
     );
     let found = ctx
         .ui
-        .spin("searching", collect_pages(ctx, &path, false, a.limit, |_| true))
+        .spin(
+            "searching",
+            collect_pages(ctx, &path, false, a.limit, |_| true),
+        )
         .await?;
     if ctx.ui.json {
         print_json(&Value::Array(found));
@@ -114,9 +118,14 @@ pub(crate) async fn marketplace(ctx: &mut Ctx, c: MarketplaceCommand) -> Result<
         println!("No agents found");
         return Ok(());
     }
-    let mut t = ctx
-        .ui
-        .table(&["ID", "NAME", "CAPABILITIES", "CATEGORY", "PUBLISHER", "DESCRIPTION"]);
+    let mut t = ctx.ui.table(&[
+        "ID",
+        "NAME",
+        "CAPABILITIES",
+        "CATEGORY",
+        "PUBLISHER",
+        "DESCRIPTION",
+    ]);
     for v in &found {
         t.add_row(vec![
             s(v, "id").to_owned(),
@@ -169,13 +178,18 @@ pub(crate) async fn tenants(ctx: &mut Ctx, c: TenantsCommand) -> Result<(), CliE
         TenantsCommand::List { limit } => {
             let all = ctx
                 .ui
-                .spin("listing tenants", collect_pages(ctx, "/v1/tenants", true, limit, |_| true))
+                .spin(
+                    "listing tenants",
+                    collect_pages(ctx, "/v1/tenants", true, limit, |_| true),
+                )
                 .await?;
             if ctx.ui.json {
                 print_json(&Value::Array(all));
                 return Ok(());
             }
-            let mut t = ctx.ui.table(&["ID", "NAME", "SLUG", "TIER", "STATUS", "CREATED"]);
+            let mut t = ctx
+                .ui
+                .table(&["ID", "NAME", "SLUG", "TIER", "STATUS", "CREATED"]);
             for v in &all {
                 t.add_row(vec![
                     s(v, "id").to_owned(),
@@ -212,7 +226,9 @@ pub(crate) async fn tenants(ctx: &mut Ctx, c: TenantsCommand) -> Result<(), CliE
                 body.insert("status".into(), json!(st));
             }
             if body.is_empty() {
-                return Err(CliError::usage("nothing to change: give --tier or --status"));
+                return Err(CliError::usage(
+                    "nothing to change: give --tier or --status",
+                ));
             }
             let req = ctx
                 .client
@@ -277,7 +293,10 @@ pub(crate) async fn api_keys(ctx: &mut Ctx, c: ApiKeysCommand) -> Result<(), Cli
             ctx.ui.print_fields(&[
                 ("id", s(&k, "id").to_owned()),
                 ("scopes", list_field(&k, "scopes")),
-                ("key", format!("{}  {}", s(&k, "key"), ctx.ui.yellow("(shown once)"))),
+                (
+                    "key",
+                    format!("{}  {}", s(&k, "key"), ctx.ui.yellow("(shown once)")),
+                ),
             ]);
         }
         ApiKeysCommand::List => {
@@ -287,9 +306,15 @@ pub(crate) async fn api_keys(ctx: &mut Ctx, c: ApiKeysCommand) -> Result<(), Cli
                 print_json(&keys);
                 return Ok(());
             }
-            let mut t = ctx
-                .ui
-                .table(&["ID", "NAME", "PREFIX", "SCOPES", "CREATED", "LAST USED", "REVOKED"]);
+            let mut t = ctx.ui.table(&[
+                "ID",
+                "NAME",
+                "PREFIX",
+                "SCOPES",
+                "CREATED",
+                "LAST USED",
+                "REVOKED",
+            ]);
             for v in keys.as_array().into_iter().flatten() {
                 t.add_row(vec![
                     s(v, "id").to_owned(),

@@ -50,8 +50,9 @@ pub(crate) async fn register(ctx: &mut Ctx, a: RegisterArgs) -> Result<(), CliEr
         if k.starts_with("did:") {
             body.insert("did".into(), json!(k));
         } else {
-            let text = std::fs::read_to_string(&k)
-                .map_err(|e| CliError::usage(format!("cannot read the public key file {k}: {e}")))?;
+            let text = std::fs::read_to_string(&k).map_err(|e| {
+                CliError::usage(format!("cannot read the public key file {k}: {e}"))
+            })?;
             let jwk: Value = serde_json::from_str(&text)
                 .map_err(|e| CliError::usage(format!("{k} is not a JWK (JSON): {e}")))?;
             if jwk.get("d").is_some() {
@@ -64,10 +65,7 @@ pub(crate) async fn register(ctx: &mut Ctx, a: RegisterArgs) -> Result<(), CliEr
     }
     let path = format!("/v1/agents{}", tenant_query(ctx));
     let req = ctx.client.authed(Method::POST, &path)?.json(&body);
-    let agent = ctx
-        .ui
-        .spin("registering", ctx.client.json(req))
-        .await?;
+    let agent = ctx.ui.spin("registering", ctx.client.json(req)).await?;
     let saved = if a.save {
         let creds = SavedCredentials {
             agent_id: s(&agent, "id").to_owned(),
@@ -173,7 +171,10 @@ pub(crate) async fn list(ctx: &mut Ctx, a: ListAgentsArgs) -> Result<(), CliErro
     };
     let agents = ctx
         .ui
-        .spin("listing agents", collect_pages(ctx, &path, true, a.limit, keep))
+        .spin(
+            "listing agents",
+            collect_pages(ctx, &path, true, a.limit, keep),
+        )
         .await?;
     if ctx.ui.json {
         print_json(&Value::Array(agents));
@@ -325,10 +326,7 @@ pub(crate) async fn set_state(ctx: &mut Ctx, id: &str, state: State) -> Result<(
         }
         Err(e) => return Err(e),
     };
-    let agent: Value = res
-        .json()
-        .await
-        .map_err(|e| ctx.client.transport(&e))?;
+    let agent: Value = res.json().await.map_err(|e| ctx.client.transport(&e))?;
     if ctx.ui.json {
         print_json(&agent);
     } else {
@@ -343,9 +341,10 @@ pub(crate) async fn set_state(ctx: &mut Ctx, id: &str, state: State) -> Result<(
 
 /// `revoke-credentials`.
 pub(crate) async fn revoke(ctx: &mut Ctx, id: &str) -> Result<(), CliError> {
-    let req = ctx
-        .client
-        .authed(Method::POST, &format!("{}/credentials/revoke", agent_path(id)))?;
+    let req = ctx.client.authed(
+        Method::POST,
+        &format!("{}/credentials/revoke", agent_path(id)),
+    )?;
     let out = ctx.ui.spin("revoking", ctx.client.json(req)).await?;
     if ctx.ui.json {
         print_json(&out);
@@ -404,9 +403,10 @@ pub(crate) async fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<(), CliError>
             "this server does not take a grace period per rotation (it keeps the previous secret valid for its configured period); run without --grace {g}"
         )));
     }
-    let req = ctx
-        .client
-        .authed(Method::POST, &format!("{}/credentials/rotate", agent_path(&a.id)))?;
+    let req = ctx.client.authed(
+        Method::POST,
+        &format!("{}/credentials/rotate", agent_path(&a.id)),
+    )?;
     let out = ctx.ui.spin("rotating", ctx.client.json(req)).await?;
     let secret = s(&out, "client_secret").to_owned();
     let until = s(&out, "previous_valid_until").to_owned();
@@ -431,7 +431,8 @@ pub(crate) async fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<(), CliError>
         print_json(&out);
         return Ok(());
     }
-    ctx.ui.done(&format!("Rotated the client secret of agent {}", a.id));
+    ctx.ui
+        .done(&format!("Rotated the client secret of agent {}", a.id));
     let remaining = sentryagent_core::Timestamp::parse_rfc3339(&until).map(|t| {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let secs = u64::try_from(t.unix_secs() - now).unwrap_or(0);
@@ -462,13 +463,28 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("90"), Some(std::time::Duration::from_secs(90)));
-        assert_eq!(parse_duration("10m"), Some(std::time::Duration::from_secs(600)));
-        assert_eq!(parse_duration("2h"), Some(std::time::Duration::from_secs(7200)));
-        assert_eq!(parse_duration("1d"), Some(std::time::Duration::from_secs(86_400)));
+        assert_eq!(
+            parse_duration("90"),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("10m"),
+            Some(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            parse_duration("2h"),
+            Some(std::time::Duration::from_secs(7200))
+        );
+        assert_eq!(
+            parse_duration("1d"),
+            Some(std::time::Duration::from_secs(86_400))
+        );
         assert_eq!(parse_duration("1x"), None);
         assert_eq!(parse_duration("h"), None);
-        assert_eq!(human(std::time::Duration::from_secs(86_400 + 7200)), "1d 2h");
+        assert_eq!(
+            human(std::time::Duration::from_secs(86_400 + 7200)),
+            "1d 2h"
+        );
         assert_eq!(human(std::time::Duration::from_secs(5)), "5s");
     }
 

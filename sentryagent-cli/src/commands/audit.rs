@@ -92,9 +92,7 @@ async fn read_chain(
 ) -> Result<(), CliError> {
     let mut cursor = after;
     loop {
-        let req = ctx
-            .client
-            .authed(Method::GET, &f.listing(chain, cursor))?;
+        let req = ctx.client.authed(Method::GET, &f.listing(chain, cursor))?;
         let page = ctx.client.json(req).await?;
         for e in page
             .get("items")
@@ -299,7 +297,10 @@ async fn follow(ctx: &Ctx, f: &Filter, limit: Option<usize>) -> Result<(), CliEr
             }
             let res = ctx.client.send(req).await?;
             if !connected_once && !ctx.ui.json && ctx.ui.err_tty {
-                eprintln!("Following the audit trail of {} (Ctrl-C to stop)", ctx.client.base());
+                eprintln!(
+                    "Following the audit trail of {} (Ctrl-C to stop)",
+                    ctx.client.base()
+                );
             }
             connected_once = true;
             backoff = Duration::from_millis(500);
@@ -387,13 +388,17 @@ pub(crate) async fn verify(ctx: &mut Ctx) -> Result<(), CliError> {
         None => "".to_owned(),
     };
     match out.get("head").filter(|h| !h.is_null()) {
-        Some(h) => ctx.ui.done(&format!(
-            "Audit chain {chain} verified: {} events, head hash {}",
-            h.get("seq").and_then(Value::as_u64).unwrap_or(0),
-            s(h, "hash")
-        )
-        .replace("  ", " ")),
-        None => ctx.ui.done(&format!("Audit chain {chain} is empty").replace("  ", " ")),
+        Some(h) => ctx.ui.done(
+            &format!(
+                "Audit chain {chain} verified: {} events, head hash {}",
+                h.get("seq").and_then(Value::as_u64).unwrap_or(0),
+                s(h, "hash")
+            )
+            .replace("  ", " "),
+        ),
+        None => ctx
+            .ui
+            .done(&format!("Audit chain {chain} is empty").replace("  ", " ")),
     }
     Ok(())
 }

@@ -54,10 +54,12 @@ impl Identity {
     }
 
     fn describe(&self) -> String {
-        let who = match (&self.tenant_id, &self.tenant_name) {
-            (Some(id), Some(name)) => format!("tenant key of {name} ({id})"),
-            (Some(id), None) => format!("tenant key of tenant {id}"),
-            _ => "operator key".to_owned(),
+        let who = match (self.kind, &self.tenant_id, &self.tenant_name) {
+            ("operator", _, _) => "operator key".to_owned(),
+            (_, Some(id), Some(name)) => format!("tenant key of {name} ({id})"),
+            (_, Some(id), None) => format!("tenant key of tenant {id}"),
+            _ => "tenant key (tenant unknown: the key may read neither usage, agents nor audit)"
+                .to_owned(),
         };
         let name = self
             .key
@@ -116,6 +118,29 @@ pub(crate) async fn identify(client: &Client, key: &str) -> Result<Identity, Cli
         .map_err(|e| client.transport(&e))?;
     match res.status().as_u16() {
         200 => {}
+        // A tenant key without the billing_read scope: its agents or audit
+        // events name its tenant, when it may read them.
+        403 => {
+            let mut tenant = None;
+            for path in ["/v1/agents?limit=1", "/v1/audit?limit=1"] {
+                if let Ok(page) = client.json(client.authed(Method::GET, path)?).await {
+                    tenant = page
+                        .get("items")
+                        .and_then(|i| i.get(0))
+                        .map(|a| s(a, "tenant_id").to_owned())
+                        .filter(|t| !t.is_empty());
+                }
+                if tenant.is_some() {
+                    break;
+                }
+            }
+            return Ok(Identity {
+                kind: "tenant",
+                tenant_id: tenant,
+                tenant_name: None,
+                key: None,
+            });
+        }
         // An operator key without the admin scope must name a tenant here.
         422 => {
             return Ok(Identity {
@@ -133,7 +158,10 @@ pub(crate) async fn identify(client: &Client, key: &str) -> Result<Identity, Cli
         .map_err(|e| CliError::other(format!("unexpected answer: {e}")))?;
     let tenant = s(&usage, "tenant_id").to_owned();
     let keys = client
-        .json(client.authed(Method::GET, &format!("/v1/tenants/{}/api-keys", enc(&tenant)))?)
+        .json(client.authed(
+            Method::GET,
+            &format!("/v1/tenants/{}/api-keys", enc(&tenant)),
+        )?)
         .await
         .ok();
     let name = client
@@ -307,7 +335,12 @@ pub(crate) fn config(ctx: &mut Ctx, command: ConfigCommand) -> Result<(), CliErr
             ctx.ui.print_table(&t);
         }
         ConfigCommand::Get { key } => {
-            let p = ctx.config.profiles.get(&profile).cloned().unwrap_or_default();
+            let p = ctx
+                .config
+                .profiles
+                .get(&profile)
+                .cloned()
+                .unwrap_or_default();
             let value = match key.as_str() {
                 "url" => p.url,
                 "api_key" => p.api_key.as_deref().map(mask),
@@ -349,8 +382,7 @@ pub(crate) fn config(ctx: &mut Ctx, command: ConfigCommand) -> Result<(), CliErr
             }
             ctx.config.save()?;
             if !ctx.ui.json {
-                ctx.ui
-                    .done(&format!("Set {key} of profile \"{profile}\""));
+                ctx.ui.done(&format!("Set {key} of profile \"{profile}\""));
             }
         }
         ConfigCommand::Use { name } => {

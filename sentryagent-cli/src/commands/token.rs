@@ -133,7 +133,9 @@ pub(crate) async fn issue(ctx: &mut Ctx, a: IssueTokenArgs) -> Result<(), CliErr
                 }
                 AuthMethod::PrivateKeyJwt => {
                     let path = a.private_key.as_ref().ok_or_else(|| {
-                        CliError::usage("--auth private-key-jwt with --client-id needs --private-key FILE")
+                        CliError::usage(
+                            "--auth private-key-jwt with --client-id needs --private-key FILE",
+                        )
                     })?;
                     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                         CliError::usage(format!("cannot read {}: {e}", path.display()))
@@ -191,14 +193,21 @@ pub(crate) async fn issue(ctx: &mut Ctx, a: IssueTokenArgs) -> Result<(), CliErr
             "application/x-www-form-urlencoded",
         )
         .body(body);
-    let token = ctx.ui.spin("requesting a token", ctx.client.json(req)).await?;
+    let token = ctx
+        .ui
+        .spin("requesting a token", ctx.client.json(req))
+        .await?;
     let access = s(&token, "access_token").to_owned();
     if a.decode {
         let (header, claims) = verify(ctx, &access, iss.as_deref().unwrap_or_default()).await?;
         if ctx.ui.json {
             print_json(&json!({"token": token, "header": header, "claims": claims}));
         } else {
-            eprintln!("{}", ctx.ui.dim("signature and claims verified against the server's JWKS"));
+            eprintln!(
+                "{}",
+                ctx.ui
+                    .dim("signature and claims verified against the server's JWKS")
+            );
             print_json(&claims);
         }
         return Ok(());
