@@ -85,11 +85,12 @@ impl Ui {
         println!("{} {message}", self.green("✓"));
     }
 
-    /// A table with a header row.
+    /// A table with a header row. Cells hold no escape codes (the table
+    /// measures characters), so tables stay aligned on a terminal.
     pub(crate) fn table(&self, header: &[&str]) -> Table {
         let mut t = Table::new();
         t.load_preset(presets::NOTHING);
-        t.set_header(header.iter().map(|h| Cell::new(self.bold(h))));
+        t.set_header(header.iter().map(|h| Cell::new(h)));
         t
     }
 

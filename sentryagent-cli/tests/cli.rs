@@ -854,3 +854,173 @@ fn completion_scripts_parse_in_their_shells() {
         }
     }
 }
+
+/// A loopback TCP proxy that can cut every connection it carries.
+struct Proxy {
+    url: String,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        let target = upstream.trim_start_matches("http://").to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let conns = open.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                {
+                    let mut list = conns.lock().unwrap();
+                    list.push(client.try_clone().unwrap());
+                    list.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { url, open }
+    }
+
+    /// Drops every open connection.
+    fn cut(&self) {
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn follow_reconnects_without_losing_or_repeating_events() {
+    let env = Env::new();
+    let (_t, key) = env.tenant_on("Reconnect", "pro");
+    let proxy = Proxy::start(&env.server.url);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentryagent"))
+        .env("HOME", env.home.path())
+        .env("SENTRYAGENT_URL", &proxy.url)
+        .env("SENTRYAGENT_API_KEY", &key)
+        .env_remove("SENTRYAGENT_CONFIG")
+        .env_remove("SENTRYAGENT_PROFILE")
+        .env_remove("SENTRYAGENT_TENANT")
+        .args([
+            "tail-audit-log",
+            "--follow",
+            "--json",
+            "--action",
+            "agent.registered",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    // Wait until the follower is connected: it shows a new event.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut first = None;
+    let mut i = 0;
+    while first.is_none() && Instant::now() < deadline {
+        text_out(
+            env.as_key(&key)
+                .args(["register-agent", "--name", &format!("r{i}")]),
+        );
+        i += 1;
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(700)) {
+            first = Some(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    }
+    let first = first.expect("the follower printed nothing within 20 s")["seq"]
+        .as_u64()
+        .unwrap();
+    // Drop the connection, make events while it is down, then one more.
+    proxy.cut();
+    for n in 0..3 {
+        text_out(
+            env.as_key(&key)
+                .args(["register-agent", "--name", &format!("gap{n}")]),
+        );
+    }
+    proxy.cut();
+    text_out(env.as_key(&key).args(["register-agent", "--name", "after"]));
+    // What the trail holds after the first event the follower showed.
+    let listed = text_out(env.as_key(&key).args([
+        "tail-audit-log",
+        "--json",
+        "--action",
+        "agent.registered",
+        "--limit",
+        "1000",
+    ]));
+    let expected: Vec<u64> = listed
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .filter(|s| *s > first)
+        .collect();
+    assert!(expected.len() >= 4, "{expected:?}");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < expected.len() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            got.push(
+                serde_json::from_str::<Value>(&line).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap(),
+            );
+        }
+    }
+    // Nothing more arrives (no repeats).
+    if let Ok(extra) = rx.recv_timeout(Duration::from_millis(1500)) {
+        got.push(
+            serde_json::from_str::<Value>(&extra).unwrap()["seq"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    interrupt(child.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the follower did not stop on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = errors.join().unwrap();
+    assert_eq!(got, expected, "stderr: {stderr}");
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    assert_eq!(status.code(), Some(0));
+}

@@ -44,7 +44,7 @@ pub(crate) async fn usage(ctx: &mut Ctx) -> Result<(), CliError> {
             warn.push(label);
         }
         let b = match limit {
-            Some(_) if near => ctx.ui.yellow(&bar(pct)),
+            Some(_) if near => format!("{} !", bar(pct)),
             Some(_) => bar(pct),
             None => String::new(),
         };
