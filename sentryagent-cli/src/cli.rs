@@ -260,7 +260,7 @@ pub(crate) struct RegisterArgs {
     #[arg(long, value_name = "DID_OR_JWK_FILE")]
     pub(crate) public_key: Option<String>,
     /// Saves the client secret and the private JWK under
-    /// ~/.sentryagent/credentials/<agent-id>.json (0600).
+    /// ~/.sentryagent/credentials/AGENT_ID.json (0600).
     #[arg(long)]
     pub(crate) save: bool,
 }
@@ -380,7 +380,7 @@ pub(crate) struct TailArgs {
     /// Only this action (e.g. agent.registered).
     #[arg(long)]
     pub(crate) action: Option<String>,
-    /// Only this actor (e.g. admin_key:<id>).
+    /// Only this actor (e.g. admin_key:KEY_ID).
     #[arg(long)]
     pub(crate) actor: Option<String>,
     /// Without --follow: how many of the latest events (default 20). With

@@ -90,7 +90,7 @@ impl Ui {
     pub(crate) fn table(&self, header: &[&str]) -> Table {
         let mut t = Table::new();
         t.load_preset(presets::NOTHING);
-        t.set_header(header.iter().map(|h| Cell::new(h)));
+        t.set_header(header.iter().map(Cell::new));
         t
     }
 
