@@ -137,6 +137,15 @@ pub(crate) enum Command {
         /// The shell.
         shell: Shell,
     },
+    /// Writes man pages (sentryagent.1 and one per command) into a directory.
+    #[command(
+        after_help = "Example:\n  sentryagent man-pages --out ~/.local/share/man/man1 && man sentryagent-issue-token"
+    )]
+    ManPages {
+        /// Directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// `login`.

@@ -72,6 +72,9 @@ async fn run(cli: Cli, ui: Ui) -> Result<(), CliError> {
         clap_complete::generate(shell, &mut cmd, "sentryagent", &mut std::io::stdout());
         return Ok(());
     }
+    if let Command::ManPages { out } = &cli.command {
+        return man_pages(out);
+    }
     let config = Config::load()?;
     let settings = config::resolve(&cli.global, &config);
     let client = Client::new(&settings.url, settings.api_key.clone(), cli.global.verbose)?;
@@ -83,4 +86,34 @@ async fn run(cli: Cli, ui: Ui) -> Result<(), CliError> {
         client,
     };
     commands::dispatch(&mut ctx, cli.command).await
+}
+
+/// Writes `sentryagent.1` and `sentryagent-<command>[-<sub>].1` into `dir`.
+fn man_pages(dir: &std::path::Path) -> Result<(), CliError> {
+    fn write(dir: &std::path::Path, cmd: &clap::Command) -> Result<usize, CliError> {
+        // After `build`, a subcommand's display name is `parent-sub`.
+        let name = cmd.get_display_name().unwrap_or(cmd.get_name());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .render(&mut page)
+            .map_err(|e| CliError::other(format!("cannot render the man page of {name}: {e}")))?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, page)
+            .map_err(|e| CliError::other(format!("cannot write {}: {e}", path.display())))?;
+        let mut n = 1;
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            n += write(dir, sub)?;
+        }
+        Ok(n)
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::other(format!("cannot create {}: {e}", dir.display())))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let n = write(dir, &cmd)?;
+    println!("Wrote {n} man pages to {}", dir.display());
+    Ok(())
 }

@@ -494,6 +494,7 @@ fn exit_codes() {
         "usage",
         "verify-audit",
         "completion",
+        "man-pages",
     ] {
         let help = text_out(env.cmd().args([sub, "--help"]));
         assert!(help.contains("Example"), "{sub} --help has no example");
@@ -1023,4 +1024,32 @@ fn follow_reconnects_without_losing_or_repeating_events() {
     assert_eq!(got, expected, "stderr: {stderr}");
     assert!(stderr.contains("reconnecting"), "{stderr}");
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn man_pages_for_every_command() {
+    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    text_out(env.cmd().args(["man-pages", "--out"]).arg(dir.path()));
+    for name in [
+        "sentryagent",
+        "sentryagent-issue-token",
+        "sentryagent-tail-audit-log",
+        "sentryagent-config-use",
+        "sentryagent-api-keys-create",
+    ] {
+        let page = std::fs::read_to_string(dir.path().join(format!("{name}.1"))).unwrap();
+        assert!(
+            page.starts_with(".ie") || page.contains(".TH"),
+            "{name}: {page}"
+        );
+        assert!(page.contains("Example"), "{name}: no example");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("-help")), "{names:?}");
+    // The top page, 20 commands, 4 config, 4 tenants, 3 api-keys, 1 marketplace.
+    assert_eq!(names.len(), 1 + 20 + 4 + 4 + 3 + 1, "{names:?}");
 }

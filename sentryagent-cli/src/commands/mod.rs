@@ -34,7 +34,7 @@ pub(crate) async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<(), CliE
         Command::Tenants(c) => admin::tenants(ctx, c).await,
         Command::ApiKeys(c) => admin::api_keys(ctx, c).await,
         // Handled before the config is read.
-        Command::Completion { .. } => Ok(()),
+        Command::Completion { .. } | Command::ManPages { .. } => Ok(()),
     }
 }
 
