@@ -1,8 +1,6 @@
-//! The `sentryagent` command: administration of a SentryAgent server
-//! (tenants, API keys, agents and their lifecycle, audit) over its HTTP API,
-//! and shell completion. The commands arrive with the HTTP adapter; for now
-//! it prints its version.
+//! The `sentryagent` binary; the command lives in the `sentryagent_cli`
+//! library.
 
-fn main() {
-    println!("sentryagent {}", env!("CARGO_PKG_VERSION"));
+fn main() -> std::process::ExitCode {
+    sentryagent_cli::main()
 }
