@@ -147,6 +147,9 @@ pub(crate) async fn admin_auth(
         Err(e) => return ApiError(e).into_response(),
     };
     let caller = Caller::from_key(&admin, meta);
+    if let Some(t) = &caller.tenant {
+        note_tenant(t);
+    }
     let decision = match &caller.tenant {
         Some(t) => match state.idp.admit_api_call(t).await {
             Ok(d) => {
@@ -192,8 +195,37 @@ pub(crate) fn add_rate_limit_headers(h: &mut axum::http::HeaderMap, d: &Decision
     h.insert("ratelimit-reset", HeaderValue::from(reset));
 }
 
-/// The tracing span of a request: method, route template, request id. No
-/// headers, no query string (nothing that could hold a secret).
+/// Records the tenant of the request on its log line.
+pub(crate) fn note_tenant(tenant: &impl std::fmt::Display) {
+    tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
+}
+
+/// Records the OAuth client of the request on its log line (an id, never a
+/// secret).
+pub(crate) fn note_client(client_id: &str) {
+    // Only ids the server could have issued: bounded and printable.
+    if client_id.len() <= 128 && client_id.bytes().all(|b| b.is_ascii_graphic()) {
+        tracing::Span::current().record("client_id", client_id);
+    }
+}
+
+/// Records the client id of OAuth client credentials on the request's log
+/// line (the id only: never the secret or the assertion).
+pub(crate) fn note_credentials(c: &sentryagent_core::ClientCredentials) {
+    use sentryagent_core::ClientCredentials as C;
+    if let C::Secret { client_id, .. }
+    | C::Assertion {
+        client_id: Some(client_id),
+        ..
+    } = c
+    {
+        note_client(client_id);
+    }
+}
+
+/// The tracing span of a request: method, route template, request id, and
+/// the tenant and client ids once known. No headers, no query string
+/// (nothing that could hold a secret).
 pub(crate) fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let route = req
         .extensions()
@@ -208,6 +240,8 @@ pub(crate) fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing:
         method = %req.method(),
         route = %route,
         request_id = %id,
+        tenant_id = tracing::field::Empty,
+        client_id = tracing::field::Empty,
     )
 }
 
