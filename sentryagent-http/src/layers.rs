@@ -92,6 +92,43 @@ pub(crate) async fn timeout(State(limit): State<Duration>, req: Request, next: N
     }
 }
 
+/// Refuses a body announced (`Content-Length`) larger than the route's
+/// limit with 413 before reading any of it, and closes the connection (the
+/// client may already be sending it). Bodies without a length are cut at
+/// the limit while read.
+pub(crate) async fn announced_body_limit(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    let limit = if route.ends_with("/billing/webhook") {
+        crate::billing::WEBHOOK_BODY_LIMIT
+    } else {
+        state.config.body_limit
+    };
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if announced.is_none_or(|n| n <= limit as u64) {
+        return next.run(req).await;
+    }
+    let mut res = if route.contains("/oauth2/") {
+        let err = axum::Json(crate::form::too_large(limit));
+        (axum::http::StatusCode::PAYLOAD_TOO_LARGE, err).into_response()
+    } else {
+        Problem::too_large(limit).into_response()
+    };
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
 /// Counts requests by matched route template, method and status, and their
 /// latency. Raw paths never become labels.
 pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -213,6 +213,10 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
     }
     app.layer(from_fn_with_state(timeout, layers::timeout))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(from_fn_with_state(
+            state.clone(),
+            layers::announced_body_limit,
+        ))
         .layer(from_fn_with_state(state.clone(), layers::record))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()

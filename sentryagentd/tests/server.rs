@@ -477,3 +477,51 @@ async fn shutdown_timeout_bounds_the_exit_with_a_client_stuck() {
     assert!(logs.contains("shutdown timeout reached"), "{logs}");
     assert!(logs.contains("usage flushed"), "{logs}");
 }
+
+/// Sends raw bytes and reads the answer until the server closes or 5 s.
+async fn raw(addr: &str, bytes: &[u8]) -> (String, Duration) {
+    let start = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        start.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_limits_are_enforced_before_the_handlers() {
+    let d = spawn(
+        &[
+            "--store",
+            "memory://",
+            "--header-read-timeout",
+            "1",
+            "--max-header-bytes",
+            "8192",
+            "--body-limit",
+            "1024",
+        ],
+        &[],
+    )
+    .await;
+    // A slow client that never finishes its head is disconnected.
+    let (answer, took) = raw(&d.addr, b"GET /health HTTP/1.1\r\nhost: x\r\n").await;
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // An oversized head: 431 without reaching the router.
+    let big = format!(
+        "GET /health HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let (answer, _) = raw(&d.addr, big.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // A body announced larger than the limit: 413 at once, before it is
+    // sent.
+    let head = "POST /oauth2/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 10000000\r\n\r\ngrant_type=client_credentials";
+    let (answer, took) = raw(&d.addr, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
