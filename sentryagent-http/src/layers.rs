@@ -119,8 +119,7 @@ pub(crate) async fn announced_body_limit(
         return next.run(req).await;
     }
     let mut res = if route.contains("/oauth2/") {
-        let err = axum::Json(crate::form::too_large(limit));
-        (axum::http::StatusCode::PAYLOAD_TOO_LARGE, err).into_response()
+        crate::oauth::OAuthReply::from(crate::form::too_large(limit)).into_response()
     } else {
         Problem::too_large(limit).into_response()
     };
