@@ -92,6 +92,42 @@ pub(crate) async fn timeout(State(limit): State<Duration>, req: Request, next: N
     }
 }
 
+/// Refuses a body announced (`Content-Length`) larger than the route's
+/// limit with 413 before reading any of it, and closes the connection (the
+/// client may already be sending it). Bodies without a length are cut at
+/// the limit while read.
+pub(crate) async fn announced_body_limit(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    let limit = if route.ends_with("/billing/webhook") {
+        crate::billing::WEBHOOK_BODY_LIMIT
+    } else {
+        state.config.body_limit
+    };
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if announced.is_none_or(|n| n <= limit as u64) {
+        return next.run(req).await;
+    }
+    let mut res = if route.contains("/oauth2/") {
+        crate::oauth::OAuthReply::from(crate::form::too_large(limit)).into_response()
+    } else {
+        Problem::too_large(limit).into_response()
+    };
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
 /// Counts requests by matched route template, method and status, and their
 /// latency. Raw paths never become labels.
 pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -147,6 +183,9 @@ pub(crate) async fn admin_auth(
         Err(e) => return ApiError(e).into_response(),
     };
     let caller = Caller::from_key(&admin, meta);
+    if let Some(t) = &caller.tenant {
+        note_tenant(t);
+    }
     let decision = match &caller.tenant {
         Some(t) => match state.idp.admit_api_call(t).await {
             Ok(admitted) => {
@@ -184,8 +223,37 @@ pub(crate) fn add_rate_limit_headers(h: &mut axum::http::HeaderMap, d: &Decision
     h.insert("ratelimit-reset", HeaderValue::from(reset));
 }
 
-/// The tracing span of a request: method, route template, request id. No
-/// headers, no query string (nothing that could hold a secret).
+/// Records the tenant of the request on its log line.
+pub(crate) fn note_tenant(tenant: &impl std::fmt::Display) {
+    tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
+}
+
+/// Records the OAuth client of the request on its log line (an id, never a
+/// secret).
+pub(crate) fn note_client(client_id: &str) {
+    // Only ids the server could have issued: bounded and printable.
+    if client_id.len() <= 128 && client_id.bytes().all(|b| b.is_ascii_graphic()) {
+        tracing::Span::current().record("client_id", client_id);
+    }
+}
+
+/// Records the client id of OAuth client credentials on the request's log
+/// line (the id only: never the secret or the assertion).
+pub(crate) fn note_credentials(c: &sentryagent_core::ClientCredentials) {
+    use sentryagent_core::ClientCredentials as C;
+    if let C::Secret { client_id, .. }
+    | C::Assertion {
+        client_id: Some(client_id),
+        ..
+    } = c
+    {
+        note_client(client_id);
+    }
+}
+
+/// The tracing span of a request: method, route template, request id, and
+/// the tenant and client ids once known. No headers, no query string
+/// (nothing that could hold a secret).
 pub(crate) fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let route = req
         .extensions()
@@ -200,6 +268,8 @@ pub(crate) fn make_span(req: &axum::http::Request<axum::body::Body>) -> tracing:
         method = %req.method(),
         route = %route,
         request_id = %id,
+        tenant_id = tracing::field::Empty,
+        client_id = tracing::field::Empty,
     )
 }
 

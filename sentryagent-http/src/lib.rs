@@ -2,6 +2,7 @@
 
 mod a2a;
 mod billing;
+mod drain;
 mod extract;
 pub mod form;
 mod layers;
@@ -27,6 +28,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use drain::Drain;
 pub use layers::REQUEST_ID;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use sentryagent_core::oauth::OAuthError;
@@ -71,6 +73,9 @@ pub struct RouterConfig {
     pub health_probes: Vec<Arc<dyn HealthProbe>>,
     /// Whether to serve the API explorer at `/explorer/`. Default true.
     pub explorer: bool,
+    /// The server's shutdown switch: once started, `/health/ready` answers
+    /// 503 and live event streams end. Default none.
+    pub drain: Option<Drain>,
 }
 
 impl Default for RouterConfig {
@@ -81,6 +86,7 @@ impl Default for RouterConfig {
             sse_keep_alive: Duration::from_secs(15),
             health_probes: Vec::new(),
             explorer: true,
+            drain: None,
         }
     }
 }
@@ -93,6 +99,7 @@ impl std::fmt::Debug for RouterConfig {
             .field("sse_keep_alive", &self.sse_keep_alive)
             .field("health_probes", &self.health_probes.len())
             .field("explorer", &self.explorer)
+            .field("drain", &self.drain)
             .finish()
     }
 }
@@ -119,6 +126,12 @@ impl RouterConfig {
     /// Adds a health probe.
     pub fn health_probe(mut self, probe: impl HealthProbe) -> Self {
         self.health_probes.push(Arc::new(probe));
+        self
+    }
+
+    /// Sets the shutdown switch ([`Drain`]).
+    pub fn drain(mut self, drain: Drain) -> Self {
+        self.drain = Some(drain);
         self
     }
 
@@ -195,8 +208,15 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
             .route("/explorer/{*file}", axum::routing::get(ops::explorer_file));
     }
     let timeout = state.config.request_timeout;
+    if let Some(d) = state.config.drain.clone() {
+        app = app.layer(from_fn_with_state(d, drain::layer));
+    }
     app.layer(from_fn_with_state(timeout, layers::timeout))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(from_fn_with_state(
+            state.clone(),
+            layers::announced_body_limit,
+        ))
         .layer(from_fn_with_state(state.clone(), layers::record))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()

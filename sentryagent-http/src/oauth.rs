@@ -217,6 +217,7 @@ async fn issue(
 ) -> Result<Response, OAuthReply> {
     let p = read_form(headers, body, state.config.body_limit)?;
     let req = form::token_request(authorization(headers), &p)?;
+    crate::layers::note_credentials(&req.client);
     let token = state.idp.issue_token(&req, meta).await?;
     Ok(fresh(&token))
 }
@@ -243,6 +244,7 @@ pub(crate) async fn introspect(
     let run = async {
         let p = read_form(&headers, body, state.config.body_limit)?;
         let client = form::client_credentials(authorization(&headers), &p)?;
+        crate::layers::note_credentials(&client);
         let token = p
             .get("token")
             .ok_or_else(|| form::invalid_request("token is required"))?;
@@ -273,6 +275,7 @@ pub(crate) async fn revoke(
     let run = async {
         let p = read_form(&headers, body, state.config.body_limit)?;
         let client = form::client_credentials(authorization(&headers), &p)?;
+        crate::layers::note_credentials(&client);
         let token = p
             .get("token")
             .ok_or_else(|| form::invalid_request("token is required"))?;
