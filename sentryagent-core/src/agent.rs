@@ -23,6 +23,7 @@ use crate::{AgentId, Error, Result, TenantId, Timestamp};
 /// Tokens are issued only in `deployed`, `listed` and `active`. The
 /// marketplace shows public agents in `listed` or `active`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LifecycleState {
     /// Being prepared; no tokens.
@@ -112,6 +113,7 @@ impl FromStr for LifecycleState {
 
 /// Who may see an agent outside its tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     /// Only its tenant.
@@ -124,6 +126,7 @@ pub enum Visibility {
 /// A registered agent. Holds no secret: the private key, if generated, was
 /// returned once at registration; client secrets live hashed beside it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     /// Id, also the OAuth `client_id`.
     pub id: AgentId,
@@ -150,6 +153,7 @@ pub struct Agent {
     /// Scopes the agent may request.
     pub allowed_scopes: Vec<String>,
     /// Extra claims added to its access tokens.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub custom_claims: serde_json::Map<String, serde_json::Value>,
     /// Algorithm of its access tokens; `None` means the deployment's default
     /// (the first of [`IdpConfig::algorithms`](crate::IdpConfig::algorithms)).

@@ -20,6 +20,7 @@ use crate::{TenantId, Timestamp};
 
 /// Success or failure of the audited action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// It happened.
@@ -30,6 +31,7 @@ pub enum Outcome {
 
 /// Facts about the request that caused an event (never credentials).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestMeta {
     /// Request id (from the HTTP adapter).
     pub request_id: Option<String>,
@@ -41,6 +43,7 @@ pub struct RequestMeta {
 
 /// An event before it joins its chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewAuditEvent {
     /// Chain: the tenant, or `None` for the system chain.
     pub tenant_id: Option<TenantId>,
@@ -63,6 +66,7 @@ pub struct NewAuditEvent {
 
 /// A stored audit event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     /// Position in its chain, from 1.
     pub seq: u64,
@@ -120,6 +124,7 @@ impl AuditEvent {
 
 /// The last event of a chain: its position and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainHead {
     /// Sequence number.
     pub seq: u64,

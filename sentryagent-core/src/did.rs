@@ -130,6 +130,7 @@ pub fn ed25519_from_did_key(did: &str) -> Result<[u8; 32], DidError> {
 
 /// A verification method of a [`DidDocument`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationMethod {
     /// DID URL of the method (`did#fragment`).
@@ -150,6 +151,7 @@ pub struct VerificationMethod {
 
 /// The DID document of an Ed25519 `did:key` (W3C DID Core, JSON-LD form).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DidDocument {
     /// [`DID_CONTEXT`].

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Whether a backend answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// Answering.
@@ -19,6 +20,7 @@ pub enum HealthStatus {
 
 /// One backend's health.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackendHealth {
     /// Backend name (`memory`, `sled`, `postgres`, `redis`).
     pub backend: String,
@@ -27,6 +29,7 @@ pub struct BackendHealth {
     /// Round trip of a ping, microseconds.
     pub latency_us: Option<u64>,
     /// Backend specific figures (pool size, idle, waiting...).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: BTreeMap<String, serde_json::Value>,
     /// Error text when not up.
     pub error: Option<String>,

@@ -9,6 +9,7 @@ pub const MAX_PAGE_SIZE: usize = 500;
 
 /// One page of a listing. `next_cursor` continues it; `None` means the end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     /// Items, in the listing's order.
     pub items: Vec<T>,

@@ -6,6 +6,7 @@ use crate::{Error, Result, TenantId, Tier, Timestamp};
 
 /// Whether a tenant may use the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
     /// Normal operation.
@@ -16,6 +17,7 @@ pub enum TenantStatus {
 
 /// Subscription state as reported by the billing provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SubscriptionStatus {
@@ -35,6 +37,7 @@ pub enum SubscriptionStatus {
 
 /// References into the billing provider; never secrets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BillingInfo {
     /// The provider's customer id (Stripe `cus_...`).
     pub customer_id: Option<String>,
@@ -51,6 +54,7 @@ pub struct BillingInfo {
 
 /// A tenant's public profile, shown as the publisher of its listed agents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Publisher {
     /// Display name (defaults to the tenant name).
     pub display_name: String,
@@ -62,6 +66,7 @@ pub struct Publisher {
 
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Id.
     pub id: TenantId,
@@ -91,6 +96,7 @@ pub struct Tenant {
 
 /// Input for creating a tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Name, 1 to 100 characters.

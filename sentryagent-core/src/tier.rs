@@ -23,6 +23,7 @@ use crate::{Error, Result};
 
 /// A pricing tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// The default tier: small limits, no billing.
@@ -67,6 +68,7 @@ impl FromStr for Tier {
 
 /// The limits of one tier. `None` means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TierLimits {
     /// Agents a tenant may hold (retired agents do not count).

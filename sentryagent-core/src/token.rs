@@ -127,6 +127,7 @@ pub struct TokenRequest {
 
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     /// The JWT.
     pub access_token: String,
@@ -151,6 +152,7 @@ pub struct Introspection {
 
 /// What an active introspection answer carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntrospectionClaims {
     /// Scopes.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -177,6 +179,56 @@ pub struct IntrospectionClaims {
     pub tenant_id: String,
     /// Agent DID.
     pub did: String,
+}
+
+/// `{"active": false}`, or `active: true` with the claims flattened in.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Introspection {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::ToSchema;
+        use utoipa::openapi::Ref;
+        use utoipa::openapi::schema::{
+            AdditionalProperties, AllOfBuilder, ObjectBuilder, OneOfBuilder, Type,
+        };
+        let active = |v: bool| {
+            ObjectBuilder::new()
+                .property(
+                    "active",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .enum_values(Some([v])),
+                )
+                .required("active")
+        };
+        OneOfBuilder::new()
+            .description(Some(
+                "RFC 7662: `{\"active\": false}`, or `active: true` and the claims",
+            ))
+            .item(active(false).additional_properties(Some(AdditionalProperties::FreeForm(false))))
+            .item(
+                AllOfBuilder::new()
+                    .item(active(true))
+                    .item(Ref::from_schema_name(IntrospectionClaims::name())),
+            )
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Introspection {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((
+            <IntrospectionClaims as utoipa::ToSchema>::name().into(),
+            IntrospectionClaims::schema(),
+        ));
+        <IntrospectionClaims as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl Introspection {

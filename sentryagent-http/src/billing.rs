@@ -7,13 +7,15 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sentryagent_core::{BillingOutcome, Error};
-use serde_json::json;
+use sentryagent_core::{BillingOutcome, Error, UsageSummary};
 
 use crate::AppState;
 use crate::extract::{Admin, ApiJson, ApiQuery, Meta, body_problem};
 use crate::problem::{ApiError, Problem};
-use crate::views::{TenantParam, TierBody, UrlView};
+use crate::views::{
+    AuthErrors, BodyErrors, InputErrors, NotFound, ProblemDoc, SubscriptionView, TenantParam,
+    TierBody, UrlView, WebhookEventDoc, WebhookOutcome, WebhookReply,
+};
 
 /// Largest webhook body: 1 MiB.
 pub(crate) const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
@@ -25,14 +27,14 @@ const SIGNATURE: &str = "stripe-signature";
 /// 80 % of any limit.
 #[utoipa::path(
     get, path = "/billing/usage", tag = "billing", params(TenantParam),
-    responses((status = 200, description = "tier, limits, use (`agents`, `api_calls_today`, `token_issuances_this_month`), `approaching_limit`, subscription", body = serde_json::Value)),
+    responses((status = 200, description = "tier, limits, use (`agents`, `api_calls_today`, `token_issuances_this_month`), `approaching_limit`, subscription", body = UsageSummary), NotFound, AuthErrors, InputErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn usage(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<TenantParam>,
-) -> Result<Json<sentryagent_core::UsageSummary>, ApiError> {
+) -> Result<Json<UsageSummary>, ApiError> {
     let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
     Ok(Json(s.idp.usage_summary(&caller, &tenant).await?))
 }
@@ -55,7 +57,12 @@ async fn start_checkout(
 #[utoipa::path(
     post, path = "/billing/checkout", tag = "billing",
     request_body = TierBody,
-    responses((status = 200, body = UrlView), (status = 501, description = "billing is not configured", body = crate::views::ProblemDoc)),
+    responses(
+        (status = 200, description = "the provider's checkout: send the user to `url`", body = UrlView),
+        (status = 409, description = "already on that tier", content_type = "application/problem+json", body = ProblemDoc),
+        (status = 501, description = "billing is not configured", content_type = "application/problem+json", body = ProblemDoc),
+        NotFound, AuthErrors, InputErrors, BodyErrors,
+    ),
     security(("admin_key" = []))
 )]
 pub(crate) async fn checkout(
@@ -70,7 +77,12 @@ pub(crate) async fn checkout(
 #[utoipa::path(
     post, path = "/api/tiers/upgrade", tag = "billing",
     request_body = TierBody,
-    responses((status = 200, body = UrlView), (status = 501, description = "billing is not configured", body = crate::views::ProblemDoc)),
+    responses(
+        (status = 200, description = "the provider's checkout: send the user to `url`", body = UrlView),
+        (status = 409, description = "already on that tier", content_type = "application/problem+json", body = ProblemDoc),
+        (status = 501, description = "billing is not configured", content_type = "application/problem+json", body = ProblemDoc),
+        NotFound, AuthErrors, InputErrors, BodyErrors,
+    ),
     security(("admin_key" = []))
 )]
 pub(crate) async fn upgrade(
@@ -84,25 +96,31 @@ pub(crate) async fn upgrade(
 /// The tenant's tier and subscription.
 #[utoipa::path(
     get, path = "/billing/subscription", tag = "billing", params(TenantParam),
-    responses((status = 200, description = "`{tenant_id, tier, billing_enabled, subscription_status, current_period_end, customer_id}`", body = serde_json::Value)),
+    responses((status = 200, description = "tier, status and subscription, with the upgrade route", body = SubscriptionView), NotFound, AuthErrors, InputErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn subscription(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<TenantParam>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SubscriptionView>, ApiError> {
     let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
-    let sub = s.idp.subscription(&caller, &tenant).await?;
-    let mut view = json!(sub);
-    view["upgrade_url"] = json!(&*s.upgrade_url);
-    Ok(Json(view))
+    let subscription = s.idp.subscription(&caller, &tenant).await?;
+    Ok(Json(SubscriptionView {
+        subscription,
+        upgrade_url: s.upgrade_url.to_string(),
+    }))
 }
 
 /// A customer-portal link (manage card, cancel) for a paying tenant.
 #[utoipa::path(
     post, path = "/billing/portal", tag = "billing", params(TenantParam),
-    responses((status = 200, body = UrlView), (status = 409, description = "no billing account yet", body = crate::views::ProblemDoc), (status = 501, description = "billing is not configured", body = crate::views::ProblemDoc)),
+    responses(
+        (status = 200, description = "the provider's customer portal: send the user to `url`", body = UrlView),
+        (status = 409, description = "no billing account yet", content_type = "application/problem+json", body = ProblemDoc),
+        (status = 501, description = "billing is not configured", content_type = "application/problem+json", body = ProblemDoc),
+        NotFound, AuthErrors, InputErrors,
+    ),
     security(("admin_key" = []))
 )]
 pub(crate) async fn portal(
@@ -124,12 +142,15 @@ pub(crate) async fn portal(
 /// and unknown tenants.
 #[utoipa::path(
     post, path = "/billing/webhook", tag = "billing",
-    request_body(content = String, content_type = "application/json", description = "the provider's event, byte for byte"),
+    request_body(content = WebhookEventDoc, content_type = "application/json", description = "the provider's event, byte for byte"),
     params(("Stripe-Signature" = String, Header, description = "`t=...,v1=...`")),
     responses(
-        (status = 200, description = "`{received: true, outcome}`, outcome `applied`, `duplicate`, `stale`, `other_subscription`, `unknown_tenant` or `ignored`", body = serde_json::Value),
-        (status = 400, description = "missing or bad signature", body = crate::views::ProblemDoc),
-        (status = 501, description = "billing is not configured", body = crate::views::ProblemDoc),
+        (status = 200, description = "verified; `outcome` says what became of it", body = WebhookReply),
+        (status = 400, description = "missing or bad signature", content_type = "application/problem+json", body = ProblemDoc),
+        (status = 413, description = "larger than 1 MiB", content_type = "application/problem+json", body = ProblemDoc),
+        (status = 422, description = "a signed body that is not an event", content_type = "application/problem+json", body = ProblemDoc),
+        (status = 501, description = "billing is not configured", content_type = "application/problem+json", body = ProblemDoc),
+        (status = 503, description = "a backend is unavailable; the provider retries later", content_type = "application/problem+json", body = ProblemDoc),
     )
 )]
 pub(crate) async fn webhook(
@@ -148,16 +169,19 @@ pub(crate) async fn webhook(
     match s.idp.handle_billing_webhook(sig, &body, &meta).await {
         Ok(outcome) => {
             let outcome = match outcome {
-                BillingOutcome::Applied => "applied",
-                BillingOutcome::Duplicate => "duplicate",
-                BillingOutcome::Stale => "stale",
-                BillingOutcome::OtherSubscription => "other_subscription",
-                BillingOutcome::UnknownTenant => "unknown_tenant",
-                _ => "ignored",
+                BillingOutcome::Applied => WebhookOutcome::Applied,
+                BillingOutcome::Duplicate => WebhookOutcome::Duplicate,
+                BillingOutcome::Stale => WebhookOutcome::Stale,
+                BillingOutcome::OtherSubscription => WebhookOutcome::OtherSubscription,
+                BillingOutcome::UnknownTenant => WebhookOutcome::UnknownTenant,
+                _ => WebhookOutcome::Ignored,
             };
             (
                 StatusCode::OK,
-                Json(json!({ "received": true, "outcome": outcome })),
+                Json(WebhookReply {
+                    received: true,
+                    outcome,
+                }),
             )
                 .into_response()
         }

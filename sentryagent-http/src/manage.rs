@@ -11,19 +11,21 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::audit::AuditQuery;
 use sentryagent_core::{
-    AdminKeyId, AgentId, AgentPatch, Error, NewAgent, NewTenant, PageRequest, TenantId,
+    AdminKeyId, Agent, AgentId, AgentPatch, AuditEvent, Error, NewAgent, NewTenant, Page,
+    PageRequest, Tenant, TenantId,
 };
 use sentryagent_core::{PublisherUpdate, TenantUpdate};
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::extract::{Admin, ApiJson, ApiPath, ApiQuery};
 use crate::problem::ApiError;
 use crate::views::{
-    ApiKeyView, AuditParams, DaysParams, LifecycleBody, MonthParams, NewApiKey, PageParams,
-    RegisteredView, RotatedView, TenantParam, TenantPatch,
+    AgentTableView, ApiKeyView, AuditHeadView, AuditParams, AuthErrors, BodyErrors,
+    DailyTokensView, DaysParams, HeatmapView, InputErrors, LifecycleBody, MonthParams, NewApiKey,
+    NotFound, PageParams, ProblemDoc, RegisteredView, RevokedView, RotatedView, TenantParam,
+    TenantPatch, WEEKDAYS,
 };
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -54,8 +56,12 @@ fn created<T: serde::Serialize>(body: T) -> Response {
 /// Creates a tenant (operator key).
 #[utoipa::path(
     post, path = "/v1/tenants", tag = "management",
-    request_body(content = serde_json::Value, description = "`{name, tier?, slug?, website?, allowed_audiences?}`"),
-    responses((status = 201, description = "the tenant", body = serde_json::Value), (status = 401, body = crate::views::ProblemDoc), (status = 403, body = crate::views::ProblemDoc)),
+    request_body = NewTenant,
+    responses(
+        (status = 201, description = "the tenant", body = Tenant),
+        (status = 409, description = "the slug is taken", content_type = "application/problem+json", body = ProblemDoc),
+        AuthErrors, InputErrors, BodyErrors,
+    ),
     security(("admin_key" = []))
 )]
 pub(crate) async fn create_tenant(
@@ -69,33 +75,33 @@ pub(crate) async fn create_tenant(
 /// Lists tenants (operator key).
 #[utoipa::path(
     get, path = "/v1/tenants", tag = "management", params(PageParams),
-    responses((status = 200, description = "`{items, next_cursor}`", body = serde_json::Value)),
+    responses((status = 200, description = "a page of tenants", body = Page<Tenant>), AuthErrors, InputErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn list_tenants(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<PageParams>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Page<Tenant>>> {
     let p = s
         .idp
         .list_tenants(&caller, &page(q.cursor, q.limit))
         .await?;
-    Ok(Json(json!(p)))
+    Ok(Json(p))
 }
 
 /// A tenant the key reaches.
 #[utoipa::path(
     get, path = "/v1/tenants/{id}", tag = "management",
     params(("id" = String, Path, description = "tenant id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::views::ProblemDoc)),
+    responses((status = 200, description = "the tenant", body = Tenant), NotFound, AuthErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn get_tenant(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<sentryagent_core::Tenant>> {
+) -> ApiResult<Json<Tenant>> {
     Ok(Json(s.idp.get_tenant(&caller, &tenant_id(&id)?).await?))
 }
 
@@ -104,7 +110,7 @@ pub(crate) async fn get_tenant(
     patch, path = "/v1/tenants/{id}", tag = "management",
     params(("id" = String, Path, description = "tenant id")),
     request_body = TenantPatch,
-    responses((status = 200, body = serde_json::Value)),
+    responses((status = 200, description = "the changed tenant", body = Tenant), NotFound, AuthErrors, InputErrors, BodyErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn patch_tenant(
@@ -112,7 +118,7 @@ pub(crate) async fn patch_tenant(
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<TenantPatch>,
-) -> ApiResult<Json<sentryagent_core::Tenant>> {
+) -> ApiResult<Json<Tenant>> {
     let update = TenantUpdate {
         tier: patch.tier,
         status: patch.status,
@@ -127,6 +133,7 @@ pub(crate) async fn patch_tenant(
 /// A tenant's public profile.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"display_name": "Acme Labs", "website": "https://acme.example"}))]
 pub(crate) struct PublisherBody {
     /// Display name.
     display_name: String,
@@ -143,7 +150,7 @@ pub(crate) struct PublisherBody {
     put, path = "/v1/tenants/{id}/publisher", tag = "management",
     params(("id" = String, Path, description = "tenant id")),
     request_body = PublisherBody,
-    responses((status = 200, body = serde_json::Value)),
+    responses((status = 200, description = "the changed tenant", body = Tenant), NotFound, AuthErrors, InputErrors, BodyErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn put_publisher(
@@ -151,7 +158,7 @@ pub(crate) async fn put_publisher(
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PublisherBody>,
-) -> ApiResult<Json<sentryagent_core::Tenant>> {
+) -> ApiResult<Json<Tenant>> {
     let update = PublisherUpdate {
         display_name: body.display_name,
         website: body.website,
@@ -171,7 +178,7 @@ pub(crate) async fn put_publisher(
     post, path = "/v1/tenants/{id}/api-keys", tag = "management",
     params(("id" = String, Path, description = "tenant id")),
     request_body = NewApiKey,
-    responses((status = 201, body = ApiKeyView)),
+    responses((status = 201, description = "the key, with `key` shown once", body = ApiKeyView), NotFound, AuthErrors, InputErrors, BodyErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn create_tenant_key(
@@ -192,7 +199,7 @@ pub(crate) async fn create_tenant_key(
 #[utoipa::path(
     get, path = "/v1/tenants/{id}/api-keys", tag = "management",
     params(("id" = String, Path, description = "tenant id")),
-    responses((status = 200, body = Vec<ApiKeyView>)),
+    responses((status = 200, description = "the keys, without `key`", body = Vec<ApiKeyView>), NotFound, AuthErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn list_tenant_keys(
@@ -211,7 +218,7 @@ pub(crate) async fn list_tenant_keys(
 #[utoipa::path(
     delete, path = "/v1/tenants/{id}/api-keys/{key_id}", tag = "management",
     params(("id" = String, Path, description = "tenant id"), ("key_id" = String, Path, description = "key id")),
-    responses((status = 204, description = "revoked")),
+    responses((status = 204, description = "revoked"), NotFound, AuthErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn revoke_tenant_key(
@@ -230,7 +237,7 @@ pub(crate) async fn revoke_tenant_key(
 #[utoipa::path(
     post, path = "/v1/api-keys", tag = "management",
     request_body = NewApiKey,
-    responses((status = 201, body = ApiKeyView)),
+    responses((status = 201, description = "the key, with `key` shown once", body = ApiKeyView), AuthErrors, InputErrors, BodyErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn create_operator_key(
@@ -248,7 +255,7 @@ pub(crate) async fn create_operator_key(
 /// Operator keys (operator key).
 #[utoipa::path(
     get, path = "/v1/api-keys", tag = "management",
-    responses((status = 200, body = Vec<ApiKeyView>)),
+    responses((status = 200, description = "the keys, without `key`", body = Vec<ApiKeyView>), AuthErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn list_operator_keys(
@@ -268,11 +275,11 @@ pub(crate) async fn list_operator_keys(
 /// is returned once.
 #[utoipa::path(
     post, path = "/v1/agents", tag = "management", params(TenantParam),
-    request_body(content = serde_json::Value, description = "`{name, description?, version?, capabilities?, tags?, category?, visibility?, did?, public_jwk?, state?, allowed_scopes?, custom_claims?}`"),
+    request_body = NewAgent,
     responses(
-        (status = 201, description = "the agent with `client_id`, `client_secret` and, for a generated key, `private_jwk`", body = serde_json::Value),
-        (status = 402, description = "the tier's agent limit is reached", body = crate::views::ProblemDoc),
-        (status = 422, body = crate::views::ProblemDoc),
+        (status = 201, description = "the agent with `client_id`, `client_secret` and, for a generated key, `private_jwk`", body = RegisteredView),
+        (status = 409, description = "the name is taken in the tenant", content_type = "application/problem+json", body = ProblemDoc),
+        NotFound, AuthErrors, InputErrors, BodyErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -295,34 +302,34 @@ pub(crate) async fn register_agent(
 /// A tenant's agents.
 #[utoipa::path(
     get, path = "/v1/agents", tag = "management", params(PageParams),
-    responses((status = 200, description = "`{items, next_cursor}`", body = serde_json::Value)),
+    responses((status = 200, description = "a page of agents", body = Page<Agent>), NotFound, AuthErrors, InputErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn list_agents(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<PageParams>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Page<Agent>>> {
     let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
     let p = s
         .idp
         .list_agents(&caller, &tenant, &page(q.cursor, q.limit))
         .await?;
-    Ok(Json(json!(p)))
+    Ok(Json(p))
 }
 
 /// An agent.
 #[utoipa::path(
     get, path = "/v1/agents/{id}", tag = "management",
     params(("id" = String, Path, description = "agent id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::views::ProblemDoc)),
+    responses((status = 200, description = "the agent", body = Agent), NotFound, AuthErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn get_agent(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<sentryagent_core::Agent>> {
+) -> ApiResult<Json<Agent>> {
     Ok(Json(s.idp.get_agent(&caller, &agent_id(&id)?).await?))
 }
 
@@ -330,8 +337,12 @@ pub(crate) async fn get_agent(
 #[utoipa::path(
     patch, path = "/v1/agents/{id}", tag = "management",
     params(("id" = String, Path, description = "agent id")),
-    request_body(content = serde_json::Value, description = "any of `{name, description, version, capabilities, tags, category, visibility, allowed_scopes, custom_claims}`"),
-    responses((status = 200, body = serde_json::Value)),
+    request_body = AgentPatch,
+    responses(
+        (status = 200, description = "the changed agent", body = Agent),
+        (status = 409, description = "the name is taken, or a concurrent change", content_type = "application/problem+json", body = ProblemDoc),
+        NotFound, AuthErrors, InputErrors, BodyErrors,
+    ),
     security(("admin_key" = []))
 )]
 pub(crate) async fn patch_agent(
@@ -339,7 +350,7 @@ pub(crate) async fn patch_agent(
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<AgentPatch>,
-) -> ApiResult<Json<sentryagent_core::Agent>> {
+) -> ApiResult<Json<Agent>> {
     Ok(Json(
         s.idp.update_agent(&caller, &agent_id(&id)?, patch).await?,
     ))
@@ -350,7 +361,11 @@ pub(crate) async fn patch_agent(
     post, path = "/v1/agents/{id}/lifecycle", tag = "management",
     params(("id" = String, Path, description = "agent id")),
     request_body = LifecycleBody,
-    responses((status = 200, body = serde_json::Value), (status = 409, description = "illegal transition", body = crate::views::ProblemDoc)),
+    responses(
+        (status = 200, description = "the agent in its new state", body = Agent),
+        (status = 409, description = "illegal transition", content_type = "application/problem+json", body = ProblemDoc),
+        NotFound, AuthErrors, InputErrors, BodyErrors,
+    ),
     security(("admin_key" = []))
 )]
 pub(crate) async fn lifecycle(
@@ -358,7 +373,7 @@ pub(crate) async fn lifecycle(
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LifecycleBody>,
-) -> ApiResult<Json<sentryagent_core::Agent>> {
+) -> ApiResult<Json<Agent>> {
     Ok(Json(
         s.idp
             .transition_agent(&caller, &agent_id(&id)?, body.state)
@@ -371,7 +386,11 @@ pub(crate) async fn lifecycle(
 #[utoipa::path(
     post, path = "/v1/agents/{id}/credentials/rotate", tag = "management",
     params(("id" = String, Path, description = "agent id")),
-    responses((status = 200, body = RotatedView)),
+    responses(
+        (status = 200, description = "the new secret, shown once", body = RotatedView),
+        (status = 409, description = "the agent is retired", content_type = "application/problem+json", body = ProblemDoc),
+        NotFound, AuthErrors,
+    ),
     security(("admin_key" = []))
 )]
 pub(crate) async fn rotate_secret(
@@ -390,19 +409,19 @@ pub(crate) async fn rotate_secret(
 #[utoipa::path(
     post, path = "/v1/agents/{id}/credentials/revoke", tag = "management",
     params(("id" = String, Path, description = "agent id")),
-    responses((status = 200, description = "`{revoked: n}`", body = serde_json::Value)),
+    responses((status = 200, description = "how many secrets were revoked", body = RevokedView), NotFound, AuthErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn revoke_secrets(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<RevokedView>> {
     let n = s
         .idp
         .revoke_client_secrets(&caller, &agent_id(&id)?)
         .await?;
-    Ok(Json(json!({ "revoked": n })))
+    Ok(Json(RevokedView { revoked: n }))
 }
 
 // ---- audit ----
@@ -411,14 +430,14 @@ pub(crate) async fn revoke_secrets(
 /// chain; an operator reads `tenant_id`'s chain or the system chain.
 #[utoipa::path(
     get, path = "/v1/audit", tag = "management", params(AuditParams),
-    responses((status = 200, description = "`{items, next_cursor}`", body = serde_json::Value)),
+    responses((status = 200, description = "a page of audit events, oldest first", body = Page<AuditEvent>), NotFound, AuthErrors, InputErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn audit(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<AuditParams>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Page<AuditEvent>>> {
     let query = AuditQuery {
         tenant_id: q.tenant_id,
         from: q.from,
@@ -428,26 +447,30 @@ pub(crate) async fn audit(
         cursor: q.cursor,
         limit: q.limit,
     };
-    Ok(Json(json!(s.idp.query_audit(&caller, &query).await?)))
+    Ok(Json(s.idp.query_audit(&caller, &query).await?))
 }
 
 /// Verifies a whole audit chain and returns its head.
 #[utoipa::path(
     get, path = "/v1/audit/verify", tag = "management", params(TenantParam),
-    responses((status = 200, description = "`{head: {seq, hash} | null}`", body = serde_json::Value), (status = 409, description = "the chain does not verify", body = crate::views::ProblemDoc)),
+    responses(
+        (status = 200, description = "the chain verifies; its head", body = AuditHeadView),
+        (status = 409, description = "the chain does not verify", content_type = "application/problem+json", body = ProblemDoc),
+        NotFound, AuthErrors, InputErrors,
+    ),
     security(("admin_key" = []))
 )]
 pub(crate) async fn audit_verify(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<TenantParam>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<AuditHeadView>> {
     let tenant = match (&caller.tenant, q.tenant_id) {
         (Some(own), None) => Some(own.clone()),
         (_, t) => t,
     };
     let head = s.idp.verify_audit(&caller, tenant.as_ref()).await?;
-    Ok(Json(json!({ "head": head })))
+    Ok(Json(AuditHeadView { head }))
 }
 
 /// Live tail of audit events as Server-Sent Events (`event: audit`, data the
@@ -455,7 +478,10 @@ pub(crate) async fn audit_verify(
 /// reader was too slow), with keep-alive comments.
 #[utoipa::path(
     get, path = "/v1/audit/stream", tag = "management", params(TenantParam),
-    responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String)),
+    responses(
+        (status = 200, description = "`event: audit` (data: an audit event as JSON), `event: lagged` (data: the number of missed events) and keep-alive comments", content_type = "text/event-stream", body = String),
+        NotFound, AuthErrors, InputErrors,
+    ),
     security(("admin_key" = []))
 )]
 pub(crate) async fn audit_stream(
@@ -484,56 +510,56 @@ pub(crate) async fn audit_stream(
 /// Token issuances per UTC day (default the last 30 days, today last).
 #[utoipa::path(
     get, path = "/v1/analytics/tokens/daily", tag = "management", params(DaysParams),
-    responses((status = 200, description = "`{days: [{day, count}]}`", body = serde_json::Value)),
+    responses((status = 200, description = "one count per UTC day, today last", body = DailyTokensView), NotFound, AuthErrors, InputErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn daily_tokens(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<DaysParams>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<DailyTokensView>> {
     let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
     let days = s
         .idp
         .daily_token_issuances(&caller, &tenant, q.days.unwrap_or(30))
         .await?;
-    Ok(Json(json!({ "days": days })))
+    Ok(Json(DailyTokensView { days }))
 }
 
 /// Token issuances of the last 28 days by UTC weekday and hour.
 #[utoipa::path(
     get, path = "/v1/analytics/heatmap", tag = "management", params(TenantParam),
-    responses((status = 200, description = "`{weekdays: [mon..sun], heatmap: [7][24]}`", body = serde_json::Value)),
+    responses((status = 200, description = "counts by weekday (Monday first) and hour", body = HeatmapView), NotFound, AuthErrors, InputErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn heatmap(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<TenantParam>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<HeatmapView>> {
     let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
-    let map = s.idp.activity_heatmap(&caller, &tenant).await?;
-    Ok(Json(json!({
-        "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-        "heatmap": map,
-    })))
+    let heatmap = s.idp.activity_heatmap(&caller, &tenant).await?;
+    Ok(Json(HeatmapView {
+        weekdays: WEEKDAYS,
+        heatmap,
+    }))
 }
 
 /// Token issuances per agent in a month, largest first.
 #[utoipa::path(
     get, path = "/v1/analytics/agents", tag = "management", params(MonthParams),
-    responses((status = 200, description = "`{rows: [{agent_id, name, token_issuances}]}`", body = serde_json::Value)),
+    responses((status = 200, description = "one row per agent, largest first", body = AgentTableView), NotFound, AuthErrors, InputErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn agent_table(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<MonthParams>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<AgentTableView>> {
     let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
     let rows = s
         .idp
         .agent_usage_table(&caller, &tenant, q.month.as_deref())
         .await?;
-    Ok(Json(json!({ "rows": rows })))
+    Ok(Json(AgentTableView { rows }))
 }

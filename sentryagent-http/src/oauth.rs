@@ -11,17 +11,18 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sentryagent_core::jose::JwkSet;
 use sentryagent_core::oauth::OAuthError;
 use sentryagent_core::token::CLIENT_CREDENTIALS;
-use sentryagent_core::{Error, Idp};
+use sentryagent_core::token::Introspection;
+use sentryagent_core::{Error, Idp, TokenResponse};
 use serde::Serialize;
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::extract::{Meta, has_media_type};
 use crate::form::{self, FormParams};
-use crate::views::OAuthErrorDoc;
+use crate::views::{OAuthErrorDoc, ProblemDoc, TimedOut};
 
 /// An OAuth error answer, with the headers RFC 6749 asks for.
 #[derive(Debug)]
@@ -140,15 +141,22 @@ fn authorization(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// The token request form (documentation of `POST /oauth2/token`).
 #[derive(ToSchema)]
+#[schema(example = json!({
+    "grant_type": "client_credentials",
+    "scope": "invoices:read",
+    "resource": ["https://api.example.com"]
+}))]
 #[allow(dead_code)]
 pub(crate) struct TokenForm {
     /// `client_credentials`.
     grant_type: String,
     /// Space separated scopes (default: all the agent's scopes).
     scope: Option<String>,
-    /// Audience(s) of the token (RFC 8707), repeatable; `audience` is an
-    /// alias. Default: the issuer.
+    /// Audience(s) of the token (RFC 8707), repeatable. Default: the
+    /// issuer.
     resource: Option<Vec<String>>,
+    /// Alias of `resource`, repeatable.
+    audience: Option<Vec<String>>,
     /// `client_secret_post` / `private_key_jwt`: the client id.
     client_id: Option<String>,
     /// `client_secret_post`: the secret.
@@ -162,6 +170,7 @@ pub(crate) struct TokenForm {
 
 /// The introspection and revocation form (documentation).
 #[derive(ToSchema)]
+#[schema(example = json!({"token": "eyJhbGciOiJFZERTQSJ9.e30.c2ln", "token_type_hint": "access_token"}))]
 #[allow(dead_code)]
 pub(crate) struct TokenParamForm {
     /// The access token.
@@ -179,11 +188,16 @@ pub(crate) struct TokenParamForm {
     post, path = "/oauth2/token", tag = "oauth",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "RFC 6749 §5.1 token response", body = serde_json::Value),
-        (status = 400, description = "invalid_request, invalid_scope, invalid_target, unsupported_grant_type, unauthorized_client", body = OAuthErrorDoc),
-        (status = 401, description = "invalid_client", body = OAuthErrorDoc),
-        (status = 402, description = "monthly token quota of the tier reached", body = OAuthErrorDoc),
-        (status = 429, description = "rate limited (Retry-After)", body = OAuthErrorDoc),
+        (status = 200, description = "RFC 6749 §5.1 token response (`Cache-Control: no-store`)", body = TokenResponse),
+        (status = 400, description = "invalid_request (also a body that is not application/x-www-form-urlencoded), invalid_scope, invalid_target, invalid_grant, unsupported_grant_type, unauthorized_client", body = OAuthErrorDoc),
+        (status = 401, description = "invalid_client (`WWW-Authenticate: Basic`)", body = OAuthErrorDoc),
+        (status = 402, description = "quota_exceeded: the monthly token quota of the tier is reached", body = OAuthErrorDoc),
+        (status = 413, description = "invalid_request: the body is over the limit", body = OAuthErrorDoc),
+        (status = 429, description = "slow_down: rate limited (`Retry-After`)", body = OAuthErrorDoc),
+        (status = 503, description = "temporarily_unavailable, or the request timed out (a problem)", content(
+            (OAuthErrorDoc = "application/json"),
+            (ProblemDoc = "application/problem+json"),
+        )),
     ),
     security(("client_basic" = []), ())
 )]
@@ -228,10 +242,15 @@ async fn issue(
     post, path = "/oauth2/introspect", tag = "oauth",
     request_body(content = TokenParamForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "`{\"active\": ...}` and the claims when active", body = serde_json::Value),
-        (status = 400, body = OAuthErrorDoc),
-        (status = 401, description = "invalid_client", body = OAuthErrorDoc),
-        (status = 429, description = "rate limited, as token requests are (Retry-After)", body = OAuthErrorDoc),
+        (status = 200, description = "`{\"active\": false}`, or `active: true` and the claims", body = Introspection),
+        (status = 400, description = "invalid_request", body = OAuthErrorDoc),
+        (status = 401, description = "invalid_client (`WWW-Authenticate: Basic`)", body = OAuthErrorDoc),
+        (status = 413, description = "invalid_request: the body is over the limit", body = OAuthErrorDoc),
+        (status = 429, description = "slow_down: rate limited, as token requests are (`Retry-After`)", body = OAuthErrorDoc),
+        (status = 503, description = "temporarily_unavailable, or the request timed out (a problem)", content(
+            (OAuthErrorDoc = "application/json"),
+            (ProblemDoc = "application/problem+json"),
+        )),
     ),
     security(("client_basic" = []), ())
 )]
@@ -259,10 +278,15 @@ pub(crate) async fn introspect(
     post, path = "/oauth2/revoke", tag = "oauth",
     request_body(content = TokenParamForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "revoked (or nothing to revoke)"),
-        (status = 400, body = OAuthErrorDoc),
-        (status = 401, description = "invalid_client", body = OAuthErrorDoc),
-        (status = 429, description = "rate limited, as token requests are (Retry-After)", body = OAuthErrorDoc),
+        (status = 200, description = "revoked (or nothing to revoke); no body"),
+        (status = 400, description = "invalid_request", body = OAuthErrorDoc),
+        (status = 401, description = "invalid_client (`WWW-Authenticate: Basic`)", body = OAuthErrorDoc),
+        (status = 413, description = "invalid_request: the body is over the limit", body = OAuthErrorDoc),
+        (status = 429, description = "slow_down: rate limited, as token requests are (`Retry-After`)", body = OAuthErrorDoc),
+        (status = 503, description = "temporarily_unavailable, or the request timed out (a problem)", content(
+            (OAuthErrorDoc = "application/json"),
+            (ProblemDoc = "application/problem+json"),
+        )),
     ),
     security(("client_basic" = []), ())
 )]
@@ -294,36 +318,72 @@ pub(crate) fn issuer_path(issuer: &str) -> String {
         .map_or_else(String::new, |i| rest[i..].trim_end_matches('/').to_owned())
 }
 
+/// RFC 8414 authorization server metadata.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ServerMetadata {
+    /// The issuer.
+    issuer: String,
+    /// The token endpoint.
+    token_endpoint: String,
+    /// The JWK Set.
+    jwks_uri: String,
+    /// RFC 7662 introspection.
+    introspection_endpoint: String,
+    /// RFC 7009 revocation.
+    revocation_endpoint: String,
+    /// Empty: no authorization endpoint, machine clients only (RFC 8414 §2
+    /// requires the member).
+    response_types_supported: Vec<&'static str>,
+    /// `client_credentials`.
+    grant_types_supported: Vec<&'static str>,
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt`.
+    token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// `EdDSA` (`private_key_jwt` assertions).
+    token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// As at the token endpoint.
+    introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// `EdDSA`.
+    introspection_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// As at the token endpoint.
+    revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// `EdDSA`.
+    revocation_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// Algorithms of the access tokens (`EdDSA`, `ES256`).
+    access_token_signing_alg_values_supported: Vec<&'static str>,
+    /// `public`.
+    subject_types_supported: Vec<&'static str>,
+    /// The API explorer.
+    service_documentation: String,
+}
+
 /// The authorization server metadata, every URL derived from the issuer.
-pub(crate) fn metadata_document(idp: &Idp) -> Value {
+pub(crate) fn metadata_document(idp: &Idp) -> ServerMetadata {
     let c = idp.config();
     let issuer = &c.issuer;
     let algs: Vec<&str> = idp.algorithms().iter().map(|a| a.as_str()).collect();
-    let auth_methods = [
+    let auth_methods = vec![
         "client_secret_basic",
         "client_secret_post",
         "private_key_jwt",
     ];
-    json!({
-        "issuer": issuer,
-        "token_endpoint": c.token_endpoint,
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
-        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
-        // No authorization endpoint: machine clients only (RFC 8414 §2
-        // requires the member; it is empty).
-        "response_types_supported": [],
-        "grant_types_supported": [CLIENT_CREDENTIALS],
-        "token_endpoint_auth_methods_supported": auth_methods,
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
-        "introspection_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
-        "revocation_endpoint_auth_methods_supported": auth_methods,
-        "revocation_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
-        "access_token_signing_alg_values_supported": algs,
-        "subject_types_supported": ["public"],
-        "service_documentation": format!("{issuer}/explorer/"),
-    })
+    ServerMetadata {
+        issuer: issuer.clone(),
+        token_endpoint: c.token_endpoint.clone(),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        introspection_endpoint: format!("{issuer}/oauth2/introspect"),
+        revocation_endpoint: format!("{issuer}/oauth2/revoke"),
+        response_types_supported: Vec::new(),
+        grant_types_supported: vec![CLIENT_CREDENTIALS],
+        token_endpoint_auth_methods_supported: auth_methods.clone(),
+        token_endpoint_auth_signing_alg_values_supported: vec!["EdDSA"],
+        introspection_endpoint_auth_methods_supported: auth_methods.clone(),
+        introspection_endpoint_auth_signing_alg_values_supported: vec!["EdDSA"],
+        revocation_endpoint_auth_methods_supported: auth_methods,
+        revocation_endpoint_auth_signing_alg_values_supported: vec!["EdDSA"],
+        access_token_signing_alg_values_supported: algs,
+        subject_types_supported: vec!["public"],
+        service_documentation: format!("{issuer}/explorer/"),
+    }
 }
 
 fn metadata_response(idp: &Idp) -> Response {
@@ -338,7 +398,7 @@ fn metadata_response(idp: &Idp) -> Response {
 /// RFC 8414 authorization server metadata.
 #[utoipa::path(
     get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
-    responses((status = 200, description = "RFC 8414 metadata", body = serde_json::Value))
+    responses((status = 200, description = "RFC 8414 metadata", body = ServerMetadata), TimedOut)
 )]
 pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
     metadata_response(&state.idp)
@@ -347,7 +407,7 @@ pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
 /// The same metadata for clients that look for OpenID discovery.
 #[utoipa::path(
     get, path = "/.well-known/openid-configuration", tag = "oauth",
-    responses((status = 200, description = "the RFC 8414 metadata", body = serde_json::Value))
+    responses((status = 200, description = "the RFC 8414 metadata", body = ServerMetadata), TimedOut)
 )]
 pub(crate) async fn openid_configuration(State(state): State<AppState>) -> Response {
     metadata_response(&state.idp)
@@ -362,7 +422,7 @@ pub(crate) async fn metadata_for(State(idp): State<Idp>) -> Response {
 /// published longer than the tokens they signed live).
 #[utoipa::path(
     get, path = "/.well-known/jwks.json", tag = "oauth",
-    responses((status = 200, description = "JWK Set (RFC 7517)", body = serde_json::Value))
+    responses((status = 200, description = "JWK Set (RFC 7517)", body = JwkSet), TimedOut)
 )]
 pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     let mut res = Json(state.idp.jwks()).into_response();

@@ -8,11 +8,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::Caller;
 use sentryagent_core::health::{BackendHealth, HealthStatus};
-use serde_json::json;
 
 use crate::AppState;
 use crate::extract::MaybeAdmin;
 use crate::problem::Problem;
+use crate::views::{DetailedHealth, ProblemDoc, StatusView, TimedOut};
 
 /// Probes each distinct backend of the Idp's store, its usage meter, and
 /// the configured extra probes.
@@ -47,20 +47,28 @@ fn status_code(s: HealthStatus) -> StatusCode {
 /// Liveness: the process answers.
 #[utoipa::path(
     get, path = "/health", tag = "operations",
-    responses((status = 200, description = "`{status: \"up\"}`", body = serde_json::Value))
+    responses((status = 200, description = "`{\"status\": \"up\"}`", body = StatusView), TimedOut)
 )]
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "up" }))
+pub(crate) async fn health() -> Json<StatusView> {
+    Json(StatusView {
+        status: HealthStatus::Up,
+    })
 }
 
 /// Readiness: every backend answers (503 otherwise).
 #[utoipa::path(
     get, path = "/health/ready", tag = "operations",
-    responses((status = 200, body = serde_json::Value), (status = 503, description = "a required backend is down", body = serde_json::Value))
+    responses(
+        (status = 200, description = "every backend answers (`up`, or `degraded`)", body = StatusView),
+        (status = 503, description = "a required backend is down (`{\"status\": \"down\"}`), or the request timed out (a problem)", content(
+            (StatusView = "application/json"),
+            (ProblemDoc = "application/problem+json"),
+        )),
+    )
 )]
 pub(crate) async fn ready(State(s): State<AppState>) -> Response {
     let status = overall(&probe(&s).await);
-    (status_code(status), Json(json!({ "status": status }))).into_response()
+    (status_code(status), Json(StatusView { status })).into_response()
 }
 
 /// Each backend's status and ping latency (503 when one is down); with an
@@ -69,7 +77,16 @@ pub(crate) async fn ready(State(s): State<AppState>) -> Response {
 /// many tenants and agents the deployment holds.
 #[utoipa::path(
     get, path = "/health/detailed", tag = "operations",
-    responses((status = 200, description = "`{status, version, limiter, billing, backends: [{backend, status, latency_us, details, error}]}`; `details` and `error` only for an operator key", body = serde_json::Value), (status = 503, description = "a required backend is down", body = serde_json::Value)),
+    responses(
+        (status = 200, description = "each backend's status; `details` and `error` text only for an operator key", body = DetailedHealth),
+        (status = 503, description = "a required backend is down (the same document), or the request timed out (a problem)", content(
+            (DetailedHealth = "application/json"),
+            (ProblemDoc = "application/problem+json"),
+        )),
+        (status = 401, description = "an `Authorization` header that does not authenticate", content_type = "application/problem+json", body = ProblemDoc),
+        (status = 402, description = "the daily API calls of a tenant key's tier are used up", content_type = "application/problem+json", body = ProblemDoc),
+        (status = 429, description = "a tenant key's rate limit", content_type = "application/problem+json", body = ProblemDoc),
+    ),
     security((), ("admin_key" = []))
 )]
 pub(crate) async fn detailed(
@@ -88,13 +105,13 @@ pub(crate) async fn detailed(
     }
     (
         status_code(status),
-        Json(json!({
-            "status": status,
-            "version": env!("CARGO_PKG_VERSION"),
-            "limiter": s.idp.limiter().name(),
-            "billing": s.idp.billing().name(),
-            "backends": backends,
-        })),
+        Json(DetailedHealth {
+            status,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            limiter: s.idp.limiter().name().to_owned(),
+            billing: s.idp.billing().name().to_owned(),
+            backends,
+        }),
     )
         .into_response()
 }
@@ -102,7 +119,7 @@ pub(crate) async fn detailed(
 /// Prometheus metrics (OpenMetrics text).
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String))
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), TimedOut)
 )]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     probe(&s).await;

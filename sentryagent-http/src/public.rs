@@ -5,25 +5,28 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use sentryagent_core::{MarketplaceQuery, PageRequest};
-use serde_json::json;
+use sentryagent_core::did::DidDocument;
+use sentryagent_core::{MarketplaceQuery, Page, PageRequest};
 
 use crate::AppState;
 use crate::a2a::agent_card;
 use crate::extract::{ApiPath, ApiQuery, MaybeAdmin};
 use crate::manage::agent_id;
 use crate::problem::ApiError;
-use crate::views::{MarketplaceParams, PublicAgent, PublisherView};
+use crate::views::{
+    AuthErrors, InputErrors, MarketplaceEntry, MarketplaceParams, NotFound, PublicAgent,
+    PublisherPage, PublisherView,
+};
 
 /// Searches public agents in the listed or active state.
 #[utoipa::path(
     get, path = "/v1/marketplace/agents", tag = "public", params(MarketplaceParams),
-    responses((status = 200, description = "`{items: [agent], next_cursor}`", body = serde_json::Value), (status = 400, body = crate::views::ProblemDoc))
+    responses((status = 200, description = "a page of marketplace agents", body = Page<PublicAgent>), AuthErrors, InputErrors)
 )]
 pub(crate) async fn search(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<MarketplaceParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Page<PublicAgent>>, ApiError> {
     let query = MarketplaceQuery {
         text: q.q,
         capability: q.capability,
@@ -36,19 +39,19 @@ pub(crate) async fn search(
         limit: q.limit,
     };
     let found = s.idp.search_marketplace(&query, &page).await?;
-    Ok(Json(json!(found.map(|a| PublicAgent::from(&a)))))
+    Ok(Json(found.map(|a| PublicAgent::from(&a))))
 }
 
 /// A marketplace agent with its publisher, DID document and A2A agent card.
 #[utoipa::path(
     get, path = "/v1/marketplace/agents/{id}", tag = "public",
     params(("id" = String, Path, description = "agent id")),
-    responses((status = 200, description = "`{agent, publisher, did_document, agent_card}`", body = serde_json::Value), (status = 404, body = crate::views::ProblemDoc))
+    responses((status = 200, description = "the agent, its publisher, DID document and A2A agent card", body = MarketplaceEntry), NotFound, AuthErrors)
 )]
 pub(crate) async fn marketplace_agent(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<MarketplaceEntry>, ApiError> {
     let (agent, tenant) = s.idp.marketplace_agent(&agent_id(&id)?).await?;
     let did = s.idp.did_document(None, &agent.id).await?;
     let card = agent_card(
@@ -57,12 +60,12 @@ pub(crate) async fn marketplace_agent(
         &s.idp.config().issuer,
         &s.idp.config().token_endpoint,
     );
-    Ok(Json(json!({
-        "agent": PublicAgent::from(&agent),
-        "publisher": PublisherView::from(&tenant),
-        "did_document": did,
-        "agent_card": card,
-    })))
+    Ok(Json(MarketplaceEntry {
+        agent: PublicAgent::from(&agent),
+        publisher: PublisherView::from(&tenant),
+        did_document: did,
+        agent_card: card,
+    }))
 }
 
 /// The DID document of an agent: public for marketplace agents, otherwise
@@ -70,7 +73,7 @@ pub(crate) async fn marketplace_agent(
 #[utoipa::path(
     get, path = "/v1/agents/{id}/did.json", tag = "public",
     params(("id" = String, Path, description = "agent id")),
-    responses((status = 200, description = "W3C DID document", content_type = "application/did+ld+json", body = serde_json::Value), (status = 404, body = crate::views::ProblemDoc))
+    responses((status = 200, description = "W3C DID document", content_type = "application/did+ld+json", body = DidDocument), NotFound, AuthErrors)
 )]
 pub(crate) async fn did_json(
     State(s): State<AppState>,
@@ -91,12 +94,12 @@ pub(crate) async fn did_json(
 #[utoipa::path(
     get, path = "/v1/publishers/{slug}", tag = "public",
     params(("slug" = String, Path, description = "publisher slug")),
-    responses((status = 200, description = "`{publisher, agents: {items, next_cursor}}`", body = serde_json::Value), (status = 404, body = crate::views::ProblemDoc))
+    responses((status = 200, description = "the publisher and the first page of its agents", body = PublisherPage), NotFound, AuthErrors)
 )]
 pub(crate) async fn publisher(
     State(s): State<AppState>,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PublisherPage>, ApiError> {
     let tenant = s.idp.publisher(&slug).await?;
     let agents = s
         .idp
@@ -108,8 +111,8 @@ pub(crate) async fn publisher(
             &PageRequest::default(),
         )
         .await?;
-    Ok(Json(json!({
-        "publisher": PublisherView::from(&tenant),
-        "agents": agents.map(|a| PublicAgent::from(&a)),
-    })))
+    Ok(Json(PublisherPage {
+        publisher: PublisherView::from(&tenant),
+        agents: agents.map(|a| PublicAgent::from(&a)),
+    }))
 }

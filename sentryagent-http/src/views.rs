@@ -2,16 +2,29 @@
 //! strings of the routes, public views that leave out internal fields, and
 //! schema documents for OpenAPI.
 
+use crate::a2a::AgentCard;
+use sentryagent_core::audit::ChainHead;
 use sentryagent_core::credentials::{AdminKey, AdminScope};
+use sentryagent_core::did::DidDocument;
+use sentryagent_core::health::{BackendHealth, HealthStatus};
 use sentryagent_core::{
-    Agent, AgentId, Ed25519PrivateJwk, LifecycleState, Tenant, TenantId, TenantStatus, Tier,
-    Timestamp,
+    Agent, AgentId, AgentUsageRow, DailyCount, Ed25519PrivateJwk, LifecycleState, Page,
+    Subscription, Tenant, TenantId, TenantStatus, Tier, Timestamp,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
-/// An RFC 9457 problem document.
+/// An RFC 9457 problem document (`application/problem+json`). Besides
+/// `type`, `title`, `status` and `detail`, some problems carry extension
+/// members, listed here as optional properties.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:sentryagent:problem:not-found",
+    "title": "Not found",
+    "status": 404,
+    "detail": "agent not found"
+}))]
+#[allow(dead_code)]
 pub(crate) struct ProblemDoc {
     /// URI of the problem type (`urn:sentryagent:problem:<kind>`).
     #[serde(rename = "type")]
@@ -21,17 +34,143 @@ pub(crate) struct ProblemDoc {
     /// HTTP status.
     pub(crate) status: u16,
     /// What happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) detail: Option<String>,
+    /// 422: the input field that is invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) field: Option<String>,
+    /// 422: why it is invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    /// 429: seconds to wait (also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retry_after_seconds: Option<u64>,
+    /// 413: the body limit in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) limit_bytes: Option<u64>,
+    /// 402: which limit of the tier was reached (`agents`,
+    /// `api_calls_per_day`, `token_issuances_per_month`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) limit_kind: Option<String>,
+    /// 402: the tenant's tier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tier: Option<String>,
+    /// 402: the use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) used: Option<u64>,
+    /// 402: the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) limit: Option<u64>,
+    /// 402: how to upgrade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upgrade: Option<UpgradeHint>,
+}
+
+/// The request that raises a tier limit (in a 402 problem).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UpgradeHint {
+    /// `POST`.
+    pub(crate) method: String,
+    /// The upgrade route of this deployment.
+    pub(crate) href: String,
+    /// The body to send, e.g. `{"tier": "pro"}`.
+    pub(crate) body: UpgradeBody,
+}
+
+/// The body of an upgrade request named by a 402 problem.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UpgradeBody {
+    /// The tier to move to.
+    pub(crate) tier: Tier,
 }
 
 /// An RFC 6749 §5.2 error.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "error": "invalid_client",
+    "error_description": "client authentication failed"
+}))]
+#[allow(dead_code)]
 pub(crate) struct OAuthErrorDoc {
-    /// Error code (`invalid_request`, `invalid_client`, ...).
+    /// Error code (`invalid_request`, `invalid_client`, `invalid_scope`,
+    /// `invalid_target`, `invalid_grant`, `unauthorized_client`,
+    /// `unsupported_grant_type`, `slow_down`, `quota_exceeded`,
+    /// `temporarily_unavailable`, `server_error`).
     pub(crate) error: String,
-    /// Detail.
+    /// Detail (never says which credential part was wrong).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error_description: Option<String>,
 }
+
+/// Errors of every route behind the admin-key check (problem documents).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum AuthErrors {
+    /// No admin key where one is needed, or a key that does not
+    /// authenticate (`WWW-Authenticate: Bearer`).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(ProblemDoc),
+    /// A tier limit is reached: the daily API calls of a tenant key's
+    /// tier, or the limit the operation consumes (e.g. agents).
+    #[response(status = 402, content_type = "application/problem+json")]
+    QuotaExceeded(ProblemDoc),
+    /// The key lacks the scope, or the tenant is suspended.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(ProblemDoc),
+    /// The tenant's rate limit (tenant keys).
+    #[response(
+        status = 429,
+        content_type = "application/problem+json",
+        headers(
+            ("Retry-After" = u64, description = "seconds to wait"),
+            ("RateLimit-Limit" = u64, description = "requests per minute"),
+            ("RateLimit-Remaining" = u64, description = "0"),
+            ("RateLimit-Reset" = u64, description = "seconds until a request is admitted"),
+        )
+    )]
+    RateLimited(ProblemDoc),
+    /// A backend is unavailable, or the request timed out (`Retry-After`).
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(ProblemDoc),
+}
+
+/// Errors of the input of a route: its query string, body or values.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum InputErrors {
+    /// A malformed body or query string (unknown parameter, bad value).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemDoc),
+    /// A value the operation refuses (`field` and `reason` say which).
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(ProblemDoc),
+}
+
+/// Errors of a JSON request body, beyond [`InputErrors`].
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum BodyErrors {
+    /// The body is larger than the router's body limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(ProblemDoc),
+    /// The body is not `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(ProblemDoc),
+}
+
+/// The resource does not exist or the key does not reach it.
+#[derive(IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub(crate) struct NotFound(ProblemDoc);
+
+/// A request that timed out (routes outside the admin-key check).
+#[derive(IntoResponses)]
+#[response(status = 503, content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub(crate) struct TimedOut(ProblemDoc);
 
 /// `?tenant_id=`: the tenant an operator key acts on (tenant keys act on
 /// their own tenant and may omit it).
@@ -40,7 +179,6 @@ pub(crate) struct OAuthErrorDoc {
 #[into_params(parameter_in = Query)]
 pub(crate) struct TenantParam {
     /// Tenant id (operator keys).
-    #[param(value_type = Option<String>)]
     pub(crate) tenant_id: Option<TenantId>,
 }
 
@@ -50,7 +188,6 @@ pub(crate) struct TenantParam {
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageParams {
     /// Tenant id (operator keys).
-    #[param(value_type = Option<String>)]
     pub(crate) tenant_id: Option<TenantId>,
     /// Cursor from the previous page's `next_cursor`.
     pub(crate) cursor: Option<String>,
@@ -64,13 +201,10 @@ pub(crate) struct PageParams {
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditParams {
     /// Tenant chain to read (operator keys; omitted: the system chain).
-    #[param(value_type = Option<String>)]
     pub(crate) tenant_id: Option<TenantId>,
     /// Events at or after this time (RFC 3339).
-    #[param(value_type = Option<String>)]
     pub(crate) from: Option<Timestamp>,
     /// Events before this time (RFC 3339).
-    #[param(value_type = Option<String>)]
     pub(crate) to: Option<Timestamp>,
     /// Exact action, e.g. `agent.registered`.
     pub(crate) action: Option<String>,
@@ -88,7 +222,6 @@ pub(crate) struct AuditParams {
 #[into_params(parameter_in = Query)]
 pub(crate) struct DaysParams {
     /// Tenant id (operator keys).
-    #[param(value_type = Option<String>)]
     pub(crate) tenant_id: Option<TenantId>,
     /// Number of days, today last (1 to 366, default 30).
     pub(crate) days: Option<u32>,
@@ -100,7 +233,6 @@ pub(crate) struct DaysParams {
 #[into_params(parameter_in = Query)]
 pub(crate) struct MonthParams {
     /// Tenant id (operator keys).
-    #[param(value_type = Option<String>)]
     pub(crate) tenant_id: Option<TenantId>,
     /// `YYYY-MM` (default: this month, UTC).
     pub(crate) month: Option<String>,
@@ -121,7 +253,6 @@ pub(crate) struct MarketplaceParams {
     /// Exact category.
     pub(crate) category: Option<String>,
     /// Publisher (tenant) id.
-    #[param(value_type = Option<String>)]
     pub(crate) publisher: Option<TenantId>,
     /// Cursor from the previous page.
     pub(crate) cursor: Option<String>,
@@ -132,25 +263,24 @@ pub(crate) struct MarketplaceParams {
 /// Changes to a tenant (operator keys).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"tier": "pro", "status": "active"}))]
 pub(crate) struct TenantPatch {
     /// New tier: `free`, `pro` or `enterprise`.
-    #[schema(value_type = Option<String>)]
     pub(crate) tier: Option<Tier>,
     /// New status: `active` or `suspended`.
-    #[schema(value_type = Option<String>)]
     pub(crate) status: Option<TenantStatus>,
 }
 
 /// A new admin API key.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "ci", "scopes": ["agents_read", "agents_write"]}))]
 pub(crate) struct NewApiKey {
     /// Label.
     pub(crate) name: String,
     /// Scopes (`admin`, `agents_read`, `agents_write`, `audit_read`,
     /// `billing_read`, `billing_write`); default `["admin"]`.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
     pub(crate) scopes: Option<Vec<AdminScope>>,
 }
 
@@ -166,16 +296,12 @@ pub(crate) struct ApiKeyView {
     /// Label.
     pub(crate) name: String,
     /// Scopes.
-    #[schema(value_type = Vec<String>)]
     pub(crate) scopes: Vec<AdminScope>,
     /// Creation time.
-    #[schema(value_type = String)]
     pub(crate) created_at: Timestamp,
     /// Last use.
-    #[schema(value_type = Option<String>)]
     pub(crate) last_used_at: Option<Timestamp>,
     /// Revocation time.
-    #[schema(value_type = Option<String>)]
     pub(crate) revoked_at: Option<Timestamp>,
     /// The key itself: shown once, at creation.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,28 +327,28 @@ impl ApiKeyView {
 /// A lifecycle transition.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"state": "listed"}))]
 pub(crate) struct LifecycleBody {
     /// Target state: `draft`, `deployed`, `listed`, `active`, `paused` or
     /// `retired`.
-    #[schema(value_type = String)]
     pub(crate) state: LifecycleState,
 }
 
 /// A tier to move to.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"tier": "pro"}))]
 pub(crate) struct TierBody {
     /// `pro` or `enterprise`.
-    #[schema(value_type = String)]
     pub(crate) tier: Tier,
     /// Tenant id (operator keys).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
     pub(crate) tenant_id: Option<TenantId>,
 }
 
 /// A URL to send the user to.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"url": "https://checkout.stripe.com/c/pay/cs_test_a1", "id": "cs_test_a1"}))]
 pub(crate) struct UrlView {
     /// The URL.
     pub(crate) url: String,
@@ -232,7 +358,7 @@ pub(crate) struct UrlView {
 }
 
 /// A registered agent with what is shown only once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RegisteredView {
     /// The agent (its `id` is the OAuth `client_id`).
     #[serde(flatten)]
@@ -249,28 +375,40 @@ pub(crate) struct RegisteredView {
 
 /// A new client secret after rotation.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"client_secret": "sa_cs_8Jd2kQ0v", "previous_valid_until": "2026-11-23T10:00:00Z"}))]
 pub(crate) struct RotatedView {
     /// The new secret (shown once).
     pub(crate) client_secret: String,
     /// End of the grace period of the previous secrets.
-    #[schema(value_type = String)]
     pub(crate) previous_valid_until: Timestamp,
 }
 
 /// An agent as the public sees it: no scopes, no custom claims.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PublicAgent {
+    /// Id (the OAuth `client_id`).
     pub(crate) id: AgentId,
+    /// Name.
     pub(crate) name: String,
+    /// Description.
     pub(crate) description: String,
+    /// Version of the agent software.
     pub(crate) version: String,
+    /// Capabilities (its skills).
     pub(crate) capabilities: Vec<String>,
+    /// Tags.
     pub(crate) tags: Vec<String>,
+    /// Category.
     pub(crate) category: Option<String>,
+    /// Lifecycle state (`listed` or `active` in the marketplace).
     pub(crate) state: LifecycleState,
+    /// Its `did:key`.
     pub(crate) did: String,
+    /// The publishing tenant.
     pub(crate) publisher_id: TenantId,
+    /// Creation time.
     pub(crate) created_at: Timestamp,
+    /// Last change.
     pub(crate) updated_at: Timestamp,
 }
 
@@ -294,12 +432,17 @@ impl From<&Agent> for PublicAgent {
 }
 
 /// A publisher's public profile.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PublisherView {
+    /// The tenant id.
     pub(crate) id: TenantId,
+    /// URL handle (`/v1/publishers/{slug}`).
     pub(crate) slug: String,
+    /// Display name.
     pub(crate) display_name: String,
+    /// Website.
     pub(crate) website: Option<String>,
+    /// Whether the operator verified the publisher.
     pub(crate) verified: bool,
 }
 
@@ -313,4 +456,166 @@ impl From<&Tenant> for PublisherView {
             verified: t.publisher.verified,
         }
     }
+}
+
+/// The answer of `POST /v1/agents/{id}/credentials/revoke`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"revoked": 2}))]
+pub(crate) struct RevokedView {
+    /// How many client secrets were revoked.
+    pub(crate) revoked: u64,
+}
+
+/// The head of a verified audit chain.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"head": {"seq": 42, "hash": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}}))]
+pub(crate) struct AuditHeadView {
+    /// The last event's position and hash; `null` for an empty chain.
+    pub(crate) head: Option<ChainHead>,
+}
+
+/// Token issuances per UTC day.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"days": [{"day": "2026-11-21", "count": 12}, {"day": "2026-11-22", "count": 3}]}))]
+pub(crate) struct DailyTokensView {
+    /// One entry per day, today last.
+    pub(crate) days: Vec<DailyCount>,
+}
+
+/// The weekdays of [`HeatmapView`], Monday first.
+pub(crate) const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Token issuances of the last 28 days by UTC weekday and hour.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+    "heatmap": [[0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 7, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]]
+}))]
+pub(crate) struct HeatmapView {
+    /// `mon` to `sun`: the row names of `heatmap`.
+    #[schema(value_type = Vec<String>, min_items = 7, max_items = 7)]
+    pub(crate) weekdays: [&'static str; 7],
+    /// `heatmap[weekday][hour]`: 7 rows (Monday first) of 24 counts.
+    #[schema(value_type = Vec<Vec<u64>>, min_items = 7, max_items = 7)]
+    pub(crate) heatmap: [[u64; 24]; 7],
+}
+
+/// Token issuances per agent in a month.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AgentTableView {
+    /// One row per agent, largest first.
+    pub(crate) rows: Vec<AgentUsageRow>,
+}
+
+/// A tenant's tier and subscription, and where to upgrade.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SubscriptionView {
+    /// The subscription.
+    #[serde(flatten)]
+    pub(crate) subscription: Subscription,
+    /// The upgrade route of this deployment (`POST {"tier": "pro"}`).
+    pub(crate) upgrade_url: String,
+}
+
+/// What became of a verified webhook delivery.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WebhookOutcome {
+    /// The event changed the tenant's billing state.
+    Applied,
+    /// The event id was applied before.
+    Duplicate,
+    /// Older than an event already applied.
+    Stale,
+    /// About a subscription the tenant has since replaced.
+    OtherSubscription,
+    /// A type that does not concern billing.
+    Ignored,
+    /// No tenant matches (recorded in the audit trail).
+    UnknownTenant,
+}
+
+/// The answer to every verified webhook delivery.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"received": true, "outcome": "applied"}))]
+pub(crate) struct WebhookReply {
+    /// Always `true`.
+    pub(crate) received: bool,
+    /// What became of the event.
+    pub(crate) outcome: WebhookOutcome,
+}
+
+/// A billing provider event as it arrives (Stripe's event object); the
+/// body is verified byte for byte against `Stripe-Signature`.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "id": "evt_1",
+    "type": "customer.subscription.updated",
+    "created": 1795000000,
+    "data": {"object": {"id": "sub_1", "status": "active"}}
+}))]
+#[allow(dead_code)]
+pub(crate) struct WebhookEventDoc {
+    /// Event id.
+    id: String,
+    /// Event type, e.g. `checkout.session.completed`.
+    #[schema(rename = "type")]
+    type_: String,
+    /// Creation time, Unix seconds.
+    created: i64,
+    /// `{object: ...}`: the provider object the event is about.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
+/// A marketplace agent with its publisher, DID document and A2A card.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MarketplaceEntry {
+    /// The agent.
+    pub(crate) agent: PublicAgent,
+    /// Its publisher.
+    pub(crate) publisher: PublisherView,
+    /// Its W3C DID document.
+    pub(crate) did_document: DidDocument,
+    /// Its A2A agent card.
+    pub(crate) agent_card: AgentCard,
+}
+
+/// A publisher and the first page of its marketplace agents.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PublisherPage {
+    /// The publisher.
+    pub(crate) publisher: PublisherView,
+    /// Its marketplace agents.
+    pub(crate) agents: Page<PublicAgent>,
+}
+
+/// `{status}`: liveness and readiness.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "up"}))]
+pub(crate) struct StatusView {
+    /// `up`, `degraded` (answering, something is wrong) or `down`.
+    pub(crate) status: HealthStatus,
+}
+
+/// Each backend's health.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DetailedHealth {
+    /// The worst status of the backends.
+    pub(crate) status: HealthStatus,
+    /// Server version.
+    pub(crate) version: String,
+    /// Name of the rate limiter.
+    pub(crate) limiter: String,
+    /// Name of the billing provider (`none` without one).
+    pub(crate) billing: String,
+    /// One entry per backend; `details` and `error` text only for an
+    /// operator key.
+    pub(crate) backends: Vec<BackendHealth>,
 }

@@ -23,6 +23,7 @@ const MAX_LIST: usize = 64;
 
 /// Input for registering an agent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewAgent {
     /// Name, unique within the tenant (1 to 100 characters).
@@ -61,6 +62,7 @@ pub struct NewAgent {
     pub allowed_scopes: Vec<String>,
     /// Extra claims of its access tokens.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub custom_claims: serde_json::Map<String, serde_json::Value>,
     /// Algorithm of its access tokens (one the deployment enables).
     #[serde(default)]
@@ -69,6 +71,7 @@ pub struct NewAgent {
 
 /// Changes to an agent; absent fields stay.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgentPatch {
     /// Name.
@@ -88,6 +91,7 @@ pub struct AgentPatch {
     /// Allowed scopes.
     pub allowed_scopes: Option<Vec<String>>,
     /// Custom claims.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub custom_claims: Option<serde_json::Map<String, serde_json::Value>>,
     /// Token algorithm.
     pub token_algorithm: Option<Algorithm>,
@@ -95,6 +99,7 @@ pub struct AgentPatch {
 
 /// An Ed25519 private key as a JWK (RFC 8037), returned once at registration.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ed25519PrivateJwk {
     /// `OKP`.
     pub kty: String,

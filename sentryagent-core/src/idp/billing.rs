@@ -312,6 +312,7 @@ fn kind_name(k: &BillingEventKind) -> &'static str {
 
 /// A tenant's tier and subscription ([`Idp::subscription`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Subscription {
     /// The tenant.
     pub tenant_id: TenantId,

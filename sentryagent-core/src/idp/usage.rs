@@ -60,6 +60,7 @@ fn period(kind: UsageKind, at: Timestamp) -> Bucket {
 
 /// One limit's use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LimitUsage {
     /// Current use.
     pub used: u64,
@@ -89,6 +90,7 @@ impl LimitUsage {
 
 /// A tenant's tier, limits and current use (`GET /billing/usage`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageSummary {
     /// Tenant.
     pub tenant_id: TenantId,
@@ -114,6 +116,7 @@ pub struct UsageSummary {
 
 /// A day's count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DailyCount {
     /// `YYYY-MM-DD` (UTC).
     pub day: String,
@@ -123,6 +126,7 @@ pub struct DailyCount {
 
 /// One agent's use in a month.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentUsageRow {
     /// Agent.
     pub agent_id: AgentId,

@@ -14,6 +14,7 @@ use super::{JoseError, b64_decode_array, b64_encode};
 
 /// A public JSON Web Key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwk {
     /// Key type: `OKP` (Ed25519) or `EC` (P-256).
     pub kty: String,
@@ -202,6 +203,7 @@ pub(crate) fn check_ed25519_point(
 
 /// A JWK Set (RFC 7517 §5): the document served at a `jwks_uri`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JwkSet {
     /// The keys.
     pub keys: Vec<Jwk>,

@@ -32,6 +32,7 @@ const SIGNATURE_LEN: usize = 64;
 
 /// A JWS signature algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Algorithm {
     /// Ed25519 (RFC 8037).
     EdDSA,

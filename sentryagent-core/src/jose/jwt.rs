@@ -60,6 +60,7 @@ impl Validation {
 
 /// The `aud` claim: one audience or several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Audience {
     /// A single audience (a JSON string).

@@ -1,0 +1,1017 @@
+//! `/openapi.json` is a contract: every request body and response has a
+//! schema, every documented example matches its schema, and what the server
+//! actually answers matches the schema documented for its status.
+
+mod http_helpers;
+
+use http_helpers::*;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// The OpenAPI document and a JSON Schema validator over its components.
+struct Contract {
+    doc: Value,
+}
+
+impl Contract {
+    async fn of(s: &Server) -> Contract {
+        let (st, doc) = s.get("/openapi.json", None).await;
+        assert_eq!(st, 200);
+        Contract { doc }
+    }
+
+    /// A validator of `schema`, its `$ref`s resolved against
+    /// `components.schemas` (the document root is the validator's root).
+    fn validator(&self, schema: &Value) -> jsonschema::Validator {
+        let root = json!({
+            "components": self.doc["components"],
+            "allOf": [schema],
+        });
+        jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("invalid schema {schema}: {e}"))
+    }
+
+    /// The errors of `instance` against `schema` (empty: it matches).
+    fn errors(&self, schema: &Value, instance: &Value) -> Vec<String> {
+        self.validator(schema)
+            .iter_errors(instance)
+            .map(|e| format!("{e} (at {})", e.instance_path()))
+            .collect()
+    }
+
+    fn assert_valid(&self, what: &str, schema: &Value, instance: &Value) {
+        let errors = self.errors(schema, instance);
+        assert!(
+            errors.is_empty(),
+            "{what}: {instance}\ndoes not match {schema}:\n{errors:#?}"
+        );
+    }
+
+    /// A component schema by its `$ref`, or the schema itself.
+    fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let name = r
+                    .strip_prefix("#/components/schemas/")
+                    .unwrap_or_else(|| panic!("unexpected $ref {r}"));
+                let target = &self.doc["components"]["schemas"][name];
+                assert!(target.is_object(), "dangling $ref {r}");
+                self.resolve(target)
+            }
+            None => schema,
+        }
+    }
+
+    fn operation(&self, method: &str, template: &str) -> &Value {
+        let op = &self.doc["paths"][template][method];
+        assert!(op.is_object(), "{method} {template} is not documented");
+        op
+    }
+
+    /// Checks an answer against the schema documented for its status and
+    /// content type; returns the status and the JSON body.
+    async fn answer(&self, method: &str, template: &str, r: reqwest::Response) -> (u16, Value) {
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_owned());
+        let text = r.text().await.unwrap();
+        let what = format!("{} {template} -> {status}", method.to_uppercase());
+        let response = &self.operation(method, template)["responses"][status.to_string()];
+        assert!(
+            response.is_object(),
+            "{what}: status not documented; body {text}"
+        );
+        let content = response.get("content").and_then(Value::as_object);
+        let Some(content) = content.filter(|c| !c.is_empty()) else {
+            assert!(text.is_empty(), "{what}: documented without a body: {text}");
+            return (status, Value::Null);
+        };
+        let ct = ct.unwrap_or_else(|| panic!("{what}: no content type"));
+        let media = content
+            .get(&ct)
+            .unwrap_or_else(|| panic!("{what}: content type {ct} not documented"));
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"));
+        self.assert_valid(&what, &media["schema"], &body);
+        (status, body)
+    }
+
+    /// Checks a JSON request body against the documented request schema.
+    fn request(&self, method: &str, template: &str, body: &Value) {
+        let schema = &self.operation(method, template)["requestBody"]["content"]["application/json"]
+            ["schema"];
+        assert!(schema.is_object(), "{method} {template}: no JSON body");
+        self.assert_valid(&format!("request {method} {template}"), schema, body);
+    }
+}
+
+/// Every operation, with its method and path.
+fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for m in METHODS {
+            if let Some(op) = item.get(m) {
+                out.push((m.to_owned(), path.clone(), op));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a body schema says what the body is: a `$ref`, or a schema with
+/// a type and, for objects, properties (or a composition of such).
+fn typed(c: &Contract, schema: &Value) -> bool {
+    let s = c.resolve(schema);
+    if ["allOf", "oneOf", "anyOf"]
+        .iter()
+        .any(|k| s.get(*k).and_then(Value::as_array).is_some())
+    {
+        return true;
+    }
+    let is_object = match &s["type"] {
+        Value::String(t) => t == "object",
+        Value::Array(ts) => ts.iter().any(|t| t == "object"),
+        Value::Null => return s.get("properties").is_some(),
+        _ => false,
+    };
+    !is_object
+        || s.get("properties").is_some()
+        || s.get("additionalProperties").is_some_and(Value::is_object)
+}
+
+#[tokio::test]
+async fn every_body_has_a_schema_and_errors_are_problems_or_oauth_errors() {
+    let s = start().await;
+    let c = Contract::of(&s).await;
+    let ops = operations(&c.doc);
+    assert!(ops.len() >= 43, "{} operations", ops.len());
+    let mut untyped = Vec::new();
+    for (m, path, op) in &ops {
+        let oauth = path.starts_with("/oauth2/");
+        let responses = op["responses"].as_object().unwrap();
+        assert!(
+            responses.keys().any(|k| k.starts_with('2')),
+            "{m} {path}: no success response"
+        );
+        assert!(
+            responses.keys().any(|k| k.starts_with('4') || k == "503"),
+            "{m} {path}: no error response"
+        );
+        for (status, r) in responses {
+            let content = r.get("content").and_then(Value::as_object);
+            for (ct, media) in content.into_iter().flatten() {
+                if !typed(&c, &media["schema"]) {
+                    untyped.push(format!("{m} {path} {status} {ct}: {}", media["schema"]));
+                }
+                if status.starts_with('4') || status.starts_with('5') {
+                    let expected = if oauth && ct == "application/json" {
+                        "#/components/schemas/OAuthErrorDoc"
+                    } else if ct == "application/problem+json" {
+                        "#/components/schemas/ProblemDoc"
+                    } else {
+                        // 503 of the health checks: the health document.
+                        assert!(path.starts_with("/health/"), "{m} {path} {status} {ct}");
+                        continue;
+                    };
+                    assert_eq!(
+                        media["schema"]["$ref"], expected,
+                        "{m} {path} {status} {ct}"
+                    );
+                }
+            }
+            if !status.starts_with('2') {
+                assert!(
+                    content.is_some_and(|c| !c.is_empty()),
+                    "{m} {path} {status}: an error without a body schema"
+                );
+            }
+        }
+        if let Some(body) = op.get("requestBody") {
+            let content = body["content"].as_object().unwrap();
+            assert!(!content.is_empty(), "{m} {path}: empty request body");
+            for (ct, media) in content {
+                if !typed(&c, &media["schema"]) {
+                    untyped.push(format!("{m} {path} request {ct}: {}", media["schema"]));
+                }
+            }
+            if oauth {
+                assert!(
+                    content.contains_key("application/x-www-form-urlencoded"),
+                    "{m} {path}"
+                );
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "untyped bodies:\n{untyped:#?}");
+}
+
+/// Every `example`/`examples` in the document, with the schema it
+/// illustrates.
+fn examples(doc: &Value) -> Vec<(String, Value, Value)> {
+    fn walk_schema(at: String, schema: &Value, out: &mut Vec<(String, Value, Value)>) {
+        match schema {
+            Value::Object(m) => {
+                if let Some(e) = m.get("example") {
+                    out.push((at.clone(), schema.clone(), e.clone()));
+                }
+                if let Some(Value::Array(es)) = m.get("examples") {
+                    for e in es {
+                        out.push((at.clone(), schema.clone(), e.clone()));
+                    }
+                }
+                for (k, v) in m {
+                    if k != "example" && k != "examples" {
+                        walk_schema(format!("{at}/{k}"), v, out);
+                    }
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk_schema(format!("{at}/{i}"), v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn media(
+        at: &str,
+        content: Option<&Map<String, Value>>,
+        out: &mut Vec<(String, Value, Value)>,
+    ) {
+        for (ct, m) in content.into_iter().flatten() {
+            let at = format!("{at} {ct}");
+            if let Some(e) = m.get("example") {
+                out.push((at.clone(), m["schema"].clone(), e.clone()));
+            }
+            for (name, e) in m
+                .get("examples")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                out.push((
+                    format!("{at} {name}"),
+                    m["schema"].clone(),
+                    e["value"].clone(),
+                ));
+            }
+            walk_schema(at, &m["schema"], out);
+        }
+    }
+    let mut out = Vec::new();
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        walk_schema(format!("#/components/schemas/{name}"), schema, &mut out);
+    }
+    for (m, path, op) in operations(doc) {
+        let at = format!("{m} {path}");
+        media(
+            &format!("{at} request"),
+            op["requestBody"]["content"].as_object(),
+            &mut out,
+        );
+        for (status, r) in op["responses"].as_object().unwrap() {
+            media(
+                &format!("{at} {status}"),
+                r["content"].as_object(),
+                &mut out,
+            );
+        }
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            walk_schema(format!("{at} {}", p["name"]), &p["schema"], &mut out);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_documented_example_matches_its_schema() {
+    let s = start().await;
+    let c = Contract::of(&s).await;
+    let all = examples(&c.doc);
+    assert!(all.len() >= 10, "only {} examples", all.len());
+    let mut bad = Vec::new();
+    for (at, schema, example) in &all {
+        let errors = c.errors(schema, example);
+        if !errors.is_empty() {
+            bad.push(format!("{at}: {example}: {errors:?}"));
+        }
+    }
+    assert!(bad.is_empty(), "examples that do not match:\n{bad:#?}");
+
+    // The validator does refuse what does not match.
+    let problem = json!({"$ref": "#/components/schemas/ProblemDoc"});
+    assert!(
+        !c.errors(&problem, &json!({"title": "x", "status": 400}))
+            .is_empty()
+    );
+    let ts = json!({"$ref": "#/components/schemas/Tenant"});
+    assert!(
+        !c.errors(&ts, &json!({"id": "ten_1", "tier": "gold"}))
+            .is_empty()
+    );
+}
+
+/// A request through the contract.
+async fn call(
+    s: &Server,
+    c: &Contract,
+    method: Method,
+    template: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let m = method.as_str().to_ascii_lowercase();
+    let mut r = s.req(method, path, key);
+    if let Some(b) = body {
+        c.request(&m, template, b);
+        r = r.json(b);
+    }
+    c.answer(&m, template, r.send().await.unwrap()).await
+}
+
+/// A form request through the contract (OAuth endpoints).
+async fn form(
+    s: &Server,
+    c: &Contract,
+    template: &str,
+    pairs: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value) {
+    let mut r = s
+        .http
+        .post(s.url(template))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded(pairs));
+    if let Some((u, p)) = basic {
+        r = r.basic_auth(u, Some(p));
+    }
+    c.answer("post", template, r.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn live_answers_match_the_documented_schemas() {
+    use Method as M;
+    let s = start().await;
+    let c = Contract::of(&s).await;
+    let op = s.op.clone();
+    let op = Some(op.as_str());
+
+    // Discovery.
+    for p in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+        "/.well-known/jwks.json",
+    ] {
+        assert_eq!(call(&s, &c, M::GET, p, p, None, None).await.0, 200);
+    }
+
+    // Tenants and keys.
+    let new = json!({"name": "Schema Co", "tier": "pro", "website": "https://schema.example"});
+    let (st, tenant) = call(
+        &s,
+        &c,
+        M::POST,
+        "/v1/tenants",
+        "/v1/tenants",
+        op,
+        Some(&new),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let tid = tenant["id"].as_str().unwrap().to_owned();
+    let slug = tenant["slug"].as_str().unwrap().to_owned();
+    let same = json!({"name": "Other", "slug": slug});
+    let (st, _) = call(
+        &s,
+        &c,
+        M::POST,
+        "/v1/tenants",
+        "/v1/tenants",
+        op,
+        Some(&same),
+    )
+    .await;
+    assert_eq!(st, 409);
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/tenants",
+            "/v1/tenants?limit=2",
+            op,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let t = format!("/v1/tenants/{tid}");
+    assert_eq!(
+        call(&s, &c, M::GET, "/v1/tenants/{id}", &t, op, None)
+            .await
+            .0,
+        200
+    );
+    let patch = json!({"status": "active", "tier": "pro"});
+    assert_eq!(
+        call(&s, &c, M::PATCH, "/v1/tenants/{id}", &t, op, Some(&patch))
+            .await
+            .0,
+        200
+    );
+    let publisher =
+        json!({"display_name": "Schema Co", "website": "https://schema.example", "verified": true});
+    let p = format!("{t}/publisher");
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::PUT,
+            "/v1/tenants/{id}/publisher",
+            &p,
+            op,
+            Some(&publisher)
+        )
+        .await
+        .0,
+        200
+    );
+    let keys = format!("{t}/api-keys");
+    let (st, k) = call(
+        &s,
+        &c,
+        M::POST,
+        "/v1/tenants/{id}/api-keys",
+        &keys,
+        op,
+        Some(&json!({"name": "ci", "scopes": ["admin"]})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let key = k["key"].as_str().unwrap().to_owned();
+    let key = Some(key.as_str());
+    let (st, k2) = call(
+        &s,
+        &c,
+        M::POST,
+        "/v1/tenants/{id}/api-keys",
+        &keys,
+        op,
+        Some(&json!({"name": "tmp"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    assert_eq!(
+        call(&s, &c, M::GET, "/v1/tenants/{id}/api-keys", &keys, op, None)
+            .await
+            .0,
+        200
+    );
+    let del = format!("{keys}/{}", k2["id"].as_str().unwrap());
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::DELETE,
+            "/v1/tenants/{id}/api-keys/{key_id}",
+            &del,
+            op,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let (st, _) = call(
+        &s,
+        &c,
+        M::POST,
+        "/v1/api-keys",
+        "/v1/api-keys",
+        op,
+        Some(&json!({"name": "ops"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    assert_eq!(
+        call(&s, &c, M::GET, "/v1/api-keys", "/v1/api-keys", op, None)
+            .await
+            .0,
+        200
+    );
+
+    // Agents: a generated key, and one that brings its own DID.
+    let new_agent = json!({"name": "Schema Bot", "description": "checks schemas",
+        "capabilities": ["schemas.check"], "tags": ["qa"], "category": "testing",
+        "visibility": "public", "allowed_scopes": ["read"], "custom_claims": {"team": "qa"}});
+    let (st, agent) = call(
+        &s,
+        &c,
+        M::POST,
+        "/v1/agents",
+        "/v1/agents",
+        key,
+        Some(&new_agent),
+    )
+    .await;
+    assert_eq!(st, 201);
+    assert!(agent["private_jwk"].is_object());
+    let aid = agent["id"].as_str().unwrap().to_owned();
+    let secret = agent["client_secret"].as_str().unwrap().to_owned();
+    let (st, _) = call(
+        &s,
+        &c,
+        M::POST,
+        "/v1/agents",
+        "/v1/agents",
+        key,
+        Some(&json!({"name": "Own Key", "did": agent["did"]})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    assert_eq!(
+        call(&s, &c, M::GET, "/v1/agents", "/v1/agents", key, None)
+            .await
+            .0,
+        200
+    );
+    let a = format!("/v1/agents/{aid}");
+    assert_eq!(
+        call(&s, &c, M::GET, "/v1/agents/{id}", &a, key, None)
+            .await
+            .0,
+        200
+    );
+    let ap = json!({"version": "1.2.0", "token_algorithm": "EdDSA"});
+    assert_eq!(
+        call(&s, &c, M::PATCH, "/v1/agents/{id}", &a, key, Some(&ap))
+            .await
+            .0,
+        200
+    );
+    let lc = format!("{a}/lifecycle");
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::POST,
+            "/v1/agents/{id}/lifecycle",
+            &lc,
+            key,
+            Some(&json!({"state": "listed"}))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::POST,
+            "/v1/agents/{id}/lifecycle",
+            &lc,
+            key,
+            Some(&json!({"state": "draft"}))
+        )
+        .await
+        .0,
+        409
+    );
+
+    // OAuth.
+    let (st, tok) = form(
+        &s,
+        &c,
+        "/oauth2/token",
+        &[("grant_type", "client_credentials"), ("scope", "read")],
+        Some((&aid, &secret)),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let token = tok["access_token"].as_str().unwrap().to_owned();
+    let (st, intro) = form(
+        &s,
+        &c,
+        "/oauth2/introspect",
+        &[("token", &token)],
+        Some((&aid, &secret)),
+    )
+    .await;
+    assert_eq!((st, &intro["active"]), (200, &json!(true)));
+    assert_eq!(
+        form(
+            &s,
+            &c,
+            "/oauth2/revoke",
+            &[("token", &token)],
+            Some((&aid, &secret))
+        )
+        .await
+        .0,
+        200
+    );
+    let (st, intro) = form(
+        &s,
+        &c,
+        "/oauth2/introspect",
+        &[("token", &token)],
+        Some((&aid, &secret)),
+    )
+    .await;
+    assert_eq!((st, &intro), (200, &json!({"active": false})));
+    let (st, e) = form(
+        &s,
+        &c,
+        "/oauth2/token",
+        &[("grant_type", "client_credentials")],
+        Some((&aid, "wrong")),
+    )
+    .await;
+    assert_eq!((st, &e["error"]), (401, &json!("invalid_client")));
+    let (st, _) = form(
+        &s,
+        &c,
+        "/oauth2/token",
+        &[("grant_type", "password")],
+        Some((&aid, &secret)),
+    )
+    .await;
+    assert_eq!(st, 400);
+    let r = s
+        .http
+        .post(s.url("/oauth2/token"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.answer("post", "/oauth2/token", r).await.0, 400);
+
+    // Credentials.
+    let rot = format!("{a}/credentials/rotate");
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::POST,
+            "/v1/agents/{id}/credentials/rotate",
+            &rot,
+            key,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let rev = format!("{a}/credentials/revoke");
+    let (st, n) = call(
+        &s,
+        &c,
+        M::POST,
+        "/v1/agents/{id}/credentials/revoke",
+        &rev,
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(n["revoked"].as_u64().unwrap() >= 1);
+
+    // Audit and analytics.
+    let (st, page) = call(&s, &c, M::GET, "/v1/audit", "/v1/audit?limit=50", key, None).await;
+    assert_eq!(st, 200);
+    assert!(!page["items"].as_array().unwrap().is_empty());
+    let (st, v) = call(
+        &s,
+        &c,
+        M::GET,
+        "/v1/audit/verify",
+        "/v1/audit/verify",
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(v["head"].is_object());
+    let ops_chain = call(
+        &s,
+        &c,
+        M::GET,
+        "/v1/audit/verify",
+        "/v1/audit/verify",
+        op,
+        None,
+    )
+    .await;
+    assert_eq!(ops_chain.0, 200);
+    for (t, p) in [
+        (
+            "/v1/analytics/tokens/daily",
+            "/v1/analytics/tokens/daily?days=7",
+        ),
+        ("/v1/analytics/heatmap", "/v1/analytics/heatmap"),
+        ("/v1/analytics/agents", "/v1/analytics/agents"),
+    ] {
+        assert_eq!(call(&s, &c, M::GET, t, p, key, None).await.0, 200, "{p}");
+    }
+
+    // Billing (no provider on this server).
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/billing/usage",
+            "/billing/usage",
+            key,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (st, sub) = call(
+        &s,
+        &c,
+        M::GET,
+        "/billing/subscription",
+        "/billing/subscription",
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(sub["upgrade_url"].is_string());
+    for t in ["/billing/checkout", "/api/tiers/upgrade"] {
+        assert_eq!(
+            call(
+                &s,
+                &c,
+                M::POST,
+                t,
+                t,
+                key,
+                Some(&json!({"tier": "enterprise"}))
+            )
+            .await
+            .0,
+            501
+        );
+    }
+    // No billing account yet: refused before the provider is asked.
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::POST,
+            "/billing/portal",
+            "/billing/portal",
+            key,
+            None
+        )
+        .await
+        .0,
+        409
+    );
+    let r = s
+        .http
+        .post(s.url("/billing/webhook"))
+        .json(&json!({"id": "evt_1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.answer("post", "/billing/webhook", r).await.0, 400);
+
+    // Public.
+    let (st, found) = call(
+        &s,
+        &c,
+        M::GET,
+        "/v1/marketplace/agents",
+        "/v1/marketplace/agents?q=schema",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    let m = format!("/v1/marketplace/agents/{aid}");
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/marketplace/agents/{id}",
+            &m,
+            None,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let d = format!("{a}/did.json");
+    assert_eq!(
+        call(&s, &c, M::GET, "/v1/agents/{id}/did.json", &d, None, None)
+            .await
+            .0,
+        200
+    );
+    let p = format!("/v1/publishers/{slug}");
+    assert_eq!(
+        call(&s, &c, M::GET, "/v1/publishers/{slug}", &p, None, None)
+            .await
+            .0,
+        200
+    );
+
+    // Operations.
+    for p in ["/health", "/health/ready"] {
+        assert_eq!(call(&s, &c, M::GET, p, p, None, None).await.0, 200);
+    }
+    let (st, h) = call(
+        &s,
+        &c,
+        M::GET,
+        "/health/detailed",
+        "/health/detailed",
+        op,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(!h["backends"].as_array().unwrap().is_empty());
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/health/detailed",
+            "/health/detailed",
+            None,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(
+        c.operation("get", "/metrics")["responses"]["200"]["content"]
+            .get(ct.split(';').next().unwrap())
+            .is_some()
+    );
+
+    // Errors.
+    assert_eq!(
+        call(&s, &c, M::GET, "/v1/agents", "/v1/agents", None, None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/agents",
+            "/v1/agents",
+            Some("sa_ak_nope"),
+            None
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/agents/{id}",
+            "/v1/agents/agt_nope",
+            key,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/agents",
+            "/v1/agents?bogus=1",
+            key,
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/analytics/agents",
+            "/v1/analytics/agents?month=2026/11",
+            key,
+            None
+        )
+        .await
+        .0,
+        422
+    );
+    let r = s
+        .req(M::POST, "/v1/agents", key)
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.answer("post", "/v1/agents", r).await.0, 415);
+    let r = s
+        .req(M::POST, "/v1/agents", key)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.answer("post", "/v1/agents", r).await.0, 400);
+    let r = s
+        .req(M::POST, "/v1/agents", key)
+        .json(&json!({"name": "x", "bogus": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.answer("post", "/v1/agents", r).await.0, 422);
+    let big = json!({"name": "x".repeat(100 * 1024)});
+    let r = s
+        .req(M::POST, "/v1/agents", key)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.answer("post", "/v1/agents", r).await.0, 413);
+    let r = s
+        .req(M::POST, "/v1/tenants", key)
+        .json(&json!({"name": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.answer("post", "/v1/tenants", r).await.0, 403);
+}
+
+#[tokio::test]
+async fn quota_and_rate_limit_refusals_match_the_schemas() {
+    use Method as M;
+    let s = start().await;
+    let c = Contract::of(&s).await;
+    let (_, key) = s.tenant("Tiny", "free").await;
+    let key = Some(key.as_str());
+    let mut refused = None;
+    for i in 0..10 {
+        let (st, _) = call(
+            &s,
+            &c,
+            M::POST,
+            "/v1/agents",
+            "/v1/agents",
+            key,
+            Some(&json!({"name": format!("a{i}")})),
+        )
+        .await;
+        if st == 402 {
+            refused = Some(i);
+            break;
+        }
+        assert_eq!(st, 201);
+    }
+    assert!(
+        refused.is_some(),
+        "the free tier's agent limit never refused"
+    );
+    let mut limited = false;
+    for _ in 0..200 {
+        let (st, _) = call(&s, &c, M::GET, "/v1/agents", "/v1/agents", key, None).await;
+        if st == 429 {
+            limited = true;
+            break;
+        }
+        assert!(st == 200 || st == 402, "{st}");
+    }
+    assert!(limited, "the free tier's rate limit never refused");
+}
