@@ -20,20 +20,20 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::Signer as _;
-use sentryagent_core::agent::{Agent, LifecycleState, Visibility};
-use sentryagent_core::credentials::ClientSecret;
+use sentryagent_core::ClientSecret;
+use sentryagent_core::SecretHash;
 use sentryagent_core::did::{DidDocument, did_key_from_ed25519, ed25519_from_did_key};
 use sentryagent_core::jose::{
     Algorithm, JoseError, Jwk, KeySet, RegisteredClaims, SigningKey, Validation, VerifyingKey,
     parse_compact, verify_compact, verify_jwt,
 };
-use sentryagent_core::secret::SecretHash;
-use sentryagent_core::tenant::{BillingInfo, Publisher, Tenant, TenantStatus};
-use sentryagent_core::token::{ClientCredentials, JWT_BEARER_ASSERTION_TYPE, TokenRequest};
+use sentryagent_core::{Agent, LifecycleState, Visibility};
 use sentryagent_core::{
     AgentId, Idp, ManualClock, MemoryStore, SecretId, TenantId, Tier, Timestamp,
 };
 use sentryagent_core::{AgentStore, TenantStore};
+use sentryagent_core::{BillingInfo, Publisher, Tenant, TenantStatus};
+use sentryagent_core::{ClientCredentials, JWT_BEARER_ASSERTION_TYPE, TokenRequest};
 
 /// The issuer of the JWT verification cases and of the fuzzed `Idp`.
 pub const ISSUER: &str = "https://idp.example";

@@ -26,8 +26,8 @@
 //! is not a valid id is treated as absent: the core records the event as one
 //! for an unknown tenant.
 
-use sentryagent_core::billing::{BillingEvent, BillingEventKind};
-use sentryagent_core::tenant::SubscriptionStatus;
+use sentryagent_core::SubscriptionStatus;
+use sentryagent_core::{BillingEvent, BillingEventKind};
 use sentryagent_core::{Error, Result, TenantId, Tier, Timestamp};
 use serde_json::Value;
 

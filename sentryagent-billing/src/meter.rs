@@ -28,10 +28,10 @@
 
 use std::time::Duration;
 
-use sentryagent_core::billing::UsageReport;
-use sentryagent_core::page::PageRequest;
-use sentryagent_core::usage::{UsageKind, hour_start};
+use sentryagent_core::PageRequest;
+use sentryagent_core::UsageReport;
 use sentryagent_core::{Error, Idp, Result, Tenant, Tier, Timestamp};
+use sentryagent_core::{UsageKind, usage::hour_start};
 use sha2::{Digest, Sha256};
 
 use crate::config::MeterEventNames;

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use sentryagent_core::billing::{BillingEvent, BillingProvider, CheckoutSession, UsageReport};
+use sentryagent_core::{BillingEvent, BillingProvider, CheckoutSession, UsageReport};
 use sentryagent_core::{Clock, Error, Result, SystemClock, Tenant, Tier, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

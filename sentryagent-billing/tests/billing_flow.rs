@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sentryagent_billing::StripeBilling;
 use sentryagent_billing::testing::{FakeStripe, SignedWebhook};
-use sentryagent_core::tenant::SubscriptionStatus;
+use sentryagent_core::SubscriptionStatus;
 use sentryagent_core::{
     AuditQuery, BillingOutcome, Caller, Clock, Error, Idp, LimitKind, ManualClock, NewAgent,
     NewTenant, RequestMeta, Tenant, TenantId, Tier, Timestamp,

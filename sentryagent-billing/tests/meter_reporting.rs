@@ -7,7 +7,7 @@ use std::time::Duration;
 use sentryagent_billing::meter::{MARKER_NAMESPACE, meter_identifier};
 use sentryagent_billing::testing::FakeStripe;
 use sentryagent_billing::{MeterEventNames, MeterReporter, StripeBilling};
-use sentryagent_core::usage::UsageKind;
+use sentryagent_core::UsageKind;
 use sentryagent_core::{
     BillingOutcome, Caller, ClientCredentials, Clock, Idp, ManualClock, NewAgent, NewTenant,
     RequestMeta, Tenant, Tier, Timestamp, TokenRequest,

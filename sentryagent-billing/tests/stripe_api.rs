@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use sentryagent_billing::StripeBilling;
 use sentryagent_billing::testing::{FAKE_PRICE_ENTERPRISE, FAKE_PRICE_PRO, FakeStripe};
-use sentryagent_core::billing::{BillingProvider, UsageReport};
-use sentryagent_core::tenant::{BillingInfo, Publisher};
+use sentryagent_core::{BillingInfo, Publisher};
+use sentryagent_core::{BillingProvider, UsageReport};
 use sentryagent_core::{Error, ManualClock, Tenant, TenantId, TenantStatus, Tier, Timestamp};
 
 const T0: i64 = 1_763_700_000;
@@ -465,7 +465,7 @@ async fn the_fake_checks_what_a_client_sends() {
 
 #[tokio::test]
 async fn parse_webhook_verifies_then_normalizes_the_vector_event() {
-    use sentryagent_core::billing::BillingEventKind;
+    use sentryagent_core::BillingEventKind;
     let vectors: serde_json::Value =
         serde_json::from_str(include_str!("data/stripe-webhook-signatures.json")).unwrap();
     let fake = FakeStripe::start().await.unwrap();

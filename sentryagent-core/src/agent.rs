@@ -22,6 +22,7 @@ use crate::{AgentId, Error, Result, TenantId, Timestamp};
 ///
 /// Tokens are issued only in `deployed`, `listed` and `active`. The
 /// marketplace shows public agents in `listed` or `active`.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
@@ -112,6 +113,9 @@ impl FromStr for LifecycleState {
 }
 
 /// Who may see an agent outside its tenant.
+///
+/// Closed on purpose: an agent is listed publicly or not;
+/// finer sharing would be a new field, not a new variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]

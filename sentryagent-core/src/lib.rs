@@ -1,29 +1,51 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Every public type has one path: the crate root. The modules behind the
+// re-exports below are hidden; they stay reachable only for the helper
+// functions the sibling crates share (search terms, GCRA, hex...).
+#[doc(hidden)]
 pub mod agent;
+#[doc(hidden)]
 pub mod audit;
+#[doc(hidden)]
 pub mod billing;
+#[doc(hidden)]
 pub mod clock;
+#[doc(hidden)]
 pub mod credentials;
 pub mod did;
+#[doc(hidden)]
 pub mod error;
+#[doc(hidden)]
 pub mod health;
+#[doc(hidden)]
 pub mod hex;
 mod idp;
 mod ids;
 pub mod jose;
 mod keys;
+#[doc(hidden)]
 pub mod memory;
+#[doc(hidden)]
 pub mod oauth;
+#[doc(hidden)]
 pub mod page;
+#[doc(hidden)]
 pub mod ratelimit;
+#[doc(hidden)]
 pub mod revocation;
+#[doc(hidden)]
 pub mod secret;
+#[doc(hidden)]
 pub mod store;
+#[doc(hidden)]
 pub mod tenant;
+#[doc(hidden)]
 pub mod tier;
+#[doc(hidden)]
 pub mod token;
+#[doc(hidden)]
 pub mod usage;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -31,11 +53,20 @@ pub mod usage;
 pub mod conformance;
 
 pub use agent::{Agent, LifecycleState, MarketplaceMatcher, MarketplaceQuery, Visibility};
-pub use audit::{AuditEvent, AuditQuery, RequestMeta};
-pub use billing::{BillingProvider, NoBilling};
+pub use audit::{
+    AuditEvent, AuditQuery, ChainError, ChainHead, GENESIS_HASH, NewAuditEvent, Outcome,
+    RequestMeta, verify_chain,
+};
+pub use billing::{
+    BillingEvent, BillingEventKind, BillingProvider, CheckoutSession, NoBilling, UsageReport,
+};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use credentials::AdminScope;
-pub use error::{Error, LimitKind, Result};
+pub use credentials::{
+    ADMIN_KEY_PREFIX, ADMIN_KEY_VISIBLE_LEN, AdminKey, AdminScope, CLIENT_SECRET_PREFIX,
+    ClientSecret,
+};
+pub use error::{BoxError, Error, LimitKind, Result};
+pub use health::{BackendHealth, HealthStatus};
 pub use idp::{
     Admission, AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller, DailyCount,
     Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, NewAgent, PublisherUpdate,
@@ -43,14 +74,20 @@ pub use idp::{
 };
 pub use ids::{AdminKeyId, AgentId, SecretId, TenantId};
 pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
-pub use page::{Page, PageRequest};
-pub use ratelimit::{Decision, Quota, RateLimiter};
+pub use oauth::OAuthError;
+pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
+pub use ratelimit::{Decision, MAX_KEY_LEN, Quota, RateLimiter};
 pub use revocation::RevocationCache;
+pub use secret::SecretHash;
 pub use store::{
     AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, MarkerStore,
     SettingStore, SigningKeyRecord, SigningKeyStore, StoreParts, TenantStore,
 };
-pub use tenant::{NewTenant, Tenant, TenantStatus};
+pub use tenant::{BillingInfo, NewTenant, Publisher, SubscriptionStatus, Tenant, TenantStatus};
 pub use tier::{Tier, TierLimits, TierTable};
-pub use token::{ClientCredentials, TokenRequest, TokenResponse};
-pub use usage::UsageMeter;
+pub use token::{
+    ACCESS_TOKEN_TYP, AccessTokenClaims, AuthenticatedClient, CLIENT_CREDENTIALS, ClientAuthMethod,
+    ClientCredentials, Introspection, IntrospectionClaims, JWT_BEARER_ASSERTION_TYPE,
+    RESERVED_CLAIMS, TokenRequest, TokenResponse,
+};
+pub use usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};

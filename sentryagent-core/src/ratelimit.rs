@@ -74,7 +74,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use sentryagent_core::ratelimit::{gcra, Quota};
+//! use sentryagent_core::{ratelimit::gcra, Quota};
 //!
 //! let quota = Quota::per_second(2).with_burst(2);
 //! let t0 = 1_700_000_000_000_000; // unix micros

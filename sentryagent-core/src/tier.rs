@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// A pricing tier.
+///
+/// Closed on purpose: the tier table ([`TierTable`](crate::TierTable)) has one
+/// field per tier, so a new tier is a change of that table too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]

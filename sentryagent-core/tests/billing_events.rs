@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use sentryagent_core::billing::{BillingEvent, BillingEventKind};
-use sentryagent_core::tenant::SubscriptionStatus;
+use sentryagent_core::SubscriptionStatus;
+use sentryagent_core::{BillingEvent, BillingEventKind};
 use sentryagent_core::{
     BillingOutcome, Caller, Error, Idp, ManualClock, NewTenant, Tenant, TenantId, Tier, Timestamp,
 };

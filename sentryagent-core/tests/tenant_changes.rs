@@ -32,7 +32,7 @@ async fn actions(idp: &Idp, t: &Tenant) -> Vec<String> {
     page.items.into_iter().map(|e| e.event.action).collect()
 }
 
-fn tenant_caller(idp_key: &sentryagent_core::credentials::AdminKey) -> Caller {
+fn tenant_caller(idp_key: &sentryagent_core::AdminKey) -> Caller {
     Caller::from_key(idp_key, Default::default())
 }
 

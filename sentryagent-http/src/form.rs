@@ -49,8 +49,8 @@
 //! Nothing here panics, whatever the bytes.
 
 use base64::Engine as _;
-use sentryagent_core::oauth::OAuthError;
-use sentryagent_core::token::CLIENT_CREDENTIALS;
+use sentryagent_core::CLIENT_CREDENTIALS;
+use sentryagent_core::OAuthError;
 use sentryagent_core::{ClientCredentials, Error, TokenRequest};
 // One hex digit; not `u8::from_str_radix`, which takes a sign (`%+1` is not
 // an escape).

@@ -22,8 +22,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn_with_state, map_response};
+use sentryagent_core::BackendHealth;
 use sentryagent_core::Idp;
-use sentryagent_core::health::BackendHealth;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -31,7 +31,7 @@ use utoipa_axum::routes;
 pub use drain::Drain;
 pub use layers::REQUEST_ID;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
-pub use sentryagent_core::oauth::OAuthError;
+pub use sentryagent_core::OAuthError;
 
 /// Default largest request body: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;

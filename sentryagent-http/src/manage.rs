@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use sentryagent_core::audit::AuditQuery;
+use sentryagent_core::AuditQuery;
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, AgentPatch, AuditEvent, Error, NewAgent, NewTenant, Page,
     PageRequest, Tenant, TenantId,

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::Caller;
-use sentryagent_core::health::{BackendHealth, HealthStatus};
+use sentryagent_core::{BackendHealth, HealthStatus};
 
 use crate::AppState;
 use crate::extract::MaybeAdmin;

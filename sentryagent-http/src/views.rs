@@ -3,14 +3,14 @@
 //! schema documents for OpenAPI.
 
 use crate::a2a::AgentCard;
-use sentryagent_core::audit::ChainHead;
-use sentryagent_core::credentials::{AdminKey, AdminScope};
+use sentryagent_core::ChainHead;
 use sentryagent_core::did::DidDocument;
-use sentryagent_core::health::{BackendHealth, HealthStatus};
+use sentryagent_core::{AdminKey, AdminScope};
 use sentryagent_core::{
     Agent, AgentId, AgentUsageRow, DailyCount, Ed25519PrivateJwk, LifecycleState, Page,
     Subscription, Tenant, TenantId, TenantStatus, Tier, Timestamp,
 };
+use sentryagent_core::{BackendHealth, HealthStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 

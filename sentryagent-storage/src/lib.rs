@@ -46,9 +46,9 @@ pub mod testing;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 mod url_params;
 
-use sentryagent_core::health::BackendHealth;
-use sentryagent_core::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
+use sentryagent_core::BackendHealth;
 use sentryagent_core::{Clock, Error, IdpStore, RateLimiter, Result, StoreParts, UsageMeter};
+use sentryagent_core::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 
 #[cfg(feature = "sled")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
@@ -333,10 +333,7 @@ mod tests {
         assert_eq!((b.limiter.name(), b.meter.name()), ("redis", "redis"));
         let h = b.health().await;
         assert_eq!(h.len(), 3, "{h:?}");
-        assert_eq!(
-            h[2].status,
-            sentryagent_core::health::HealthStatus::Degraded
-        );
+        assert_eq!(h[2].status, sentryagent_core::HealthStatus::Degraded);
     }
 
     #[cfg(not(feature = "postgres"))]

@@ -9,7 +9,7 @@ use sentryagent_storage::testing as services;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sentryagent_core::usage::{Bucket, UsageKind};
+use sentryagent_core::{Bucket, UsageKind};
 use sentryagent_core::{
     Caller, ClientCredentials, Error, Idp, NewAgent, NewTenant, SystemClock, TierLimits, TierTable,
     TokenRequest,

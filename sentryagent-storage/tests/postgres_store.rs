@@ -8,10 +8,10 @@ use sentryagent_storage::testing as services;
 use sentryagent_core::{AgentStore, Backend, MarkerStore, TenantStore};
 use std::collections::BTreeSet;
 
+use sentryagent_core::HealthStatus;
+use sentryagent_core::MemoryStore;
+use sentryagent_core::PageRequest;
 use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
-use sentryagent_core::health::HealthStatus;
-use sentryagent_core::memory::MemoryStore;
-use sentryagent_core::page::PageRequest;
 use sentryagent_core::{Error, LifecycleState, MarketplaceQuery, Visibility};
 use sentryagent_storage::postgres::{PostgresOptions, PostgresStore};
 use sqlx::Connection;
@@ -329,7 +329,7 @@ async fn postgres_health_reports_the_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_usage_batch_keys_can_be_purged() {
-    use sentryagent_core::usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
+    use sentryagent_core::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
     services::with_schema(
         "postgres_usage_batch_keys_can_be_purged",
         |url, _| async move {

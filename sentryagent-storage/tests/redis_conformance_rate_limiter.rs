@@ -14,8 +14,8 @@ use sentryagent_storage::testing as services;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sentryagent_core::RateLimiter;
 use sentryagent_core::conformance::rate_limiter::{self, MAX_DRIFT, TimeControl};
-use sentryagent_core::ratelimit::RateLimiter;
 use sentryagent_core::{ManualClock, Timestamp};
 use sentryagent_storage::redis::{RedisBackend, RedisOptions};
 

@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sentryagent_core::health::HealthStatus;
-use sentryagent_core::ratelimit::{Quota, RateLimiter};
-use sentryagent_core::usage::{UsageBatch, UsageMeter};
+use sentryagent_core::HealthStatus;
 use sentryagent_core::{
     Caller, ClientCredentials, Error, Idp, NewAgent, NewTenant, SystemClock, TokenRequest,
 };
+use sentryagent_core::{Quota, RateLimiter};
+use sentryagent_core::{UsageBatch, UsageMeter};
 use sentryagent_storage::redis::{FailurePolicy, RedisBackend, RedisOptions};
 
 const DOWN: &str = "redis://127.0.0.1:1?connect_timeout=500ms&response_timeout=500ms";

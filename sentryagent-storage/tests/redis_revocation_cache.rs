@@ -61,10 +61,7 @@ async fn redis_revocation_is_seen_by_every_node_until_expiry() {
                 !b.is_revoked("jti-1").await.unwrap(),
                 "expired with the token"
             );
-            assert_eq!(
-                a.health().await.status,
-                sentryagent_core::health::HealthStatus::Up
-            );
+            assert_eq!(a.health().await.status, sentryagent_core::HealthStatus::Up);
         },
     )
     .await;

@@ -8,8 +8,8 @@ use sentryagent_storage::testing as services;
 
 use std::time::Duration;
 
-use sentryagent_core::ratelimit::{Quota, RateLimiter};
-use sentryagent_core::usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
+use sentryagent_core::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
+use sentryagent_core::{Quota, RateLimiter};
 use sentryagent_core::{TenantId, Timestamp};
 use sentryagent_storage::redis::{RedisBackend, RedisOptions};
 

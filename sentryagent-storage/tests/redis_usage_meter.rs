@@ -6,10 +6,10 @@ use sentryagent_storage::testing as services;
 
 use std::time::Duration;
 
-use sentryagent_core::usage::{
-    Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter, hour_start,
-};
 use sentryagent_core::{AgentId, Error, TenantId, Timestamp};
+use sentryagent_core::{
+    Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter, usage::hour_start,
+};
 use sentryagent_storage::redis::{RedisBackend, RedisOptions, UsageRetention};
 
 async fn ttl(url: &str, key: &str) -> i64 {

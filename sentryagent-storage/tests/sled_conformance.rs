@@ -5,14 +5,14 @@
 use sentryagent_core::{AgentStore, AuditLog, MarkerStore, SettingStore, TenantStore};
 use std::sync::Arc;
 
-use sentryagent_core::audit::{AuditQuery, NewAuditEvent, Outcome, verify_chain};
+use sentryagent_core::PageRequest;
 use sentryagent_core::conformance::{self, kit, sample_agent, sample_secret, sample_tenant};
-use sentryagent_core::page::PageRequest;
-use sentryagent_core::ratelimit::{Quota, RateLimiter};
-use sentryagent_core::usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
+use sentryagent_core::{AuditQuery, NewAuditEvent, Outcome, verify_chain};
+use sentryagent_core::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
 use sentryagent_core::{
     Clock, Error, LifecycleState, ManualClock, MarketplaceQuery, Timestamp, Visibility,
 };
+use sentryagent_core::{Quota, RateLimiter};
 use sentryagent_storage::sled::SledBackend;
 use sentryagent_storage::{BackendUrls, open};
 
@@ -326,7 +326,7 @@ async fn sled_urls_open_one_database_for_every_part() {
     assert_eq!(backends.meter.name(), "sled");
     let health = backends.health().await;
     assert!(health.iter().all(|h| h.backend == "sled"
-        && h.status == sentryagent_core::health::HealthStatus::Up
+        && h.status == sentryagent_core::HealthStatus::Up
         && h.details.contains_key("size_on_disk_bytes")));
     // Mixed: a memory limiter beside a sled store and meter.
     let mixed = open(

@@ -21,9 +21,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use sentryagent_core::audit::{AuditQuery, NewAuditEvent, Outcome, verify_chain};
 use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
 use sentryagent_core::{AgentId, Error, TenantId, Timestamp};
+use sentryagent_core::{AuditQuery, NewAuditEvent, Outcome, verify_chain};
 use sentryagent_storage::sled::{SledBackend, SledStore};
 
 /// Set in the child: the directory to write to.

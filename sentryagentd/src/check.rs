@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sentryagent_core::health::HealthStatus;
+use sentryagent_core::HealthStatus;
 use sentryagent_core::{Clock, SystemClock};
 use sentryagent_storage::{BackendUrls, open};
 

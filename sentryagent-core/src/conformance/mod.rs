@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn f() {
 //! use std::sync::Arc;
-//! use sentryagent_core::memory::MemoryStore;
+//! use sentryagent_core::MemoryStore;
 //! sentryagent_core::conformance::store::run_all(Arc::new(MemoryStore::new())).await;
 //! # }
 //! ```

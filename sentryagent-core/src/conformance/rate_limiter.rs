@@ -21,7 +21,7 @@
 //! use std::sync::Arc;
 //! use sentryagent_core::{ManualClock, MemoryRateLimiter, Timestamp};
 //! use sentryagent_core::conformance::rate_limiter;
-//! use sentryagent_core::ratelimit::RateLimiter;
+//! use sentryagent_core::RateLimiter;
 //!
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() {

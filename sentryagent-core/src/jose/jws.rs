@@ -31,6 +31,7 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 const SIGNATURE_LEN: usize = 64;
 
 /// A JWS signature algorithm.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Algorithm {

@@ -69,7 +69,7 @@ const MIN_KEYS_PER_SHARD: usize = 64;
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use sentryagent_core::{ManualClock, MemoryRateLimiter, Timestamp};
-/// use sentryagent_core::ratelimit::Quota;
+/// use sentryagent_core::Quota;
 ///
 /// let clock = ManualClock::new(Timestamp::from_unix_secs(1_700_000_000));
 /// let limiter = MemoryRateLimiter::new(Arc::new(clock.clone()));

@@ -393,7 +393,7 @@ async fn a_client_past_its_own_limit_does_not_spend_the_tenant_budget() {
 /// A usage meter whose writes wait until the test opens the gate.
 #[derive(Debug)]
 struct GatedMeter {
-    inner: sentryagent_core::memory::MemoryUsageMeter,
+    inner: sentryagent_core::MemoryUsageMeter,
     gate: tokio::sync::Semaphore,
 }
 
@@ -402,25 +402,22 @@ impl sentryagent_core::UsageMeter for GatedMeter {
     fn name(&self) -> &'static str {
         "gated"
     }
-    async fn record(
-        &self,
-        batch: &sentryagent_core::usage::UsageBatch,
-    ) -> sentryagent_core::Result<bool> {
+    async fn record(&self, batch: &sentryagent_core::UsageBatch) -> sentryagent_core::Result<bool> {
         let _permit = self.gate.acquire().await.expect("gate open");
         self.inner.record(batch).await
     }
     async fn get(
         &self,
         tenant: &TenantId,
-        kind: sentryagent_core::usage::UsageKind,
-        bucket: &sentryagent_core::usage::Bucket,
+        kind: sentryagent_core::UsageKind,
+        bucket: &sentryagent_core::Bucket,
     ) -> sentryagent_core::Result<u64> {
         self.inner.get(tenant, kind, bucket).await
     }
     async fn hourly(
         &self,
         tenant: &TenantId,
-        kind: sentryagent_core::usage::UsageKind,
+        kind: sentryagent_core::UsageKind,
         from: Timestamp,
         to: Timestamp,
     ) -> sentryagent_core::Result<Vec<(Timestamp, u64)>> {
@@ -429,7 +426,7 @@ impl sentryagent_core::UsageMeter for GatedMeter {
     async fn per_agent(
         &self,
         tenant: &TenantId,
-        kind: sentryagent_core::usage::UsageKind,
+        kind: sentryagent_core::UsageKind,
         month: &str,
     ) -> sentryagent_core::Result<std::collections::BTreeMap<sentryagent_core::AgentId, u64>> {
         self.inner.per_agent(tenant, kind, month).await
@@ -444,7 +441,7 @@ async fn a_due_usage_flush_does_not_hold_up_the_request() {
     use sentryagent_core::{Clock, UsageMeter};
     let c = clock();
     let meter = Arc::new(GatedMeter {
-        inner: sentryagent_core::memory::MemoryUsageMeter::new(),
+        inner: sentryagent_core::MemoryUsageMeter::new(),
         gate: tokio::sync::Semaphore::new(0),
     });
     let idp = Idp::builder(ISSUER)
@@ -465,15 +462,11 @@ async fn a_due_usage_flush_does_not_hold_up_the_request() {
     .await
     .expect("the token request does not wait for the usage flush")
     .unwrap();
-    let month = sentryagent_core::usage::Bucket::month_of(c.now());
+    let month = sentryagent_core::Bucket::month_of(c.now());
     let stored = || async {
         meter
             .inner
-            .get(
-                &t.id,
-                sentryagent_core::usage::UsageKind::TokenIssued,
-                &month,
-            )
+            .get(&t.id, sentryagent_core::UsageKind::TokenIssued, &month)
             .await
             .unwrap()
     };

@@ -18,19 +18,19 @@ mod tokens;
 pub(crate) use std::sync::Arc;
 pub(crate) use std::time::Duration;
 
-pub(crate) use sentryagent_core::audit::{AuditQuery, Outcome};
 pub(crate) use sentryagent_core::conformance::kit::{
     self, agent_key, assertion_request as jwt_request, client_assertion as assertion,
     secret_request,
 };
 pub(crate) use sentryagent_core::jose::jwt::{Validation, verify_jwt};
 pub(crate) use sentryagent_core::jose::{Algorithm, Jwk, JwkSet, KeySet, SigningKey};
-pub(crate) use sentryagent_core::token::{AccessTokenClaims, JWT_BEARER_ASSERTION_TYPE};
+pub(crate) use sentryagent_core::{AccessTokenClaims, JWT_BEARER_ASSERTION_TYPE};
 pub(crate) use sentryagent_core::{
     AdminScope, Caller, ClientCredentials, Clock, Error, Idp, LifecycleState, LimitKind,
     ManualClock, NewAgent, NewTenant, RegisteredAgent, Tenant, TenantId, TenantStatus, Tier,
     TierTable, Timestamp, TokenRequest,
 };
+pub(crate) use sentryagent_core::{AuditQuery, Outcome};
 
 pub(crate) const ISSUER: &str = "https://idp.example";
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Row;
 
-use sentryagent_core::health::BackendHealth;
-use sentryagent_core::usage::{Bucket, UsageBatch, UsageKind, UsageMeter, hour_start};
+use sentryagent_core::BackendHealth;
 use sentryagent_core::{AgentId, Error, Result, TenantId, Timestamp};
+use sentryagent_core::{Bucket, UsageBatch, UsageKind, UsageMeter, usage::hour_start};
 
 use super::db::{Db, to_i64, to_u64};
 use super::options::PostgresOptions;

@@ -6,18 +6,18 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
-use sentryagent_core::audit::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
-use sentryagent_core::credentials::{AdminKey, ClientSecret};
-use sentryagent_core::health::BackendHealth;
-use sentryagent_core::page::{Page, PageRequest};
-use sentryagent_core::store::{
-    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, MarkerStore, SettingStore,
-    SigningKeyRecord, SigningKeyStore, TenantStore,
-};
+use sentryagent_core::BackendHealth;
+use sentryagent_core::{AdminKey, ClientSecret};
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, Error, LimitKind, MarketplaceQuery, Result, Tenant, TenantId,
     Timestamp,
 };
+use sentryagent_core::{
+    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, MarkerStore, SettingStore,
+    SigningKeyRecord, SigningKeyStore, TenantStore,
+};
+use sentryagent_core::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
+use sentryagent_core::{Page, PageRequest};
 
 use super::db::{Db, Step, lock_key, to_i64, to_u64, unique};
 use super::meter::PostgresUsageMeter;

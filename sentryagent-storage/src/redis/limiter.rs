@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::RedisError;
 
-use sentryagent_core::health::{BackendHealth, HealthStatus};
-use sentryagent_core::ratelimit::{Decision, Quota, RateLimiter, gcra, validate_key};
+use sentryagent_core::{BackendHealth, HealthStatus};
+use sentryagent_core::{Decision, Quota, RateLimiter, ratelimit::gcra, ratelimit::validate_key};
 use sentryagent_core::{Error, Result};
 
 use super::conn::{Conn, Lua, tagged, unavailable};

@@ -1,7 +1,7 @@
 //! [`RedisMarkerStore`]: one-time markers shared by every node.
 
 use async_trait::async_trait;
-use sentryagent_core::health::BackendHealth;
+use sentryagent_core::BackendHealth;
 use sentryagent_core::{Backend, MarkerStore, Result, Timestamp};
 
 use super::conn::{Conn, Lua, unavailable};

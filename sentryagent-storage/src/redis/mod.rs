@@ -53,7 +53,7 @@ mod revocation;
 
 use std::sync::Arc;
 
-use sentryagent_core::health::BackendHealth;
+use sentryagent_core::BackendHealth;
 use sentryagent_core::{Clock, Result};
 
 pub use limiter::{MAX_BURST_OFFSET, RateLimiterStats, RedisRateLimiter};

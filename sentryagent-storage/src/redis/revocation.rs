@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sentryagent_core::health::BackendHealth;
+use sentryagent_core::BackendHealth;
 use sentryagent_core::{Clock, Error, Result, Timestamp};
 
 use super::conn::{Conn, tagged, unavailable};

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use sentryagent_core::ratelimit::{Decision, Quota, RateLimiter, gcra, validate_key};
 use sentryagent_core::{Clock, Error, Result};
+use sentryagent_core::{Decision, Quota, RateLimiter, ratelimit::gcra, ratelimit::validate_key};
 
 use super::Shared;
 use super::codec::{i64_from_key, i64_key, sled_error};
@@ -32,7 +32,7 @@ const SWEEP_PER_NEW_KEY: usize = 2;
 /// and a TAT further than `burst × T` ahead of `now` is stored back clamped
 /// (see *Clock steps* in [`ratelimit`](sentryagent_core::ratelimit)).
 /// Invalid quotas, costs above the burst and keys longer than
-/// [`MAX_KEY_LEN`](sentryagent_core::ratelimit::MAX_KEY_LEN) are refused
+/// [`MAX_KEY_LEN`](sentryagent_core::MAX_KEY_LEN) are refused
 /// with [`Error::Invalid`]; peeks and refusals store nothing.
 ///
 /// # Durability and size
@@ -206,7 +206,7 @@ impl RateLimiter for SledRateLimiter {
 
 impl SledRateLimiter {
     /// Health of the database (the limiter's view: its key count).
-    pub fn health(&self) -> sentryagent_core::health::BackendHealth {
+    pub fn health(&self) -> sentryagent_core::BackendHealth {
         self.shared.health("limiter")
     }
 }

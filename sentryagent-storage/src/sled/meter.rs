@@ -10,9 +10,9 @@ use std::time::Duration;
 use ::sled::transaction::Transactional;
 use async_trait::async_trait;
 
-use sentryagent_core::health::BackendHealth;
-use sentryagent_core::usage::{Bucket, UsageBatch, UsageKind, UsageMeter};
+use sentryagent_core::BackendHealth;
 use sentryagent_core::{AgentId, Clock, Error, Result, TenantId, Timestamp};
+use sentryagent_core::{Bucket, UsageBatch, UsageKind, UsageMeter};
 
 use super::Shared;
 use super::codec::{
@@ -351,8 +351,8 @@ impl UsageMeter for SledUsageMeter {
 
 #[cfg(test)]
 mod tests {
-    use sentryagent_core::usage::{UsageIncrement, hour_start};
     use sentryagent_core::{ManualClock, Timestamp};
+    use sentryagent_core::{UsageIncrement, usage::hour_start};
 
     use super::super::SledBackend;
     use super::*;

@@ -146,7 +146,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use sentryagent_core::health::BackendHealth;
+use sentryagent_core::BackendHealth;
 use sentryagent_core::{Clock, Error, Result};
 
 pub use limiter::SledRateLimiter;

@@ -10,19 +10,19 @@ use ::sled::IVec;
 use ::sled::transaction::Transactional;
 use async_trait::async_trait;
 
+use sentryagent_core::BackendHealth;
 use sentryagent_core::agent::agent_search_terms;
-use sentryagent_core::audit::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
-use sentryagent_core::credentials::{AdminKey, ClientSecret};
-use sentryagent_core::health::BackendHealth;
-use sentryagent_core::page::{Page, PageRequest};
-use sentryagent_core::store::{
-    AdminKeyStore, AgentStore, AuditLog, Backend, MarkerStore, SettingStore, SigningKeyRecord,
-    SigningKeyStore, TenantStore,
-};
+use sentryagent_core::{AdminKey, ClientSecret};
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result, Tenant,
     TenantId, Timestamp,
 };
+use sentryagent_core::{
+    AdminKeyStore, AgentStore, AuditLog, Backend, MarkerStore, SettingStore, SigningKeyRecord,
+    SigningKeyStore, TenantStore,
+};
+use sentryagent_core::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
+use sentryagent_core::{Page, PageRequest};
 
 use super::Shared;
 use super::cache::DecodedCache;
