@@ -10,7 +10,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use sentryagent_core::ClientCredentials;
-use sentryagent_http::form::{FormParams, REPEATABLE, client_credentials, token_request};
+use sentryagent_core::form::{FormParams, REPEATABLE, client_credentials, token_request};
 
 /// The body limit when bit 1 of the mode byte is set, small enough for the
 /// fuzzer to cross.

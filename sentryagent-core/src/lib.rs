@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod did;
 #[doc(hidden)]
 pub mod error;
+pub mod form;
 #[doc(hidden)]
 pub mod health;
 #[doc(hidden)]

@@ -119,7 +119,7 @@ pub(crate) async fn announced_body_limit(
         return next.run(req).await;
     }
     let mut res = if route.contains("/oauth2/") {
-        crate::oauth::OAuthReply::from(crate::form::too_large(limit)).into_response()
+        crate::oauth::OAuthReply::from(sentryagent_core::form::too_large(limit)).into_response()
     } else {
         Problem::too_large(limit).into_response()
     };

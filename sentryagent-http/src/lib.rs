@@ -4,7 +4,6 @@ mod a2a;
 mod billing;
 mod drain;
 mod extract;
-pub mod form;
 mod layers;
 mod manage;
 mod metrics;

@@ -21,8 +21,8 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::extract::{Meta, has_media_type};
-use crate::form::{self, FormParams};
 use crate::views::{OAuthErrorDoc, ProblemDoc, TimedOut};
+use sentryagent_core::form::{self, FormParams};
 
 /// An OAuth error answer, with the headers RFC 6749 asks for.
 #[derive(Debug)]

@@ -1,17 +1,17 @@
-//! How the OAuth endpoints read a request: the strict
-//! `application/x-www-form-urlencoded` body parser and the client
-//! authentication rules of the token, introspection and revocation
-//! endpoints, as the router runs them.
+//! How the OAuth endpoints read a request, with no HTTP framework in it:
+//! the strict `application/x-www-form-urlencoded` body parser, HTTP Basic
+//! client credentials (RFC 6749 §2.3.1) and the client authentication rules
+//! of the token, introspection and revocation endpoints.
 //!
-//! They are public so that a host serving the token endpoint through another
-//! HTTP stack reads requests exactly as the router does, and answers a bad
-//! request with the same RFC 6749 §5.2 error:
+//! `sentryagent-http` reads every OAuth request with these functions, so an
+//! adapter for another HTTP stack reads requests exactly as it does, and
+//! answers a bad request with the same RFC 6749 §5.2 error:
 //!
 //! ```
-//! use sentryagent_http::form::{FormParams, token_request};
+//! use sentryagent_core::form::{FormParams, token_request};
 //!
 //! let body = b"grant_type=client_credentials&scope=read+write&resource=https%3A%2F%2Fapi.example";
-//! let params = FormParams::parse(body, sentryagent_http::DEFAULT_BODY_LIMIT)?;
+//! let params = FormParams::parse(body, 64 * 1024)?;
 //! assert_eq!(params.get("scope"), Some("read write"));
 //!
 //! // HTTP Basic: `agt_1:s3cret`.
@@ -21,7 +21,7 @@
 //!
 //! let err = FormParams::parse(b"scope=a&scope=b", 1024).unwrap_err();
 //! assert_eq!((err.error, err.status), ("invalid_request", 400));
-//! # Ok::<(), sentryagent_http::OAuthError>(())
+//! # Ok::<(), sentryagent_core::OAuthError>(())
 //! ```
 //!
 //! The rules:
@@ -48,13 +48,11 @@
 //!
 //! Nothing here panics, whatever the bytes.
 
+use crate::{CLIENT_CREDENTIALS, ClientCredentials, Error, OAuthError, TokenRequest};
 use base64::Engine as _;
-use sentryagent_core::CLIENT_CREDENTIALS;
-use sentryagent_core::OAuthError;
-use sentryagent_core::{ClientCredentials, Error, TokenRequest};
 // One hex digit; not `u8::from_str_radix`, which takes a sign (`%+1` is not
 // an escape).
-use sentryagent_core::hex::digit as hex_value;
+use crate::hex::digit as hex_value;
 
 /// Parameters that may appear more than once (RFC 8707 §2).
 pub const REPEATABLE: &[&str] = &["resource", "audience"];
@@ -278,7 +276,8 @@ fn decode_basic(b64: &str) -> Option<(String, String)> {
     (!id.is_empty()).then_some((id, secret))
 }
 
-pub(crate) fn invalid_request(description: impl Into<String>) -> OAuthError {
+/// An `invalid_request` (400) with this description.
+pub fn invalid_request(description: impl Into<String>) -> OAuthError {
     OAuthError::new("invalid_request", 400, description)
 }
 
@@ -286,7 +285,8 @@ fn invalid_client(description: &str) -> OAuthError {
     OAuthError::new("invalid_client", 401, description)
 }
 
-pub(crate) fn too_large(limit: usize) -> OAuthError {
+/// The `invalid_request` (413) of a body larger than `limit` bytes.
+pub fn too_large(limit: usize) -> OAuthError {
     OAuthError::new(
         "invalid_request",
         413,
