@@ -107,7 +107,9 @@ pub(crate) enum Command {
     )]
     IssueToken(IssueTokenArgs),
     /// Issues a new client secret; prints it once.
-    #[command(after_help = "Example:\n  sentryagent rotate-credentials <id> --save")]
+    #[command(
+        after_help = "Examples:\n  sentryagent rotate-credentials <id> --save\n  sentryagent rotate-credentials <id> --grace 1h"
+    )]
     RotateCredentials(RotateArgs),
     /// Shows the latest audit events, or follows the live stream.
     #[command(
@@ -368,8 +370,8 @@ pub(crate) struct IssueTokenArgs {
 pub(crate) struct RotateArgs {
     /// Agent id.
     pub(crate) id: String,
-    /// How long the old secret stays valid (e.g. 1h). The server applies its
-    /// configured grace period; a different value is refused before rotating.
+    /// How long the old secret stays valid: 30s, 30m, 1h, 7d (at most 30d;
+    /// 0s ends it at once). Default: the server's configured grace period.
     #[arg(long, value_name = "DURATION")]
     pub(crate) grace: Option<String>,
     /// Saves the new secret in the agent's credentials file.
@@ -524,8 +526,11 @@ pub(crate) enum ApiKeysCommand {
     /// Lists admin keys (without the keys).
     #[command(after_help = "Example:\n  sentryagent api-keys list --tenant <tenant-id>")]
     List,
-    /// Revokes a tenant's admin key.
-    #[command(after_help = "Example:\n  sentryagent api-keys revoke <key-id> --tenant <tenant-id>")]
+    /// Revokes an admin key: a tenant's (--tenant, or a tenant key's own),
+    /// or, for an operator without --tenant, an operator key.
+    #[command(
+        after_help = "Examples:\n  sentryagent api-keys revoke <key-id> --tenant <tenant-id>\n  sentryagent api-keys revoke <operator-key-id>"
+    )]
     Revoke {
         /// Key id.
         id: String,

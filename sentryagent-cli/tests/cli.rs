@@ -172,7 +172,19 @@ fn login_profiles_whoami_config_and_logout() {
 
 #[test]
 fn agents_tokens_rotation_and_revocation() {
-    let env = Env::new();
+    agents_tokens_rotation_and_revocation_on(&Env::new());
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn agents_tokens_rotation_and_revocation_on_postgres() {
+    if let Some(env) = Env::postgres("agents_tokens_rotation_and_revocation_on_postgres") {
+        agents_tokens_rotation_and_revocation_on(&env);
+    }
+}
+
+/// Register, list, get, update, tokens, rotation, revocation, lifecycle.
+fn agents_tokens_rotation_and_revocation_on(env: &Env) {
     let (_tenant, key) = env.tenant("Tokens");
 
     // Register and save the credentials.
@@ -353,11 +365,52 @@ fn agents_tokens_rotation_and_revocation() {
     assert_eq!(claims["sub"], id.as_str());
     let human = text_out(env.as_key(&key).args(["rotate-credentials", &id]));
     assert!(human.contains("valid until"), "{human}");
-    fails_with(
+
+    // --grace: how long the old secret stays valid, said in words; the saved
+    // one still works within it, and stops at once with 0s.
+    let human = text_out(
         env.as_key(&key)
             .args(["rotate-credentials", &id, "--grace", "1h"]),
-        1,
     );
+    assert!(human.contains("(for 1h)"), "{human}");
+    let rotated =
+        json_out(
+            env.as_key(&key)
+                .args(["rotate-credentials", &id, "--grace", "30m", "--json"]),
+        );
+    let until =
+        sentryagent::Timestamp::parse_rfc3339(rotated["previous_valid_until"].as_str().unwrap())
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .cast_signed();
+    assert!(
+        (1790..=1800).contains(&(until.unix_secs() - now)),
+        "{rotated}"
+    );
+    text_out(env.as_key(&key).args(["issue-token", "--agent", &id]));
+    let human = text_out(
+        env.as_key(&key)
+            .args(["rotate-credentials", &id, "--grace", "0s"]),
+    );
+    assert!(human.contains("no longer valid"), "{human}");
+    let err = fails_with(env.as_key(&key).args(["issue-token", "--agent", &id]), 3);
+    assert!(err.contains("invalid_client"), "{err}");
+    text_out(
+        env.as_key(&key)
+            .args(["rotate-credentials", &id, "--grace", "1m", "--save"]),
+    );
+    text_out(env.as_key(&key).args(["issue-token", "--agent", &id]));
+    for bad in ["31d", "soon"] {
+        let err = fails_with(
+            env.as_key(&key)
+                .args(["rotate-credentials", &id, "--grace", bad]),
+            2,
+        );
+        assert!(err.contains("--grace"), "{err}");
+    }
 
     // Revocation: the saved secret no longer gets a token (exit 3).
     let out = json_out(env.as_key(&key).args(["revoke-credentials", &id, "--json"]));
@@ -587,6 +640,21 @@ fn tenants_keys_usage_marketplace_and_audit() {
     let ops = json_out(env.op().args(["api-keys", "list", "--json"]));
     assert!(!ops.as_array().unwrap().is_empty());
 
+    // Operator keys: an operator revokes one without --tenant; it stops
+    // working; a tenant key does not find it among its own (exit 4).
+    let ci = json_out(
+        env.op()
+            .args(["api-keys", "create", "--name", "ci", "--json"]),
+    );
+    assert_eq!(ci["tenant_id"], Value::Null);
+    let (ci_id, ci_key) = (ci["id"].as_str().unwrap(), ci["key"].as_str().unwrap());
+    json_out(env.as_key(ci_key).args(["tenants", "list", "--json"]));
+    fails_with(env.as_key(&key).args(["api-keys", "revoke", ci_id]), 4);
+    let out = text_out(env.op().args(["api-keys", "revoke", ci_id]));
+    assert!(out.contains("Revoked operator key"), "{out}");
+    fails_with(env.as_key(ci_key).args(["tenants", "list"]), 3);
+    fails_with(env.op().args(["api-keys", "revoke", "nope"]), 4);
+
     // Usage: JSON as the server sends it; a table with bars for people.
     let u = json_out(env.as_key(&key).args(["usage", "--json"]));
     assert_eq!(u["tenant_id"], tid.as_str());
@@ -716,7 +784,21 @@ fn interrupt(pid: u32) {
 #[cfg(unix)]
 #[test]
 fn follow_receives_events_made_after_it_started_and_ctrl_c_exits_0() {
-    let env = Env::new();
+    follow_receives_events_on(&Env::new());
+}
+
+#[cfg(all(unix, feature = "postgres"))]
+#[test]
+fn follow_receives_events_made_after_it_started_on_postgres() {
+    if let Some(env) = Env::postgres("follow_receives_events_made_after_it_started_on_postgres") {
+        follow_receives_events_on(&env);
+    }
+}
+
+/// The follow mode receives an event produced after it started; Ctrl-C
+/// ends it with exit 0.
+#[cfg(unix)]
+fn follow_receives_events_on(env: &Env) {
     let (_t, key) = env.tenant_on("Follow", "pro");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentryagent"))
         .env("HOME", env.home.path())

@@ -308,6 +308,7 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(manage::revoke_tenant_key))
         .routes(routes!(manage::create_operator_key))
         .routes(routes!(manage::list_operator_keys))
+        .routes(routes!(manage::revoke_operator_key))
         .routes(routes!(manage::register_agent))
         .routes(routes!(manage::list_agents))
         .routes(routes!(manage::get_agent))

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::AuditQuery;
@@ -19,13 +19,13 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::extract::{Admin, ApiJson, ApiPath, ApiQuery};
+use crate::extract::{Admin, ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::problem::ApiError;
 use crate::views::{
     AgentTableView, ApiKeyView, AuditHeadView, AuditParams, AuthErrors, BodyErrors,
     DailyTokensView, DaysParams, HeatmapView, InputErrors, LifecycleBody, MonthParams, NewApiKey,
-    NotFound, PageParams, ProblemDoc, RegisteredView, RevokedView, RotatedView, TenantParam,
-    TenantPatch, WEEKDAYS,
+    NotFound, PageParams, ProblemDoc, RegisteredView, RevokedView, RotateBody, RotatedView,
+    TenantParam, TenantPatch, WEEKDAYS,
 };
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -268,6 +268,25 @@ pub(crate) async fn list_operator_keys(
     ))
 }
 
+/// Revokes an operator key (operator key); tenant keys are revoked under
+/// `/v1/tenants/{id}/api-keys/{key_id}`.
+#[utoipa::path(
+    delete, path = "/v1/api-keys/{key_id}", tag = "management",
+    params(("key_id" = String, Path, description = "key id")),
+    responses((status = 204, description = "revoked"), NotFound, AuthErrors),
+    security(("admin_key" = []))
+)]
+pub(crate) async fn revoke_operator_key(
+    State(s): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath(key): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.idp
+        .revoke_admin_key(&caller, None, &key_id(&key)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 // ---- agents ----
 
 /// Registers an agent. With no `did` (or `public_jwk`) a key pair is
@@ -382,14 +401,16 @@ pub(crate) async fn lifecycle(
 }
 
 /// Issues a new client secret; the previous ones work until
-/// `previous_valid_until`.
+/// `previous_valid_until`: for `grace_seconds` when the optional body gives
+/// it, otherwise for the configured grace period.
 #[utoipa::path(
     post, path = "/v1/agents/{id}/credentials/rotate", tag = "management",
     params(("id" = String, Path, description = "agent id")),
+    request_body(content = Option<RotateBody>, description = "optional; an empty body keeps the configured grace period", content_type = "application/json"),
     responses(
         (status = 200, description = "the new secret, shown once", body = RotatedView),
         (status = 409, description = "the agent is retired", content_type = "application/problem+json", body = ProblemDoc),
-        NotFound, AuthErrors,
+        NotFound, AuthErrors, InputErrors, BodyErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -397,8 +418,15 @@ pub(crate) async fn rotate_secret(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
+    OptionalJson(body): OptionalJson<RotateBody>,
 ) -> ApiResult<Json<RotatedView>> {
-    let (client_secret, until) = s.idp.rotate_client_secret(&caller, &agent_id(&id)?).await?;
+    let grace = body
+        .and_then(|b| b.grace_seconds)
+        .map(std::time::Duration::from_secs);
+    let (client_secret, until) = s
+        .idp
+        .rotate_client_secret(&caller, &agent_id(&id)?, grace)
+        .await?;
     Ok(Json(RotatedView {
         client_secret,
         previous_valid_until: until,
@@ -473,13 +501,41 @@ pub(crate) async fn audit_verify(
     Ok(Json(AuditHeadView { head }))
 }
 
+/// The SSE id of an audit event: `<chain>:<seq>`, the chain being the
+/// tenant id or `system`.
+fn audit_event_id(e: &AuditEvent) -> String {
+    match &e.event.tenant_id {
+        Some(t) => format!("{t}:{}", e.seq),
+        None => format!("system:{}", e.seq),
+    }
+}
+
+/// Parses a `Last-Event-ID` made by [`audit_event_id`].
+fn parse_last_event_id(v: &str) -> Result<(Option<TenantId>, u64), ApiError> {
+    let bad = || Error::invalid("Last-Event-ID", "expected <tenant id or system>:<seq>");
+    let (chain, seq) = v.trim().rsplit_once(':').ok_or_else(bad)?;
+    let seq = seq.parse::<u64>().map_err(|_| bad())?;
+    let chain = match chain {
+        "system" => None,
+        t => Some(TenantId::parse(t).map_err(|_| bad())?),
+    };
+    Ok((chain, seq))
+}
+
 /// Live tail of audit events as Server-Sent Events (`event: audit`, data the
-/// event JSON; `event: lagged` with the number of missed events when the
-/// reader was too slow), with keep-alive comments.
+/// event JSON, `id: <chain>:<seq>` with the chain a tenant id or `system`;
+/// `event: lagged` with the number of missed events when the reader was too
+/// slow), with keep-alive comments. With `Last-Event-ID`, the stored events
+/// of that chain after that sequence number come first, then the live ones,
+/// none twice.
 #[utoipa::path(
-    get, path = "/v1/audit/stream", tag = "management", params(TenantParam),
+    get, path = "/v1/audit/stream", tag = "management",
+    params(
+        TenantParam,
+        ("Last-Event-ID" = Option<String>, Header, description = "resume after this event (`<tenant id or system>:<seq>`, the `id` of an event received earlier)"),
+    ),
     responses(
-        (status = 200, description = "`event: audit` (data: an audit event as JSON), `event: lagged` (data: the number of missed events) and keep-alive comments", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`event: audit` (data: an audit event as JSON; id: `<chain>:<seq>`), `event: lagged` (data: the number of missed events) and keep-alive comments", content_type = "text/event-stream", body = String),
         NotFound, AuthErrors, InputErrors,
     ),
     security(("admin_key" = []))
@@ -488,12 +544,24 @@ pub(crate) async fn audit_stream(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiQuery(q): ApiQuery<TenantParam>,
+    headers: HeaderMap,
 ) -> ApiResult {
-    let tail = s.idp.audit_tail(&caller, q.tenant_id.as_ref())?;
+    let last = match headers.get("last-event-id") {
+        Some(v) => Some(parse_last_event_id(v.to_str().unwrap_or(""))?),
+        None => None,
+    };
+    let tail = match last {
+        Some((chain, seq)) => {
+            s.idp
+                .resume_audit_tail(&caller, q.tenant_id.as_ref(), chain.as_ref(), seq)?
+        }
+        None => s.idp.audit_tail(&caller, q.tenant_id.as_ref())?,
+    };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let event = match tail.next().await? {
             Ok(e) => Event::default()
                 .event("audit")
+                .id(audit_event_id(&e))
                 .json_data(&e)
                 .unwrap_or_else(|_| Event::default().event("error")),
             Err(missed) => Event::default().event("lagged").data(missed.to_string()),

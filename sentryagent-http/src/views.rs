@@ -334,6 +334,18 @@ pub(crate) struct LifecycleBody {
     pub(crate) state: LifecycleState,
 }
 
+/// Options of a secret rotation (the body is optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"grace_seconds": 3600}))]
+pub(crate) struct RotateBody {
+    /// How long the previous secrets stay valid, in seconds (0 to 2592000,
+    /// i.e. 30 days; 0 ends them at once). Absent: the server's configured
+    /// grace period.
+    #[serde(default)]
+    pub(crate) grace_seconds: Option<u64>,
+}
+
 /// A tier to move to.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -482,3 +482,207 @@ async fn analytics_count_token_issuances() {
         .unwrap();
     assert_problem(r, 422).await;
 }
+
+#[tokio::test]
+async fn rotation_takes_an_optional_grace_in_seconds() {
+    let s = start().await;
+    let (_, key) = s.tenant("Acme", "pro").await;
+    let a = s.agent(&key, json!({"name": "bot"})).await;
+    let aid = a["id"].as_str().unwrap();
+    let path = format!("/v1/agents/{aid}/credentials/rotate");
+
+    // No body at all: the configured grace period; the old secret works.
+    let r = s.req(Method::POST, &path, Some(&key)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let rot: Value = r.json().await.unwrap();
+    let second = rot["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.token_post(aid, a["client_secret"].as_str().unwrap(), &[])
+            .await
+            .0,
+        200
+    );
+
+    // Zero: the previous secrets stop at once.
+    let (st, rot) = s
+        .post(&path, Some(&key), &json!({"grace_seconds": 0}))
+        .await;
+    assert_eq!(st, 200, "{rot}");
+    let third = rot["client_secret"].as_str().unwrap();
+    assert_eq!(s.token_post(aid, &second, &[]).await.0, 401);
+    assert_eq!(
+        s.token_post(aid, a["client_secret"].as_str().unwrap(), &[])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(s.token_post(aid, third, &[]).await.0, 200);
+
+    // Beyond 30 days, negative, or an unknown field: a problem, no rotation.
+    for body in [
+        json!({"grace_seconds": 2_592_001}),
+        json!({"grace_seconds": -1}),
+        json!({"grace": 60}),
+    ] {
+        let r = s
+            .req(Method::POST, &path, Some(&key))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let p = assert_problem(r, 422).await;
+        assert!(p["detail"].is_string(), "{p}");
+    }
+    assert_eq!(s.token_post(aid, third, &[]).await.0, 200);
+    let (st, rot) = s
+        .post(&path, Some(&key), &json!({"grace_seconds": 2_592_000}))
+        .await;
+    assert_eq!(st, 200, "{rot}");
+
+    // The grace is in the audit trail.
+    let (_, page) = s
+        .get("/v1/audit?action=credential.rotated", Some(&key))
+        .await;
+    let graces: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["details"]["grace_seconds"].as_str().unwrap())
+        .collect();
+    assert_eq!(graces, ["86400", "0", "2592000"]);
+}
+
+#[tokio::test]
+async fn operator_keys_are_revoked_by_an_operator_only() {
+    let s = start().await;
+    let (_, tenant_key) = s.tenant("Acme", "pro").await;
+    let (st, k) = s
+        .post("/v1/api-keys", Some(&s.op), &json!({"name": "ci"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{k}");
+    let (kid, key) = (k["id"].as_str().unwrap(), k["key"].as_str().unwrap());
+    let path = format!("/v1/api-keys/{kid}");
+    assert_eq!(s.get("/v1/tenants", Some(key)).await.0, 200);
+
+    // A tenant key cannot; an unknown id is not found.
+    let r = s
+        .req(Method::DELETE, &path, Some(&tenant_key))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403).await;
+    let r = s
+        .req(Method::DELETE, "/v1/api-keys/nope", Some(&s.op))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404).await;
+
+    let r = s
+        .req(Method::DELETE, &path, Some(&s.op))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = s
+        .req(Method::GET, "/v1/tenants", Some(key))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 401).await;
+    let (_, page) = s.get("/v1/audit?action=api_key.revoked", Some(&s.op)).await;
+    assert_eq!(page["items"][0]["target"], kid);
+}
+
+/// Reads `n` SSE audit events (with their ids) from a stream, within 10 s.
+async fn read_sse(res: reqwest::Response, n: usize) -> Vec<(String, Value)> {
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let chunk = stream.next().await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            let events: Vec<(String, Value)> = text
+                .split("\n\n")
+                .filter(|e| e.contains("event: audit"))
+                .filter_map(|e| {
+                    let id = e.lines().find_map(|l| l.strip_prefix("id: "))?;
+                    let data = e.lines().find_map(|l| l.strip_prefix("data: "))?;
+                    Some((id.to_owned(), serde_json::from_str(data).ok()?))
+                })
+                .collect();
+            if events.len() >= n {
+                return events;
+            }
+        }
+    })
+    .await
+    .expect("events within 10 s")
+}
+
+#[tokio::test]
+async fn the_audit_stream_resumes_after_last_event_id_without_loss_or_repeats() {
+    let s = start().await;
+    let (tid, key) = s.tenant("Acme", "pro").await;
+    let res = s
+        .req(Method::GET, "/v1/audit/stream", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    s.agent(&key, json!({"name": "before-drop"})).await;
+    let first = read_sse(res, 1).await;
+    let (last_id, e) = &first[0];
+    assert_eq!(*last_id, format!("{tid}:{}", e["seq"]));
+
+    // Disconnected: three events happen.
+    for i in 0..3 {
+        s.agent(&key, json!({"name": format!("while-away-{i}")}))
+            .await;
+    }
+    let res = s
+        .req(Method::GET, "/v1/audit/stream", Some(&key))
+        .header("last-event-id", last_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    s.agent(&key, json!({"name": "after-reconnect"})).await;
+    let got = read_sse(res, 4).await;
+    let seqs: Vec<u64> = got
+        .iter()
+        .map(|(_, e)| e["seq"].as_u64().unwrap())
+        .collect();
+    let first_seq = e["seq"].as_u64().unwrap();
+    assert_eq!(
+        seqs,
+        (first_seq + 1..=first_seq + 4).collect::<Vec<_>>(),
+        "in order, none lost, none twice"
+    );
+    for (id, e) in &got {
+        assert_eq!(*id, format!("{tid}:{}", e["seq"]));
+    }
+
+    // A malformed id, or another tenant's chain, is refused.
+    let (other, _) = s.tenant("Other", "free").await;
+    for bad in ["nope", "system:x", &format!("{other}:1"), "system:1"] {
+        let r = s
+            .req(Method::GET, "/v1/audit/stream", Some(&key))
+            .header("last-event-id", bad)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 422).await;
+    }
+
+    // The operator's stream of every chain resumes a tenant's chain.
+    let res = s
+        .req(Method::GET, "/v1/audit/stream", Some(&s.op))
+        .header("last-event-id", format!("{tid}:0"))
+        .send()
+        .await
+        .unwrap();
+    let got = read_sse(res, 2).await;
+    assert_eq!(got[0].0, format!("{tid}:1"));
+    assert_eq!(got[1].0, format!("{tid}:2"));
+}

@@ -491,7 +491,7 @@ async fn live_answers_match_the_documented_schemas() {
         .0,
         204
     );
-    let (st, _) = call(
+    let (st, ops_key) = call(
         &s,
         &c,
         M::POST,
@@ -502,6 +502,13 @@ async fn live_answers_match_the_documented_schemas() {
     )
     .await;
     assert_eq!(st, 201);
+    let del = format!("/v1/api-keys/{}", ops_key["id"].as_str().unwrap());
+    assert_eq!(
+        call(&s, &c, M::DELETE, "/v1/api-keys/{key_id}", &del, op, None)
+            .await
+            .0,
+        204
+    );
     assert_eq!(
         call(&s, &c, M::GET, "/v1/api-keys", "/v1/api-keys", op, None)
             .await
@@ -667,6 +674,20 @@ async fn live_answers_match_the_documented_schemas() {
             &rot,
             key,
             None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::POST,
+            "/v1/agents/{id}/credentials/rotate",
+            &rot,
+            key,
+            Some(&json!({"grace_seconds": 60}))
         )
         .await
         .0,

@@ -329,18 +329,16 @@ pub(crate) async fn api_keys(ctx: &mut Ctx, c: ApiKeysCommand) -> Result<(), Cli
             ctx.ui.print_table(&t);
         }
         ApiKeysCommand::Revoke { id } => {
-            let Some(t) = &tenant else {
-                return Err(CliError::usage(
-                    "the server revokes tenant keys only: name the tenant with --tenant ID",
-                ));
-            };
-            let path = format!("/v1/tenants/{}/api-keys/{}", enc(t), enc(&id));
+            let path = format!("{base}/{}", enc(&id));
             let req = ctx.client.authed(Method::DELETE, &path)?;
             ctx.ui.spin("revoking", ctx.client.send(req)).await?;
             if ctx.ui.json {
-                print_json(&json!({"id": id, "tenant_id": t, "revoked": true}));
+                print_json(&json!({"id": id, "tenant_id": tenant, "revoked": true}));
             } else {
-                ctx.ui.done(&format!("Revoked API key {id} of tenant {t}"));
+                match &tenant {
+                    Some(t) => ctx.ui.done(&format!("Revoked API key {id} of tenant {t}")),
+                    None => ctx.ui.done(&format!("Revoked operator key {id}")),
+                }
             }
         }
     }

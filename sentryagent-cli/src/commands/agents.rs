@@ -356,6 +356,9 @@ pub(crate) async fn revoke(ctx: &mut Ctx, id: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Longest `--grace` the server takes: 30 days.
+const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
 /// Parses `30s`, `10m`, `2h`, `7d` (or plain seconds).
 pub(crate) fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();
@@ -393,20 +396,29 @@ fn human(d: std::time::Duration) -> String {
 
 /// `rotate-credentials`.
 pub(crate) async fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<(), CliError> {
-    if let Some(g) = &a.grace {
-        if parse_duration(g).is_none() {
-            return Err(CliError::usage(format!(
-                "--grace {g:?} is not a duration (e.g. 30m, 24h, 7d)"
-            )));
-        }
-        return Err(CliError::other(format!(
-            "this server does not take a grace period per rotation (it keeps the previous secret valid for its configured period); run without --grace {g}"
-        )));
-    }
-    let req = ctx.client.authed(
+    let grace = match &a.grace {
+        Some(g) => match parse_duration(g) {
+            Some(d) if d <= MAX_GRACE => Some(d),
+            Some(_) => {
+                return Err(CliError::usage(format!(
+                    "--grace {g} is longer than the 30 days allowed"
+                )));
+            }
+            None => {
+                return Err(CliError::usage(format!(
+                    "--grace {g:?} is not a duration (e.g. 0s, 30m, 1h, 7d)"
+                )));
+            }
+        },
+        None => None,
+    };
+    let mut req = ctx.client.authed(
         Method::POST,
         &format!("{}/credentials/rotate", agent_path(&a.id)),
     )?;
+    if let Some(d) = grace {
+        req = req.json(&serde_json::json!({ "grace_seconds": d.as_secs() }));
+    }
     let out = ctx.ui.spin("rotating", ctx.client.json(req)).await?;
     let secret = s(&out, "client_secret").to_owned();
     let until = s(&out, "previous_valid_until").to_owned();
@@ -433,10 +445,13 @@ pub(crate) async fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<(), CliError>
     }
     ctx.ui
         .done(&format!("Rotated the client secret of agent {}", a.id));
-    let remaining = sentryagent_core::Timestamp::parse_rfc3339(&until).map(|t| {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let secs = u64::try_from(t.unix_secs() - now).unwrap_or(0);
-        human(std::time::Duration::from_secs(secs))
+    // The server's answer when the grace is known, else from the clock.
+    let remaining = grace.map(human).or_else(|| {
+        sentryagent_core::Timestamp::parse_rfc3339(&until).map(|t| {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let secs = u64::try_from(t.unix_secs() - now).unwrap_or(0);
+            human(std::time::Duration::from_secs(secs))
+        })
     });
     ctx.ui.print_fields(&[
         (
@@ -446,6 +461,9 @@ pub(crate) async fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<(), CliError>
         (
             "old secret",
             match remaining {
+                _ if grace == Some(std::time::Duration::ZERO) => {
+                    format!("no longer valid (ended at {until})")
+                }
                 Some(r) => format!("valid until {until} (for {r})"),
                 None => format!("valid until {until}"),
             },

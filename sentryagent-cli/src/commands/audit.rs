@@ -248,12 +248,19 @@ impl Seen {
         self.limit.is_some_and(|l| self.printed >= l)
     }
 
-    /// `Last-Event-ID`: `<chain>:<seq>` of the most recent chain seen.
-    fn last_event_id(&self) -> Option<String> {
+    /// `Last-Event-ID` (`<chain>:<seq>`) of the chain seen furthest, with
+    /// that chain; none before any event was seen.
+    fn last_event_id(&self) -> Option<(Option<String>, String)> {
         self.last
             .iter()
+            .filter(|(_, s)| **s > 0)
             .max_by_key(|(_, s)| **s)
-            .map(|(c, s)| format!("{}:{s}", c.as_deref().unwrap_or("system")))
+            .map(|(c, s)| {
+                (
+                    c.clone(),
+                    format!("{}:{s}", c.as_deref().unwrap_or("system")),
+                )
+            })
     }
 }
 
@@ -266,10 +273,13 @@ enum End {
 }
 
 /// Follows the live stream until Ctrl-C (exit 0) or `--limit` events,
-/// reconnecting after a drop. The server's stream carries no event ids, so
-/// after every (re)connection the follower reads each known chain's events
-/// after the last sequence number it printed from the listing, and drops
-/// stream events it has already printed: nothing is lost or repeated.
+/// reconnecting after a drop with `Last-Event-ID`: the server first replays
+/// that chain's events after it. A stream of several chains (an operator
+/// without a tenant) names one chain only, so the follower reads the other
+/// chains' events after the last sequence number it printed from the
+/// listing (and, with `--since`, the first time, the chain's events since
+/// then). Stream events already printed are dropped: nothing is lost or
+/// repeated.
 async fn follow(ctx: &Ctx, f: &Filter, limit: Option<usize>) -> Result<(), CliError> {
     let mut seen = Seen {
         last: HashMap::new(),
@@ -292,8 +302,10 @@ async fn follow(ctx: &Ctx, f: &Filter, limit: Option<usize>) -> Result<(), CliEr
                 query(&[("tenant_id", f.tenant.as_deref())])
             );
             let mut req = ctx.client.stream(&path)?;
-            if let Some(id) = seen.last_event_id() {
+            let mut resumed = None;
+            if let Some((chain, id)) = seen.last_event_id() {
                 req = req.header("last-event-id", id);
+                resumed = Some(chain);
             }
             let res = ctx.client.send(req).await?;
             if !connected_once && !ctx.ui.json && ctx.ui.err_tty {
@@ -306,8 +318,12 @@ async fn follow(ctx: &Ctx, f: &Filter, limit: Option<usize>) -> Result<(), CliEr
             backoff = Duration::from_millis(500);
             // Events since the last one printed, from the listing.
             if catch_up {
-                let chains: Vec<(Option<String>, u64)> =
-                    seen.last.iter().map(|(c, s)| (c.clone(), *s)).collect();
+                let chains: Vec<(Option<String>, u64)> = seen
+                    .last
+                    .iter()
+                    .filter(|(c, _)| resumed.as_ref() != Some(*c))
+                    .map(|(c, s)| (c.clone(), *s))
+                    .collect();
                 for (chain, after) in chains {
                     let mut events = Vec::new();
                     read_chain(ctx, f, chain.as_deref(), Some(after), |e| events.push(e)).await?;

@@ -1,6 +1,6 @@
 //! A real SentryAgent server on a loopback port (sled in a temporary
-//! directory) and the `sentryagent` binary pointed at it with a private
-//! home directory.
+//! directory, or, with the `postgres` feature, a fresh Postgres schema) and
+//! the `sentryagent` binary pointed at it with a private home directory.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -22,7 +22,16 @@ pub struct Server {
     pub operator_key: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    _data: tempfile::TempDir,
+    _data: Storage,
+}
+
+/// What the server's storage lives in, removed when the server goes.
+enum Storage {
+    /// A temporary directory (sled).
+    Dir(tempfile::TempDir),
+    /// A Postgres schema.
+    #[cfg(feature = "postgres")]
+    Schema(sentryagent_storage::testing::SchemaGuard),
 }
 
 impl Server {
@@ -30,6 +39,25 @@ impl Server {
     pub fn start() -> Server {
         let data = tempfile::tempdir().unwrap();
         let store = format!("sled://{}", data.path().display());
+        Server::start_on(store, Storage::Dir(data))
+    }
+
+    /// Starts a server on a fresh Postgres schema; `None` (after the
+    /// `SKIPPED` line) when Postgres is unreachable, a panic instead when
+    /// `SENTRYAGENT_REQUIRE_SERVICES=1`.
+    #[cfg(feature = "postgres")]
+    pub fn start_postgres(test: &str) -> Option<Server> {
+        use sentryagent_storage::testing::{SchemaGuard, postgres};
+        let url = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(postgres(test))?;
+        let (store, guard) = SchemaGuard::fresh(&url);
+        Some(Server::start_on(store, Storage::Schema(guard)))
+    }
+
+    fn start_on(store: String, data: Storage) -> Server {
         let operator_key = format!(
             "sa_ak_{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -48,9 +76,10 @@ impl Server {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let url = format!("http://{}", listener.local_addr().unwrap());
                 let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+                // One node: its own rate limiter, whatever the store.
                 let urls = BackendUrls {
                     store,
-                    limiter: None,
+                    limiter: Some("memory://".into()),
                     meter: None,
                 };
                 let backends = open(&urls, clock.clone()).await.unwrap();
@@ -105,10 +134,21 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
+        Env::on(Server::start())
+    }
+
+    /// An environment around `server`.
+    pub fn on(server: Server) -> Env {
         Env {
-            server: Server::start(),
+            server,
             home: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// An environment on a fresh Postgres schema; `None` when skipped.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(test: &str) -> Option<Env> {
+        Server::start_postgres(test).map(Env::on)
     }
 
     /// `~/.sentryagent` of this environment.

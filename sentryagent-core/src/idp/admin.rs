@@ -525,7 +525,46 @@ impl Idp {
         Ok(AuditTail {
             rx: self.subscribe_audit(),
             tenant: filter,
+            replay: None,
         })
+    }
+
+    /// Like [`Idp::audit_tail`], resuming after event `after` of `chain` (a
+    /// tenant, or `None` for the system chain): the stored events of that
+    /// chain after `after` come first, read from the audit log, then the live
+    /// ones, without any of that chain at or before the last one replayed.
+    /// Nothing appended in between is lost. A chain outside the tail's scope
+    /// is `Invalid`.
+    pub fn resume_audit_tail(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        chain: Option<&TenantId>,
+        after: u64,
+    ) -> Result<AuditTail> {
+        // Subscribe before reading the log: an event appended meanwhile is
+        // in both, and the live copy is skipped.
+        let mut tail = self.audit_tail(caller, tenant)?;
+        if tail.tenant.as_ref().is_some_and(|t| Some(t) != chain) {
+            return Err(Error::invalid(
+                "last_event_id",
+                "names an audit chain outside this stream",
+            ));
+        }
+        tail.replay = Some(Replay {
+            idp: self.clone(),
+            query: AuditQuery {
+                tenant_id: chain.cloned(),
+                cursor: Some(after.to_string()),
+                limit: Some(1000),
+                ..Default::default()
+            },
+            buf: std::collections::VecDeque::new(),
+            more: true,
+            chain: chain.cloned(),
+            last: after,
+        });
+        Ok(tail)
     }
 
     /// Reads a whole chain and verifies it (see [`verify_chain`]); returns
@@ -562,26 +601,84 @@ impl Idp {
     }
 }
 
-/// A filtered live tail of audit events (see [`Idp::audit_tail`]).
+/// A filtered live tail of audit events (see [`Idp::audit_tail`] and
+/// [`Idp::resume_audit_tail`]).
 #[derive(Debug)]
 pub struct AuditTail {
     rx: tokio::sync::broadcast::Receiver<AuditEvent>,
     tenant: Option<TenantId>,
+    replay: Option<Replay>,
+}
+
+/// The stored events a resumed tail sends before the live ones.
+#[derive(Debug)]
+struct Replay {
+    idp: Idp,
+    /// The next page to read.
+    query: AuditQuery,
+    /// Read, not yet sent.
+    buf: std::collections::VecDeque<AuditEvent>,
+    /// Whether the log may hold more.
+    more: bool,
+    /// The chain replayed.
+    chain: Option<TenantId>,
+    /// The last sequence number of `chain` sent.
+    last: u64,
+}
+
+impl Replay {
+    /// The next stored event; `Err` when the log cannot be read.
+    async fn next(&mut self) -> Result<Option<AuditEvent>> {
+        loop {
+            if let Some(e) = self.buf.pop_front() {
+                self.last = self.last.max(e.seq);
+                return Ok(Some(e));
+            }
+            if !self.more {
+                return Ok(None);
+            }
+            let page = self
+                .idp
+                .inner
+                .store
+                .audit_log
+                .query_audit(&self.query)
+                .await?;
+            self.buf.extend(page.items);
+            match page.next_cursor {
+                Some(c) => self.query.cursor = Some(c),
+                None => self.more = false,
+            }
+        }
+    }
 }
 
 impl AuditTail {
     /// The next event the caller may read. `Err(n)` says `n` events were
     /// missed because the reader was slow (query the stored trail to fill
-    /// the gap); `None` means the `Idp` is gone.
+    /// the gap); `None` means the `Idp` is gone, or, while a resumed tail
+    /// replays, that the audit log could not be read (resume again).
     pub async fn next(&mut self) -> Option<std::result::Result<AuditEvent, u64>> {
         use tokio::sync::broadcast::error::RecvError;
+        if let Some(r) = &mut self.replay {
+            match r.next().await {
+                Ok(Some(e)) => return Some(Ok(e)),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
         loop {
             match self.rx.recv().await {
                 Ok(e) => {
-                    if self
-                        .tenant
+                    let replayed = self
+                        .replay
                         .as_ref()
-                        .is_none_or(|t| e.event.tenant_id.as_ref() == Some(t))
+                        .is_some_and(|r| r.chain == e.event.tenant_id && e.seq <= r.last);
+                    if !replayed
+                        && self
+                            .tenant
+                            .as_ref()
+                            .is_none_or(|t| e.event.tenant_id.as_ref() == Some(t))
                     {
                         return Some(Ok(e));
                     }

@@ -1,5 +1,7 @@
 //! Agent registration, changes, lifecycle, credentials and the marketplace.
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -515,20 +517,38 @@ impl Idp {
         .await
     }
 
+    /// Longest grace period of a rotation ([`Idp::rotate_client_secret`]):
+    /// 30 days.
+    pub const MAX_SECRET_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+
     /// Issues a new client secret; the previous ones keep working for the
-    /// grace period. Returns the new secret and the end of the grace period.
+    /// grace period: `grace`, or [`IdpConfig::secret_grace_period`](super::IdpConfig)
+    /// when `None`. A grace of zero ends the previous secrets at once; one
+    /// longer than [`Idp::MAX_SECRET_GRACE`] is `Invalid`. Returns the new secret
+    /// and the end of the grace period.
     pub async fn rotate_client_secret(
         &self,
         caller: &Caller,
         id: &AgentId,
+        grace: Option<Duration>,
     ) -> Result<(String, Timestamp)> {
+        if grace.is_some_and(|g| g > Self::MAX_SECRET_GRACE) {
+            return Err(Error::invalid(
+                "grace_seconds",
+                format!(
+                    "at most {} seconds (30 days)",
+                    Self::MAX_SECRET_GRACE.as_secs()
+                ),
+            ));
+        }
         let agent = self.get_agent(caller, id).await?;
         caller.require(AdminScope::AgentsWrite)?;
         if agent.state == LifecycleState::Retired {
             return Err(Error::conflict("a retired agent gets no new credentials"));
         }
+        let grace = grace.unwrap_or(self.inner.config.secret_grace_period);
         let now = self.now();
-        let until = now.plus(self.inner.config.secret_grace_period);
+        let until = now.plus(grace);
         let (record, secret) = self.new_client_secret(id, now);
         self.inner
             .store
@@ -546,6 +566,8 @@ impl Idp {
         ev.details.insert("secret_id".into(), record.id.to_string());
         ev.details
             .insert("previous_valid_until".into(), until.to_string());
+        ev.details
+            .insert("grace_seconds".into(), grace.as_secs().to_string());
         self.audit(ev).await?;
         Ok((secret, until))
     }

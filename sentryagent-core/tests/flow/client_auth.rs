@@ -96,7 +96,7 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period_and_revocation_is_im
     let t = tenant(&idp, Tier::Pro).await;
     let a = agent(&idp, &t, "bot").await;
     let (new_secret, until) = idp
-        .rotate_client_secret(&Caller::system(), &a.agent.id)
+        .rotate_client_secret(&Caller::system(), &a.agent.id, None)
         .await
         .unwrap();
     assert_ne!(new_secret, a.client_secret);
@@ -128,6 +128,94 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period_and_revocation_is_im
         ),
         "revoked at once"
     );
+}
+
+#[tokio::test]
+async fn rotation_with_an_explicit_grace_keeps_the_old_secret_that_long_and_is_audited() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |_| {}).await else {
+        return;
+    };
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "bot").await;
+    let (new_secret, until) = idp
+        .rotate_client_secret(
+            &Caller::system(),
+            &a.agent.id,
+            Some(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(until, c.now().plus(Duration::from_secs(600)));
+    c.advance(Duration::from_secs(599));
+    issue(&idp, &secret_request(&a, None))
+        .await
+        .expect("old secret within the given grace");
+    c.advance(Duration::from_secs(1));
+    assert!(
+        matches!(
+            issue(&idp, &secret_request(&a, None)).await,
+            Err(Error::Unauthenticated)
+        ),
+        "old secret once the given grace ended"
+    );
+    issue(&idp, &with_secret(&a, &new_secret))
+        .await
+        .expect("new secret");
+    let events = idp
+        .query_audit(
+            &Caller::system(),
+            &sentryagent_core::AuditQuery {
+                tenant_id: Some(t.id.clone()),
+                action: Some("credential.rotated".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.details["grace_seconds"], "600");
+}
+
+#[tokio::test]
+async fn rotation_with_zero_grace_ends_the_old_secret_at_once_and_longer_than_30_days_is_refused() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |_| {}).await else {
+        return;
+    };
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "bot").await;
+    let too_long = Idp::MAX_SECRET_GRACE + Duration::from_secs(1);
+    assert!(matches!(
+        idp.rotate_client_secret(&Caller::system(), &a.agent.id, Some(too_long))
+            .await,
+        Err(Error::Invalid {
+            field: "grace_seconds",
+            ..
+        })
+    ));
+    issue(&idp, &secret_request(&a, None))
+        .await
+        .expect("a refused rotation changes nothing");
+    let (new_secret, until) = idp
+        .rotate_client_secret(&Caller::system(), &a.agent.id, Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(until, c.now());
+    assert!(
+        matches!(
+            issue(&idp, &secret_request(&a, None)).await,
+            Err(Error::Unauthenticated)
+        ),
+        "old secret right after a rotation without grace"
+    );
+    issue(&idp, &with_secret(&a, &new_secret))
+        .await
+        .expect("new secret");
+    idp.rotate_client_secret(&Caller::system(), &a.agent.id, Some(Idp::MAX_SECRET_GRACE))
+        .await
+        .expect("30 days is allowed");
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ async fn tenant_keys_reach_only_their_tenant() {
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        idp.rotate_client_secret(&caller, &a2.agent.id).await,
+        idp.rotate_client_secret(&caller, &a2.agent.id, None).await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
@@ -154,7 +154,9 @@ async fn the_audit_trail_records_changes_and_verifies() {
     let mut tail = idp.subscribe_audit();
     let t = tenant(&idp, Tier::Pro).await;
     let a = agent(&idp, &t, "bot").await;
-    idp.rotate_client_secret(&sys, &a.agent.id).await.unwrap();
+    idp.rotate_client_secret(&sys, &a.agent.id, None)
+        .await
+        .unwrap();
     idp.transition_agent(&sys, &a.agent.id, LifecycleState::Paused)
         .await
         .unwrap();
