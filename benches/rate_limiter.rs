@@ -13,7 +13,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sentryagent::ratelimit::Quota;
+use sentryagent::Quota;
 use sentryagent::{Clock, ManualClock, MemoryRateLimiter, SystemClock, Timestamp};
 use support::{ThreadCpuTime, cpu_time_criterion};
 

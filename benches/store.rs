@@ -22,14 +22,14 @@ use std::sync::Arc;
 use criterion::measurement::Measurement;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use futures_util::{StreamExt, stream};
-use sentryagent::credentials::ClientSecret;
+use sentryagent::ClientSecret;
+use sentryagent::SecretHash;
 use sentryagent::did::did_key_from_ed25519;
-use sentryagent::secret::SecretHash;
-use sentryagent::tenant::{BillingInfo, Publisher};
 use sentryagent::{
     Agent, AgentId, IdpStore, LifecycleState, MarketplaceQuery, MemoryStore, PageRequest, SecretId,
     Tenant, TenantId, TenantStatus, Tier, Timestamp, Visibility,
 };
+use sentryagent::{BillingInfo, Publisher};
 use support::{ThreadCpuTime, cpu_time_criterion};
 use tokio::runtime::Runtime;
 

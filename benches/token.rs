@@ -12,16 +12,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
-use sentryagent::jose::{Algorithm, SigningKey};
-use sentryagent::token::JWT_BEARER_ASSERTION_TYPE;
+use sentryagent::JWT_BEARER_ASSERTION_TYPE;
 use sentryagent::{
     Caller, ClientCredentials, Idp, NewAgent, NewTenant, RegisteredAgent, RequestMeta, Tier,
     TokenRequest,
 };
+use sentryagent_core::conformance::kit::{agent_key, secret_request};
 use support::{ThreadCpuTime, cpu_time_criterion};
 use tokio::runtime::Runtime;
 
@@ -74,29 +72,10 @@ fn setup() -> Setup {
     Setup { rt, idp, agent }
 }
 
-fn secret_request(agent: &RegisteredAgent) -> TokenRequest {
-    TokenRequest {
-        grant_type: "client_credentials".into(),
-        client: ClientCredentials::Secret {
-            client_id: agent.agent.id.to_string(),
-            client_secret: agent.client_secret.clone(),
-        },
-        scope: Some("invoices:read".into()),
-        resources: vec![],
-    }
-}
-
-/// The agent's key, as the agent holds it (its DID as `kid`).
-fn agent_key(agent: &RegisteredAgent) -> SigningKey {
-    let jwk = agent.private_jwk.as_ref().expect("generated key");
-    let d = URL_SAFE_NO_PAD.decode(&jwk.d).expect("base64url");
-    SigningKey::from_secret_bytes(Algorithm::EdDSA, jwk.kid.clone(), &d).expect("agent key")
-}
-
 fn bench(c: &mut Criterion<ThreadCpuTime>) {
     let s = setup();
     let meta = RequestMeta::default();
-    let req = secret_request(&s.agent);
+    let req = secret_request(&s.agent, Some("invoices:read"));
     let token =
         s.rt.block_on(s.idp.issue_token(&req, &meta))
             .expect("issue")
