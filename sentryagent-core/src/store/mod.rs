@@ -106,15 +106,8 @@ pub struct StoreParts {
 
 impl<S: IdpStore + 'static> From<Arc<S>> for StoreParts {
     fn from(store: Arc<S>) -> Self {
-        StoreParts {
-            tenants: store.clone(),
-            agents: store.clone(),
-            admin_keys: store.clone(),
-            signing_keys: store.clone(),
-            settings: store.clone(),
-            audit_log: store.clone(),
-            markers: store,
-        }
+        let bundle: Arc<dyn IdpStore> = store;
+        StoreParts::from(bundle)
     }
 }
 
