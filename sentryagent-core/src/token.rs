@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ratelimit::Decision;
 use crate::{AgentId, TenantId};
 
 /// `typ` header of access tokens (RFC 9068).
@@ -138,6 +139,11 @@ pub struct TokenResponse {
     /// Granted scopes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The rate-limit decision that admitted the request, for the
+    /// `RateLimit-*` response headers: not part of the JSON answer (`None`
+    /// when read back from one).
+    #[serde(skip)]
+    pub rate_limit: Option<Decision>,
 }
 
 /// An introspection answer (RFC 7662): inactive is just `{"active":false}`.
@@ -148,6 +154,10 @@ pub struct Introspection {
     /// The claims, when active.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub claims: Option<IntrospectionClaims>,
+    /// The rate-limit decision that admitted the request, for the
+    /// `RateLimit-*` response headers: not part of the JSON answer.
+    #[serde(skip)]
+    pub rate_limit: Option<Decision>,
 }
 
 /// What an active introspection answer carries.
@@ -237,6 +247,7 @@ impl Introspection {
         Introspection {
             active: false,
             claims: None,
+            rate_limit: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod a2a;
 mod billing;
+mod cors;
 mod drain;
 mod extract;
 mod layers;
@@ -11,6 +12,7 @@ mod oauth;
 mod ops;
 mod problem;
 mod public;
+mod streams;
 mod views;
 
 use std::future::Future;
@@ -27,10 +29,13 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use cors::CorsOrigin;
 pub use drain::Drain;
+pub use extract::MAX_JSON_DEPTH;
 pub use layers::REQUEST_ID;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use sentryagent_core::OAuthError;
+pub use streams::{DEFAULT_AUDIT_STREAMS, DEFAULT_AUDIT_STREAMS_PER_TENANT};
 
 /// Default largest request body: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -75,6 +80,17 @@ pub struct RouterConfig {
     /// The server's shutdown switch: once started, `/health/ready` answers
     /// 503 and live event streams end. Default none.
     pub drain: Option<Drain>,
+    /// Origins whose pages may call the API cross-origin (CORS). Default
+    /// none. The public, read-only documents (discovery, JWKS, marketplace,
+    /// DID documents, publishers) are readable from any origin regardless.
+    pub cors_origins: Vec<CorsOrigin>,
+    /// Live audit streams (`/v1/audit/stream`) a tenant may hold open on
+    /// this router at once (429 beyond). Default
+    /// [`DEFAULT_AUDIT_STREAMS_PER_TENANT`].
+    pub audit_streams_per_tenant: usize,
+    /// Live audit streams open on this router at once, all tenants and
+    /// operators together (503 beyond). Default [`DEFAULT_AUDIT_STREAMS`].
+    pub audit_streams_total: usize,
 }
 
 impl Default for RouterConfig {
@@ -86,6 +102,9 @@ impl Default for RouterConfig {
             health_probes: Vec::new(),
             explorer: true,
             drain: None,
+            cors_origins: Vec::new(),
+            audit_streams_per_tenant: DEFAULT_AUDIT_STREAMS_PER_TENANT,
+            audit_streams_total: DEFAULT_AUDIT_STREAMS,
         }
     }
 }
@@ -99,6 +118,9 @@ impl std::fmt::Debug for RouterConfig {
             .field("health_probes", &self.health_probes.len())
             .field("explorer", &self.explorer)
             .field("drain", &self.drain)
+            .field("cors_origins", &self.cors_origins)
+            .field("audit_streams_per_tenant", &self.audit_streams_per_tenant)
+            .field("audit_streams_total", &self.audit_streams_total)
             .finish()
     }
 }
@@ -134,6 +156,19 @@ impl RouterConfig {
         self
     }
 
+    /// Sets the origins allowed to call the API cross-origin.
+    pub fn cors_origins(mut self, origins: impl IntoIterator<Item = CorsOrigin>) -> Self {
+        self.cors_origins = origins.into_iter().collect();
+        self
+    }
+
+    /// Sets the caps on live audit streams: per tenant and in total.
+    pub fn audit_streams(mut self, per_tenant: usize, total: usize) -> Self {
+        self.audit_streams_per_tenant = per_tenant;
+        self.audit_streams_total = total;
+        self
+    }
+
     /// Turns the API explorer on or off.
     pub fn explorer(mut self, on: bool) -> Self {
         self.explorer = on;
@@ -162,6 +197,7 @@ pub(crate) struct SharedState {
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) openapi: Arc<OnceLock<String>>,
     pub(crate) upgrade_url: Arc<str>,
+    pub(crate) audit_streams: Arc<streams::StreamSlots>,
 }
 
 /// The IdP as an axum router with default [`RouterConfig`]; nest it where
@@ -184,6 +220,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp) -> Router<S> {
 pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterConfig) -> Router<S> {
     let state = AppState(Arc::new(SharedState {
         upgrade_url: format!("{}/api/tiers/upgrade", idp.config().issuer).into(),
+        audit_streams: streams::StreamSlots::new(
+            config.audit_streams_per_tenant,
+            config.audit_streams_total,
+        ),
         idp,
         config: Arc::new(config),
         metrics: Arc::new(metrics::Metrics::new()),
@@ -216,6 +256,7 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
             state.clone(),
             layers::announced_body_limit,
         ))
+        .layer(from_fn_with_state(state.clone(), cors::layer))
         .layer(from_fn_with_state(state.clone(), layers::record))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()

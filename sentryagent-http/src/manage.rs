@@ -527,7 +527,8 @@ fn parse_last_event_id(v: &str) -> Result<(Option<TenantId>, u64), ApiError> {
 /// `event: lagged` with the number of missed events when the reader was too
 /// slow), with keep-alive comments. With `Last-Event-ID`, the stored events
 /// of that chain after that sequence number come first, then the live ones,
-/// none twice.
+/// none twice. A tenant holds at most a few streams open per server (429
+/// `too-many-streams` beyond), a server a bounded number in all (503).
 #[utoipa::path(
     get, path = "/v1/audit/stream", tag = "management",
     params(
@@ -536,6 +537,7 @@ fn parse_last_event_id(v: &str) -> Result<(Option<TenantId>, u64), ApiError> {
     ),
     responses(
         (status = 200, description = "`event: audit` (data: an audit event as JSON; id: `<chain>:<seq>`), `event: lagged` (data: the number of missed events) and keep-alive comments", content_type = "text/event-stream", body = String),
+        (status = 503, description = "the server holds its maximum of live audit streams (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json"),
         NotFound, AuthErrors, InputErrors,
     ),
     security(("admin_key" = []))
@@ -557,7 +559,12 @@ pub(crate) async fn audit_stream(
         }
         None => s.idp.audit_tail(&caller, q.tenant_id.as_ref())?,
     };
-    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+    // Held by the stream: given back when the client leaves.
+    let slot = match s.audit_streams.acquire(caller.tenant.as_ref()) {
+        Ok(slot) => slot,
+        Err(full) => return Ok(full.into_response()),
+    };
+    let stream = futures_util::stream::unfold((tail, slot), |(mut tail, slot)| async move {
         let event = match tail.next().await? {
             Ok(e) => Event::default()
                 .event("audit")
@@ -566,7 +573,7 @@ pub(crate) async fn audit_stream(
                 .unwrap_or_else(|_| Event::default().event("error")),
             Err(missed) => Event::default().event("lagged").data(missed.to_string()),
         };
-        Some((Ok::<_, Infallible>(event), tail))
+        Some((Ok::<_, Infallible>(event), (tail, slot)))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(s.config.sse_keep_alive))

@@ -15,7 +15,7 @@ use sentryagent_core::CLIENT_CREDENTIALS;
 use sentryagent_core::Introspection;
 use sentryagent_core::OAuthError;
 use sentryagent_core::jose::JwkSet;
-use sentryagent_core::{Error, Idp, TokenResponse};
+use sentryagent_core::{Decision, Error, Idp, TokenResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -28,14 +28,15 @@ use sentryagent_core::form::{self, FormParams};
 #[derive(Debug)]
 pub(crate) struct OAuthReply {
     err: OAuthError,
-    retry_after: Option<Duration>,
+    /// A rate-limit refusal: how long to wait, and the limit that refused.
+    rate_limited: Option<(Duration, u64)>,
 }
 
 impl From<OAuthError> for OAuthReply {
     fn from(err: OAuthError) -> Self {
         OAuthReply {
             err,
-            retry_after: None,
+            rate_limited: None,
         }
     }
 }
@@ -45,13 +46,13 @@ impl From<Error> for OAuthReply {
         if matches!(e, Error::Internal { .. } | Error::NotConfigured { .. }) {
             tracing::error!(error = %e, "internal error at an OAuth endpoint");
         }
-        let retry_after = match &e {
-            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+        let rate_limited = match &e {
+            Error::RateLimited { retry_after, limit } => Some((*retry_after, *limit)),
             _ => None,
         };
         OAuthReply {
             err: OAuthError::from(&e),
-            retry_after,
+            rate_limited,
         }
     }
 }
@@ -75,9 +76,8 @@ impl IntoResponse for OAuthReply {
                 HeaderValue::from_static("Basic realm=\"sentryagent\""),
             );
         }
-        if let Some(d) = self.retry_after {
-            let secs = crate::problem::retry_secs(d);
-            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        if let Some((retry_after, limit)) = self.rate_limited {
+            crate::problem::rate_limited_headers(h, retry_after, limit);
         }
         res
     }
@@ -103,6 +103,15 @@ fn fresh<T: Serialize>(body: &T) -> Response {
         Err(_) => Json(body).into_response(),
     };
     no_store(res.headers_mut());
+    res
+}
+
+/// An admitted request's answer with the `RateLimit-*` headers of the
+/// decision that admitted it.
+fn admitted(mut res: Response, decision: Option<&Decision>) -> Response {
+    if let Some(d) = decision {
+        crate::layers::add_rate_limit_headers(res.headers_mut(), d);
+    }
     res
 }
 
@@ -188,12 +197,16 @@ pub(crate) struct TokenParamForm {
     post, path = "/oauth2/token", tag = "oauth",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "RFC 6749 §5.1 token response (`Cache-Control: no-store`)", body = TokenResponse),
+        (status = 200, description = "RFC 6749 §5.1 token response (`Cache-Control: no-store`)", body = TokenResponse, headers(
+            ("RateLimit-Limit" = u32, description = "requests per minute of the limit with the fewest requests left (the client's or the tenant's)"),
+            ("RateLimit-Remaining" = u32, description = "requests left now"),
+            ("RateLimit-Reset" = u64, description = "seconds until the limit is back to a full burst"),
+        )),
         (status = 400, description = "invalid_request (also a body that is not application/x-www-form-urlencoded), invalid_scope, invalid_target, invalid_grant, unsupported_grant_type, unauthorized_client", body = OAuthErrorDoc),
         (status = 401, description = "invalid_client (`WWW-Authenticate: Basic`)", body = OAuthErrorDoc),
         (status = 402, description = "quota_exceeded: the monthly token quota of the tier is reached", body = OAuthErrorDoc),
         (status = 413, description = "invalid_request: the body is over the limit", body = OAuthErrorDoc),
-        (status = 429, description = "slow_down: rate limited (`Retry-After`)", body = OAuthErrorDoc),
+        (status = 429, description = "slow_down: rate limited (`Retry-After`, and `RateLimit-*` of the limit that refused)", body = OAuthErrorDoc),
         (status = 503, description = "temporarily_unavailable, or the request timed out (a problem)", content(
             (OAuthErrorDoc = "application/json"),
             (ProblemDoc = "application/problem+json"),
@@ -233,7 +246,7 @@ async fn issue(
     let req = form::token_request(authorization(headers), &p)?;
     crate::layers::note_credentials(&req.client);
     let token = state.idp.issue_token(&req, meta).await?;
-    Ok(fresh(&token))
+    Ok(admitted(fresh(&token), token.rate_limit.as_ref()))
 }
 
 /// Token introspection (RFC 7662); the caller authenticates as a client of
@@ -242,11 +255,11 @@ async fn issue(
     post, path = "/oauth2/introspect", tag = "oauth",
     request_body(content = TokenParamForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "`{\"active\": false}`, or `active: true` and the claims", body = Introspection),
+        (status = 200, description = "`{\"active\": false}`, or `active: true` and the claims; `RateLimit-*` headers as at the token endpoint", body = Introspection),
         (status = 400, description = "invalid_request", body = OAuthErrorDoc),
         (status = 401, description = "invalid_client (`WWW-Authenticate: Basic`)", body = OAuthErrorDoc),
         (status = 413, description = "invalid_request: the body is over the limit", body = OAuthErrorDoc),
-        (status = 429, description = "slow_down: rate limited, as token requests are (`Retry-After`)", body = OAuthErrorDoc),
+        (status = 429, description = "slow_down: rate limited, as token requests are (`Retry-After`, `RateLimit-*`)", body = OAuthErrorDoc),
         (status = 503, description = "temporarily_unavailable, or the request timed out (a problem)", content(
             (OAuthErrorDoc = "application/json"),
             (ProblemDoc = "application/problem+json"),
@@ -268,7 +281,7 @@ pub(crate) async fn introspect(
             .get("token")
             .ok_or_else(|| form::invalid_request("token is required"))?;
         let answer = state.idp.introspect(&client, token, &meta).await?;
-        Ok::<_, OAuthReply>(fresh(&answer))
+        Ok::<_, OAuthReply>(admitted(fresh(&answer), answer.rate_limit.as_ref()))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -278,11 +291,11 @@ pub(crate) async fn introspect(
     post, path = "/oauth2/revoke", tag = "oauth",
     request_body(content = TokenParamForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "revoked (or nothing to revoke); no body"),
+        (status = 200, description = "revoked (or nothing to revoke); no body; `RateLimit-*` headers as at the token endpoint"),
         (status = 400, description = "invalid_request", body = OAuthErrorDoc),
         (status = 401, description = "invalid_client (`WWW-Authenticate: Basic`)", body = OAuthErrorDoc),
         (status = 413, description = "invalid_request: the body is over the limit", body = OAuthErrorDoc),
-        (status = 429, description = "slow_down: rate limited, as token requests are (`Retry-After`)", body = OAuthErrorDoc),
+        (status = 429, description = "slow_down: rate limited, as token requests are (`Retry-After`, `RateLimit-*`)", body = OAuthErrorDoc),
         (status = 503, description = "temporarily_unavailable, or the request timed out (a problem)", content(
             (OAuthErrorDoc = "application/json"),
             (ProblemDoc = "application/problem+json"),
@@ -303,10 +316,10 @@ pub(crate) async fn revoke(
         let token = p
             .get("token")
             .ok_or_else(|| form::invalid_request("token is required"))?;
-        state.idp.revoke(&client, token, &meta).await?;
+        let decision = state.idp.revoke(&client, token, &meta).await?;
         let mut res = StatusCode::OK.into_response();
         no_store(res.headers_mut());
-        Ok::<_, OAuthReply>(res)
+        Ok::<_, OAuthReply>(admitted(res, Some(&decision)))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }

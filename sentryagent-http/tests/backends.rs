@@ -249,6 +249,7 @@ async fn flows(backend: Backend) {
             .await
             .unwrap();
         assert!(r.headers().contains_key("retry-after"), "{path}");
+        assert_eq!(r.headers()["ratelimit-remaining"], "0", "{path}");
         assert_oauth_error(r, 429, "slow_down").await;
     }
 

@@ -329,6 +329,22 @@ async fn introspection_and_revocation_with_the_oauth2_client() {
         )
         .await;
     assert_eq!(r.status(), 200);
+    // Revocation and introspection are rate limited like token requests,
+    // and say so.
+    for name in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+        assert!(r.headers().contains_key(name), "revocation: {name}");
+    }
+    let r = s
+        .form(
+            "/oauth2/introspect",
+            "token=garbage",
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    for name in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+        assert!(r.headers().contains_key(name), "introspection: {name}");
+    }
     let r = s
         .form(
             "/oauth2/revoke",
@@ -501,8 +517,13 @@ async fn every_token_endpoint_error_has_its_code_status_and_headers() {
     )
     .await;
 
-    // The tenant's rate limit: 429 slow_down with Retry-After.
+    // The tenant's rate limit (20 a minute): every answer carries its
+    // `RateLimit-*` headers; the refusal is 429 slow_down with Retry-After.
+    let header = |r: &reqwest::Response, name: &str| -> u64 {
+        r.headers()[name].to_str().unwrap().parse().unwrap()
+    };
     let mut limited = None;
+    let mut last_remaining = u64::MAX;
     for _ in 0..40 {
         let r = s.form("/oauth2/token", &good, &[]).await;
         if r.status() == 429 {
@@ -510,13 +531,24 @@ async fn every_token_endpoint_error_has_its_code_status_and_headers() {
             break;
         }
         assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "ratelimit-limit"), 20);
+        let remaining = header(&r, "ratelimit-remaining");
+        assert!(
+            remaining < last_remaining,
+            "{remaining} after {last_remaining}"
+        );
+        last_remaining = remaining;
+        assert!(header(&r, "ratelimit-reset") >= 1);
     }
+    assert_eq!(
+        last_remaining, 0,
+        "the last admitted request used the last one"
+    );
     let r = limited.expect("the rate limit refuses within 40 requests");
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = header(&r, "retry-after");
     assert!(retry >= 1);
+    assert_eq!(header(&r, "ratelimit-limit"), 20);
+    assert_eq!(header(&r, "ratelimit-remaining"), 0);
+    assert_eq!(header(&r, "ratelimit-reset"), retry);
     assert_oauth_error(r, 429, "slow_down").await;
 }

@@ -81,6 +81,20 @@ pub struct Args {
     #[arg(long, env = "SENTRYAGENT_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
           value_parser = clap::value_parser!(u32).range(8192..=1024 * 1024))]
     pub max_header_bytes: u32,
+    /// Origins whose pages may call the API cross-origin (CORS), comma
+    /// separated (`https://console.example.com,http://localhost:5173`; `*`
+    /// for any). Default: none. Discovery, the JWKS and the public
+    /// marketplace are readable from any origin regardless.
+    #[arg(long, env = "SENTRYAGENT_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<sentryagent_http::CorsOrigin>,
+    /// Live audit event streams a tenant may hold open at once (429
+    /// beyond).
+    #[arg(long, env = "SENTRYAGENT_MAX_AUDIT_STREAMS_PER_TENANT", default_value_t = sentryagent_http::DEFAULT_AUDIT_STREAMS_PER_TENANT)]
+    pub max_audit_streams_per_tenant: usize,
+    /// Live audit event streams open at once on this node, all tenants
+    /// together (503 beyond).
+    #[arg(long, env = "SENTRYAGENT_MAX_AUDIT_STREAMS", default_value_t = sentryagent_http::DEFAULT_AUDIT_STREAMS)]
+    pub max_audit_streams: usize,
     /// Checks the configuration (URLs, keys, tier file, Stripe settings,
     /// reachability of each backend), prints what is wrong and exits: 0
     /// when all is well, 1 otherwise.

@@ -158,7 +158,9 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
     let mut config = RouterConfig::default()
         .drain(drain.clone())
         .body_limit(args.body_limit)
-        .request_timeout(Duration::from_secs(args.request_timeout.max(1)));
+        .request_timeout(Duration::from_secs(args.request_timeout.max(1)))
+        .cors_origins(args.cors_origins.iter().cloned())
+        .audit_streams(args.max_audit_streams_per_tenant, args.max_audit_streams);
     if let Some(limiter) = backends.limiter_health.clone() {
         config = config.health_probe(move || {
             let limiter = limiter.clone();

@@ -12,7 +12,7 @@ use crate::audit::{Outcome, RequestMeta};
 use crate::credentials::ClientSecret;
 use crate::jose::jwt::{Validation, verify_jwt};
 use crate::jose::{Algorithm, KeySet, VerifyingKey};
-use crate::ratelimit::Quota;
+use crate::ratelimit::{Decision, Quota};
 use crate::token::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, Audience, AuthenticatedClient, CLIENT_CREDENTIALS,
     ClientAuthMethod, ClientCredentials, Introspection, IntrospectionClaims,
@@ -78,8 +78,12 @@ impl Idp {
     /// The client's limit comes first so that a request it refuses costs
     /// the tenant nothing: a client hammering past its own limit cannot eat
     /// the budget of the tenant's other clients.
-    async fn admit_client_request(&self, tenant: &Tenant, agent: &AgentId) -> Result<()> {
-        let refused = |d: crate::ratelimit::Decision| Error::RateLimited {
+    ///
+    /// Answers the decision to report to the client (its `RateLimit-*`
+    /// headers): of the limits that admitted the request, the one with the
+    /// fewest requests left.
+    async fn admit_client_request(&self, tenant: &Tenant, agent: &AgentId) -> Result<Decision> {
+        let refused = |d: Decision| Error::RateLimited {
             retry_after: d.retry_after,
             limit: u64::from(d.limit),
         };
@@ -89,6 +93,7 @@ impl Idp {
             .tiers
             .limits(tenant.tier)
             .client_requests_per_minute;
+        let mut client = None;
         if let Some(per_client) = per_client {
             let quota = Quota {
                 limit: per_client.max(1),
@@ -103,6 +108,7 @@ impl Idp {
             if !d.allowed {
                 return Err(refused(d));
             }
+            client = Some(d);
         }
         let d = self
             .inner
@@ -112,7 +118,15 @@ impl Idp {
         if !d.allowed {
             return Err(refused(d));
         }
-        Ok(())
+        Ok(match client {
+            Some(c)
+                if (c.remaining, std::cmp::Reverse(c.reset_after))
+                    < (d.remaining, std::cmp::Reverse(d.reset_after)) =>
+            {
+                c
+            }
+            _ => d,
+        })
     }
 }
 
@@ -451,7 +465,7 @@ impl Idp {
         let scope = granted_scope(&agent, req.scope.as_deref())?;
         let aud = self.audience(&tenant, &req.resources)?;
 
-        self.admit_client_request(&tenant, &agent.id).await?;
+        let rate_limit = self.admit_client_request(&tenant, &agent.id).await?;
         let now = self.now();
         if let Some(limit) = self
             .inner
@@ -505,6 +519,7 @@ impl Idp {
             token_type: "Bearer".into(),
             expires_in: c.token_ttl.as_secs(),
             scope,
+            rate_limit: Some(rate_limit),
         })
     }
 
@@ -573,7 +588,19 @@ impl Idp {
         request: &RequestMeta,
     ) -> Result<Introspection> {
         let (client, Client { tenant, .. }) = self.authenticate(caller, request).await?;
-        self.admit_client_request(&tenant, &client.agent_id).await?;
+        let rate_limit = self.admit_client_request(&tenant, &client.agent_id).await?;
+        let mut answer = self.introspect_admitted(&client, &tenant, token).await?;
+        answer.rate_limit = Some(rate_limit);
+        Ok(answer)
+    }
+
+    /// The introspection answer for an admitted caller.
+    async fn introspect_admitted(
+        &self,
+        client: &AuthenticatedClient,
+        tenant: &Tenant,
+        token: &str,
+    ) -> Result<Introspection> {
         let Ok(claims) = self.verify_access_token(token, None) else {
             return Ok(Introspection::inactive());
         };
@@ -610,19 +637,33 @@ impl Idp {
                 tenant_id: claims.tenant_id,
                 did: claims.did,
             }),
+            rate_limit: None,
         })
     }
 
     /// Token revocation (RFC 7009) by the client the token was issued to.
     /// Unknown, invalid or foreign tokens are not an error (nothing happens).
+    /// Answers the rate-limit decision that admitted the request (for its
+    /// `RateLimit-*` headers).
     pub async fn revoke(
         &self,
         caller: &ClientCredentials,
         token: &str,
         request: &RequestMeta,
-    ) -> Result<()> {
+    ) -> Result<Decision> {
         let (client, Client { tenant, .. }) = self.authenticate(caller, request).await?;
-        self.admit_client_request(&tenant, &client.agent_id).await?;
+        let rate_limit = self.admit_client_request(&tenant, &client.agent_id).await?;
+        self.revoke_admitted(&client, token, request).await?;
+        Ok(rate_limit)
+    }
+
+    /// Revokes `token` for an admitted caller.
+    async fn revoke_admitted(
+        &self,
+        client: &AuthenticatedClient,
+        token: &str,
+        request: &RequestMeta,
+    ) -> Result<()> {
         let ring = self.ring();
         let v = Validation {
             issuer: self.inner.config.issuer.clone(),

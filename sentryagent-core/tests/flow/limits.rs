@@ -481,3 +481,53 @@ async fn a_due_usage_flush_does_not_hold_up_the_request() {
     }
     assert_eq!(stored().await, 2, "the flush task wrote the counts");
 }
+
+#[tokio::test]
+async fn answers_report_the_limit_with_the_fewest_requests_left() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |cfg| {
+        cfg.tiers.pro.client_requests_per_minute = Some(3);
+        cfg.tiers.pro.requests_per_minute = 5;
+    })
+    .await
+    else {
+        return;
+    };
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "bot").await;
+    let b = agent(&idp, &t, "other").await;
+    let meta = Default::default();
+    let limit_left = |d: Option<Decision>| {
+        let d = d.expect("an admitted answer carries its decision");
+        assert!(d.allowed);
+        (d.limit, d.remaining)
+    };
+
+    // The client's 3 a minute is tighter than the tenant's 5.
+    let tok = idp
+        .issue_token(&secret_request(&a, None), &meta)
+        .await
+        .unwrap();
+    assert_eq!(limit_left(tok.rate_limit), (3, 2));
+    let seen = idp
+        .introspect(&secret_request(&a, None).client, &tok.access_token, &meta)
+        .await
+        .unwrap();
+    assert!(seen.active);
+    assert_eq!(limit_left(seen.rate_limit), (3, 1));
+    // The other client's first request: the tenant has 2 of 5 left, its
+    // own limit 2 of 3: the tenant's is reported.
+    let d = idp
+        .revoke(&secret_request(&b, None).client, "not-a-token", &meta)
+        .await
+        .unwrap();
+    assert_eq!((d.limit, d.remaining), (5, 2));
+    let d = idp
+        .revoke(&secret_request(&b, None).client, "not-a-token", &meta)
+        .await
+        .unwrap();
+    assert_eq!((d.limit, d.remaining), (5, 1));
+    // The decision is not part of the JSON answer.
+    let json = serde_json::to_value(&tok).unwrap();
+    assert!(json.get("rate_limit").is_none(), "{json}");
+}

@@ -26,7 +26,7 @@ pub(crate) use sentryagent_core::jose::jwt::{Validation, verify_jwt};
 pub(crate) use sentryagent_core::jose::{Algorithm, Jwk, JwkSet, KeySet, SigningKey};
 pub(crate) use sentryagent_core::{AccessTokenClaims, JWT_BEARER_ASSERTION_TYPE};
 pub(crate) use sentryagent_core::{
-    AdminScope, Caller, ClientCredentials, Clock, Error, Idp, LifecycleState, LimitKind,
+    AdminScope, Caller, ClientCredentials, Clock, Decision, Error, Idp, LifecycleState, LimitKind,
     ManualClock, NewAgent, NewTenant, RegisteredAgent, Tenant, TenantId, TenantStatus, Tier,
     TierTable, Timestamp, TokenRequest,
 };
