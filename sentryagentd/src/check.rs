@@ -18,6 +18,13 @@ struct Check {
 /// Runs every check, prints one line each, and returns whether all passed.
 pub(crate) async fn run(args: &Args) -> bool {
     let mut checks = Vec::new();
+    if let Some(p) = &args.config {
+        // Read and merged before the checks: any problem stopped the start.
+        checks.push(Check {
+            what: "config file",
+            result: Ok(format!("{} read", p.display())),
+        });
+    }
     let issuer = args.issuer();
     checks.push(Check {
         what: "issuer",

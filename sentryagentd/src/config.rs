@@ -11,13 +11,20 @@ use serde_json::Value;
 
 /// The SentryAgent identity provider for AI agents, over HTTP.
 ///
-/// Every flag is also an environment variable (shown as `env:`); a flag
-/// wins over its variable. Pass secrets through the environment, not as
-/// flags: flags show in the process list.
+/// Every flag is also an environment variable (shown as `env:`) and a
+/// setting of the `--config` file; a flag wins over its variable, the
+/// variable over the file. Pass secrets through the environment or the
+/// file, not as flags: flags show in the process list.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "sentryagentd", version, about, long_about = None)]
 #[non_exhaustive]
 pub struct Args {
+    /// A TOML file of settings, keyed by the long flag names
+    /// (`listen = "0.0.0.0:8080"`, `cors-origins = ["https://..."]`). A
+    /// flag or environment variable wins over the file, the file over the
+    /// default. Default: none.
+    #[arg(long, env = "SENTRYAGENT_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "SENTRYAGENT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

@@ -23,6 +23,7 @@
 
 mod check;
 pub mod config;
+mod config_file;
 mod logging;
 mod serve;
 
@@ -30,7 +31,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{CommandFactory as _, Parser as _};
+use clap::CommandFactory as _;
 use sentryagent_billing::MeterReporter;
 use sentryagent_core::{AdminScope, BillingProvider, Caller, Clock, Idp, SystemClock};
 use sentryagent_http::{Drain, RouterConfig};
@@ -50,7 +51,14 @@ pub fn command() -> clap::Command {
 /// Runs the server with the process's flags and environment; returns the
 /// exit code (0: clean shutdown or configuration OK).
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match config_file::parse_args(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(config_file::ParseError::Clap(e)) => e.exit(),
+        Err(config_file::ParseError::File(line)) => {
+            eprintln!("sentryagentd: {line}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -174,3 +174,44 @@ fn a_bad_tier_file_stops_the_server_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown tier \"gold\""), "{stderr}");
 }
+
+#[test]
+fn a_config_file_fills_in_below_the_environment_and_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sentryagentd.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9001\"\nstore = \"memory://\"\nmaintenance-secs = 7\n",
+    )
+    .unwrap();
+    let issuer_with = |env: Option<&str>, flag: Option<&str>| {
+        let mut c = bin();
+        c.arg("--check-config").arg("--config").arg(&file);
+        if let Some(e) = env {
+            c.env("SENTRYAGENT_LISTEN", e);
+        }
+        if let Some(f) = flag {
+            c.args(["--listen", f]);
+        }
+        let out = c.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        assert!(stdout.contains("config file"), "{stdout}");
+        assert!(stdout.contains("memory up"), "the file's store: {stdout}");
+        stdout
+    };
+    assert!(issuer_with(None, None).contains("http://127.0.0.1:9001"));
+    assert!(issuer_with(Some("127.0.0.1:9002"), None).contains("http://127.0.0.1:9002"));
+    assert!(
+        issuer_with(Some("127.0.0.1:9002"), Some("127.0.0.1:9003"))
+            .contains("http://127.0.0.1:9003")
+    );
+
+    // A file that is wrong stops the start with one line naming it.
+    std::fs::write(&file, "listen = \"127.0.0.1:9001\"\nlisen = 1\n").unwrap();
+    let out = bin().arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown setting `lisen`"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
