@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sentryagent::Quota;
-use sentryagent::{Clock, ManualClock, MemoryRateLimiter, SystemClock, Timestamp};
+use sentryagent::{Clock, ManualClock, MemoryRateLimiter, SystemClock};
+use sentryagent_core::conformance::kit;
 use support::{ThreadCpuTime, cpu_time_criterion};
 
 mod support;
@@ -71,7 +72,7 @@ fn single_key(c: &mut Criterion<ThreadCpuTime>) {
 
     // The same on a manual clock (an atomic load): the limiter without the
     // cost of reading the time.
-    let manual = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
+    let manual = ManualClock::new(kit::EPOCH);
     let mem = MemoryRateLimiter::new(Arc::new(manual));
     g.bench_function("memory_single_key_manual_clock", |b| {
         b.iter(|| {

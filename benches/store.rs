@@ -27,9 +27,10 @@ use sentryagent::SecretHash;
 use sentryagent::did::did_key_from_ed25519;
 use sentryagent::{
     Agent, AgentId, IdpStore, LifecycleState, MarketplaceQuery, MemoryStore, PageRequest, SecretId,
-    Tenant, TenantId, TenantStatus, Tier, Timestamp, Visibility,
+    Tenant, TenantId, TenantStatus, Tier, Visibility,
 };
 use sentryagent::{BillingInfo, Publisher};
+use sentryagent_core::conformance::kit;
 use support::{ThreadCpuTime, cpu_time_criterion};
 use tokio::runtime::Runtime;
 
@@ -116,7 +117,7 @@ fn runtime() -> Runtime {
 }
 
 fn tenant() -> Tenant {
-    let at = Timestamp::from_unix_secs(1_763_700_000);
+    let at = kit::EPOCH;
     let id = TenantId::generate();
     Tenant {
         slug: format!("acme-{}", id.as_str().replace('_', "-")),
@@ -140,7 +141,7 @@ fn tenant() -> Tenant {
 /// Agent number `i` of `tenant`: deterministic words, capabilities and tags,
 /// public and listed. All share one (valid) DID: stores do not index it.
 fn agent(tenant: &TenantId, i: usize, did: &str) -> (Agent, ClientSecret) {
-    let at = Timestamp::from_unix_secs(1_763_700_000);
+    let at = kit::EPOCH;
     let w = |k: usize| WORDS[(i / k + k * 7) % WORDS.len()];
     let agent = Agent {
         id: AgentId::generate(),

@@ -248,6 +248,7 @@ fn invoice(inv: &Value, paid: bool) -> Option<Normalized> {
 
 #[cfg(test)]
 mod tests {
+    use sentryagent_core::conformance::kit::EPOCH;
     use serde_json::json;
 
     use super::*;
@@ -264,7 +265,7 @@ mod tests {
     }
 
     fn event(kind: &str, object: Value) -> Value {
-        json!({"id": "evt_1", "object": "event", "type": kind, "created": 1_763_700_000, "data": {"object": object}})
+        json!({"id": "evt_1", "object": "event", "type": kind, "created": EPOCH.unix_secs(), "data": {"object": object}})
     }
 
     fn tenant() -> TenantId {
@@ -282,7 +283,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(e.id, "evt_1");
-        assert_eq!(e.created, Timestamp::from_unix_secs(1_763_700_000));
+        assert_eq!(e.created, EPOCH);
         assert_eq!(e.tenant_id, Some(tenant()));
         assert_eq!(e.customer_id.as_deref(), Some("cus_1"));
         assert_eq!(e.subscription_id.as_deref(), Some("sub_1"));

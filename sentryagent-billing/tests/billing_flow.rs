@@ -15,7 +15,7 @@ use sentryagent_core::{
 };
 use serde_json::json;
 
-const T0: i64 = 1_763_700_000;
+const T0: i64 = sentryagent_core::conformance::kit::EPOCH.unix_secs();
 
 struct World {
     fake: FakeStripe,

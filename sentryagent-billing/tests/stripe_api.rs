@@ -10,7 +10,7 @@ use sentryagent_core::{BillingInfo, Publisher};
 use sentryagent_core::{BillingProvider, UsageReport};
 use sentryagent_core::{Error, ManualClock, Tenant, TenantId, TenantStatus, Tier, Timestamp};
 
-const T0: i64 = 1_763_700_000;
+const T0: i64 = sentryagent_core::conformance::kit::EPOCH.unix_secs();
 
 fn tenant(customer: Option<&str>) -> Tenant {
     Tenant {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use sentryagent_core::SubscriptionStatus;
+use sentryagent_core::conformance::kit::EPOCH;
 use sentryagent_core::{BillingEvent, BillingEventKind};
 use sentryagent_core::{
     BillingOutcome, Caller, Error, Idp, ManualClock, NewTenant, Tenant, TenantId, Tier, Timestamp,
@@ -21,7 +22,7 @@ fn ev(id: &str, tenant: &TenantId, created: i64, kind: BillingEventKind) -> Bill
 
 /// An in-memory `Idp` on a manual clock, with one free tenant.
 async fn idp_with_tenant() -> (Idp, Tenant) {
-    let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
+    let clock = ManualClock::new(EPOCH);
     let idp = Idp::builder("https://idp.example")
         .clock(Arc::new(clock))
         .build()

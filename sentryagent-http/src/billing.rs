@@ -52,17 +52,28 @@ async fn start_checkout(
     }))
 }
 
+/// The answers of `POST /billing/checkout` and `POST /api/tiers/upgrade`
+/// (documentation).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum CheckoutAnswers {
+    /// The provider's checkout: send the user to `url`.
+    #[response(status = 200)]
+    Started(UrlView),
+    /// Already on that tier.
+    #[response(status = 409, content_type = "application/problem+json")]
+    AlreadyOnTier(ProblemDoc),
+    /// Billing is not configured.
+    #[response(status = 501, content_type = "application/problem+json")]
+    NotConfigured(ProblemDoc),
+}
+
 /// Starts a checkout to a paid tier; send the user to `url`. 501 when
 /// billing is not configured on this deployment.
 #[utoipa::path(
     post, path = "/billing/checkout", tag = "billing",
     request_body = TierBody,
-    responses(
-        (status = 200, description = "the provider's checkout: send the user to `url`", body = UrlView),
-        (status = 409, description = "already on that tier", content_type = "application/problem+json", body = ProblemDoc),
-        (status = 501, description = "billing is not configured", content_type = "application/problem+json", body = ProblemDoc),
-        NotFound, AuthErrors, InputErrors, BodyErrors,
-    ),
+    responses(CheckoutAnswers, NotFound, AuthErrors, InputErrors, BodyErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn checkout(
@@ -77,12 +88,7 @@ pub(crate) async fn checkout(
 #[utoipa::path(
     post, path = "/api/tiers/upgrade", tag = "billing",
     request_body = TierBody,
-    responses(
-        (status = 200, description = "the provider's checkout: send the user to `url`", body = UrlView),
-        (status = 409, description = "already on that tier", content_type = "application/problem+json", body = ProblemDoc),
-        (status = 501, description = "billing is not configured", content_type = "application/problem+json", body = ProblemDoc),
-        NotFound, AuthErrors, InputErrors, BodyErrors,
-    ),
+    responses(CheckoutAnswers, NotFound, AuthErrors, InputErrors, BodyErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn upgrade(

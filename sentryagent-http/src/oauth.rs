@@ -274,13 +274,8 @@ pub(crate) async fn introspect(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let run = async {
-        let p = read_form(&headers, body, state.config.body_limit)?;
-        let client = form::client_credentials(authorization(&headers), &p)?;
-        crate::layers::note_credentials(&client);
-        let token = p
-            .get("token")
-            .ok_or_else(|| form::invalid_request("token is required"))?;
-        let answer = state.idp.introspect(&client, token, &meta).await?;
+        let (client, token) = token_param_request(&state, &headers, body)?;
+        let answer = state.idp.introspect(&client, &token, &meta).await?;
         Ok::<_, OAuthReply>(admitted(fresh(&answer), answer.rate_limit.as_ref()))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
@@ -310,18 +305,28 @@ pub(crate) async fn revoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let run = async {
-        let p = read_form(&headers, body, state.config.body_limit)?;
-        let client = form::client_credentials(authorization(&headers), &p)?;
-        crate::layers::note_credentials(&client);
-        let token = p
-            .get("token")
-            .ok_or_else(|| form::invalid_request("token is required"))?;
-        let decision = state.idp.revoke(&client, token, &meta).await?;
+        let (client, token) = token_param_request(&state, &headers, body)?;
+        let decision = state.idp.revoke(&client, &token, &meta).await?;
         let mut res = StatusCode::OK.into_response();
         no_store(res.headers_mut());
         Ok::<_, OAuthReply>(admitted(res, Some(&decision)))
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The client and the `token` of an introspection or revocation request.
+fn token_param_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(sentryagent_core::ClientCredentials, String), OAuthReply> {
+    let p = read_form(headers, body, state.config.body_limit)?;
+    let client = form::client_credentials(authorization(headers), &p)?;
+    crate::layers::note_credentials(&client);
+    let token = p
+        .get("token")
+        .ok_or_else(|| form::invalid_request("token is required"))?;
+    Ok((client, token.to_owned()))
 }
 
 /// The path part of the issuer URL (`/idp` of `https://host/idp`), or "".

@@ -337,6 +337,12 @@ async fn call(
     c.answer(&m, template, r.send().await.unwrap()).await
 }
 
+/// Asserts an answer's status, showing its body when it differs.
+fn status(expected: u16, (got, body): (u16, Value)) -> Value {
+    assert_eq!(got, expected, "{body}");
+    body
+}
+
 /// A form request through the contract (OAuth endpoints).
 async fn form(
     s: &Server,
@@ -370,7 +376,7 @@ async fn live_answers_match_the_documented_schemas() {
         "/.well-known/openid-configuration",
         "/.well-known/jwks.json",
     ] {
-        assert_eq!(call(&s, &c, M::GET, p, p, None, None).await.0, 200);
+        status(200, call(&s, &c, M::GET, p, p, None, None).await);
     }
 
     // Tenants and keys.
@@ -400,7 +406,8 @@ async fn live_answers_match_the_documented_schemas() {
     )
     .await;
     assert_eq!(st, 409);
-    assert_eq!(
+    status(
+        200,
         call(
             &s,
             &c,
@@ -408,30 +415,25 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/tenants",
             "/v1/tenants?limit=2",
             op,
-            None
+            None,
         )
-        .await
-        .0,
-        200
+        .await,
     );
     let t = format!("/v1/tenants/{tid}");
-    assert_eq!(
-        call(&s, &c, M::GET, "/v1/tenants/{id}", &t, op, None)
-            .await
-            .0,
-        200
+    status(
+        200,
+        call(&s, &c, M::GET, "/v1/tenants/{id}", &t, op, None).await,
     );
     let patch = json!({"status": "active", "tier": "pro"});
-    assert_eq!(
-        call(&s, &c, M::PATCH, "/v1/tenants/{id}", &t, op, Some(&patch))
-            .await
-            .0,
-        200
+    status(
+        200,
+        call(&s, &c, M::PATCH, "/v1/tenants/{id}", &t, op, Some(&patch)).await,
     );
     let publisher =
         json!({"display_name": "Schema Co", "website": "https://schema.example", "verified": true});
     let p = format!("{t}/publisher");
-    assert_eq!(
+    status(
+        200,
         call(
             &s,
             &c,
@@ -439,11 +441,9 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/tenants/{id}/publisher",
             &p,
             op,
-            Some(&publisher)
+            Some(&publisher),
         )
-        .await
-        .0,
-        200
+        .await,
     );
     let keys = format!("{t}/api-keys");
     let (st, k) = call(
@@ -470,14 +470,13 @@ async fn live_answers_match_the_documented_schemas() {
     )
     .await;
     assert_eq!(st, 201);
-    assert_eq!(
-        call(&s, &c, M::GET, "/v1/tenants/{id}/api-keys", &keys, op, None)
-            .await
-            .0,
-        200
+    status(
+        200,
+        call(&s, &c, M::GET, "/v1/tenants/{id}/api-keys", &keys, op, None).await,
     );
     let del = format!("{keys}/{}", k2["id"].as_str().unwrap());
-    assert_eq!(
+    status(
+        204,
         call(
             &s,
             &c,
@@ -485,11 +484,9 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/tenants/{id}/api-keys/{key_id}",
             &del,
             op,
-            None
+            None,
         )
-        .await
-        .0,
-        204
+        .await,
     );
     let (st, ops_key) = call(
         &s,
@@ -503,17 +500,13 @@ async fn live_answers_match_the_documented_schemas() {
     .await;
     assert_eq!(st, 201);
     let del = format!("/v1/api-keys/{}", ops_key["id"].as_str().unwrap());
-    assert_eq!(
-        call(&s, &c, M::DELETE, "/v1/api-keys/{key_id}", &del, op, None)
-            .await
-            .0,
-        204
+    status(
+        204,
+        call(&s, &c, M::DELETE, "/v1/api-keys/{key_id}", &del, op, None).await,
     );
-    assert_eq!(
-        call(&s, &c, M::GET, "/v1/api-keys", "/v1/api-keys", op, None)
-            .await
-            .0,
-        200
+    status(
+        200,
+        call(&s, &c, M::GET, "/v1/api-keys", "/v1/api-keys", op, None).await,
     );
 
     // Agents: a generated key, and one that brings its own DID.
@@ -545,28 +538,23 @@ async fn live_answers_match_the_documented_schemas() {
     )
     .await;
     assert_eq!(st, 201);
-    assert_eq!(
-        call(&s, &c, M::GET, "/v1/agents", "/v1/agents", key, None)
-            .await
-            .0,
-        200
+    status(
+        200,
+        call(&s, &c, M::GET, "/v1/agents", "/v1/agents", key, None).await,
     );
     let a = format!("/v1/agents/{aid}");
-    assert_eq!(
-        call(&s, &c, M::GET, "/v1/agents/{id}", &a, key, None)
-            .await
-            .0,
-        200
+    status(
+        200,
+        call(&s, &c, M::GET, "/v1/agents/{id}", &a, key, None).await,
     );
     let ap = json!({"version": "1.2.0", "token_algorithm": "EdDSA"});
-    assert_eq!(
-        call(&s, &c, M::PATCH, "/v1/agents/{id}", &a, key, Some(&ap))
-            .await
-            .0,
-        200
+    status(
+        200,
+        call(&s, &c, M::PATCH, "/v1/agents/{id}", &a, key, Some(&ap)).await,
     );
     let lc = format!("{a}/lifecycle");
-    assert_eq!(
+    status(
+        200,
         call(
             &s,
             &c,
@@ -574,13 +562,12 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/agents/{id}/lifecycle",
             &lc,
             key,
-            Some(&json!({"state": "listed"}))
+            Some(&json!({"state": "listed"})),
         )
-        .await
-        .0,
-        200
+        .await,
     );
-    assert_eq!(
+    status(
+        409,
         call(
             &s,
             &c,
@@ -588,11 +575,9 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/agents/{id}/lifecycle",
             &lc,
             key,
-            Some(&json!({"state": "draft"}))
+            Some(&json!({"state": "draft"})),
         )
-        .await
-        .0,
-        409
+        .await,
     );
 
     // OAuth.
@@ -615,17 +600,16 @@ async fn live_answers_match_the_documented_schemas() {
     )
     .await;
     assert_eq!((st, &intro["active"]), (200, &json!(true)));
-    assert_eq!(
+    status(
+        200,
         form(
             &s,
             &c,
             "/oauth2/revoke",
             &[("token", &token)],
-            Some((&aid, &secret))
+            Some((&aid, &secret)),
         )
-        .await
-        .0,
-        200
+        .await,
     );
     let (st, intro) = form(
         &s,
@@ -665,7 +649,8 @@ async fn live_answers_match_the_documented_schemas() {
 
     // Credentials.
     let rot = format!("{a}/credentials/rotate");
-    assert_eq!(
+    status(
+        200,
         call(
             &s,
             &c,
@@ -673,13 +658,12 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/agents/{id}/credentials/rotate",
             &rot,
             key,
-            None
+            None,
         )
-        .await
-        .0,
-        200
+        .await,
     );
-    assert_eq!(
+    status(
+        200,
         call(
             &s,
             &c,
@@ -687,11 +671,9 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/agents/{id}/credentials/rotate",
             &rot,
             key,
-            Some(&json!({"grace_seconds": 60}))
+            Some(&json!({"grace_seconds": 60})),
         )
-        .await
-        .0,
-        200
+        .await,
     );
     let rev = format!("{a}/credentials/revoke");
     let (st, n) = call(
@@ -742,11 +724,13 @@ async fn live_answers_match_the_documented_schemas() {
         ("/v1/analytics/heatmap", "/v1/analytics/heatmap"),
         ("/v1/analytics/agents", "/v1/analytics/agents"),
     ] {
-        assert_eq!(call(&s, &c, M::GET, t, p, key, None).await.0, 200, "{p}");
+        let (st, body) = call(&s, &c, M::GET, t, p, key, None).await;
+        assert_eq!(st, 200, "{p}: {body}");
     }
 
     // Billing (no provider on this server).
-    assert_eq!(
+    status(
+        200,
         call(
             &s,
             &c,
@@ -754,11 +738,9 @@ async fn live_answers_match_the_documented_schemas() {
             "/billing/usage",
             "/billing/usage",
             key,
-            None
+            None,
         )
-        .await
-        .0,
-        200
+        .await,
     );
     let (st, sub) = call(
         &s,
@@ -773,7 +755,8 @@ async fn live_answers_match_the_documented_schemas() {
     assert_eq!(st, 200);
     assert!(sub["upgrade_url"].is_string());
     for t in ["/billing/checkout", "/api/tiers/upgrade"] {
-        assert_eq!(
+        status(
+            501,
             call(
                 &s,
                 &c,
@@ -781,15 +764,14 @@ async fn live_answers_match_the_documented_schemas() {
                 t,
                 t,
                 key,
-                Some(&json!({"tier": "enterprise"}))
+                Some(&json!({"tier": "enterprise"})),
             )
-            .await
-            .0,
-            501
+            .await,
         );
     }
     // No billing account yet: refused before the provider is asked.
-    assert_eq!(
+    status(
+        409,
         call(
             &s,
             &c,
@@ -797,11 +779,9 @@ async fn live_answers_match_the_documented_schemas() {
             "/billing/portal",
             "/billing/portal",
             key,
-            None
+            None,
         )
-        .await
-        .0,
-        409
+        .await,
     );
     let r = s
         .http
@@ -826,7 +806,8 @@ async fn live_answers_match_the_documented_schemas() {
     assert_eq!(st, 200);
     assert_eq!(found["items"].as_array().unwrap().len(), 1);
     let m = format!("/v1/marketplace/agents/{aid}");
-    assert_eq!(
+    status(
+        200,
         call(
             &s,
             &c,
@@ -834,30 +815,24 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/marketplace/agents/{id}",
             &m,
             None,
-            None
+            None,
         )
-        .await
-        .0,
-        200
+        .await,
     );
     let d = format!("{a}/did.json");
-    assert_eq!(
-        call(&s, &c, M::GET, "/v1/agents/{id}/did.json", &d, None, None)
-            .await
-            .0,
-        200
+    status(
+        200,
+        call(&s, &c, M::GET, "/v1/agents/{id}/did.json", &d, None, None).await,
     );
     let p = format!("/v1/publishers/{slug}");
-    assert_eq!(
-        call(&s, &c, M::GET, "/v1/publishers/{slug}", &p, None, None)
-            .await
-            .0,
-        200
+    status(
+        200,
+        call(&s, &c, M::GET, "/v1/publishers/{slug}", &p, None, None).await,
     );
 
     // Operations.
     for p in ["/health", "/health/ready"] {
-        assert_eq!(call(&s, &c, M::GET, p, p, None, None).await.0, 200);
+        status(200, call(&s, &c, M::GET, p, p, None, None).await);
     }
     let (st, h) = call(
         &s,
@@ -871,7 +846,8 @@ async fn live_answers_match_the_documented_schemas() {
     .await;
     assert_eq!(st, 200);
     assert!(!h["backends"].as_array().unwrap().is_empty());
-    assert_eq!(
+    status(
+        200,
         call(
             &s,
             &c,
@@ -879,11 +855,9 @@ async fn live_answers_match_the_documented_schemas() {
             "/health/detailed",
             "/health/detailed",
             None,
-            None
+            None,
         )
-        .await
-        .0,
-        200
+        .await,
     );
     let r = s.http.get(s.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -895,13 +869,12 @@ async fn live_answers_match_the_documented_schemas() {
     );
 
     // Errors.
-    assert_eq!(
-        call(&s, &c, M::GET, "/v1/agents", "/v1/agents", None, None)
-            .await
-            .0,
-        401
+    status(
+        401,
+        call(&s, &c, M::GET, "/v1/agents", "/v1/agents", None, None).await,
     );
-    assert_eq!(
+    status(
+        401,
         call(
             &s,
             &c,
@@ -909,13 +882,12 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/agents",
             "/v1/agents",
             Some("sa_ak_nope"),
-            None
+            None,
         )
-        .await
-        .0,
-        401
+        .await,
     );
-    assert_eq!(
+    status(
+        404,
         call(
             &s,
             &c,
@@ -923,13 +895,12 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/agents/{id}",
             "/v1/agents/agt_nope",
             key,
-            None
+            None,
         )
-        .await
-        .0,
-        404
+        .await,
     );
-    assert_eq!(
+    status(
+        400,
         call(
             &s,
             &c,
@@ -937,13 +908,12 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/agents",
             "/v1/agents?bogus=1",
             key,
-            None
+            None,
         )
-        .await
-        .0,
-        400
+        .await,
     );
-    assert_eq!(
+    status(
+        422,
         call(
             &s,
             &c,
@@ -951,11 +921,9 @@ async fn live_answers_match_the_documented_schemas() {
             "/v1/analytics/agents",
             "/v1/analytics/agents?month=2026/11",
             key,
-            None
+            None,
         )
-        .await
-        .0,
-        422
+        .await,
     );
     let r = s
         .req(M::POST, "/v1/agents", key)

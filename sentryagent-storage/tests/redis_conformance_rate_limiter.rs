@@ -14,9 +14,10 @@ use sentryagent_storage::testing as services;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sentryagent_core::ManualClock;
 use sentryagent_core::RateLimiter;
+use sentryagent_core::conformance::kit::EPOCH;
 use sentryagent_core::conformance::rate_limiter::{self, MAX_DRIFT, TimeControl};
-use sentryagent_core::{ManualClock, Timestamp};
 use sentryagent_storage::redis::{RedisBackend, RedisOptions};
 
 /// Real time: advancing sleeps.
@@ -39,7 +40,7 @@ async fn redis_conformance_rate_limiter() {
         let redis = RedisBackend::open(RedisOptions::new(url).with_prefix(&prefix))
             .await
             .unwrap();
-        let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
+        let clock = ManualClock::new(EPOCH);
         let limiter = Arc::new(redis.rate_limiter().with_clock(Arc::new(clock.clone())));
         let shared: Arc<dyn RateLimiter> = limiter.clone();
         rate_limiter::run_all(&shared, &clock, "conformance:").await;

@@ -8,9 +8,10 @@ use sentryagent_storage::testing as services;
 
 use std::time::Duration;
 
+use sentryagent_core::TenantId;
+use sentryagent_core::conformance::kit::EPOCH;
 use sentryagent_core::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
 use sentryagent_core::{Quota, RateLimiter};
-use sentryagent_core::{TenantId, Timestamp};
 use sentryagent_storage::redis::{RedisBackend, RedisOptions};
 
 async fn flush(url: &str) {
@@ -62,7 +63,7 @@ async fn redis_scripts_recover_after_script_flush() {
             // The usage meter, on the same connection.
             let meter = redis.usage_meter();
             let (a, b) = (TenantId::generate(), TenantId::generate());
-            let at = Timestamp::from_unix_secs(1_763_700_000);
+            let at = EPOCH;
             let batch = UsageBatch {
                 idempotency_key: "flushed".into(),
                 increments: [&a, &b]

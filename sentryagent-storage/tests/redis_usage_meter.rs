@@ -6,6 +6,7 @@ use sentryagent_storage::testing as services;
 
 use std::time::Duration;
 
+use sentryagent_core::conformance::kit::EPOCH;
 use sentryagent_core::{AgentId, Error, TenantId, Timestamp};
 use sentryagent_core::{
     Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter, usage::hour_start,
@@ -43,7 +44,7 @@ async fn redis_usage_keys_expire_per_bucket() {
             let meter = redis.usage_meter();
             let t = TenantId::generate();
             let agent = AgentId::generate();
-            let at = Timestamp::from_unix_secs(1_763_700_000);
+            let at = EPOCH;
             let batch = UsageBatch {
                 idempotency_key: "ttl".into(),
                 increments: vec![inc(&t, Some(&agent), at, 2)],
@@ -105,7 +106,7 @@ async fn redis_usage_batch_parts_apply_once_each() {
                 .unwrap();
             let meter = redis.usage_meter();
             let (a, b) = (TenantId::generate(), TenantId::generate());
-            let at = Timestamp::from_unix_secs(1_763_700_000);
+            let at = EPOCH;
             let batch = UsageBatch {
                 idempotency_key: "half".into(),
                 increments: vec![
@@ -177,7 +178,7 @@ async fn redis_usage_hourly_range_is_bounded() {
                 .unwrap();
             let meter = redis.usage_meter();
             let t = TenantId::generate();
-            let at = Timestamp::from_unix_secs(1_763_700_000);
+            let at = EPOCH;
             let batch = UsageBatch {
                 idempotency_key: "h".into(),
                 increments: vec![inc(&t, None, at, 4)],

@@ -6,6 +6,7 @@ use sentryagent_core::{AgentStore, AuditLog, MarkerStore, SettingStore, TenantSt
 use std::sync::Arc;
 
 use sentryagent_core::PageRequest;
+use sentryagent_core::conformance::kit::EPOCH;
 use sentryagent_core::conformance::{self, kit, sample_agent, sample_secret, sample_tenant};
 use sentryagent_core::{AuditQuery, NewAuditEvent, Outcome, verify_chain};
 use sentryagent_core::{Bucket, UsageBatch, UsageIncrement, UsageKind, UsageMeter};
@@ -17,7 +18,7 @@ use sentryagent_storage::sled::SledBackend;
 use sentryagent_storage::{BackendUrls, open};
 
 fn clock() -> ManualClock {
-    ManualClock::new(Timestamp::from_unix_secs(1_763_700_000))
+    ManualClock::new(EPOCH)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -51,7 +52,7 @@ async fn sled_conformance_usage_meter() {
 fn event(tenant: &sentryagent_core::TenantId, i: i64) -> NewAuditEvent {
     NewAuditEvent {
         tenant_id: Some(tenant.clone()),
-        at: Timestamp::from_unix_secs(1_763_700_000 + i),
+        at: Timestamp::from_unix_secs(EPOCH.unix_secs() + i),
         actor: "system".into(),
         action: format!("test.event{}", i % 3),
         target: Some(format!("t{i}")),

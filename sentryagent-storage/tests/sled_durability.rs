@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use sentryagent_core::conformance::kit::EPOCH;
 use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
 use sentryagent_core::{AgentId, Error, TenantId, Timestamp};
 use sentryagent_core::{AuditQuery, NewAuditEvent, Outcome, verify_chain};
@@ -35,7 +36,7 @@ const MAX_AGENTS: usize = 20_000;
 const ROUND_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn t(secs: i64) -> Timestamp {
-    Timestamp::from_unix_secs(1_763_700_000 + secs)
+    Timestamp::from_unix_secs(EPOCH.unix_secs() + secs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use super::unique;
 
 fn t(secs: i64) -> Timestamp {
     // 2025-11-21T04:40:00Z, a Friday.
-    Timestamp::from_unix_secs(1_763_700_000 + secs)
+    Timestamp::from_unix_secs(super::kit::EPOCH.unix_secs() + secs)
 }
 
 fn inc(

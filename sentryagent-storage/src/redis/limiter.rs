@@ -337,7 +337,7 @@ mod tests {
         }
         let limiter = backend.rate_limiter();
         let mut rng = kit::Rng::new(0x9e37_79b9_7f4a_7c15);
-        let t0: i64 = 1_763_700_000_000_000;
+        let t0: i64 = sentryagent_core::conformance::kit::EPOCH.unix_micros();
         for case in 0..200 {
             // Keys expire in real time (PX) while this test moves `now`
             // freely, so T stays at a second or more (no key expires between

@@ -351,6 +351,7 @@ impl UsageMeter for SledUsageMeter {
 
 #[cfg(test)]
 mod tests {
+    use sentryagent_core::conformance::kit::EPOCH;
     use sentryagent_core::{ManualClock, Timestamp};
     use sentryagent_core::{UsageIncrement, usage::hour_start};
 
@@ -368,7 +369,7 @@ mod tests {
                 tenant_id: tenant.clone(),
                 agent_id: None,
                 kind: UsageKind::ApiCall,
-                at: Timestamp::from_unix_secs(1_763_700_000),
+                at: EPOCH,
                 count: 1,
             }],
         }
@@ -377,7 +378,7 @@ mod tests {
     #[tokio::test]
     async fn batch_keys_are_kept_for_the_retention_then_purged() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
+        let clock = ManualClock::new(EPOCH);
         let m = SledBackend::open(dir.path())
             .unwrap()
             .usage_meter(Arc::new(clock.clone()));
@@ -393,14 +394,14 @@ mod tests {
         assert!(!m.record(&batch("b2", &ten)).await.unwrap());
         assert_eq!(m.shared.t.usage_batches.len(), 1);
         assert_eq!(m.shared.t.usage_batches_by_time.len(), 1);
-        let day = Bucket::day_of(Timestamp::from_unix_secs(1_763_700_000));
+        let day = Bucket::day_of(EPOCH);
         assert_eq!(m.get(&ten, UsageKind::ApiCall, &day).await.unwrap(), 2);
     }
 
     #[tokio::test]
     async fn record_purges_lazily() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(Timestamp::from_unix_secs(1_763_700_000));
+        let clock = ManualClock::new(EPOCH);
         let m = SledBackend::open(dir.path())
             .unwrap()
             .usage_meter(Arc::new(clock.clone()));
