@@ -242,6 +242,25 @@ pub(crate) struct RegisterArgs {
     /// Name.
     #[arg(long)]
     pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) fields: AgentFields,
+    /// Initial lifecycle state.
+    #[arg(long)]
+    pub(crate) state: Option<State>,
+    /// The agent's own key: a `did:key:...` or a file holding a public JWK
+    /// (default: the server generates a key pair).
+    #[arg(long, value_name = "DID_OR_JWK_FILE")]
+    pub(crate) public_key: Option<String>,
+    /// Saves the client secret and the private JWK under
+    /// ~/.sentryagent/credentials/AGENT_ID.json (0600).
+    #[arg(long)]
+    pub(crate) save: bool,
+}
+
+/// The descriptive fields of an agent, given at registration or changed by
+/// `update-agent` (where a repeatable one replaces the whole list).
+#[derive(Debug, Args)]
+pub(crate) struct AgentFields {
     /// Description.
     #[arg(long)]
     pub(crate) description: Option<String>,
@@ -260,20 +279,9 @@ pub(crate) struct RegisterArgs {
     /// Marketplace visibility.
     #[arg(long)]
     pub(crate) visibility: Option<Visibility>,
-    /// Initial lifecycle state.
-    #[arg(long)]
-    pub(crate) state: Option<State>,
     /// A scope the agent may request (repeatable).
     #[arg(long = "scope", value_name = "S")]
     pub(crate) scopes: Vec<String>,
-    /// The agent's own key: a `did:key:...` or a file holding a public JWK
-    /// (default: the server generates a key pair).
-    #[arg(long, value_name = "DID_OR_JWK_FILE")]
-    pub(crate) public_key: Option<String>,
-    /// Saves the client secret and the private JWK under
-    /// ~/.sentryagent/credentials/AGENT_ID.json (0600).
-    #[arg(long)]
-    pub(crate) save: bool,
 }
 
 /// `list-agents`.
@@ -298,27 +306,8 @@ pub(crate) struct UpdateAgentArgs {
     /// New name.
     #[arg(long)]
     pub(crate) name: Option<String>,
-    /// New description.
-    #[arg(long)]
-    pub(crate) description: Option<String>,
-    /// New version string.
-    #[arg(long = "agent-version", value_name = "VERSION")]
-    pub(crate) agent_version: Option<String>,
-    /// Replaces the capabilities (repeatable).
-    #[arg(long = "capability", value_name = "C")]
-    pub(crate) capabilities: Vec<String>,
-    /// Replaces the tags (repeatable).
-    #[arg(long = "tag", value_name = "T")]
-    pub(crate) tags: Vec<String>,
-    /// New category.
-    #[arg(long)]
-    pub(crate) category: Option<String>,
-    /// New visibility.
-    #[arg(long)]
-    pub(crate) visibility: Option<Visibility>,
-    /// Replaces the allowed scopes (repeatable).
-    #[arg(long = "scope", value_name = "S")]
-    pub(crate) scopes: Vec<String>,
+    #[command(flatten)]
+    pub(crate) fields: AgentFields,
 }
 
 /// Client authentication at the token endpoint.

@@ -795,15 +795,18 @@ fn follow_receives_events_made_after_it_started_on_postgres() {
     }
 }
 
-/// The follow mode receives an event produced after it started; Ctrl-C
-/// ends it with exit 0.
+/// `sentryagent tail-audit-log --follow --json --action agent.registered`
+/// against `url`: the child (stderr piped) and its stdout lines.
 #[cfg(unix)]
-fn follow_receives_events_on(env: &Env) {
-    let (_t, key) = env.tenant_on("Follow", "pro");
+fn spawn_follow(
+    env: &Env,
+    url: &str,
+    key: &str,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentryagent"))
         .env("HOME", env.home.path())
-        .env("SENTRYAGENT_URL", &env.server.url)
-        .env("SENTRYAGENT_API_KEY", &key)
+        .env("SENTRYAGENT_URL", url)
+        .env("SENTRYAGENT_API_KEY", key)
         .env_remove("SENTRYAGENT_CONFIG")
         .env_remove("SENTRYAGENT_PROFILE")
         .env_remove("SENTRYAGENT_TENANT")
@@ -820,7 +823,7 @@ fn follow_receives_events_on(env: &Env) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
@@ -828,6 +831,15 @@ fn follow_receives_events_on(env: &Env) {
             }
         }
     });
+    (child, rx)
+}
+
+/// The follow mode receives an event produced after it started; Ctrl-C
+/// ends it with exit 0.
+#[cfg(unix)]
+fn follow_receives_events_on(env: &Env) {
+    let (_t, key) = env.tenant_on("Follow", "pro");
+    let (mut child, rx) = spawn_follow(env, &env.server.url, &key);
     // Register agents until the follower shows one (it may take a moment
     // to connect); bounded.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -874,7 +886,6 @@ fn follow_receives_events_on(env: &Env) {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
-    let _ = reader.join();
 }
 
 #[test]
@@ -990,35 +1001,8 @@ fn follow_reconnects_without_losing_or_repeating_events() {
     let env = Env::new();
     let (_t, key) = env.tenant_on("Reconnect", "pro");
     let proxy = Proxy::start(&env.server.url);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sentryagent"))
-        .env("HOME", env.home.path())
-        .env("SENTRYAGENT_URL", &proxy.url)
-        .env("SENTRYAGENT_API_KEY", &key)
-        .env_remove("SENTRYAGENT_CONFIG")
-        .env_remove("SENTRYAGENT_PROFILE")
-        .env_remove("SENTRYAGENT_TENANT")
-        .args([
-            "tail-audit-log",
-            "--follow",
-            "--json",
-            "--action",
-            "agent.registered",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let (mut child, rx) = spawn_follow(&env, &proxy.url, &key);
     let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     let errors = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = std::io::Read::read_to_string(&mut stderr, &mut s);

@@ -164,6 +164,40 @@ fn form(req: reqwest::RequestBuilder, pairs: &[(&str, &str)]) -> reqwest::Reques
         .body(body.join("&"))
 }
 
+/// A pro tenant named `name`, a key of it and an agent `bot` it registered:
+/// `(tenant id, tenant key, registration answer)`.
+async fn tenant_with_agent(
+    http: &reqwest::Client,
+    base: &str,
+    op: &str,
+    name: &str,
+) -> (String, String, Value) {
+    let tenant = post(
+        http,
+        format!("{base}/v1/tenants"),
+        op,
+        json!({"name": name, "tier": "pro"}),
+    )
+    .await;
+    let tid = tenant["id"].as_str().unwrap().to_owned();
+    let k = post(
+        http,
+        format!("{base}/v1/tenants/{tid}/api-keys"),
+        op,
+        json!({"name": "ci"}),
+    )
+    .await;
+    let tkey = k["key"].as_str().unwrap().to_owned();
+    let agent = post(
+        http,
+        format!("{base}/v1/agents"),
+        &tkey,
+        json!({"name": "bot"}),
+    )
+    .await;
+    (tid, tkey, agent)
+}
+
 async fn post(http: &reqwest::Client, url: String, key: &str, body: Value) -> Value {
     let r = http
         .post(url)
@@ -186,29 +220,7 @@ async fn a_full_flow_logs_one_json_line_per_request_and_no_secret() {
     .await;
     let http = client();
     let b = &d.base;
-    let tenant = post(
-        &http,
-        format!("{b}/v1/tenants"),
-        &op,
-        json!({"name": "Acme", "tier": "pro"}),
-    )
-    .await;
-    let tid = tenant["id"].as_str().unwrap().to_owned();
-    let k = post(
-        &http,
-        format!("{b}/v1/tenants/{tid}/api-keys"),
-        &op,
-        json!({"name": "ci"}),
-    )
-    .await;
-    let tkey = k["key"].as_str().unwrap().to_owned();
-    let agent = post(
-        &http,
-        format!("{b}/v1/agents"),
-        &tkey,
-        json!({"name": "bot"}),
-    )
-    .await;
+    let (tid, tkey, agent) = tenant_with_agent(&http, b, &op, "Acme").await;
     let id = agent["client_id"].as_str().unwrap().to_owned();
     let secret = agent["client_secret"].as_str().unwrap().to_owned();
     let private_d = agent
@@ -377,29 +389,7 @@ async fn sigterm_drains_streams_finishes_requests_flushes_and_exits() {
     .await;
     let http = client();
     let b = d.base.clone();
-    let tenant = post(
-        &http,
-        format!("{b}/v1/tenants"),
-        &op,
-        json!({"name": "A", "tier": "pro"}),
-    )
-    .await;
-    let tid = tenant["id"].as_str().unwrap().to_owned();
-    let k = post(
-        &http,
-        format!("{b}/v1/tenants/{tid}/api-keys"),
-        &op,
-        json!({"name": "ci"}),
-    )
-    .await;
-    let tkey = k["key"].as_str().unwrap().to_owned();
-    let agent = post(
-        &http,
-        format!("{b}/v1/agents"),
-        &tkey,
-        json!({"name": "bot"}),
-    )
-    .await;
+    let (_, tkey, agent) = tenant_with_agent(&http, &b, &op, "A").await;
     let id = agent["client_id"].as_str().unwrap().to_owned();
     let secret = agent["client_secret"].as_str().unwrap().to_owned();
 

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::tenant_query;
 use crate::Ctx;
-use crate::cli::{ListAgentsArgs, RegisterArgs, RotateArgs, State, UpdateAgentArgs};
+use crate::cli::{AgentFields, ListAgentsArgs, RegisterArgs, RotateArgs, State, UpdateAgentArgs};
 use crate::client::{enc, query};
 use crate::config::SavedCredentials;
 use crate::error::CliError;
@@ -18,33 +18,43 @@ fn agent_path(id: &str) -> String {
     format!("/v1/agents/{}", enc(id))
 }
 
+impl AgentFields {
+    /// Puts the fields that were given into a request body (API names).
+    fn write_to(self, body: &mut Map<String, Value>) {
+        let mut put = |k: &str, v: Value| {
+            body.insert(k.to_owned(), v);
+        };
+        if let Some(v) = self.description {
+            put("description", json!(v));
+        }
+        if let Some(v) = self.agent_version {
+            put("version", json!(v));
+        }
+        if !self.capabilities.is_empty() {
+            put("capabilities", json!(self.capabilities));
+        }
+        if !self.tags.is_empty() {
+            put("tags", json!(self.tags));
+        }
+        if let Some(v) = self.category {
+            put("category", json!(v));
+        }
+        if let Some(v) = self.visibility {
+            put("visibility", json!(v.as_str()));
+        }
+        if !self.scopes.is_empty() {
+            put("allowed_scopes", json!(self.scopes));
+        }
+    }
+}
+
 /// `register-agent`.
 pub(crate) async fn register(ctx: &mut Ctx, a: RegisterArgs) -> Result<(), CliError> {
     let mut body = Map::new();
     body.insert("name".into(), json!(a.name));
-    if let Some(d) = a.description {
-        body.insert("description".into(), json!(d));
-    }
-    if let Some(v) = a.agent_version {
-        body.insert("version".into(), json!(v));
-    }
-    if !a.capabilities.is_empty() {
-        body.insert("capabilities".into(), json!(a.capabilities));
-    }
-    if !a.tags.is_empty() {
-        body.insert("tags".into(), json!(a.tags));
-    }
-    if let Some(c) = a.category {
-        body.insert("category".into(), json!(c));
-    }
-    if let Some(v) = a.visibility {
-        body.insert("visibility".into(), json!(v.as_str()));
-    }
+    a.fields.write_to(&mut body);
     if let Some(st) = a.state {
         body.insert("state".into(), json!(st.as_str()));
-    }
-    if !a.scopes.is_empty() {
-        body.insert("allowed_scopes".into(), json!(a.scopes));
     }
     if let Some(k) = a.public_key {
         if k.starts_with("did:") {
@@ -240,33 +250,10 @@ pub(crate) async fn get(ctx: &mut Ctx, id: &str) -> Result<(), CliError> {
 /// `update-agent`.
 pub(crate) async fn update(ctx: &mut Ctx, a: UpdateAgentArgs) -> Result<(), CliError> {
     let mut body = Map::new();
-    let mut put = |k: &str, v: Value| {
-        body.insert(k.to_owned(), v);
-    };
     if let Some(v) = a.name {
-        put("name", json!(v));
+        body.insert("name".into(), json!(v));
     }
-    if let Some(v) = a.description {
-        put("description", json!(v));
-    }
-    if let Some(v) = a.agent_version {
-        put("version", json!(v));
-    }
-    if !a.capabilities.is_empty() {
-        put("capabilities", json!(a.capabilities));
-    }
-    if !a.tags.is_empty() {
-        put("tags", json!(a.tags));
-    }
-    if let Some(v) = a.category {
-        put("category", json!(v));
-    }
-    if let Some(v) = a.visibility {
-        put("visibility", json!(v.as_str()));
-    }
-    if !a.scopes.is_empty() {
-        put("allowed_scopes", json!(a.scopes));
-    }
+    a.fields.write_to(&mut body);
     if body.is_empty() {
         return Err(CliError::usage(
             "nothing to change: give at least one of --name, --description, --agent-version, --capability, --tag, --category, --visibility, --scope",

@@ -319,35 +319,31 @@ async fn an_agent_that_brings_its_key_authenticates_with_it() {
     let t = tenant(&idp, Tier::Pro).await;
     let own = SigningKey::generate(Algorithm::EdDSA, "mine").unwrap();
     let jwk: Jwk = own.public_jwk();
-    let by_jwk = idp
-        .register_agent(
-            &Caller::system(),
-            &t.id,
-            NewAgent {
-                name: "jwk".into(),
-                public_jwk: Some(jwk.clone()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let by_jwk = register(
+        &idp,
+        &t,
+        NewAgent {
+            name: "jwk".into(),
+            public_jwk: Some(jwk.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(
         by_jwk.private_jwk.is_none(),
         "the IdP never had the private key"
     );
     let did = by_jwk.agent.did.clone();
-    let by_did = idp
-        .register_agent(
-            &Caller::system(),
-            &t.id,
-            NewAgent {
-                name: "did".into(),
-                did: Some(did.clone()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let by_did = register(
+        &idp,
+        &t,
+        NewAgent {
+            name: "did".into(),
+            did: Some(did.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(by_did.agent.did, did);
     let sub = by_did.agent.id.as_str();
     let a = assertion(&own, sub, ISSUER, c.now(), 60, "x1");

@@ -92,18 +92,16 @@ async fn draft_agents_get_no_tokens() {
         return;
     };
     let t = tenant(&idp, Tier::Pro).await;
-    let a = idp
-        .register_agent(
-            &Caller::system(),
-            &t.id,
-            NewAgent {
-                name: "d".into(),
-                state: Some(LifecycleState::Draft),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let a = register(
+        &idp,
+        &t,
+        NewAgent {
+            name: "d".into(),
+            state: Some(LifecycleState::Draft),
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(matches!(
         issue(&idp, &secret_request(&a, None)).await,
         Err(Error::AgentNotActive { .. })

@@ -71,9 +71,9 @@ pub(crate) async fn tenant(idp: &Idp, tier: Tier) -> Tenant {
 }
 
 pub(crate) async fn agent(idp: &Idp, t: &Tenant, name: &str) -> RegisteredAgent {
-    idp.register_agent(
-        &Caller::system(),
-        &t.id,
+    register(
+        idp,
+        t,
         NewAgent {
             name: name.into(),
             allowed_scopes: vec!["read".into(), "write".into()],
@@ -81,7 +81,13 @@ pub(crate) async fn agent(idp: &Idp, t: &Tenant, name: &str) -> RegisteredAgent 
         },
     )
     .await
-    .unwrap()
+}
+
+/// Registers `new` in `t` as the system.
+pub(crate) async fn register(idp: &Idp, t: &Tenant, new: NewAgent) -> RegisteredAgent {
+    idp.register_agent(&Caller::system(), &t.id, new)
+        .await
+        .unwrap()
 }
 
 /// The agent's secret request with another secret.

@@ -209,18 +209,16 @@ async fn custom_claims_appear_and_reserved_names_are_refused() {
     let t = tenant(&idp, Tier::Pro).await;
     let mut claims = serde_json::Map::new();
     claims.insert("team".into(), serde_json::json!("payments"));
-    let a = idp
-        .register_agent(
-            &Caller::system(),
-            &t.id,
-            NewAgent {
-                name: "c".into(),
-                custom_claims: claims,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let a = register(
+        &idp,
+        &t,
+        NewAgent {
+            name: "c".into(),
+            custom_claims: claims,
+            ..Default::default()
+        },
+    )
+    .await;
     let tok = issue(&idp, &secret_request(&a, None)).await.unwrap();
     let claims = idp.verify_access_token(&tok, None).unwrap();
     assert_eq!(
@@ -269,18 +267,16 @@ async fn an_agent_may_take_es256_tokens_when_the_deployment_enables_it() {
         return;
     };
     let t = tenant(&idp, Tier::Pro).await;
-    let a = idp
-        .register_agent(
-            &Caller::system(),
-            &t.id,
-            NewAgent {
-                name: "spiffe-facing".into(),
-                token_algorithm: Some(Algorithm::ES256),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let a = register(
+        &idp,
+        &t,
+        NewAgent {
+            name: "spiffe-facing".into(),
+            token_algorithm: Some(Algorithm::ES256),
+            ..Default::default()
+        },
+    )
+    .await;
     let tok = issue(&idp, &secret_request(&a, None)).await.unwrap();
     let header = sentryagent_core::jose::parse_compact(&tok)
         .unwrap()
