@@ -166,6 +166,7 @@ fn agent(tenant: &TenantId, i: usize, did: &str) -> (Agent, ClientSecret) {
         allowed_scopes: vec!["read".into()],
         custom_claims: Default::default(),
         token_algorithm: None,
+        tokens_not_before: None,
         created_at: at,
         updated_at: at,
         revision: 0,

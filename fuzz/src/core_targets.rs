@@ -292,6 +292,7 @@ async fn build_idp() -> Idp {
         allowed_scopes: vec!["read".into(), "write".into()],
         custom_claims: Default::default(),
         token_algorithm: None,
+        tokens_not_before: None,
         created_at: at,
         updated_at: at,
         revision: 0,

@@ -164,6 +164,13 @@ pub struct Agent {
     /// `ES256` serves relying parties that cannot verify EdDSA.
     #[serde(default)]
     pub token_algorithm: Option<crate::jose::Algorithm>,
+    /// Access tokens of this agent issued at or before this instant (to the
+    /// second of their `iat`) are no longer active: set when its client
+    /// secrets are revoked and when it leaves a token-bearing state, so that
+    /// neither brings back tokens issued earlier. Offline verifiers see
+    /// such tokens until their `exp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_not_before: Option<Timestamp>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -173,6 +180,12 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Whether an access token issued at `iat` (seconds) was ended by
+    /// [`tokens_not_before`](Agent::tokens_not_before).
+    pub fn ended_token(&self, iat: i64) -> bool {
+        self.tokens_not_before.is_some_and(|t| iat <= t.unix_secs())
+    }
+
     /// The agent's Ed25519 public key, decoded from its DID.
     pub fn public_key(&self) -> Result<[u8; 32]> {
         Ok(crate::did::ed25519_from_did_key(&self.did)?)
@@ -350,6 +363,7 @@ mod tests {
                 allowed_scopes: vec![],
                 custom_claims: Default::default(),
                 token_algorithm: None,
+                tokens_not_before: None,
                 created_at: at,
                 updated_at: at,
                 revision: 0,

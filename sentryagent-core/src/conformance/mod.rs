@@ -110,6 +110,7 @@ pub fn sample_agent(tenant: &TenantId, name: &str) -> Agent {
         allowed_scopes: vec![],
         custom_claims: Default::default(),
         token_algorithm: None,
+        tokens_not_before: None,
         created_at: now,
         updated_at: now,
         revision: 0,

@@ -14,10 +14,45 @@ use crate::{AdminKeyId, Error, Result, Tenant, TenantId, TenantStatus, Tier};
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 pub(crate) fn validate_text(field: &'static str, v: &str, max: usize) -> Result<()> {
-    if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+    if v.trim().is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    check_length_and_controls(field, v, max, &[])
+}
+
+/// At most `max` characters and no control character but those `allowed`:
+/// the error names the rule that was broken (and where, for a control
+/// character).
+pub(crate) fn check_length_and_controls(
+    field: &'static str,
+    v: &str,
+    max: usize,
+    allowed: &[char],
+) -> Result<()> {
+    let n = v.chars().count();
+    if n > max {
         return Err(Error::invalid(
             field,
-            format!("1 to {max} characters, no control characters"),
+            format!("at most {max} characters (this one has {n})"),
+        ));
+    }
+    if let Some((i, c)) = v
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !allowed.contains(c))
+    {
+        let also = if allowed.contains(&'\n') {
+            " (line breaks are fine)"
+        } else {
+            ""
+        };
+        return Err(Error::invalid(
+            field,
+            format!(
+                "control characters are not allowed{also}: U+{:04X} at character {}",
+                u32::from(c),
+                i + 1
+            ),
         ));
     }
     Ok(())

@@ -158,10 +158,7 @@ fn validate_list(field: &'static str, items: &[String]) -> Result<()> {
 }
 
 fn validate_description(d: &str) -> Result<()> {
-    if d.chars().count() > 2000 || d.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Error::invalid("description", "at most 2000 characters"));
-    }
-    Ok(())
+    super::admin::check_length_and_controls("description", d, 2000, &['\n'])
 }
 
 fn validate_claims(max: usize, claims: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
@@ -302,6 +299,7 @@ impl Idp {
             allowed_scopes: dedup(new.allowed_scopes),
             custom_claims: new.custom_claims,
             token_algorithm: new.token_algorithm,
+            tokens_not_before: None,
             created_at: now,
             updated_at: now,
             revision: 0,
@@ -504,12 +502,17 @@ impl Idp {
         id: &AgentId,
         to: LifecycleState,
     ) -> Result<Agent> {
+        let now = self.now();
         self.change_agent(caller, id, "agent.state_changed", |a| {
             if !a.state.can_transition_to(to) {
                 return Err(Error::conflict(format!(
                     "an agent cannot go from {} to {to}",
                     a.state
                 )));
+            }
+            // Tokens issued before a pause stay ended when it resumes.
+            if a.state.bears_tokens() && !to.bears_tokens() {
+                a.tokens_not_before = Some(now);
             }
             a.state = to;
             Ok(())
@@ -572,15 +575,20 @@ impl Idp {
         Ok((secret, until))
     }
 
-    /// Revokes every client secret of an agent, at once.
+    /// Revokes every client secret of an agent, at once, and ends the
+    /// access tokens issued so far ([`Agent::tokens_not_before`]).
     pub async fn revoke_client_secrets(&self, caller: &Caller, id: &AgentId) -> Result<u64> {
         let agent = self.get_agent(caller, id).await?;
         caller.require(AdminScope::AgentsWrite)?;
+        let now = self.now();
+        // Tokens first: should the second step fail, the caller retries,
+        // and nothing was left valid that the caller meant to end.
+        self.end_tokens_issued_until(id, now).await?;
         let n = self
             .inner
             .store
             .agents
-            .revoke_client_secrets(id, self.now())
+            .revoke_client_secrets(id, now)
             .await?;
         let mut ev = self.event(
             Some(&agent.tenant_id),
@@ -593,6 +601,25 @@ impl Idp {
         ev.details.insert("count".into(), n.to_string());
         self.audit(ev).await?;
         Ok(n)
+    }
+
+    /// Sets [`Agent::tokens_not_before`] to `now` (a later value already
+    /// stored stays), retrying on concurrent changes.
+    async fn end_tokens_issued_until(&self, id: &AgentId, now: Timestamp) -> Result<()> {
+        for _ in 0..16 {
+            let mut agent = self.inner.store.agents.get_agent(id).await?;
+            if agent.tokens_not_before.is_some_and(|t| t >= now) {
+                return Ok(());
+            }
+            agent.tokens_not_before = Some(now);
+            agent.updated_at = now;
+            match self.inner.store.agents.update_agent(&agent).await {
+                Ok(_) => return Ok(()),
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict("agent is changing too often; try again"))
     }
 
     // ---- public ----

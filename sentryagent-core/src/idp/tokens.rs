@@ -579,7 +579,9 @@ impl Idp {
 
     /// Token introspection (RFC 7662) for an authenticated client. Active only
     /// when the token verifies, is not revoked, belongs to the caller's
-    /// tenant, its agent still bears tokens and its tenant is not suspended.
+    /// tenant, its agent still bears tokens and has not ended it (its
+    /// secrets revoked or a pause since it was issued:
+    /// [`Agent::tokens_not_before`]), and its tenant is not suspended.
     /// Everything else is just `{"active": false}`.
     pub async fn introspect(
         &self,
@@ -618,7 +620,10 @@ impl Idp {
             return Ok(Introspection::inactive());
         };
         // The token's tenant is the caller's (checked above).
-        if !agent.state.bears_tokens() || tenant.status == TenantStatus::Suspended {
+        if !agent.state.bears_tokens()
+            || agent.ended_token(claims.iat)
+            || tenant.status == TenantStatus::Suspended
+        {
             return Ok(Introspection::inactive());
         }
         Ok(Introspection {

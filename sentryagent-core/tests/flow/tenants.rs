@@ -320,3 +320,56 @@ async fn publishers_are_found_by_slug_unless_suspended() {
         Err(Error::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn validation_errors_name_the_rule_that_was_broken() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |_| {}).await else {
+        return;
+    };
+    let t = tenant(&idp, Tier::Pro).await;
+    let try_register = |name: &str, description: &str| {
+        let idp = idp.clone();
+        let t = t.id.clone();
+        let new = NewAgent {
+            name: name.into(),
+            description: description.into(),
+            ..Default::default()
+        };
+        async move {
+            idp.register_agent(&Caller::system(), &t, new)
+                .await
+                .expect_err("refused")
+                .to_string()
+        }
+    };
+    let e = try_register("bot", "rings a \u{7} bell").await;
+    assert!(e.contains("description"), "{e}");
+    assert!(
+        e.contains(
+            "control characters are not allowed (line breaks are fine): U+0007 at character 9"
+        ),
+        "{e}"
+    );
+    let e = try_register("bot", &"x".repeat(2001)).await;
+    assert!(
+        e.contains("at most 2000 characters (this one has 2001)"),
+        "{e}"
+    );
+    let e = try_register("  ", "").await;
+    assert!(e.contains("name") && e.contains("must not be empty"), "{e}");
+    let e = try_register("tab\there", "").await;
+    assert!(e.contains("U+0009 at character 4"), "{e}");
+    // A line break is fine in a description.
+    idp.register_agent(
+        &Caller::system(),
+        &t.id,
+        NewAgent {
+            name: "multi-line".into(),
+            description: "first line\nsecond line".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+}

@@ -311,3 +311,59 @@ async fn an_agent_may_take_es256_tokens_when_the_deployment_enables_it() {
         .await;
     assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}");
 }
+
+#[tokio::test]
+async fn revocation_and_pause_end_the_tokens_issued_before_them() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |_| {}).await else {
+        return;
+    };
+    let sys = Caller::system();
+    let meta = Default::default();
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "bot").await;
+    let rs = secret_request(&agent(&idp, &t, "api").await, None).client;
+    let active = |tok: String| {
+        let (idp, rs) = (idp.clone(), rs.clone());
+        async move {
+            idp.introspect(&rs, &tok, &Default::default())
+                .await
+                .unwrap()
+                .active
+        }
+    };
+
+    // A pause ends the tokens issued before it, also once it resumes.
+    let before_pause = issue(&idp, &secret_request(&a, None)).await.unwrap();
+    assert!(active(before_pause.clone()).await);
+    c.advance(Duration::from_secs(5));
+    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Paused)
+        .await
+        .unwrap();
+    idp.transition_agent(&sys, &a.agent.id, LifecycleState::Active)
+        .await
+        .unwrap();
+    assert!(!active(before_pause).await, "the pause ended it");
+    c.advance(Duration::from_secs(1));
+    let after_resume = issue(&idp, &secret_request(&a, None)).await.unwrap();
+    assert!(active(after_resume.clone()).await, "a token issued after");
+
+    // Revoking the secrets ends every token issued so far; a new secret
+    // gets tokens that are active.
+    c.advance(Duration::from_secs(5));
+    idp.revoke_client_secrets(&sys, &a.agent.id).await.unwrap();
+    assert!(!active(after_resume).await, "the revocation ended it");
+    let stored = idp.get_agent(&sys, &a.agent.id).await.unwrap();
+    assert_eq!(stored.tokens_not_before, Some(c.now()));
+    c.advance(Duration::from_secs(1));
+    let (secret, _) = idp
+        .rotate_client_secret(&sys, &a.agent.id, None)
+        .await
+        .unwrap();
+    let fresh = idp
+        .issue_token(&with_secret(&a, &secret), &meta)
+        .await
+        .unwrap()
+        .access_token;
+    assert!(active(fresh).await);
+}
