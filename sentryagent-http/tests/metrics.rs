@@ -62,7 +62,10 @@ async fn agents_transitions_and_quota_use_after_a_flow() {
         );
     }
     // Event families appear with their first event.
-    assert!(!m.contains("sentryagent_agent_lifecycle_transitions"), "{m}");
+    assert!(
+        !m.contains("sentryagent_agent_lifecycle_transitions"),
+        "{m}"
+    );
 
     // A free tenant: three agents, the fourth refused by the agent limit.
     let (_, key) = s.tenant("Acme", "free").await;
