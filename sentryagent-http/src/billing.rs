@@ -199,7 +199,7 @@ pub(crate) async fn webhook(
         Err(e) => {
             s.metrics.webhook(match &e {
                 Error::NotConfigured { .. } => "not_configured",
-                Error::Invalid { .. } | Error::UnsupportedGrantType => "invalid",
+                Error::Invalid { .. } => "invalid",
                 _ => "error",
             });
             ApiError(e).into_response()

@@ -228,6 +228,12 @@ async fn webhook_outcomes_are_counted() {
         ..refund.clone()
     };
     assert_eq!(deliver(&s, &fake, &forged).await, 400);
+    let not_an_event = SignedWebhook {
+        header: fake.sign(b"[]", s.clock.now()),
+        body: b"[]".to_vec(),
+        ..refund.clone()
+    };
+    assert_eq!(deliver(&s, &fake, &not_an_event).await, 422);
     let unsigned = s
         .http
         .post(s.url("/billing/webhook"))
@@ -249,6 +255,7 @@ async fn webhook_outcomes_are_counted() {
     assert_eq!(outcome("ignored"), Some(1.0));
     assert_eq!(outcome("unknown_tenant"), Some(1.0));
     assert_eq!(outcome("bad_signature"), Some(2.0));
+    assert_eq!(outcome("invalid"), Some(1.0));
     assert_eq!(outcome("error"), None);
     assert!(!m.contains(&tid), "no tenant id in /metrics");
 

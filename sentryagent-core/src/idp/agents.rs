@@ -315,12 +315,13 @@ impl Idp {
             .await
         {
             Ok(()) => {
+                // The store checked the limit with the insert; its count is
+                // read again only for the observers, and the registration
+                // stands whether that read succeeds or not.
                 if let Some(limit) = limits.max_agents
                     && self.observed()
+                    && let Ok(held) = self.agent_count(tenant).await
                 {
-                    // The store checked the limit with the insert; its count
-                    // is read again only for the observers.
-                    let held = self.agent_count(tenant).await?;
                     self.emit(IdpEvent::QuotaChecked {
                         tier: t.tier,
                         kind: LimitKind::Agents,
