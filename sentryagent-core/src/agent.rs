@@ -91,6 +91,56 @@ impl LifecycleState {
     }
 }
 
+/// How many agents are in each lifecycle state (every tenant together):
+/// what [`AgentStore::agents_by_state`](crate::AgentStore::agents_by_state)
+/// and [`Idp::agents_by_state`](crate::Idp::agents_by_state) return. Every
+/// state is present, with zero when no agent is in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentStateCounts {
+    counts: [u64; LifecycleState::ALL.len()],
+}
+
+impl AgentStateCounts {
+    fn slot(state: LifecycleState) -> usize {
+        LifecycleState::ALL
+            .iter()
+            .position(|s| *s == state)
+            .unwrap_or_default()
+    }
+
+    /// Agents in `state`.
+    pub fn get(&self, state: LifecycleState) -> u64 {
+        self.counts[Self::slot(state)]
+    }
+
+    /// Adds `n` agents in `state`.
+    pub fn add(&mut self, state: LifecycleState, n: u64) {
+        let c = &mut self.counts[Self::slot(state)];
+        *c = c.saturating_add(n);
+    }
+
+    /// Every state with its count, in [`LifecycleState::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (LifecycleState, u64)> + '_ {
+        LifecycleState::ALL.into_iter().zip(self.counts)
+    }
+
+    /// Agents in any state.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().fold(0, |a, n| a.saturating_add(*n))
+    }
+}
+
+impl FromIterator<LifecycleState> for AgentStateCounts {
+    /// Counts the states of agents, one item per agent.
+    fn from_iter<I: IntoIterator<Item = LifecycleState>>(states: I) -> Self {
+        let mut c = AgentStateCounts::default();
+        for s in states {
+            c.add(s, 1);
+        }
+        c
+    }
+}
+
 impl fmt::Display for LifecycleState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -31,6 +31,8 @@ pub mod memory;
 #[doc(hidden)]
 pub mod oauth;
 #[doc(hidden)]
+pub mod observe;
+#[doc(hidden)]
 pub mod page;
 #[doc(hidden)]
 pub mod ratelimit;
@@ -53,7 +55,9 @@ pub mod usage;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
-pub use agent::{Agent, LifecycleState, MarketplaceMatcher, MarketplaceQuery, Visibility};
+pub use agent::{
+    Agent, AgentStateCounts, LifecycleState, MarketplaceMatcher, MarketplaceQuery, Visibility,
+};
 pub use audit::{
     AuditEvent, AuditQuery, ChainError, ChainHead, GENESIS_HASH, NewAuditEvent, Outcome,
     RequestMeta, verify_chain,
@@ -76,6 +80,7 @@ pub use idp::{
 pub use ids::{AdminKeyId, AgentId, SecretId, TenantId};
 pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 pub use oauth::OAuthError;
+pub use observe::{IdpEvent, IdpObserver};
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use ratelimit::{Decision, MAX_KEY_LEN, Quota, RateLimiter};
 pub use revocation::RevocationCache;

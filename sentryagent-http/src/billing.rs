@@ -167,9 +167,13 @@ pub(crate) async fn webhook(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(r) => return body_problem(&r, WEBHOOK_BODY_LIMIT).into_response(),
+        Err(r) => {
+            s.metrics.webhook("invalid");
+            return body_problem(&r, WEBHOOK_BODY_LIMIT).into_response();
+        }
     };
     let Some(sig) = headers.get(SIGNATURE).and_then(|v| v.to_str().ok()) else {
+        s.metrics.webhook("bad_signature");
         return Problem::bad_request("the Stripe-Signature header is required").into_response();
     };
     match s.idp.handle_billing_webhook(sig, &body, &meta).await {
@@ -182,6 +186,7 @@ pub(crate) async fn webhook(
                 BillingOutcome::UnknownTenant => WebhookOutcome::UnknownTenant,
                 _ => WebhookOutcome::Ignored,
             };
+            s.metrics.webhook(outcome.as_str());
             (
                 StatusCode::OK,
                 Json(WebhookReply {
@@ -192,10 +197,18 @@ pub(crate) async fn webhook(
                 .into_response()
         }
         Err(Error::Unauthenticated) => {
+            s.metrics.webhook("bad_signature");
             Problem::new(StatusCode::BAD_REQUEST, "bad-signature", "Bad signature")
                 .detail("the webhook signature does not verify")
                 .into_response()
         }
-        Err(e) => ApiError(e).into_response(),
+        Err(e) => {
+            s.metrics.webhook(match &e {
+                Error::NotConfigured { .. } => "not_configured",
+                Error::Invalid { .. } => "invalid",
+                _ => "error",
+            });
+            ApiError(e).into_response()
+        }
     }
 }

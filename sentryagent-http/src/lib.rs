@@ -218,6 +218,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp) -> Router<S> {
 
 /// The IdP as an axum router, with options.
 pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterConfig) -> Router<S> {
+    let metrics = Arc::new(metrics::Metrics::new());
+    idp.add_observer(metrics.observer());
     let state = AppState(Arc::new(SharedState {
         upgrade_url: format!("{}/api/tiers/upgrade", idp.config().issuer).into(),
         audit_streams: streams::StreamSlots::new(
@@ -226,7 +228,7 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
         ),
         idp,
         config: Arc::new(config),
-        metrics: Arc::new(metrics::Metrics::new()),
+        metrics,
         openapi: Arc::new(OnceLock::new()),
     }));
     let (api, mut doc) = api_routes(&state).split_for_parts();

@@ -1,7 +1,16 @@
 //! Prometheus metrics. Every label has a bounded set of values: route
 //! templates (never raw paths), methods, status codes, OAuth error codes,
-//! tiers, backend names. Never a tenant, agent or key id.
+//! tiers, limit kinds, lifecycle states, webhook outcomes, backend names.
+//! Never a tenant, agent or key id.
+//!
+//! Most figures are counted as requests are served; the lifecycle
+//! transitions and tier limit checks come from the [`Idp`]'s events
+//! ([`IdpObserver`]); the agents by state and the backend gauges are read at
+//! scrape time.
+//!
+//! [`Idp`]: sentryagent_core::Idp
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,7 +19,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use sentryagent_core::{BackendHealth, HealthStatus};
+use sentryagent_core::{AgentStateCounts, BackendHealth, HealthStatus, IdpEvent, IdpObserver};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -42,6 +51,28 @@ struct TierLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    from: String,
+    to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    tier: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     backend: String,
 }
@@ -57,6 +88,18 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
 }
 
+/// Upper bounds of the quota use ratio's buckets: `le="1"` holds every
+/// admitted request, `+Inf` minus it the refused ones.
+pub(crate) const QUOTA_RATIO_BUCKETS: [f64; 7] = [0.25, 0.5, 0.75, 0.8, 0.9, 0.95, 1.0];
+
+/// The largest quota use ratio recorded (a refusal by a limit of zero would
+/// be infinite, and would make the histogram's sum useless).
+pub(crate) const QUOTA_RATIO_MAX: f64 = 2.0;
+
+fn quota_histogram() -> Histogram {
+    Histogram::new(QUOTA_RATIO_BUCKETS)
+}
+
 /// The metrics of one router.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -66,6 +109,10 @@ pub(crate) struct Metrics {
     token_errors: Family<ErrorLabels, Counter>,
     rate_limit: Family<DecisionLabels, Counter>,
     api_calls: Family<TierLabels, Counter>,
+    agents: Family<StateLabels, Gauge>,
+    transitions: Family<TransitionLabels, Counter>,
+    quota_ratio: Family<QuotaLabels, Histogram, fn() -> Histogram>,
+    webhooks: Family<OutcomeLabels, Counter>,
     backend_up: Family<BackendLabels, Gauge>,
     backend_latency: Family<BackendLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     backend_stats: Family<BackendStatLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -118,6 +165,36 @@ impl Metrics {
             "Admitted management API calls of tenant keys, by tier",
             api_calls.clone(),
         );
+        let agents = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "agents",
+            "Agents of every tenant by lifecycle state, from the store (read at scrape, \
+             at most once per agent_counts_max_age)",
+            agents.clone(),
+        );
+        let transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "agent_lifecycle_transitions",
+            "Agent lifecycle transitions made through this node, by from and to state",
+            transitions.clone(),
+        );
+        let quota_ratio = Family::<QuotaLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            quota_histogram,
+        );
+        registry.register(
+            "quota_use_ratio",
+            "Tier limit checks by tier and kind: (use before the request + 1) / limit; \
+             at most 1 when admitted, above 1 when refused (recorded at most 2)",
+            quota_ratio.clone(),
+        );
+        let webhooks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "billing_webhooks",
+            "Billing webhook deliveries by outcome (applied, duplicate, stale, \
+             other_subscription, unknown_tenant, ignored, bad_signature, invalid, \
+             not_configured, error)",
+            webhooks.clone(),
+        );
         let backend_up = Family::<BackendLabels, Gauge>::default();
         registry.register(
             "backend_up",
@@ -144,6 +221,10 @@ impl Metrics {
             token_errors,
             rate_limit,
             api_calls,
+            agents,
+            transitions,
+            quota_ratio,
+            webhooks,
             backend_up,
             backend_latency,
             backend_stats,
@@ -195,6 +276,63 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets the agents-by-state gauges; `None` (the store could not be read)
+    /// removes them, so a scrape shows no figures rather than stale ones.
+    pub(crate) fn agents(&self, counts: Option<&AgentStateCounts>) {
+        let Some(counts) = counts else {
+            self.agents.clear();
+            return;
+        };
+        for (state, n) in counts.iter() {
+            self.agents
+                .get_or_create(&StateLabels {
+                    state: state.as_str().to_owned(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts a billing webhook delivery by outcome.
+    pub(crate) fn webhook(&self, outcome: &'static str) {
+        self.webhooks
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records an event of the Idp.
+    fn event(&self, event: &IdpEvent) {
+        match *event {
+            IdpEvent::LifecycleTransition { from, to } => {
+                self.transitions
+                    .get_or_create(&TransitionLabels {
+                        from: from.as_str().to_owned(),
+                        to: to.as_str().to_owned(),
+                    })
+                    .inc();
+            }
+            IdpEvent::QuotaChecked { tier, kind, .. } => {
+                if let Some(ratio) = event.quota_ratio() {
+                    self.quota_ratio
+                        .get_or_create(&QuotaLabels {
+                            tier: tier.as_str().to_owned(),
+                            kind: kind.as_str().to_owned(),
+                        })
+                        .observe(ratio.min(QUOTA_RATIO_MAX));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An observer of the Idp's events feeding these metrics, for as long
+    /// as they exist (a dropped router leaves a no-op behind, not its
+    /// registry).
+    pub(crate) fn observer(self: &Arc<Self>) -> Arc<dyn IdpObserver> {
+        Arc::new(MetricsObserver(Arc::downgrade(self)))
+    }
+
     /// Sets the backend gauges from a health probe.
     pub(crate) fn backends(&self, health: &[BackendHealth]) {
         for h in health {
@@ -228,5 +366,17 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Feeds [`Metrics`] with the Idp's events.
+#[derive(Debug)]
+struct MetricsObserver(Weak<Metrics>);
+
+impl IdpObserver for MetricsObserver {
+    fn observe(&self, event: &IdpEvent) {
+        if let Some(m) = self.0.upgrade() {
+            m.event(event);
+        }
     }
 }

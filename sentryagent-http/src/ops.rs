@@ -123,6 +123,13 @@ pub(crate) async fn detailed(
 )]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     probe(&s).await;
+    match s.idp.agents_by_state().await {
+        Ok(counts) => s.metrics.agents(Some(&counts)),
+        Err(e) => {
+            tracing::warn!(error = %e, "agents by state unavailable for /metrics");
+            s.metrics.agents(None);
+        }
+    }
     let mut res = s.metrics.encode().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -553,6 +553,20 @@ pub(crate) enum WebhookOutcome {
     UnknownTenant,
 }
 
+impl WebhookOutcome {
+    /// The name in the reply, also the outcome label of the webhook metric.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WebhookOutcome::Applied => "applied",
+            WebhookOutcome::Duplicate => "duplicate",
+            WebhookOutcome::Stale => "stale",
+            WebhookOutcome::OtherSubscription => "other_subscription",
+            WebhookOutcome::Ignored => "ignored",
+            WebhookOutcome::UnknownTenant => "unknown_tenant",
+        }
+    }
+}
+
 /// The answer to every verified webhook delivery.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"received": true, "outcome": "applied"}))]
@@ -630,4 +644,24 @@ pub(crate) struct DetailedHealth {
     /// One entry per backend; `details` and `error` text only for an
     /// operator key.
     pub(crate) backends: Vec<BackendHealth>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WebhookOutcome;
+
+    #[test]
+    fn webhook_outcome_labels_are_the_reply_names() {
+        use WebhookOutcome::*;
+        for o in [
+            Applied,
+            Duplicate,
+            Stale,
+            OtherSubscription,
+            Ignored,
+            UnknownTenant,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+    }
 }

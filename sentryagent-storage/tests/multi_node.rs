@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use sentryagent_core::{Bucket, UsageKind};
 use sentryagent_core::{
-    Caller, ClientCredentials, Error, Idp, NewAgent, NewTenant, SystemClock, TierLimits, TierTable,
-    TokenRequest,
+    Caller, ClientCredentials, Error, Idp, LifecycleState, NewAgent, NewTenant, SystemClock,
+    TierLimits, TierTable, TokenRequest,
 };
 use sentryagent_storage::{BackendUrls, open};
 
@@ -108,6 +108,10 @@ async fn multi_node_idps_share_store_limiter_and_meter() {
                     .unwrap();
                 let seen = b.introspect(&req.client, &tok.access_token, &Default::default()).await;
                 assert!(!seen.unwrap().active, "revocation seen by the other node");
+                // Agents by state come from the store: B counts A's agent.
+                let counts = b.agents_by_state().await.unwrap();
+                assert_eq!(counts.get(LifecycleState::Active), 1, "{counts:?}");
+                assert_eq!(counts.total(), 1, "{counts:?}");
 
                 // The load, on a fresh tenant (a fresh rate-limit key).
                 let t = b
@@ -179,6 +183,9 @@ async fn multi_node_idps_share_store_limiter_and_meter() {
                 assert_eq!(counted, ok as u64, "usage counted once per token");
                 let active = b.meter().active_agents(&t.id, &a.clock().now().utc_month()).await.unwrap();
                 assert_eq!(active, 1);
+                // And A counts the agent B registered.
+                let counts = a.agents_by_state().await.unwrap();
+                assert_eq!(counts.get(LifecycleState::Active), 2, "{counts:?}");
             },
         )
         .await;

@@ -107,6 +107,12 @@ pub struct Args {
     /// when all is well, 1 otherwise.
     #[arg(long)]
     pub check_config: bool,
+    /// Asks the server listening at `--listen` whether it is ready (`GET
+    /// /health/ready`, on the loopback address when it listens on every
+    /// interface), prints the answer and exits: 0 when ready, 1 otherwise.
+    /// For container health checks: no HTTP client needed in the image.
+    #[arg(long, conflicts_with = "check_config")]
+    pub healthcheck: bool,
 
     /// Stripe secret key; with it (and the other Stripe settings) billing
     /// goes through Stripe. Default: none (billing off).

@@ -11,7 +11,8 @@
 //! key on stdout. Every flag is also an environment variable (`--help` lists
 //! them with their defaults; the project README has the table).
 //! `--check-config` validates the settings and reaches every backend
-//! without serving.
+//! without serving; `--healthcheck` asks a running server whether it is
+//! ready (a container's `HEALTHCHECK`).
 //!
 //! SIGTERM or Ctrl-C: `/health/ready` answers 503 at once, the listener
 //! closes, live audit streams end, requests in flight finish, buffered usage
@@ -25,6 +26,7 @@ mod check;
 pub mod config;
 mod config_file;
 mod logging;
+mod probe;
 mod serve;
 
 use std::process::ExitCode;
@@ -74,6 +76,13 @@ pub fn main() -> ExitCode {
 
 /// Runs the server with these settings until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> ExitCode {
+    if args.healthcheck {
+        return if probe::ready(args.listen).await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     if args.check_config {
         return if check::run(&args).await {
             ExitCode::SUCCESS

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use super::{sample_agent, sample_secret, sample_tenant, t, unique};
 use crate::page::PageRequest;
-use crate::store::AgentStore;
-use crate::{AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, TenantId, Visibility};
+use crate::store::{AgentStore, TenantStore};
+use crate::{
+    AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, MemoryStore, TenantId, Visibility,
+};
 
 /// Runs every check of the suite.
 pub async fn run_all(store: Arc<dyn AgentStore>) {
@@ -17,6 +19,7 @@ pub async fn run_all(store: Arc<dyn AgentStore>) {
     client_secrets(store.as_ref()).await;
     race_same_name(store.clone()).await;
     race_agent_limit(store.clone()).await;
+    agents_by_state(store.as_ref()).await;
 }
 
 /// Agents: create with a secret, read, unique names per tenant, updates.
@@ -593,5 +596,68 @@ pub async fn race_agent_limit(store: Arc<dyn AgentStore>) {
         store,
         store.count_agents(&ten.id).await.unwrap() == 5,
         "five agents stored"
+    );
+}
+
+/// Counts by lifecycle state: every agent once, in its stored state,
+/// retired ones included, across tenants; a state change moves it.
+///
+/// The backend may hold agents of other checks, so the suite compares
+/// counts before and after its own agents. The tenants it passes (for the
+/// default implementation, which walks them) hold the two tenants of those
+/// agents.
+pub async fn agents_by_state(store: &dyn AgentStore) {
+    let tenants = MemoryStore::new();
+    let a = sample_tenant("Counted");
+    let b = sample_tenant("Counted Too");
+    tenants.create_tenant(&a).await.unwrap();
+    tenants.create_tenant(&b).await.unwrap();
+    let before = store.agents_by_state(&tenants).await.unwrap();
+    let plan = [
+        (&a.id, LifecycleState::Active),
+        (&a.id, LifecycleState::Active),
+        (&a.id, LifecycleState::Retired),
+        (&b.id, LifecycleState::Active),
+        (&b.id, LifecycleState::Draft),
+        (&b.id, LifecycleState::Paused),
+        (&b.id, LifecycleState::Listed),
+    ];
+    let mut created = Vec::new();
+    for (i, (tenant, state)) in plan.iter().enumerate() {
+        let mut agent = sample_agent(tenant, &format!("counted-{i}"));
+        agent.state = *state;
+        store
+            .create_agent(&agent, &sample_secret(&agent.id, 1), None)
+            .await
+            .unwrap();
+        created.push(agent);
+    }
+    // One active agent is paused, the draft is deployed.
+    for (i, to) in [(0, LifecycleState::Paused), (4, LifecycleState::Deployed)] {
+        let mut changed = store.get_agent(&created[i].id).await.unwrap();
+        changed.state = to;
+        store.update_agent(&changed).await.unwrap();
+    }
+    let after = store.agents_by_state(&tenants).await.unwrap();
+    let added = |s: LifecycleState| match s {
+        LifecycleState::Active => 2,
+        LifecycleState::Paused => 2,
+        LifecycleState::Retired | LifecycleState::Deployed | LifecycleState::Listed => 1,
+        _ => 0,
+    };
+    for s in LifecycleState::ALL {
+        check!(
+            store,
+            after.get(s) == before.get(s) + added(s),
+            "agents in {s}: {} before, {} after, {} added",
+            before.get(s),
+            after.get(s),
+            added(s)
+        );
+    }
+    check!(
+        store,
+        after.total() == before.total() + 7,
+        "every agent counted once"
     );
 }

@@ -16,8 +16,8 @@ use crate::page::{Page, PageRequest};
 use crate::secret::generate_secret;
 use crate::token::RESERVED_CLAIMS;
 use crate::{
-    Agent, AgentId, Error, LifecycleState, MarketplaceQuery, Result, SecretId, Tenant, TenantId,
-    TenantStatus, Timestamp, Visibility,
+    Agent, AgentId, Error, IdpEvent, LifecycleState, LimitKind, MarketplaceQuery, Result, SecretId,
+    Tenant, TenantId, TenantStatus, Timestamp, Visibility,
 };
 
 /// Largest number of capabilities, tags or scopes of an agent.
@@ -312,13 +312,36 @@ impl Idp {
             .create_agent(&agent, &secret_record, limits.max_agents)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => {
+                // The store checked the limit with the insert; its count is
+                // read again only for the observers, and the registration
+                // stands whether that read succeeds or not.
+                if let Some(limit) = limits.max_agents
+                    && self.observed()
+                    && let Ok(held) = self.agent_count(tenant).await
+                {
+                    self.emit(IdpEvent::QuotaChecked {
+                        tier: t.tier,
+                        kind: LimitKind::Agents,
+                        used: held.saturating_sub(1),
+                        limit,
+                        admitted: true,
+                    });
+                }
+            }
             Err(Error::QuotaExceeded {
                 limit_kind,
                 used,
                 limit,
                 ..
             }) => {
+                self.emit(IdpEvent::QuotaChecked {
+                    tier: t.tier,
+                    kind: limit_kind,
+                    used,
+                    limit,
+                    admitted: false,
+                });
                 let mut ev = self.event(
                     Some(tenant),
                     &caller.actor,
@@ -409,11 +432,18 @@ impl Idp {
                         Outcome::Success,
                         &caller.request,
                     );
-                    if before != stored.state {
+                    let moved = before != stored.state;
+                    if moved {
                         ev.details.insert("from".into(), before.to_string());
                         ev.details.insert("to".into(), stored.state.to_string());
                     }
                     self.audit(ev).await?;
+                    if moved {
+                        self.emit(IdpEvent::LifecycleTransition {
+                            from: before,
+                            to: stored.state,
+                        });
+                    }
                     return Ok(stored);
                 }
                 Err(Error::Conflict { .. }) => continue,

@@ -24,7 +24,10 @@ use crate::ratelimit::RateLimiter;
 use crate::secret::SecretHasher;
 use crate::store::{IdpStore, StoreParts};
 use crate::usage::UsageMeter;
-use crate::{Clock, Error, Result, SystemClock, TenantId, TierTable};
+use crate::{
+    AgentStateCounts, Clock, Error, IdpEvent, IdpObserver, Result, SystemClock, TenantId,
+    TierTable, Timestamp,
+};
 
 pub use agents::{AgentPatch, Ed25519PrivateJwk, NewAgent, RegisteredAgent};
 pub use usage::{Admission, AgentUsageRow, DailyCount, LimitUsage, UsageSummary};
@@ -66,6 +69,10 @@ pub struct IdpConfig {
     /// (`details.unrecorded_before`). This bounds how fast unauthenticated
     /// traffic can grow the audit trail. Default 600.
     pub auth_failure_audits_per_minute: u32,
+    /// How long [`Idp::agents_by_state`] answers from its last read of the
+    /// store: a scrape storm on `/metrics` then costs the store one count
+    /// per interval. Default 15 seconds.
+    pub agent_counts_max_age: Duration,
 }
 
 impl IdpConfig {
@@ -85,6 +92,7 @@ impl IdpConfig {
             usage_flush_interval: Duration::from_secs(1),
             max_custom_claims_bytes: 4096,
             auth_failure_audits_per_minute: 600,
+            agent_counts_max_age: Duration::from_secs(15),
         }
     }
 
@@ -214,6 +222,11 @@ pub(crate) struct Inner {
     /// entry never goes stale); emptied when it reaches
     /// [`tokens::DID_KEY_CACHE`] entries.
     pub(crate) did_keys: Mutex<HashMap<String, crate::jose::VerifyingKey>>,
+    /// Who hears about [`IdpEvent`]s.
+    pub(crate) observers: RwLock<Vec<Arc<dyn IdpObserver>>>,
+    /// The last read of [`Idp::agents_by_state`] and when it was made; the
+    /// lock also makes concurrent callers wait for one read.
+    pub(crate) agent_counts: tokio::sync::Mutex<Option<(Timestamp, AgentStateCounts)>>,
 }
 
 /// The identity provider. Cheap to clone; clones share everything.
@@ -381,6 +394,8 @@ impl IdpBuilder {
                 audit_tx,
                 unrecorded_failures: Mutex::new(HashMap::new()),
                 did_keys: Mutex::new(HashMap::new()),
+                observers: RwLock::new(Vec::new()),
+                agent_counts: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -481,6 +496,62 @@ impl Idp {
         self.reload_keys(false).await?;
         self.inner.store.markers.purge_markers(self.now()).await?;
         Ok(())
+    }
+
+    /// Registers an observer of [`IdpEvent`]s (lifecycle transitions, tier
+    /// limit checks) for the life of this `Idp` and its clones. The HTTP
+    /// router registers one for its metrics.
+    pub fn add_observer(&self, observer: Arc<dyn IdpObserver>) {
+        self.inner
+            .observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(observer);
+    }
+
+    /// Whether any observer listens (to skip work done only for them).
+    pub(crate) fn observed(&self) -> bool {
+        !self
+            .inner
+            .observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Hands `event` to every observer.
+    pub(crate) fn emit(&self, event: IdpEvent) {
+        for o in self
+            .inner
+            .observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            o.observe(&event);
+        }
+    }
+
+    /// How many agents of every tenant are in each lifecycle state, from the
+    /// store ([`AgentStore::agents_by_state`](crate::AgentStore::agents_by_state)),
+    /// so every node of a deployment on a shared store gives the same
+    /// figures. The store is read at most once per
+    /// [`IdpConfig::agent_counts_max_age`]; in between, and for callers
+    /// that arrive while a read is under way, the last figures are
+    /// returned. A failed read is not cached.
+    pub async fn agents_by_state(&self) -> Result<AgentStateCounts> {
+        let mut last = self.inner.agent_counts.lock().await;
+        let now = self.now();
+        if let Some((at, counts)) = *last
+            && at <= now
+            && now.since(at) < self.inner.config.agent_counts_max_age
+        {
+            return Ok(counts);
+        }
+        let store = &self.inner.store;
+        let counts = store.agents.agents_by_state(store.tenants.as_ref()).await?;
+        *last = Some((self.now(), counts));
+        Ok(counts)
     }
 
     /// Live tail of audit events appended through this `Idp` (this process).

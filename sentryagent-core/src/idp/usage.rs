@@ -19,7 +19,8 @@ use crate::credentials::AdminScope;
 use crate::ratelimit::Decision;
 use crate::usage::{Bucket, UsageBatch, UsageIncrement, UsageKind, hour_start};
 use crate::{
-    AgentId, Error, LimitKind, Result, TenantId, TenantStatus, Tier, TierLimits, Timestamp,
+    AgentId, Error, IdpEvent, LimitKind, Result, TenantId, TenantStatus, Tier, TierLimits,
+    Timestamp,
 };
 
 #[derive(Debug, Default)]
@@ -305,6 +306,13 @@ impl Idp {
             let used = self
                 .usage_in_period(tenant, UsageKind::ApiCall, now)
                 .await?;
+            self.emit(IdpEvent::QuotaChecked {
+                tier: t.tier,
+                kind: LimitKind::ApiCallsPerDay,
+                used,
+                limit,
+                admitted: used < limit,
+            });
             if used >= limit {
                 return Err(Error::QuotaExceeded {
                     limit_kind: LimitKind::ApiCallsPerDay,

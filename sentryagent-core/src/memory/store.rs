@@ -14,8 +14,8 @@ use crate::store::{
     SigningKeyStore, TenantStore,
 };
 use crate::{
-    AdminKeyId, Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result, Tenant,
-    TenantId, Timestamp,
+    AdminKeyId, Agent, AgentId, AgentStateCounts, Error, LifecycleState, LimitKind,
+    MarketplaceQuery, Result, Tenant, TenantId, Timestamp,
 };
 
 #[derive(Debug, Default)]
@@ -229,6 +229,10 @@ impl AgentStore for MemoryStore {
 
     async fn count_agents(&self, tenant: &TenantId) -> Result<u64> {
         Ok(live_agents(&self.read(), tenant))
+    }
+
+    async fn agents_by_state(&self, _tenants: &dyn TenantStore) -> Result<AgentStateCounts> {
+        Ok(self.read().agents.values().map(|a| a.state).collect())
     }
 
     async fn search_marketplace(

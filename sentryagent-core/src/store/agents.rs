@@ -2,10 +2,12 @@
 
 use async_trait::async_trait;
 
-use super::Backend;
+use super::{Backend, TenantStore};
 use crate::credentials::ClientSecret;
-use crate::page::{Page, PageRequest};
-use crate::{Agent, AgentId, MarketplaceQuery, Result, Tenant, TenantId, Timestamp};
+use crate::page::{MAX_PAGE_SIZE, Page, PageRequest};
+use crate::{
+    Agent, AgentId, AgentStateCounts, MarketplaceQuery, Result, Tenant, TenantId, Timestamp,
+};
 
 /// An agent with its client secrets ([`AgentStore::get_client`]), and its
 /// tenant when the backend read it in the same step.
@@ -86,5 +88,142 @@ pub trait AgentStore: Backend {
             secrets,
             tenant: None,
         })
+    }
+
+    /// How many agents of every tenant are in each lifecycle state.
+    ///
+    /// The default walks `tenants` ([`TenantStore::list_tenants`]) and
+    /// counts each tenant's agents ([`list_agents`](Self::list_agents)):
+    /// right for any backend, in as many round trips as there are pages of
+    /// tenants and agents. A backend that can count in one pass overrides
+    /// it (Postgres: one `GROUP BY`; sled and memory: one scan) and may
+    /// ignore `tenants`. Hosts read it through
+    /// [`Idp::agents_by_state`](crate::Idp::agents_by_state), which caches
+    /// it.
+    async fn agents_by_state(&self, tenants: &dyn TenantStore) -> Result<AgentStateCounts> {
+        let mut counts = AgentStateCounts::default();
+        let mut tenant_page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let page = tenants.list_tenants(&tenant_page).await?;
+            for t in &page.items {
+                let mut agent_page = PageRequest::first(MAX_PAGE_SIZE);
+                loop {
+                    let agents = self.list_agents(&t.id, &agent_page).await?;
+                    for a in &agents.items {
+                        counts.add(a.state, 1);
+                    }
+                    match agents.next_cursor {
+                        Some(c) => agent_page.cursor = Some(c),
+                        None => break,
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(c) => tenant_page.cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::conformance::{sample_agent, sample_secret, sample_tenant};
+    use crate::{LifecycleState, MemoryStore};
+
+    /// A memory agent store that keeps the default `agents_by_state`.
+    #[derive(Debug, Default)]
+    struct Walking(MemoryStore);
+
+    impl Backend for Walking {
+        fn name(&self) -> &'static str {
+            "walking"
+        }
+    }
+
+    #[async_trait]
+    impl AgentStore for Walking {
+        async fn create_agent(&self, a: &Agent, s: &ClientSecret, max: Option<u64>) -> Result<()> {
+            self.0.create_agent(a, s, max).await
+        }
+        async fn get_agent(&self, id: &AgentId) -> Result<Agent> {
+            self.0.get_agent(id).await
+        }
+        async fn update_agent(&self, a: &Agent) -> Result<Agent> {
+            self.0.update_agent(a).await
+        }
+        async fn list_agents(&self, t: &TenantId, p: &PageRequest) -> Result<Page<Agent>> {
+            self.0.list_agents(t, p).await
+        }
+        async fn count_agents(&self, t: &TenantId) -> Result<u64> {
+            self.0.count_agents(t).await
+        }
+        async fn search_marketplace(
+            &self,
+            q: &MarketplaceQuery,
+            p: &PageRequest,
+        ) -> Result<Page<Agent>> {
+            self.0.search_marketplace(q, p).await
+        }
+        async fn list_client_secrets(&self, a: &AgentId) -> Result<Vec<ClientSecret>> {
+            self.0.list_client_secrets(a).await
+        }
+        async fn rotate_client_secret(
+            &self,
+            a: &AgentId,
+            s: &ClientSecret,
+            until: Timestamp,
+        ) -> Result<()> {
+            self.0.rotate_client_secret(a, s, until).await
+        }
+        async fn revoke_client_secrets(&self, a: &AgentId, at: Timestamp) -> Result<u64> {
+            self.0.revoke_client_secrets(a, at).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_count_by_state_passes_the_suite() {
+        crate::conformance::agent_store::agents_by_state(&Walking::default()).await;
+    }
+
+    /// More tenants and agents than one page of each: the walk pages
+    /// through both and agrees with the memory store's own count.
+    #[tokio::test]
+    async fn the_default_count_by_state_pages_and_agrees_with_an_override() {
+        let walking = Arc::new(Walking::default());
+        let tenants = MemoryStore::new();
+        let crowded = sample_tenant("Crowded");
+        tenants.create_tenant(&crowded).await.unwrap();
+        for i in 0..MAX_PAGE_SIZE + 3 {
+            let mut a = sample_agent(&crowded.id, &format!("a{i}"));
+            a.state = LifecycleState::ALL[i % LifecycleState::ALL.len()];
+            walking
+                .create_agent(&a, &sample_secret(&a.id, 1), None)
+                .await
+                .unwrap();
+        }
+        for i in 0..MAX_PAGE_SIZE + 2 {
+            let t = sample_tenant(&format!("Tenant {i}"));
+            tenants.create_tenant(&t).await.unwrap();
+            if i % 100 == 0 {
+                let a = sample_agent(&t.id, "lone");
+                walking
+                    .create_agent(&a, &sample_secret(&a.id, 1), None)
+                    .await
+                    .unwrap();
+            }
+        }
+        let walked = walking.agents_by_state(&tenants).await.unwrap();
+        let counted = walking.0.agents_by_state(&tenants).await.unwrap();
+        assert_eq!(walked, counted);
+        assert_eq!(walked.total(), (MAX_PAGE_SIZE + 3 + 6) as u64);
+        assert_eq!(
+            walked.get(LifecycleState::Draft),
+            (MAX_PAGE_SIZE + 3).div_ceil(6) as u64
+        );
     }
 }

@@ -12,6 +12,7 @@
 
 mod client_auth;
 mod limits;
+mod observe;
 mod tenants;
 mod tokens;
 

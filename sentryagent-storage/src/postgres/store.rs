@@ -9,8 +9,8 @@ use sqlx::{AssertSqlSafe, Row};
 use sentryagent_core::BackendHealth;
 use sentryagent_core::{AdminKey, ClientSecret};
 use sentryagent_core::{
-    AdminKeyId, Agent, AgentId, Error, LimitKind, MarketplaceQuery, Result, Tenant, TenantId,
-    Timestamp,
+    AdminKeyId, Agent, AgentId, AgentStateCounts, Error, LifecycleState, LimitKind,
+    MarketplaceQuery, Result, Tenant, TenantId, Timestamp,
 };
 use sentryagent_core::{
     AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, MarkerStore, SettingStore,
@@ -412,6 +412,27 @@ impl AgentStore for PostgresStore {
                 .fetch_one(&self.db.pool)
                 .await?;
                 Ok(to_u64(n)?)
+            })
+            .await
+    }
+
+    /// One `GROUP BY` over the `state` column.
+    async fn agents_by_state(&self, _tenants: &dyn TenantStore) -> Result<AgentStateCounts> {
+        self.db
+            .run(|| async {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT state, count(*) FROM agents GROUP BY state")
+                        .fetch_all(&self.db.pool)
+                        .await?;
+                let mut counts = AgentStateCounts::default();
+                for (state, n) in rows {
+                    let state: LifecycleState = state.parse().map_err(|_| Error::Internal {
+                        message: format!("postgres: an agent has the unknown state {state:?}"),
+                        source: None,
+                    })?;
+                    counts.add(state, to_u64(n)?);
+                }
+                Ok(counts)
             })
             .await
     }

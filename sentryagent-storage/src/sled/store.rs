@@ -14,8 +14,8 @@ use sentryagent_core::BackendHealth;
 use sentryagent_core::agent::agent_search_terms;
 use sentryagent_core::{AdminKey, ClientSecret};
 use sentryagent_core::{
-    AdminKeyId, Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, Result, Tenant,
-    TenantId, Timestamp,
+    AdminKeyId, Agent, AgentId, AgentStateCounts, Error, LifecycleState, LimitKind,
+    MarketplaceQuery, Result, Tenant, TenantId, Timestamp,
 };
 use sentryagent_core::{
     AdminKeyStore, AgentStore, AuditLog, Backend, MarkerStore, SettingStore, SigningKeyRecord,
@@ -482,6 +482,20 @@ impl AgentStore for SledStore {
             "live agent count",
         )?;
         counter("live agents", v.as_deref())
+    }
+
+    /// One scan of the agents, reading only each record's state.
+    async fn agents_by_state(&self, _tenants: &dyn TenantStore) -> Result<AgentStateCounts> {
+        #[derive(serde::Deserialize)]
+        struct StateOnly {
+            state: LifecycleState,
+        }
+        let mut counts = AgentStateCounts::default();
+        for raw in self.shared.t.agents.iter().values() {
+            let raw = raw.map_err(iter_error("agents"))?;
+            counts.add(decode::<StateOnly>("agent", &raw)?.state, 1);
+        }
+        Ok(counts)
     }
 
     async fn search_marketplace(
