@@ -24,6 +24,7 @@ pub mod health;
 pub mod hex;
 mod idp;
 mod ids;
+pub mod jcs;
 pub mod jose;
 mod keys;
 #[doc(hidden)]
@@ -50,6 +51,7 @@ pub mod tier;
 pub mod token;
 #[doc(hidden)]
 pub mod usage;
+pub mod vc;
 
 #[cfg(any(test, feature = "conformance"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]

@@ -690,8 +690,10 @@ impl SigningKey {
         Ok(out)
     }
 
-    /// The raw 64-byte signature of `message`.
-    fn sign_raw(&self, message: &[u8]) -> Result<[u8; 64], JoseError> {
+    /// The raw 64-byte signature of `message`: Ed25519 (RFC 8032) or, for
+    /// ES256, `r || s`. For signatures outside JOSE (Data Integrity
+    /// proofs).
+    pub fn sign_raw(&self, message: &[u8]) -> Result<[u8; 64], JoseError> {
         match &self.inner {
             SigningInner::Ed25519(k) => k
                 .try_sign(message)
