@@ -131,6 +131,7 @@ fn tenant() -> Tenant {
             verified: false,
         },
         allowed_audiences: vec![],
+        settings: Default::default(),
         created_at: at,
         updated_at: at,
         revision: 0,

@@ -273,6 +273,7 @@ async fn build_idp() -> Idp {
             verified: false,
         },
         allowed_audiences: vec![AUDIENCE.into()],
+        settings: Default::default(),
         created_at: at,
         updated_at: at,
         revision: 0,

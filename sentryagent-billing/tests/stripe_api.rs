@@ -25,6 +25,7 @@ fn tenant(customer: Option<&str>) -> Tenant {
         },
         publisher: Publisher::default(),
         allowed_audiences: vec![],
+        settings: Default::default(),
         created_at: Timestamp::from_unix_secs(T0),
         updated_at: Timestamp::from_unix_secs(T0),
         revision: 0,

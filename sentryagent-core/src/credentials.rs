@@ -55,6 +55,14 @@ pub enum AdminScope {
     BillingRead,
     /// Start checkouts and open the billing portal.
     BillingWrite,
+    /// Read the tenant's members and invitations.
+    MembersRead,
+    /// Invite members, change their roles, remove them and issue their
+    /// password reset links (only for roles within the caller's own scopes).
+    MembersWrite,
+    /// Create, list and revoke the tenant's admin API keys (granting only
+    /// scopes the caller holds).
+    ApiKeysWrite,
 }
 
 impl AdminScope {
@@ -64,6 +72,35 @@ impl AdminScope {
             || self == needed
             || (self == AdminScope::AgentsWrite && needed == AdminScope::AgentsRead)
             || (self == AdminScope::BillingWrite && needed == AdminScope::BillingRead)
+            || (self == AdminScope::MembersWrite && needed == AdminScope::MembersRead)
+    }
+
+    /// Every scope.
+    pub const ALL: [AdminScope; 9] = [
+        AdminScope::Admin,
+        AdminScope::AgentsRead,
+        AdminScope::AgentsWrite,
+        AdminScope::AuditRead,
+        AdminScope::BillingRead,
+        AdminScope::BillingWrite,
+        AdminScope::MembersRead,
+        AdminScope::MembersWrite,
+        AdminScope::ApiKeysWrite,
+    ];
+
+    /// The snake_case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminScope::Admin => "admin",
+            AdminScope::AgentsRead => "agents_read",
+            AdminScope::AgentsWrite => "agents_write",
+            AdminScope::AuditRead => "audit_read",
+            AdminScope::BillingRead => "billing_read",
+            AdminScope::BillingWrite => "billing_write",
+            AdminScope::MembersRead => "members_read",
+            AdminScope::MembersWrite => "members_write",
+            AdminScope::ApiKeysWrite => "api_keys_write",
+        }
     }
 }
 

@@ -28,6 +28,18 @@ impl Idp {
     pub async fn create_tenant(&self, caller: &Caller, new: NewTenant) -> Result<Tenant> {
         caller.require_operator()?;
         caller.require(AdminScope::Admin)?;
+        self.insert_tenant(new, &caller.actor, &caller.request)
+            .await
+    }
+
+    /// Validates and stores a new tenant, audited as `tenant.created` by
+    /// `actor` (an operator, or a person signing up).
+    pub(crate) async fn insert_tenant(
+        &self,
+        new: NewTenant,
+        actor: &str,
+        request: &RequestMeta,
+    ) -> Result<Tenant> {
         validate_text("name", &new.name, 100)?;
         let slug = match &new.slug {
             Some(s) => s.clone(),
@@ -57,6 +69,7 @@ impl Idp {
                 verified: false,
             },
             allowed_audiences: new.allowed_audiences,
+            settings: Default::default(),
             created_at: now,
             updated_at: now,
             revision: 0,
@@ -84,11 +97,11 @@ impl Idp {
         }
         let mut ev = self.event(
             Some(&tenant.id),
-            &caller.actor,
+            actor,
             "tenant.created",
             Some(tenant.id.as_str()),
             Outcome::Success,
-            &caller.request,
+            request,
         );
         ev.details.insert("tier".into(), tenant.tier.to_string());
         self.audit(ev).await?;
@@ -252,8 +265,10 @@ impl Idp {
     /// Creates an admin API key for `tenant` (or an operator key for `None`).
     /// Returns the stored key and the key itself, shown only this once.
     ///
-    /// `scopes` default to [`AdminScope::Admin`] (every scope of the key's
-    /// reach); a tenant key grants only scopes it holds itself.
+    /// `scopes` default to the caller's own scopes ([`AdminScope::Admin`],
+    /// every scope of the key's reach, for an operator or an owner); a
+    /// tenant caller grants only scopes it holds itself. Needs
+    /// [`AdminScope::ApiKeysWrite`].
     pub async fn create_admin_key(
         &self,
         caller: &Caller,
@@ -261,8 +276,8 @@ impl Idp {
         name: &str,
         scopes: Option<Vec<AdminScope>>,
     ) -> Result<(AdminKey, String)> {
-        caller.require(AdminScope::Admin)?;
-        let scopes = scopes.unwrap_or_else(|| vec![AdminScope::Admin]);
+        caller.require(AdminScope::ApiKeysWrite)?;
+        let scopes = scopes.unwrap_or_else(|| caller.scopes.clone());
         match tenant {
             None => caller.require_operator()?,
             Some(t) => {
@@ -450,7 +465,7 @@ impl Idp {
         caller: &Caller,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<AdminKey>> {
-        caller.require(AdminScope::Admin)?;
+        caller.require(AdminScope::ApiKeysWrite)?;
         match tenant {
             None => caller.require_operator()?,
             Some(t) => caller.reach(t, "tenant")?,
@@ -466,7 +481,7 @@ impl Idp {
         tenant: Option<&TenantId>,
         id: &AdminKeyId,
     ) -> Result<()> {
-        caller.require(AdminScope::Admin)?;
+        caller.require(AdminScope::ApiKeysWrite)?;
         let keys = self.list_admin_keys(caller, tenant).await?;
         if !keys.iter().any(|k| &k.id == id) {
             return Err(Error::not_found("api_key"));

@@ -5,6 +5,8 @@ pub use admin::{AuditTail, PublisherUpdate, TenantUpdate};
 mod agents;
 mod billing;
 pub use billing::{BillingOutcome, Subscription};
+mod accounts;
+mod members;
 mod tokens;
 mod usage;
 
@@ -20,11 +22,12 @@ use crate::credentials::{AdminKey, AdminScope};
 use crate::jose::Algorithm;
 use crate::keys::KeyRing;
 use crate::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
+use crate::people::{PasswordHasher, PeopleConfig, Role};
 use crate::ratelimit::RateLimiter;
 use crate::secret::SecretHasher;
 use crate::store::{IdpStore, StoreParts};
 use crate::usage::UsageMeter;
-use crate::{Clock, Error, Result, SystemClock, TenantId, TierTable};
+use crate::{Clock, Error, Result, SystemClock, TenantId, TierTable, UserId};
 
 pub use agents::{AgentPatch, Ed25519PrivateJwk, NewAgent, RegisteredAgent};
 pub use usage::{Admission, AgentUsageRow, DailyCount, LimitUsage, UsageSummary};
@@ -66,6 +69,9 @@ pub struct IdpConfig {
     /// (`details.unrecorded_before`). This bounds how fast unauthenticated
     /// traffic can grow the audit trail. Default 600.
     pub auth_failure_audits_per_minute: u32,
+    /// People: sign-up, sessions, sign-in throttling, invitation and reset
+    /// links. Defaults in [`PeopleConfig::new`].
+    pub people: PeopleConfig,
 }
 
 impl IdpConfig {
@@ -74,6 +80,7 @@ impl IdpConfig {
         let issuer = issuer.into().trim_end_matches('/').to_owned();
         IdpConfig {
             token_endpoint: format!("{issuer}/oauth2/token"),
+            people: PeopleConfig::new(&issuer),
             issuer,
             token_ttl: Duration::from_secs(900),
             max_assertion_lifetime: Duration::from_secs(300),
@@ -106,6 +113,7 @@ impl IdpConfig {
                 "at least 1",
             ));
         }
+        self.people.validate()?;
         self.tiers.validate()
     }
 }
@@ -144,6 +152,17 @@ impl Caller {
         }
     }
 
+    /// A signed-in member of `tenant` with `role`: the role's scopes
+    /// ([`Role::scopes`]), bound to the tenant (never an operator).
+    pub fn member(user: &UserId, tenant: &TenantId, role: Role, request: RequestMeta) -> Self {
+        Caller {
+            actor: format!("user:{user}"),
+            tenant: Some(tenant.clone()),
+            scopes: role.scopes().to_vec(),
+            request,
+        }
+    }
+
     /// Whether this caller reaches every tenant.
     pub fn is_operator(&self) -> bool {
         self.tenant.is_none()
@@ -155,7 +174,7 @@ impl Caller {
             Ok(())
         } else {
             Err(Error::Forbidden {
-                message: format!("the API key lacks the {needed:?} scope"),
+                message: format!("the caller lacks the {} scope", needed.as_str()),
             })
         }
     }
@@ -214,6 +233,9 @@ pub(crate) struct Inner {
     /// entry never goes stale); emptied when it reaches
     /// [`tokens::DID_KEY_CACHE`] entries.
     pub(crate) did_keys: Mutex<HashMap<String, crate::jose::VerifyingKey>>,
+    /// People's passwords (argon2id, a few at a time, off the async
+    /// threads).
+    pub(crate) passwords: PasswordHasher,
 }
 
 /// The identity provider. Cheap to clone; clones share everything.
@@ -313,6 +335,14 @@ impl IdpBuilder {
         self
     }
 
+    /// How long a signed-in session lasts: `idle` without use (default 12
+    /// hours) and `lifetime` after its sign-in at most (default 7 days).
+    pub fn session_timeouts(mut self, idle: Duration, lifetime: Duration) -> Self {
+        self.config.people.session_idle_timeout = idle;
+        self.config.people.session_lifetime = lifetime;
+        self
+    }
+
     /// The clock (default: [`SystemClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -381,6 +411,7 @@ impl IdpBuilder {
                 audit_tx,
                 unrecorded_failures: Mutex::new(HashMap::new()),
                 did_keys: Mutex::new(HashMap::new()),
+                passwords: PasswordHasher::default(),
             }),
         })
     }
@@ -475,11 +506,12 @@ impl Idp {
 
     /// Periodic upkeep, for a host timer (every few seconds to a minute):
     /// flushes buffered usage, rotates signing keys that are due and loads
-    /// keys other nodes created, and purges expired markers.
+    /// keys other nodes created, and purges expired markers and sessions.
     pub async fn maintenance(&self) -> Result<()> {
         self.flush_usage().await?;
         self.reload_keys(false).await?;
         self.inner.store.markers.purge_markers(self.now()).await?;
+        self.inner.store.sessions.purge_sessions(self.now()).await?;
         Ok(())
     }
 

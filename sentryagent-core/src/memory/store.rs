@@ -37,6 +37,8 @@ struct State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: RwLock<State>,
+    /// Accounts, memberships, sessions and invitations (`people.rs`).
+    pub(super) people: RwLock<super::people::People>,
 }
 
 impl MemoryStore {

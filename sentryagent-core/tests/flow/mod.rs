@@ -12,6 +12,7 @@
 
 mod client_auth;
 mod limits;
+mod people;
 mod tenants;
 mod tokens;
 

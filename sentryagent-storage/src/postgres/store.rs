@@ -65,10 +65,10 @@ const LOCK_AUDIT_CHAIN: i32 = 0x5341_0002;
 /// written in exponent form (`1e16`) is read back as the equal integer.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    db: Db,
+    pub(super) db: Db,
 }
 
-fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
+pub(super) fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
     let Json(v): Json<T> = row.try_get(column)?;
     Ok(v)
 }
@@ -133,7 +133,7 @@ impl PostgresStore {
         self.db.pool.close().await;
     }
 
-    async fn get_doc<T: DeserializeOwned + Send + Unpin>(
+    pub(super) async fn get_doc<T: DeserializeOwned + Send + Unpin>(
         &self,
         sql: &'static str,
         key: &str,
