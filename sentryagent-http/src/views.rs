@@ -116,7 +116,9 @@ pub(crate) enum AuthErrors {
     /// tier, or the limit the operation consumes (e.g. agents).
     #[response(status = 402, content_type = "application/problem+json")]
     QuotaExceeded(ProblemDoc),
-    /// The key lacks the scope, or the tenant is suspended.
+    /// The caller lacks the scope (a member: the role's scopes), the
+    /// tenant is suspended, or a session's state-changing request lacks its
+    /// CSRF token.
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(ProblemDoc),
     /// The tenant's rate limit (tenant keys).
@@ -279,7 +281,9 @@ pub(crate) struct NewApiKey {
     /// Label.
     pub(crate) name: String,
     /// Scopes (`admin`, `agents_read`, `agents_write`, `audit_read`,
-    /// `billing_read`, `billing_write`); default `["admin"]`.
+    /// `billing_read`, `billing_write`, `members_read`, `members_write`,
+    /// `api_keys_write`), only ones the caller holds; default: the caller's
+    /// own (`["admin"]` for an operator or a tenant's owner).
     #[serde(default)]
     pub(crate) scopes: Option<Vec<AdminScope>>,
 }

@@ -873,6 +873,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_role_table_is_the_documented_one() {
+        let names = |r: Role| -> Vec<&str> { r.scopes().iter().map(|s| s.as_str()).collect() };
+        assert_eq!(names(Role::Owner), ["admin"]);
+        assert_eq!(
+            names(Role::Admin),
+            [
+                "agents_write",
+                "audit_read",
+                "billing_write",
+                "members_write",
+                "api_keys_write"
+            ]
+        );
+        assert_eq!(
+            names(Role::Developer),
+            ["agents_write", "audit_read", "billing_read", "members_read"]
+        );
+        assert_eq!(
+            names(Role::Viewer),
+            ["agents_read", "audit_read", "billing_read", "members_read"]
+        );
+        // The module docs show the same table.
+        let doc = include_str!("mod.rs");
+        for r in Role::ALL {
+            let row = format!(
+                "//! | `{r}` | {} ",
+                names(r)
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            assert!(doc.contains(&row), "documented: {row}");
+        }
+    }
+
+    #[test]
     fn roles_map_to_scopes_and_nest() {
         use AdminScope as S;
         assert!(Role::Owner.within(&[S::Admin]));
