@@ -253,7 +253,7 @@ pub(crate) async fn tenants(ctx: &mut Ctx, c: TenantsCommand) -> Result<(), CliE
 /// The tenant whose keys a command manages: `--tenant` or the profile's;
 /// for a tenant key without either, its own tenant (asked from the
 /// server); `None` for an operator key's own keys.
-async fn keys_tenant(ctx: &Ctx) -> Result<Option<String>, CliError> {
+pub(super) async fn keys_tenant(ctx: &Ctx) -> Result<Option<String>, CliError> {
     if let Some(t) = &ctx.settings.tenant {
         return Ok(Some(t.clone()));
     }
