@@ -26,6 +26,8 @@ fn tenant(customer: Option<&str>) -> Tenant {
         publisher: Publisher::default(),
         allowed_audiences: vec![],
         settings: Default::default(),
+        suspended_at: None,
+        suspension_reason: None,
         created_at: Timestamp::from_unix_secs(T0),
         updated_at: Timestamp::from_unix_secs(T0),
         revision: 0,

@@ -164,6 +164,10 @@ pub struct Agent {
     /// `ES256` serves relying parties that cannot verify EdDSA.
     #[serde(default)]
     pub token_algorithm: Option<crate::jose::Algorithm>,
+    /// When `state` last changed (its creation for an agent that never
+    /// moved); `None` only for agents stored before this field existed.
+    #[serde(default)]
+    pub state_changed_at: Option<Timestamp>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -350,6 +354,7 @@ mod tests {
                 allowed_scopes: vec![],
                 custom_claims: Default::default(),
                 token_algorithm: None,
+                state_changed_at: Some(at),
                 created_at: at,
                 updated_at: at,
                 revision: 0,

@@ -112,6 +112,12 @@ pub struct Tenant {
     /// Rules for the tenant's members.
     #[serde(default)]
     pub settings: TenantSettings,
+    /// When the tenant was suspended (while it is), shown to its members.
+    #[serde(default)]
+    pub suspended_at: Option<Timestamp>,
+    /// Why, as the operator said when suspending it (while it is).
+    #[serde(default)]
+    pub suspension_reason: Option<String>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.

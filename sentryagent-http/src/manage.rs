@@ -122,6 +122,7 @@ pub(crate) async fn patch_tenant(
     let update = TenantUpdate {
         tier: patch.tier,
         status: patch.status,
+        reason: patch.reason,
     };
     Ok(Json(
         s.idp

@@ -271,6 +271,10 @@ pub(crate) struct TenantPatch {
     pub(crate) tier: Option<Tier>,
     /// New status: `active` or `suspended`.
     pub(crate) status: Option<TenantStatus>,
+    /// Why the tenant is suspended (with `"status": "suspended"` only),
+    /// shown to its members.
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
 }
 
 /// A new admin API key.

@@ -850,3 +850,53 @@ async fn each_role_is_allowed_exactly_its_scopes_on_every_management_route() {
         }
     }
 }
+
+#[tokio::test]
+async fn members_see_why_their_tenant_is_suspended() {
+    let s = start().await;
+    let owner = sign_up(&s, &unique_email("suspended"), "Paused Co").await;
+    let tenant = owner.tenant();
+    let (st, t) = s
+        .send(
+            Method::PATCH,
+            &format!("/v1/tenants/{tenant}"),
+            Some(&s.op),
+            &json!({"status": "suspended", "reason": "payment overdue"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{t}");
+    assert!(t["suspended_at"].is_string());
+    // The tenant's calls are refused, and /v1/me says why.
+    let r = with(
+        &s,
+        &owner,
+        Method::GET,
+        &format!("/v1/tenants/{tenant}"),
+        false,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_problem(r, 403).await;
+    let (st, me) = json_of(
+        with(&s, &owner, Method::GET, "/v1/me", false)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let m = &me["memberships"][0];
+    assert_eq!(m["tenant_status"], "suspended");
+    assert_eq!(m["suspension_reason"], "payment overdue");
+    assert!(m["suspended_at"].is_string());
+    let (st, p) = s
+        .send(
+            Method::PATCH,
+            &format!("/v1/tenants/{tenant}"),
+            Some(&s.op),
+            &json!({"tier": "pro", "reason": "no"}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), &p["field"]), (422, &json!("reason")));
+}

@@ -145,6 +145,9 @@ impl Idp {
                     tenant_id: m.tenant_id,
                     tenant_name: t.name,
                     role: m.role,
+                    tenant_status: t.status,
+                    suspended_at: t.suspended_at,
+                    suspension_reason: t.suspension_reason,
                 }),
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),

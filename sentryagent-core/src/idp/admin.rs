@@ -70,6 +70,8 @@ impl Idp {
             },
             allowed_audiences: new.allowed_audiences,
             settings: Default::default(),
+            suspended_at: None,
+            suspension_reason: None,
             created_at: now,
             updated_at: now,
             revision: 0,
@@ -132,10 +134,20 @@ impl Idp {
     ) -> Result<Tenant> {
         for _ in 0..16 {
             let mut t = self.inner.store.tenants.get_tenant(id).await?;
+            let status_before = t.status;
             if !change(&mut t)? {
                 return Ok(t);
             }
             t.updated_at = self.now();
+            // A suspension records when; reactivation forgets it.
+            if t.status != status_before {
+                if t.status == TenantStatus::Suspended {
+                    t.suspended_at = Some(t.updated_at);
+                } else {
+                    t.suspended_at = None;
+                    t.suspension_reason = None;
+                }
+            }
             match self.inner.store.tenants.update_tenant(&t).await {
                 Ok(stored) => {
                     let mut ev = self.event(
@@ -151,6 +163,9 @@ impl Idp {
                         "status".into(),
                         format!("{:?}", stored.status).to_lowercase(),
                     );
+                    if let Some(r) = &stored.suspension_reason {
+                        ev.details.insert("reason".into(), r.clone());
+                    }
                     self.audit(ev).await?;
                     return Ok(stored);
                 }
@@ -165,7 +180,9 @@ impl Idp {
     /// billing moves tiers on its own): one stored change and one audit
     /// event (`tenant.tier_changed`, `tenant.status_changed`, or
     /// `tenant.updated` when both are given). Fields left `None` keep
-    /// their value; nothing to change returns the tenant as stored.
+    /// their value; nothing to change returns the tenant as stored. A
+    /// suspension records `suspended_at` and the `reason` given (only with
+    /// a suspension); reactivation clears both.
     pub async fn update_tenant(
         &self,
         caller: &Caller,
@@ -173,20 +190,29 @@ impl Idp {
         update: TenantUpdate,
     ) -> Result<Tenant> {
         caller.require_operator()?;
+        if let Some(r) = &update.reason {
+            if update.status != Some(TenantStatus::Suspended) {
+                return Err(Error::invalid("reason", "only with status suspended"));
+            }
+            validate_text("reason", r, 500)?;
+        }
         let action = match (update.tier, update.status) {
             (Some(_), None) => "tenant.tier_changed",
             (None, Some(_)) => "tenant.status_changed",
             _ => "tenant.updated",
         };
         self.change_tenant(id, &caller.actor, action, &caller.request, |t| {
-            let before = (t.tier, t.status);
+            let before = (t.tier, t.status, t.suspension_reason.clone());
             if let Some(tier) = update.tier {
                 t.tier = tier;
             }
             if let Some(status) = update.status {
                 t.status = status;
             }
-            Ok((t.tier, t.status) != before)
+            if update.reason.is_some() {
+                t.suspension_reason = update.reason.clone();
+            }
+            Ok((t.tier, t.status, t.suspension_reason.clone()) != before)
         })
         .await
     }
@@ -201,7 +227,7 @@ impl Idp {
     ) -> Result<Tenant> {
         let update = TenantUpdate {
             tier: Some(tier),
-            status: None,
+            ..Default::default()
         };
         self.update_tenant(caller, id, update).await
     }
@@ -215,8 +241,8 @@ impl Idp {
         status: TenantStatus,
     ) -> Result<Tenant> {
         let update = TenantUpdate {
-            tier: None,
             status: Some(status),
+            ..Default::default()
         };
         self.update_tenant(caller, id, update).await
     }
@@ -706,12 +732,15 @@ impl AuditTail {
 }
 
 /// A change of a tenant's tier and status ([`Idp::update_tenant`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantUpdate {
     /// The new tier; `None` keeps it.
     pub tier: Option<Tier>,
     /// The new status; `None` keeps it.
     pub status: Option<TenantStatus>,
+    /// Why the tenant is suspended (with `status: Some(Suspended)` only;
+    /// 1 to 500 characters), shown to its members.
+    pub reason: Option<String>,
 }
 
 /// A new public profile of a tenant ([`Idp::update_publisher`]).

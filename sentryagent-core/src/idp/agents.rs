@@ -302,6 +302,7 @@ impl Idp {
             allowed_scopes: dedup(new.allowed_scopes),
             custom_claims: new.custom_claims,
             token_algorithm: new.token_algorithm,
+            state_changed_at: Some(now),
             created_at: now,
             updated_at: now,
             revision: 0,
@@ -401,6 +402,9 @@ impl Idp {
             let before = agent.state;
             change(&mut agent)?;
             agent.updated_at = self.now();
+            if agent.state != before {
+                agent.state_changed_at = Some(agent.updated_at);
+            }
             match self.inner.store.agents.update_agent(&agent).await {
                 Ok(stored) => {
                     let mut ev = self.event(

@@ -221,6 +221,12 @@ pub struct TenantMembership {
     pub tenant_name: String,
     /// The person's role in it.
     pub role: Role,
+    /// Whether the tenant is active or suspended.
+    pub tenant_status: crate::TenantStatus,
+    /// When the tenant was suspended (while it is).
+    pub suspended_at: Option<Timestamp>,
+    /// Why, as the operator said (while it is).
+    pub suspension_reason: Option<String>,
 }
 
 /// A member of a tenant, as listed to the tenant.

@@ -56,7 +56,11 @@ pub(crate) fn check_strength(password: &str, user_inputs: &[&str]) -> Result<()>
             format!("{MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"),
         ));
     }
-    let entropy = zxcvbn::zxcvbn(password, user_inputs);
+    // The estimate's cost grows with the length; like zxcvbn's reference
+    // implementation, judge the first 100 characters (a password strong
+    // there is strong).
+    let head: String = password.chars().take(100).collect();
+    let entropy = zxcvbn::zxcvbn(&head, user_inputs);
     let score = u8::from(entropy.score());
     if score < MIN_SCORE {
         let hint = entropy

@@ -25,7 +25,8 @@ pub(crate) const RECOVERY_CODES: usize = 10;
 /// case).
 const CODE_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// A TOTP seed, sealed (see the [module docs](self)).
+/// A TOTP seed, sealed: XORed with HMAC-SHA256 of a random nonce under the
+/// deployment's secret hashing key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedSecret {
     /// Random nonce, base64url.

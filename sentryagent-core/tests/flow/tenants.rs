@@ -320,3 +320,36 @@ async fn publishers_are_found_by_slug_unless_suspended() {
         Err(Error::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn agents_record_when_their_state_last_changed() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |_| {}).await else {
+        return;
+    };
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "mover").await.agent;
+    assert_eq!(a.state_changed_at, Some(a.created_at));
+    c.advance(Duration::from_secs(60));
+    let sys = Caller::system();
+    let paused = idp
+        .transition_agent(&sys, &a.id, LifecycleState::Paused)
+        .await
+        .unwrap();
+    assert_eq!(paused.state_changed_at, Some(c.now()));
+    // A change that is not a transition keeps it.
+    c.advance(Duration::from_secs(60));
+    let renamed = idp
+        .update_agent(
+            &sys,
+            &a.id,
+            sentryagent_core::AgentPatch {
+                description: Some("moves things".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.state_changed_at, paused.state_changed_at);
+    assert!(renamed.updated_at > paused.updated_at);
+}
