@@ -622,8 +622,12 @@ pub(crate) enum ApiKeysCommand {
         /// members_read, members_write, api_keys_write.
         #[arg(long = "scope", value_name = "S")]
         scopes: Vec<String>,
+        /// When the key stops working: an RFC 3339 time, or a duration
+        /// from now (30s, 10m, 2h, 90d). Default: never.
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
     },
-    /// Lists admin keys (without the keys).
+    /// Lists admin keys (without the keys), with their request counts.
     #[command(after_help = "Example:\n  sentryagent api-keys list --tenant <tenant-id>")]
     List,
     /// Revokes an admin key: a tenant's (--tenant, or a tenant key's own),
@@ -634,5 +638,8 @@ pub(crate) enum ApiKeysCommand {
     Revoke {
         /// Key id.
         id: String,
+        /// Why (kept with the key and shown in listings).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }

@@ -1311,3 +1311,34 @@ fn members_and_invitations() {
         3,
     );
 }
+
+#[test]
+fn api_keys_expire_and_keep_a_revocation_reason() {
+    let env = Env::new();
+    let (_, key) = env.tenant_on("Expiring", "pro");
+    let k = json_out(env.as_key(&key).args([
+        "api-keys",
+        "create",
+        "--name",
+        "temp",
+        "--expires",
+        "90d",
+        "--json",
+    ]));
+    assert!(k["expires_at"].is_string(), "{k}");
+    fails_with(
+        env.as_key(&key)
+            .args(["api-keys", "create", "--name", "x", "--expires", "soon"]),
+        2,
+    );
+    let id = k["id"].as_str().unwrap();
+    json_out(
+        env.as_key(&key)
+            .args(["api-keys", "revoke", id, "--reason", "not needed", "--json"]),
+    );
+    let table = text_out(env.as_key(&key).args(["api-keys", "list"]));
+    assert!(
+        table.contains("REQUESTS") && table.contains("(not needed)"),
+        "{table}"
+    );
+}

@@ -122,16 +122,32 @@ pub struct AdminKey {
     pub hash: SecretHash,
     /// Creation time.
     pub created_at: Timestamp,
-    /// Last successful use (updated at most once a minute).
+    /// Last successful use (written at most once a minute).
     pub last_used_at: Option<Timestamp>,
     /// Revocation time.
     pub revoked_at: Option<Timestamp>,
+    /// End of validity, if the key was made to expire.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// Why it was revoked, as its revoker said.
+    #[serde(default)]
+    pub revocation_reason: Option<String>,
+    /// Requests it authenticated (counted by each node and written with
+    /// `last_used_at`, so the last minute of a node that stopped abruptly
+    /// may be missing).
+    #[serde(default)]
+    pub request_count: u64,
 }
 
 impl AdminKey {
     /// Whether this key is an operator key.
     pub fn is_operator(&self) -> bool {
         self.tenant_id.is_none()
+    }
+
+    /// Whether it may authenticate at `now`: not revoked, not expired.
+    pub fn is_usable(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
     }
 
     /// Whether it holds a scope covering `needed`.

@@ -280,7 +280,7 @@ pub(crate) struct TenantPatch {
 /// A new admin API key.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "ci", "scopes": ["agents_read", "agents_write"]}))]
+#[schema(example = json!({"name": "ci", "scopes": ["agents_read", "agents_write"], "expires_at": "2030-01-01T00:00:00Z"}))]
 pub(crate) struct NewApiKey {
     /// Label.
     pub(crate) name: String,
@@ -290,6 +290,19 @@ pub(crate) struct NewApiKey {
     /// own (`["admin"]` for an operator or a tenant's owner).
     #[serde(default)]
     pub(crate) scopes: Option<Vec<AdminScope>>,
+    /// End of validity (RFC 3339, in the future); default: never.
+    #[serde(default)]
+    pub(crate) expires_at: Option<Timestamp>,
+}
+
+/// Why a key is revoked (the body is optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "leaked in a CI log"}))]
+pub(crate) struct RevokeBody {
+    /// 1 to 500 characters, kept with the key and shown in listings.
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
 }
 
 /// An admin API key without its hash; `key` only in the creation answer.
@@ -311,6 +324,12 @@ pub(crate) struct ApiKeyView {
     pub(crate) last_used_at: Option<Timestamp>,
     /// Revocation time.
     pub(crate) revoked_at: Option<Timestamp>,
+    /// Why it was revoked.
+    pub(crate) revocation_reason: Option<String>,
+    /// End of validity, if any.
+    pub(crate) expires_at: Option<Timestamp>,
+    /// Requests it authenticated (written at most once a minute per node).
+    pub(crate) request_count: u64,
     /// The key itself: shown once, at creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) key: Option<String>,
@@ -327,6 +346,9 @@ impl ApiKeyView {
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             revoked_at: k.revoked_at,
+            revocation_reason: k.revocation_reason.clone(),
+            expires_at: k.expires_at,
+            request_count: k.request_count,
             key,
         }
     }

@@ -8,7 +8,7 @@ use crate::credentials::{ADMIN_KEY_PREFIX, ADMIN_KEY_VISIBLE_LEN, AdminKey, Admi
 use crate::page::{Page, PageRequest};
 use crate::secret::generate_secret;
 use crate::tenant::{BillingInfo, NewTenant, Publisher, slugify, validate_slug, validate_url};
-use crate::{AdminKeyId, Error, Result, Tenant, TenantId, TenantStatus, Tier};
+use crate::{AdminKeyId, Error, Result, Tenant, TenantId, TenantStatus, Tier, Timestamp};
 
 /// How often `last_used_at` of an admin key is written at most.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -302,7 +302,24 @@ impl Idp {
         name: &str,
         scopes: Option<Vec<AdminScope>>,
     ) -> Result<(AdminKey, String)> {
+        self.create_expiring_admin_key(caller, tenant, name, scopes, None)
+            .await
+    }
+
+    /// [`create_admin_key`](Self::create_admin_key) with an end of
+    /// validity (`None`: never), which must be in the future.
+    pub async fn create_expiring_admin_key(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        name: &str,
+        scopes: Option<Vec<AdminScope>>,
+        expires_at: Option<Timestamp>,
+    ) -> Result<(AdminKey, String)> {
         caller.require(AdminScope::ApiKeysWrite)?;
+        if expires_at.is_some_and(|e| e <= self.now()) {
+            return Err(Error::invalid("expires_at", "must be in the future"));
+        }
         let scopes = scopes.unwrap_or_else(|| caller.scopes.clone());
         match tenant {
             None => caller.require_operator()?,
@@ -335,17 +352,23 @@ impl Idp {
             created_at: self.now(),
             last_used_at: None,
             revoked_at: None,
+            expires_at,
+            revocation_reason: None,
+            request_count: 0,
         };
         self.inner.store.admin_keys.create_admin_key(&key).await?;
-        self.audit(self.event(
+        let mut ev = self.event(
             tenant,
             &caller.actor,
             "api_key.created",
             Some(key.id.as_str()),
             Outcome::Success,
             &caller.request,
-        ))
-        .await?;
+        );
+        if let Some(e) = expires_at {
+            ev.details.insert("expires_at".into(), e.to_rfc3339());
+        }
+        self.audit(ev).await?;
         Ok((key, secret))
     }
 
@@ -395,6 +418,9 @@ impl Idp {
             created_at: self.now(),
             last_used_at: None,
             revoked_at: None,
+            expires_at: None,
+            revocation_reason: None,
+            request_count: 0,
         };
         match self.inner.store.admin_keys.create_admin_key(&key).await {
             Ok(()) => {}
@@ -453,7 +479,7 @@ impl Idp {
         };
         // Hash even when nothing was found, so timing does not tell.
         let candidate_ok = match &found {
-            Some(k) => self.inner.hasher.verify(secret, &k.hash) && k.revoked_at.is_none(),
+            Some(k) => self.inner.hasher.verify(secret, &k.hash) && k.is_usable(self.now()),
             None => {
                 let _ = self.inner.hasher.hash(secret);
                 false
@@ -472,17 +498,67 @@ impl Idp {
             return Err(Error::Unauthenticated);
         };
         let now = self.now();
-        if key
-            .last_used_at
-            .is_none_or(|t| now.since(t) >= TOUCH_INTERVAL)
-        {
-            self.inner
-                .store
-                .admin_keys
-                .touch_admin_key(&key.id, now)
-                .await?;
+        // Uses are counted here and written with the touch, at most once
+        // a minute per key (and by the maintenance run).
+        let pending = {
+            let mut uses = self
+                .inner
+                .key_uses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = uses.entry(key.id.clone()).or_insert((0, now));
+            entry.0 += 1;
+            entry.1 = now;
+            if key
+                .last_used_at
+                .is_none_or(|t| now.since(t) >= TOUCH_INTERVAL)
+            {
+                uses.remove(&key.id).map_or(0, |(n, _)| n)
+            } else {
+                0
+            }
+        };
+        if pending > 0 {
+            self.write_key_uses(&key.id, now, pending).await?;
         }
         Ok(key)
+    }
+
+    /// Writes counted uses of a key; on failure they stay counted.
+    async fn write_key_uses(&self, id: &AdminKeyId, at: Timestamp, n: u64) -> Result<()> {
+        let r = self.inner.store.admin_keys.touch_admin_key(id, at, n).await;
+        if r.is_err() {
+            let mut uses = self
+                .inner
+                .key_uses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = uses.entry(id.clone()).or_insert((0, at));
+            entry.0 += n;
+            entry.1 = entry.1.max(at);
+        }
+        r
+    }
+
+    /// Writes every admin key's counted uses (for the maintenance run).
+    pub(crate) async fn flush_key_uses(&self) -> Result<()> {
+        let pending: Vec<(AdminKeyId, (u64, Timestamp))> = self
+            .inner
+            .key_uses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .collect();
+        let mut first_error = None;
+        for (id, (n, at)) in pending {
+            match self.write_key_uses(&id, at, n).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Lists admin keys of a tenant (or operator keys for `None`).
@@ -507,7 +583,23 @@ impl Idp {
         tenant: Option<&TenantId>,
         id: &AdminKeyId,
     ) -> Result<()> {
+        self.revoke_admin_key_because(caller, tenant, id, None)
+            .await
+    }
+
+    /// [`revoke_admin_key`](Self::revoke_admin_key) with a reason (1 to
+    /// 500 characters), kept with the key and shown in listings.
+    pub async fn revoke_admin_key_because(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        id: &AdminKeyId,
+        reason: Option<&str>,
+    ) -> Result<()> {
         caller.require(AdminScope::ApiKeysWrite)?;
+        if let Some(r) = reason {
+            validate_text("reason", r, 500)?;
+        }
         let keys = self.list_admin_keys(caller, tenant).await?;
         if !keys.iter().any(|k| &k.id == id) {
             return Err(Error::not_found("api_key"));
@@ -515,17 +607,20 @@ impl Idp {
         self.inner
             .store
             .admin_keys
-            .revoke_admin_key(id, self.now())
+            .revoke_admin_key(id, self.now(), reason)
             .await?;
-        self.audit(self.event(
+        let mut ev = self.event(
             tenant,
             &caller.actor,
             "api_key.revoked",
             Some(id.as_str()),
             Outcome::Success,
             &caller.request,
-        ))
-        .await?;
+        );
+        if let Some(r) = reason {
+            ev.details.insert("reason".into(), r.to_owned());
+        }
+        self.audit(ev).await?;
         Ok(())
     }
 

@@ -236,6 +236,8 @@ pub(crate) struct Inner {
     /// People's passwords (argon2id, a few at a time, off the async
     /// threads).
     pub(crate) passwords: PasswordHasher,
+    /// Uses of admin keys not yet written, with the last use's time.
+    pub(crate) key_uses: Mutex<HashMap<crate::AdminKeyId, (u64, crate::Timestamp)>>,
 }
 
 /// The identity provider. Cheap to clone; clones share everything.
@@ -412,6 +414,7 @@ impl IdpBuilder {
                 unrecorded_failures: Mutex::new(HashMap::new()),
                 did_keys: Mutex::new(HashMap::new()),
                 passwords: PasswordHasher::default(),
+                key_uses: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -505,10 +508,12 @@ impl Idp {
     }
 
     /// Periodic upkeep, for a host timer (every few seconds to a minute):
-    /// flushes buffered usage, rotates signing keys that are due and loads
+    /// flushes buffered usage and admin keys' request counts, rotates
+    /// signing keys that are due and loads
     /// keys other nodes created, and purges expired markers and sessions.
     pub async fn maintenance(&self) -> Result<()> {
         self.flush_usage().await?;
+        self.flush_key_uses().await?;
         self.reload_keys(false).await?;
         self.inner.store.markers.purge_markers(self.now()).await?;
         self.inner.store.sessions.purge_sessions(self.now()).await?;

@@ -626,16 +626,27 @@ impl AdminKeyStore for SledStore {
         Ok(out)
     }
 
-    async fn revoke_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
+    async fn revoke_admin_key(
+        &self,
+        id: &AdminKeyId,
+        at: Timestamp,
+        reason: Option<&str>,
+    ) -> Result<()> {
         self.change_admin_key(id, |k| {
-            k.revoked_at.get_or_insert(at);
+            if k.revoked_at.is_none() {
+                k.revoked_at = Some(at);
+                k.revocation_reason = reason.map(str::to_owned);
+            }
         })
         .await
     }
 
-    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
-        self.change_admin_key(id, |k| k.last_used_at = Some(at))
-            .await
+    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp, requests: u64) -> Result<()> {
+        self.change_admin_key(id, |k| {
+            k.last_used_at = Some(at);
+            k.request_count = k.request_count.saturating_add(requests);
+        })
+        .await
     }
 }
 
