@@ -128,6 +128,13 @@ pub(crate) enum Command {
     /// Admin API keys.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(ApiKeysCommand),
+    /// A tenant's members: list, change a role, remove, issue a password
+    /// reset link.
+    #[command(subcommand)]
+    Members(MembersCommand),
+    /// A tenant's invitations: invite, list, revoke.
+    #[command(subcommand)]
+    Invitations(InvitationsCommand),
     /// Verifies the audit hash chain.
     #[command(after_help = "Example:\n  sentryagent verify-audit --tenant <tenant-id>")]
     VerifyAudit,
@@ -494,6 +501,98 @@ pub(crate) enum TenantsCommand {
     },
 }
 
+/// A member's role in a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Role {
+    /// Everything in the tenant, settings and ownership included.
+    Owner,
+    /// Keys, members up to admin, billing and agents.
+    Admin,
+    /// Agents and their credentials; reads usage.
+    Developer,
+    /// Reads.
+    Viewer,
+}
+
+impl Role {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// `members`. The tenant is --tenant (an operator, or to be explicit) or
+/// the key's own.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MembersCommand {
+    /// Lists the members, their roles and whether they have a second factor.
+    #[command(after_help = "Example:\n  sentryagent members list --tenant <tenant-id>")]
+    List,
+    /// Changes a member's role (the last owner keeps it).
+    #[command(
+        name = "set-role",
+        after_help = "Example:\n  sentryagent members set-role <user-id> admin"
+    )]
+    SetRole {
+        /// The member's user id.
+        user_id: String,
+        /// The new role.
+        role: Role,
+    },
+    /// Removes a member; their sessions in the tenant end.
+    #[command(after_help = "Example:\n  sentryagent members remove <user-id>")]
+    Remove {
+        /// The member's user id.
+        user_id: String,
+    },
+    /// Issues a password reset link for a member, shown once; an operator
+    /// without --tenant issues one for any account (id, or --email).
+    #[command(
+        name = "reset-password",
+        after_help = "Examples:\n  sentryagent members reset-password <user-id>\n  sentryagent members reset-password --email ada@example.com   # operator key"
+    )]
+    ResetPassword {
+        /// The member's user id.
+        #[arg(required_unless_present = "email")]
+        user_id: Option<String>,
+        /// The account's email (operator key, instead of the id).
+        #[arg(long, conflicts_with = "user_id")]
+        email: Option<String>,
+    },
+}
+
+/// `invitations`. The tenant is --tenant (an operator, or to be explicit)
+/// or the key's own.
+#[derive(Debug, Subcommand)]
+pub(crate) enum InvitationsCommand {
+    /// Lists invitations and their status.
+    #[command(after_help = "Example:\n  sentryagent invitations list")]
+    List,
+    /// Invites an email with a role; prints the link to pass on, once.
+    #[command(
+        visible_alias = "invite",
+        after_help = "Example:\n  sentryagent invitations create --email grace@example.com --role developer"
+    )]
+    Create {
+        /// Who to invite.
+        #[arg(long)]
+        email: String,
+        /// The role to give.
+        #[arg(long, value_enum, default_value = "developer")]
+        role: Role,
+    },
+    /// Revokes a pending invitation.
+    #[command(after_help = "Example:\n  sentryagent invitations revoke <invitation-id>")]
+    Revoke {
+        /// Invitation id.
+        id: String,
+    },
+}
+
 /// `api-keys`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ApiKeysCommand {
@@ -507,12 +606,17 @@ pub(crate) enum ApiKeysCommand {
         /// Label.
         #[arg(long)]
         name: String,
-        /// Scope (repeatable; default admin): admin, agents_read,
-        /// agents_write, audit_read, billing_read, billing_write.
+        /// Scope (repeatable; default: the key's own): admin, agents_read,
+        /// agents_write, audit_read, billing_read, billing_write,
+        /// members_read, members_write, api_keys_write.
         #[arg(long = "scope", value_name = "S")]
         scopes: Vec<String>,
+        /// When the key stops working: an RFC 3339 time, or a duration
+        /// from now (30s, 10m, 2h, 90d). Default: never.
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
     },
-    /// Lists admin keys (without the keys).
+    /// Lists admin keys (without the keys), with their request counts.
     #[command(after_help = "Example:\n  sentryagent api-keys list --tenant <tenant-id>")]
     List,
     /// Revokes an admin key: a tenant's (--tenant, or a tenant key's own),
@@ -523,5 +627,8 @@ pub(crate) enum ApiKeysCommand {
     Revoke {
         /// Key id.
         id: String,
+        /// Why (kept with the key and shown in listings).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }

@@ -1103,6 +1103,8 @@ fn man_pages_for_every_command() {
         "sentryagent-tail-audit-log",
         "sentryagent-config-use",
         "sentryagent-api-keys-create",
+        "sentryagent-members-set-role",
+        "sentryagent-invitations-create",
     ] {
         let page = std::fs::read_to_string(dir.path().join(format!("{name}.1"))).unwrap();
         assert!(
@@ -1116,6 +1118,211 @@ fn man_pages_for_every_command() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.contains("-help")), "{names:?}");
-    // The top page, 20 commands, 4 config, 4 tenants, 3 api-keys, 1 marketplace.
-    assert_eq!(names.len(), 1 + 20 + 4 + 4 + 3 + 1, "{names:?}");
+    // The top page, 22 commands, 4 config, 4 tenants, 3 api-keys, 1
+    // marketplace, 4 members, 3 invitations.
+    assert_eq!(names.len(), 1 + 22 + 4 + 4 + 3 + 1 + 4 + 3, "{names:?}");
+}
+
+/// Accepts an invitation over HTTP, as the person invited would; the
+/// answer's JSON.
+fn accept_invitation(url: &str, token: &str) -> Value {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/v1/invitations/accept"))
+                .json(&serde_json::json!({"token": token, "password": "correct horse battery staple"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            r.json().await.unwrap()
+        })
+}
+
+#[test]
+fn members_and_invitations() {
+    let env = Env::new();
+    let (tenant, key) = env.tenant_on("People", "pro");
+
+    // Invite (a tenant key: its own tenant); the link is shown once.
+    let out = text_out(env.as_key(&key).args([
+        "invitations",
+        "invite",
+        "--email",
+        "grace@example.com",
+        "--role",
+        "developer",
+    ]));
+    assert!(
+        out.contains("grace@example.com") && out.contains("#token=sa_iv_"),
+        "{out}"
+    );
+    assert!(out.contains("shown once"), "{out}");
+    let inv = json_out(env.as_key(&key).args([
+        "invitations",
+        "create",
+        "--email",
+        "ada@example.com",
+        "--role",
+        "admin",
+        "--json",
+    ]));
+    assert_eq!(inv["role"], "admin");
+    let listed = json_out(env.as_key(&key).args(["invitations", "list", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.get("token").is_none())
+    );
+    // The operator names the tenant; without it the command says so.
+    let err = fails_with(env.op().args(["invitations", "list"]), 2);
+    assert!(err.contains("--tenant"), "{err}");
+    let as_op = json_out(
+        env.op()
+            .args(["invitations", "list", "--tenant", &tenant, "--json"]),
+    );
+    assert_eq!(as_op, listed);
+
+    // Accepted by the person; revoked ones cannot be.
+    let me = accept_invitation(&env.server.url, inv["token"].as_str().unwrap());
+    let ada = me["user"]["id"].as_str().unwrap().to_owned();
+    let grace = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["email"] == "grace@example.com")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = json_out(
+        env.as_key(&key)
+            .args(["invitations", "revoke", &grace, "--json"]),
+    );
+    assert_eq!(out["revoked"], true);
+    let listed = json_out(env.as_key(&key).args(["invitations", "list", "--json"]));
+    let status: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        status.contains(&"accepted") && status.contains(&"revoked"),
+        "{status:?}"
+    );
+    fails_with(
+        env.as_key(&key).args(["invitations", "revoke", "inv_nope"]),
+        4,
+    );
+
+    // Members: list, change the role, reset the password, remove.
+    let members = json_out(env.as_key(&key).args(["members", "list", "--json"]));
+    assert_eq!(members[0]["email"], "ada@example.com");
+    assert_eq!(members[0]["role"], "admin");
+    let table = text_out(env.as_key(&key).args(["members", "list"]));
+    assert!(
+        table.contains("ada@example.com") && table.contains("admin"),
+        "{table}"
+    );
+    let m = json_out(
+        env.as_key(&key)
+            .args(["members", "set-role", &ada, "viewer", "--json"]),
+    );
+    assert_eq!(m["role"], "viewer");
+    let link = json_out(
+        env.as_key(&key)
+            .args(["members", "reset-password", &ada, "--json"]),
+    );
+    assert!(
+        link["url"].as_str().unwrap().contains("#token=sa_pr_"),
+        "{link}"
+    );
+    // The operator issues one for any account, found by email.
+    let out = text_out(
+        env.op()
+            .args(["members", "reset-password", "--email", "ada@example.com"]),
+    );
+    assert!(out.contains("#token=sa_pr_") && out.contains(&ada), "{out}");
+    fails_with(
+        env.op()
+            .args(["members", "reset-password", "--email", "nobody@example.com"]),
+        4,
+    );
+    let out = text_out(env.as_key(&key).args(["members", "remove", &ada]));
+    assert!(out.contains("Removed"), "{out}");
+    let members = json_out(env.as_key(&key).args(["members", "list", "--json"]));
+    assert!(members.as_array().unwrap().is_empty());
+    fails_with(env.as_key(&key).args(["members", "remove", &ada]), 4);
+    fails_with(
+        env.as_key(&key)
+            .args(["members", "set-role", &ada, "superuser"]),
+        2,
+    );
+    // A key without members_write may read, not change.
+    let reader = json_out(env.as_key(&key).args([
+        "api-keys",
+        "create",
+        "--name",
+        "reader",
+        "--scope",
+        "members_read",
+        "--json",
+    ]))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json_out(
+        env.as_key(&reader)
+            .args(["members", "list", "--tenant", &tenant, "--json"]),
+    );
+    fails_with(
+        env.as_key(&reader).args([
+            "invitations",
+            "create",
+            "--tenant",
+            &tenant,
+            "--email",
+            "x@example.com",
+        ]),
+        3,
+    );
+}
+
+#[test]
+fn api_keys_expire_and_keep_a_revocation_reason() {
+    let env = Env::new();
+    let (_, key) = env.tenant_on("Expiring", "pro");
+    let k = json_out(env.as_key(&key).args([
+        "api-keys",
+        "create",
+        "--name",
+        "temp",
+        "--expires",
+        "90d",
+        "--json",
+    ]));
+    assert!(k["expires_at"].is_string(), "{k}");
+    fails_with(
+        env.as_key(&key)
+            .args(["api-keys", "create", "--name", "x", "--expires", "soon"]),
+        2,
+    );
+    let id = k["id"].as_str().unwrap();
+    json_out(
+        env.as_key(&key)
+            .args(["api-keys", "revoke", id, "--reason", "not needed", "--json"]),
+    );
+    let table = text_out(env.as_key(&key).args(["api-keys", "list"]));
+    assert!(
+        table.contains("REQUESTS") && table.contains("(not needed)"),
+        "{table}"
+    );
 }

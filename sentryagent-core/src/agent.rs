@@ -221,6 +221,10 @@ pub struct Agent {
     /// such tokens until their `exp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_not_before: Option<Timestamp>,
+    /// When `state` last changed (its creation for an agent that never
+    /// moved); `None` only for agents stored before this field existed.
+    #[serde(default)]
+    pub state_changed_at: Option<Timestamp>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -414,6 +418,7 @@ mod tests {
                 custom_claims: Default::default(),
                 token_algorithm: None,
                 tokens_not_before: None,
+                state_changed_at: Some(at),
                 created_at: at,
                 updated_at: at,
                 revision: 0,

@@ -55,6 +55,14 @@ pub enum AdminScope {
     BillingRead,
     /// Start checkouts and open the billing portal.
     BillingWrite,
+    /// Read the tenant's members and invitations.
+    MembersRead,
+    /// Invite members, change their roles, remove them and issue their
+    /// password reset links (only for roles within the caller's own scopes).
+    MembersWrite,
+    /// Create, list and revoke the tenant's admin API keys (granting only
+    /// scopes the caller holds).
+    ApiKeysWrite,
 }
 
 impl AdminScope {
@@ -64,6 +72,35 @@ impl AdminScope {
             || self == needed
             || (self == AdminScope::AgentsWrite && needed == AdminScope::AgentsRead)
             || (self == AdminScope::BillingWrite && needed == AdminScope::BillingRead)
+            || (self == AdminScope::MembersWrite && needed == AdminScope::MembersRead)
+    }
+
+    /// Every scope.
+    pub const ALL: [AdminScope; 9] = [
+        AdminScope::Admin,
+        AdminScope::AgentsRead,
+        AdminScope::AgentsWrite,
+        AdminScope::AuditRead,
+        AdminScope::BillingRead,
+        AdminScope::BillingWrite,
+        AdminScope::MembersRead,
+        AdminScope::MembersWrite,
+        AdminScope::ApiKeysWrite,
+    ];
+
+    /// The snake_case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminScope::Admin => "admin",
+            AdminScope::AgentsRead => "agents_read",
+            AdminScope::AgentsWrite => "agents_write",
+            AdminScope::AuditRead => "audit_read",
+            AdminScope::BillingRead => "billing_read",
+            AdminScope::BillingWrite => "billing_write",
+            AdminScope::MembersRead => "members_read",
+            AdminScope::MembersWrite => "members_write",
+            AdminScope::ApiKeysWrite => "api_keys_write",
+        }
     }
 }
 
@@ -85,16 +122,32 @@ pub struct AdminKey {
     pub hash: SecretHash,
     /// Creation time.
     pub created_at: Timestamp,
-    /// Last successful use (updated at most once a minute).
+    /// Last successful use (written at most once a minute).
     pub last_used_at: Option<Timestamp>,
     /// Revocation time.
     pub revoked_at: Option<Timestamp>,
+    /// End of validity, if the key was made to expire.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// Why it was revoked, as its revoker said.
+    #[serde(default)]
+    pub revocation_reason: Option<String>,
+    /// Requests it authenticated (counted by each node and written with
+    /// `last_used_at`, so the last minute of a node that stopped abruptly
+    /// may be missing).
+    #[serde(default)]
+    pub request_count: u64,
 }
 
 impl AdminKey {
     /// Whether this key is an operator key.
     pub fn is_operator(&self) -> bool {
         self.tenant_id.is_none()
+    }
+
+    /// Whether it may authenticate at `now`: not revoked, not expired.
+    pub fn is_usable(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
     }
 
     /// Whether it holds a scope covering `needed`.

@@ -106,6 +106,25 @@ id_type!(
     "secret_id"
 );
 
+id_type!(
+    /// A person's account.
+    UserId,
+    "usr",
+    "user_id"
+);
+id_type!(
+    /// An invitation to join a tenant (its public identifier, not the token).
+    InvitationId,
+    "inv",
+    "invitation_id"
+);
+id_type!(
+    /// A signed-in session (its public identifier, not the session secret).
+    SessionId,
+    "ses",
+    "session_id"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,8 @@ pub mod observe;
 #[doc(hidden)]
 pub mod page;
 #[doc(hidden)]
+pub mod people;
+#[doc(hidden)]
 pub mod ratelimit;
 #[doc(hidden)]
 pub mod revocation;
@@ -79,19 +81,30 @@ pub use idp::{
     Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, NewAgent, PublisherUpdate,
     RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription, TenantUpdate, UsageSummary,
 };
-pub use ids::{AdminKeyId, AgentId, SecretId, TenantId};
+pub use ids::{AdminKeyId, AgentId, InvitationId, SecretId, SessionId, TenantId, UserId};
 pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 pub use oauth::OAuthError;
 pub use observe::{IdpEvent, IdpObserver};
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
+pub use people::{
+    AcceptInvitation, Account, CompletePasswordReset, CreatedInvitation, Invitation,
+    InvitationInfo, InvitationStatus, Me, Member, Membership, NewInvitation, PasswordHash,
+    PasswordResetLink, PeopleConfig, Role, SealedSecret, Secret, Session, SessionAuth,
+    SessionCredentials, SessionInfo, SignIn, SignUp, SignedIn, SignupMode, TenantMembership,
+    TotpEnrollment, TotpState, User, UserStatus, normalize_email,
+};
 pub use ratelimit::{Decision, MAX_KEY_LEN, Quota, RateLimiter};
 pub use revocation::RevocationCache;
 pub use secret::SecretHash;
 pub use store::{
-    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, MarkerStore,
-    SettingStore, SigningKeyRecord, SigningKeyStore, StoreParts, TenantStore,
+    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, InvitationStore,
+    MarkerStore, MembershipStore, SessionStore, SettingStore, SigningKeyRecord, SigningKeyStore,
+    StoreParts, TenantStore, UserStore,
 };
-pub use tenant::{BillingInfo, NewTenant, Publisher, SubscriptionStatus, Tenant, TenantStatus};
+pub use tenant::{
+    BillingInfo, NewTenant, Publisher, SubscriptionStatus, Tenant, TenantSettings,
+    TenantSettingsPatch, TenantStatus,
+};
 pub use tier::{Tier, TierLimits, TierTable};
 pub use token::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, AuthenticatedClient, CLIENT_CREDENTIALS, ClientAuthMethod,

@@ -65,6 +65,29 @@ pub struct Publisher {
     pub verified: bool,
 }
 
+/// Rules a tenant's owners set for its members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct TenantSettings {
+    /// Members with the owner or admin role act (sessions with a caller)
+    /// only once their account has a second factor (TOTP).
+    pub require_totp_for_admins: bool,
+}
+
+/// A change of a tenant's rules for its members
+/// ([`Idp::update_tenant_settings`](crate::Idp::update_tenant_settings));
+/// fields left out keep their value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"require_totp_for_admins": true})))]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettingsPatch {
+    /// See [`TenantSettings::require_totp_for_admins`].
+    #[serde(default)]
+    pub require_totp_for_admins: Option<bool>,
+}
+
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -86,6 +109,15 @@ pub struct Tenant {
     /// Audiences (RFC 8707 resources) this tenant's tokens may carry besides
     /// the issuer itself.
     pub allowed_audiences: Vec<String>,
+    /// Rules for the tenant's members.
+    #[serde(default)]
+    pub settings: TenantSettings,
+    /// When the tenant was suspended (while it is), shown to its members.
+    #[serde(default)]
+    pub suspended_at: Option<Timestamp>,
+    /// Why, as the operator said when suspending it (while it is).
+    #[serde(default)]
+    pub suspension_reason: Option<String>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.

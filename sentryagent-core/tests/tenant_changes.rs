@@ -43,9 +43,10 @@ async fn tier_and_status_change_in_one_step_with_one_audit_event() {
     let both = TenantUpdate {
         tier: Some(Tier::Pro),
         status: Some(TenantStatus::Suspended),
+        reason: None,
     };
     let changed = idp
-        .update_tenant(&Caller::system(), &t.id, both)
+        .update_tenant(&Caller::system(), &t.id, both.clone())
         .await
         .unwrap();
     assert_eq!(
@@ -66,7 +67,7 @@ async fn tier_and_status_change_in_one_step_with_one_audit_event() {
     assert_eq!(same, changed);
     let tier_only = TenantUpdate {
         tier: Some(Tier::Enterprise),
-        status: None,
+        ..Default::default()
     };
     idp.update_tenant(&Caller::system(), &t.id, tier_only)
         .await
@@ -188,4 +189,83 @@ async fn the_subscription_view_needs_billing_read_and_an_admission_carries_the_t
     let admitted = idp.admit_api_call(&t.id).await.unwrap();
     assert_eq!(admitted.tier, Tier::Pro);
     assert!(admitted.decision.allowed);
+}
+
+#[tokio::test]
+async fn a_suspension_records_when_and_why_and_reactivation_clears_it() {
+    let idp = idp().await;
+    let t = tenant(&idp).await;
+    assert_eq!(
+        (t.suspended_at, t.suspension_reason.as_deref()),
+        (None, None)
+    );
+    let suspend = TenantUpdate {
+        status: Some(TenantStatus::Suspended),
+        reason: Some("payment overdue since March".into()),
+        ..Default::default()
+    };
+    let s = idp
+        .update_tenant(&Caller::system(), &t.id, suspend)
+        .await
+        .unwrap();
+    assert!(s.suspended_at.is_some_and(|at| at >= t.created_at));
+    assert_eq!(
+        s.suspension_reason.as_deref(),
+        Some("payment overdue since March")
+    );
+    // A member sees it on its tenant.
+    let (key, _) = idp
+        .create_admin_key(
+            &Caller::system(),
+            Some(&t.id),
+            "viewer",
+            Some(vec![AdminScope::AgentsRead]),
+        )
+        .await
+        .unwrap();
+    let seen = idp.get_tenant(&tenant_caller(&key), &t.id).await.unwrap();
+    assert_eq!(seen.suspension_reason, s.suspension_reason);
+    let q = AuditQuery {
+        tenant_id: Some(t.id.clone()),
+        action: Some("tenant.status_changed".into()),
+        ..Default::default()
+    };
+    let ev = idp.query_audit(&Caller::system(), &q).await.unwrap();
+    assert_eq!(
+        ev.items[0].event.details.get("reason").map(String::as_str),
+        Some("payment overdue since March")
+    );
+    // A reason comes only with a suspension.
+    for bad in [
+        TenantUpdate {
+            tier: Some(Tier::Pro),
+            reason: Some("why".into()),
+            ..Default::default()
+        },
+        TenantUpdate {
+            status: Some(TenantStatus::Suspended),
+            reason: Some(" ".into()),
+            ..Default::default()
+        },
+    ] {
+        let r = idp.update_tenant(&Caller::system(), &t.id, bad).await;
+        assert!(
+            matches!(
+                r,
+                Err(Error::Invalid {
+                    field: "reason",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
+    let active = idp
+        .set_tenant_status(&Caller::system(), &t.id, TenantStatus::Active)
+        .await
+        .unwrap();
+    assert_eq!(
+        (active.suspended_at, active.suspension_reason),
+        (None, None)
+    );
 }

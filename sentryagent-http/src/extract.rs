@@ -240,13 +240,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Authenticated>()
-            .map(|a| Admin(a.0.clone()))
-            .ok_or_else(|| {
-                Problem::unauthenticated("send an admin API key as `Authorization: Bearer <key>`")
-            })
+        if let Some(a) = parts.extensions.get::<Authenticated>() {
+            return Ok(Admin(a.0.clone()));
+        }
+        if let Some(denied) = parts.extensions.get::<crate::session::SessionDenied>() {
+            return Err(
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+                    .detail(denied.0.clone()),
+            );
+        }
+        Err(Problem::unauthenticated(
+            "send an admin API key as `Authorization: Bearer <key>`, or sign in (POST /v1/sessions)",
+        ))
     }
 }
 

@@ -146,8 +146,9 @@ pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Ne
 
 /// Admin authentication for the management, billing and public routes.
 ///
-/// Without an `Authorization` header the request goes on anonymously
-/// (handlers that need a caller answer 401). `Authorization: Bearer <admin
+/// Without an `Authorization` header a session cookie is the caller (see
+/// [`session_auth`](crate::session::session_auth)); without either the
+/// request goes on anonymously (handlers that need a caller answer 401). `Authorization: Bearer <admin
 /// key>` is checked with [`Idp::authenticate_admin`]; any other scheme or a
 /// bad key is 401. A tenant key's call is then admitted by
 /// [`Idp::admit_api_call`] (rate limit and daily quota of its tier): a
@@ -163,7 +164,7 @@ pub(crate) async fn admin_auth(
     next: Next,
 ) -> Response {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return next.run(req).await;
+        return crate::session::session_auth(state, req, next, true).await;
     };
     let Some(key) = value
         .to_str()

@@ -7,12 +7,15 @@ mod drain;
 mod extract;
 mod layers;
 mod manage;
+mod members;
 mod metrics;
 mod oauth;
 mod ops;
+mod people;
 mod problem;
 mod public;
 mod streams;
+mod session;
 mod views;
 
 use std::future::Future;
@@ -36,6 +39,7 @@ pub use layers::REQUEST_ID;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use sentryagent_core::OAuthError;
 pub use streams::{DEFAULT_AUDIT_STREAMS, DEFAULT_AUDIT_STREAMS_PER_TENANT};
+pub use session::{CSRF_HEADER, cookie_name};
 
 /// Default largest request body: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -235,6 +239,7 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
     doc.servers = Some(vec![utoipa::openapi::Server::new(
         state.idp.config().issuer.clone(),
     )]);
+    session_security(&mut doc, cookie_name(&state.idp.config().issuer));
     let json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
     let _ = state.openapi.set(json);
 
@@ -297,7 +302,9 @@ pub fn well_known_router<S: Clone + Send + Sync + 'static>(idp: Idp) -> Router<S
     modifiers(&SecurityAddon),
     tags(
         (name = "oauth", description = "OAuth 2.0 and discovery"),
-        (name = "management", description = "Management API (`Authorization: Bearer <admin key>`)"),
+        (name = "management", description = "Management API (`Authorization: Bearer <admin key>`, or a member's session cookie with `X-CSRF-Token` on state-changing requests)"),
+        (name = "members", description = "A tenant's people: members, roles, invitations, password reset links"),
+        (name = "people", description = "Sign-up, sign-in, sessions and the signed-in account"),
         (name = "billing", description = "Tiers, usage and billing"),
         (name = "public", description = "Marketplace, DID documents and publishers"),
         (name = "operations", description = "Health and metrics")
@@ -319,6 +326,45 @@ impl utoipa::Modify for SecurityAddon {
             "client_basic",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
         );
+    }
+}
+
+/// Declares the session cookie as a security scheme, and as an
+/// alternative to the admin key on every operation that takes one: a
+/// member's session is accepted wherever an admin key is, with the role's
+/// scopes.
+fn session_security(doc: &mut utoipa::openapi::OpenApi, cookie: &str) {
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "session",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            cookie,
+            "the session cookie set by sign-in; state-changing requests also send the session's CSRF token as `X-CSRF-Token`",
+        ))),
+    );
+    let key = serde_json::to_value(SecurityRequirement::new("admin_key", Vec::<String>::new()))
+        .unwrap_or_default();
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(security) = &mut op.security {
+                let takes_key = security
+                    .iter()
+                    .any(|r| serde_json::to_value(r).is_ok_and(|v| v == key));
+                if takes_key {
+                    security.push(SecurityRequirement::new("session", Vec::<String>::new()));
+                }
+            }
+        }
     }
 }
 
@@ -374,10 +420,41 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(public::marketplace_agent))
         .routes(routes!(public::did_json))
         .routes(routes!(public::publisher))
+        .routes(routes!(members::list_members))
+        .routes(routes!(members::change_role, members::remove_member))
+        .routes(routes!(members::member_password_reset))
+        .routes(routes!(
+            members::create_invitation,
+            members::list_invitations
+        ))
+        .routes(routes!(members::revoke_invitation))
+        .routes(routes!(members::user_password_reset))
+        .routes(routes!(members::find_user))
+        .routes(routes!(members::update_settings))
         .route_layer(from_fn_with_state(state.clone(), layers::admin_auth));
+    // Routes that start a session: no session needed (the one a request
+    // comes with is ended, not checked).
+    let sign_in = OpenApiRouter::new()
+        .routes(routes!(people::sign_up))
+        .routes(routes!(people::sign_in))
+        .routes(routes!(people::accept_invitation))
+        .routes(routes!(people::complete_password_reset));
+    // The signed-in person's own routes.
+    let account = OpenApiRouter::new()
+        .routes(routes!(people::sign_out))
+        .routes(routes!(people::switch_tenant))
+        .routes(routes!(people::me))
+        .routes(routes!(people::list_sessions, people::end_other_sessions))
+        .routes(routes!(people::end_session))
+        .routes(routes!(people::change_password))
+        .routes(routes!(people::begin_totp, people::disable_totp))
+        .routes(routes!(people::confirm_totp))
+        .route_layer(from_fn_with_state(state.clone(), session::people_layer));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(oauth)
         .merge(ops)
         .merge(webhook)
         .merge(authed)
+        .merge(sign_in)
+        .merge(account)
 }

@@ -24,8 +24,8 @@ use crate::problem::ApiError;
 use crate::views::{
     AgentTableView, ApiKeyView, AuditHeadView, AuditParams, AuthErrors, BodyErrors,
     DailyTokensView, DaysParams, HeatmapView, InputErrors, LifecycleBody, MonthParams, NewApiKey,
-    NotFound, PageParams, ProblemDoc, RegisteredView, RevokedView, RotateBody, RotatedView,
-    TenantParam, TenantPatch, WEEKDAYS,
+    NotFound, PageParams, ProblemDoc, RegisteredView, RevokeBody, RevokedView, RotateBody,
+    RotatedView, TenantParam, TenantPatch, WEEKDAYS,
 };
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -122,6 +122,7 @@ pub(crate) async fn patch_tenant(
     let update = TenantUpdate {
         tier: patch.tier,
         status: patch.status,
+        reason: patch.reason,
     };
     Ok(Json(
         s.idp
@@ -190,7 +191,7 @@ pub(crate) async fn create_tenant_key(
     let id = tenant_id(&id)?;
     let (key, secret) = s
         .idp
-        .create_admin_key(&caller, Some(&id), &body.name, body.scopes)
+        .create_expiring_admin_key(&caller, Some(&id), &body.name, body.scopes, body.expires_at)
         .await?;
     Ok(created(ApiKeyView::new(&key, Some(secret))))
 }
@@ -218,17 +219,20 @@ pub(crate) async fn list_tenant_keys(
 #[utoipa::path(
     delete, path = "/v1/tenants/{id}/api-keys/{key_id}", tag = "management",
     params(("id" = String, Path, description = "tenant id"), ("key_id" = String, Path, description = "key id")),
-    responses((status = 204, description = "revoked"), NotFound, AuthErrors),
+    request_body(content = Option<RevokeBody>, description = "optional: why", content_type = "application/json"),
+    responses((status = 204, description = "revoked"), NotFound, AuthErrors, InputErrors, BodyErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn revoke_tenant_key(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiPath((id, key)): ApiPath<(String, String)>,
+    OptionalJson(body): OptionalJson<RevokeBody>,
 ) -> ApiResult<StatusCode> {
     let id = tenant_id(&id)?;
+    let reason = body.and_then(|b| b.reason);
     s.idp
-        .revoke_admin_key(&caller, Some(&id), &key_id(&key)?)
+        .revoke_admin_key_because(&caller, Some(&id), &key_id(&key)?, reason.as_deref())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -247,7 +251,7 @@ pub(crate) async fn create_operator_key(
 ) -> ApiResult {
     let (key, secret) = s
         .idp
-        .create_admin_key(&caller, None, &body.name, body.scopes)
+        .create_expiring_admin_key(&caller, None, &body.name, body.scopes, body.expires_at)
         .await?;
     Ok(created(ApiKeyView::new(&key, Some(secret))))
 }
@@ -273,16 +277,19 @@ pub(crate) async fn list_operator_keys(
 #[utoipa::path(
     delete, path = "/v1/api-keys/{key_id}", tag = "management",
     params(("key_id" = String, Path, description = "key id")),
-    responses((status = 204, description = "revoked"), NotFound, AuthErrors),
+    request_body(content = Option<RevokeBody>, description = "optional: why", content_type = "application/json"),
+    responses((status = 204, description = "revoked"), NotFound, AuthErrors, InputErrors, BodyErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn revoke_operator_key(
     State(s): State<AppState>,
     Admin(caller): Admin,
     ApiPath(key): ApiPath<String>,
+    OptionalJson(body): OptionalJson<RevokeBody>,
 ) -> ApiResult<StatusCode> {
+    let reason = body.and_then(|b| b.reason);
     s.idp
-        .revoke_admin_key(&caller, None, &key_id(&key)?)
+        .revoke_admin_key_because(&caller, None, &key_id(&key)?, reason.as_deref())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

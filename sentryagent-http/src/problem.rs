@@ -161,7 +161,7 @@ pub(crate) fn from_error(e: &Error, upgrade_url: &str) -> Problem {
                 "Too many requests",
             )
             .detail(format!(
-                "rate limit of {limit} requests per minute reached; retry after {} s",
+                "too many requests (a limit of {limit} was reached); retry after {} s",
                 retry_secs(*retry_after)
             ))
             .with("retry_after_seconds", retry_secs(*retry_after));

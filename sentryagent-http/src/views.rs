@@ -116,7 +116,9 @@ pub(crate) enum AuthErrors {
     /// tier, or the limit the operation consumes (e.g. agents).
     #[response(status = 402, content_type = "application/problem+json")]
     QuotaExceeded(ProblemDoc),
-    /// The key lacks the scope, or the tenant is suspended.
+    /// The caller lacks the scope (a member: the role's scopes), the
+    /// tenant is suspended, or a session's state-changing request lacks its
+    /// CSRF token.
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(ProblemDoc),
     /// The tenant's rate limit (tenant keys).
@@ -269,19 +271,38 @@ pub(crate) struct TenantPatch {
     pub(crate) tier: Option<Tier>,
     /// New status: `active` or `suspended`.
     pub(crate) status: Option<TenantStatus>,
+    /// Why the tenant is suspended (with `"status": "suspended"` only),
+    /// shown to its members.
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
 }
 
 /// A new admin API key.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "ci", "scopes": ["agents_read", "agents_write"]}))]
+#[schema(example = json!({"name": "ci", "scopes": ["agents_read", "agents_write"], "expires_at": "2030-01-01T00:00:00Z"}))]
 pub(crate) struct NewApiKey {
     /// Label.
     pub(crate) name: String,
     /// Scopes (`admin`, `agents_read`, `agents_write`, `audit_read`,
-    /// `billing_read`, `billing_write`); default `["admin"]`.
+    /// `billing_read`, `billing_write`, `members_read`, `members_write`,
+    /// `api_keys_write`), only ones the caller holds; default: the caller's
+    /// own (`["admin"]` for an operator or a tenant's owner).
     #[serde(default)]
     pub(crate) scopes: Option<Vec<AdminScope>>,
+    /// End of validity (RFC 3339, in the future); default: never.
+    #[serde(default)]
+    pub(crate) expires_at: Option<Timestamp>,
+}
+
+/// Why a key is revoked (the body is optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "leaked in a CI log"}))]
+pub(crate) struct RevokeBody {
+    /// 1 to 500 characters, kept with the key and shown in listings.
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
 }
 
 /// An admin API key without its hash; `key` only in the creation answer.
@@ -303,6 +324,12 @@ pub(crate) struct ApiKeyView {
     pub(crate) last_used_at: Option<Timestamp>,
     /// Revocation time.
     pub(crate) revoked_at: Option<Timestamp>,
+    /// Why it was revoked.
+    pub(crate) revocation_reason: Option<String>,
+    /// End of validity, if any.
+    pub(crate) expires_at: Option<Timestamp>,
+    /// Requests it authenticated (written at most once a minute per node).
+    pub(crate) request_count: u64,
     /// The key itself: shown once, at creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) key: Option<String>,
@@ -319,6 +346,9 @@ impl ApiKeyView {
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             revoked_at: k.revoked_at,
+            revocation_reason: k.revocation_reason.clone(),
+            expires_at: k.expires_at,
+            request_count: k.request_count,
             key,
         }
     }

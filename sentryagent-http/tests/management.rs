@@ -686,3 +686,62 @@ async fn the_audit_stream_resumes_after_last_event_id_without_loss_or_repeats() 
     assert_eq!(got[0].0, format!("{tid}:1"));
     assert_eq!(got[1].0, format!("{tid}:2"));
 }
+
+#[tokio::test]
+async fn api_keys_show_their_expiry_request_count_and_revocation_reason() {
+    let s = start().await;
+    let (tid, key) = s.tenant("Counted", "pro").await;
+    let (st, k) = s
+        .post(
+            &format!("/v1/tenants/{tid}/api-keys"),
+            Some(&key),
+            &json!({"name": "expiring", "expires_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{k}");
+    assert_eq!(k["expires_at"], "2099-01-01T00:00:00Z");
+    let (st, p) = s
+        .post(
+            &format!("/v1/tenants/{tid}/api-keys"),
+            Some(&key),
+            &json!({"name": "past", "expires_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), &p["field"]), (422, &json!("expires_at")));
+    for _ in 0..3 {
+        assert_eq!(s.get("/v1/agents", Some(&key)).await.0, 200);
+    }
+    s.idp.maintenance().await.unwrap();
+    let (_, list) = s
+        .get(&format!("/v1/tenants/{tid}/api-keys"), Some(&key))
+        .await;
+    let mine = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| key.starts_with(x["prefix"].as_str().unwrap()))
+        .unwrap();
+    assert!(mine["request_count"].as_u64().unwrap() >= 4, "{mine}");
+    let r = s
+        .req(
+            Method::DELETE,
+            &format!("/v1/tenants/{tid}/api-keys/{}", k["id"].as_str().unwrap()),
+            Some(&key),
+        )
+        .json(&json!({"reason": "rotated out"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (_, list) = s
+        .get(&format!("/v1/tenants/{tid}/api-keys"), Some(&key))
+        .await;
+    let gone = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == k["id"])
+        .unwrap();
+    assert_eq!(gone["revocation_reason"], "rotated out");
+    assert!(gone["revoked_at"].is_string());
+}

@@ -1004,3 +1004,387 @@ async fn quota_and_rate_limit_refusals_match_the_schemas() {
     }
     assert!(limited, "the free tier's rate limit never refused");
 }
+
+/// A request with a session (cookie and CSRF token) through the contract;
+/// the status, the JSON body and the session cookie it sets, if any.
+async fn call_session(
+    s: &Server,
+    c: &Contract,
+    method: Method,
+    template: &str,
+    path: &str,
+    session: Option<(&str, &str)>,
+    body: Option<&Value>,
+) -> (u16, Value, Option<String>) {
+    let m = method.as_str().to_ascii_lowercase();
+    let mut r = s.http.request(method, s.url(path));
+    if let Some((cookie, csrf)) = session {
+        r = r.header("cookie", cookie).header("x-csrf-token", csrf);
+    }
+    if let Some(b) = body {
+        c.request(&m, template, b);
+        r = r.json(b);
+    }
+    let res = r.send().await.unwrap();
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sentryagent_session=sa_ss_"))
+        .map(|v| v.split(';').next().unwrap().to_owned());
+    let (st, body) = c.answer(&m, template, res).await;
+    (st, body, cookie)
+}
+
+#[tokio::test]
+async fn people_answers_match_the_documented_schemas() {
+    use Method as M;
+    use sentryagent_core::Clock as _;
+    let s = start().await;
+    let c = Contract::of(&s).await;
+    let op = s.op.clone();
+    let pw = "correct horse battery staple";
+    let email = format!(
+        "schema-{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let up = json!({"email": email, "password": pw, "tenant_name": "Schema People"});
+    let (st, me, cookie) =
+        call_session(&s, &c, M::POST, "/v1/signup", "/v1/signup", None, Some(&up)).await;
+    assert_eq!(st, 201);
+    let mut sess = (
+        cookie.unwrap(),
+        me["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    let tenant = me["session"]["tenant_id"].as_str().unwrap().to_owned();
+    let (st, ..) = call_session(&s, &c, M::POST, "/v1/signup", "/v1/signup", None, Some(&up)).await;
+    assert_eq!(st, 409);
+    let weak = json!({"email": "weak@example.com", "password": "password1", "tenant_name": "W"});
+    assert_eq!(
+        call_session(
+            &s,
+            &c,
+            M::POST,
+            "/v1/signup",
+            "/v1/signup",
+            None,
+            Some(&weak)
+        )
+        .await
+        .0,
+        422
+    );
+    let bad = json!({"email": email, "password": "wrong password here"});
+    assert_eq!(
+        call_session(
+            &s,
+            &c,
+            M::POST,
+            "/v1/sessions",
+            "/v1/sessions",
+            None,
+            Some(&bad)
+        )
+        .await
+        .0,
+        401
+    );
+    let good = json!({"email": email, "password": pw});
+    let (st, _, second) = call_session(
+        &s,
+        &c,
+        M::POST,
+        "/v1/sessions",
+        "/v1/sessions",
+        None,
+        Some(&good),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let second = second.unwrap();
+
+    let me_s = Some((sess.0.as_str(), sess.1.as_str()));
+    assert_eq!(
+        call_session(&s, &c, M::GET, "/v1/me", "/v1/me", me_s, None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call_session(&s, &c, M::GET, "/v1/me", "/v1/me", None, None)
+            .await
+            .0,
+        401
+    );
+    let (st, list, _) = call_session(
+        &s,
+        &c,
+        M::GET,
+        "/v1/me/sessions",
+        "/v1/me/sessions",
+        me_s,
+        None,
+    )
+    .await;
+    assert_eq!((st, list.as_array().unwrap().len()), (200, 2));
+    let other = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = "/v1/me/sessions/{id}";
+    assert_eq!(
+        call_session(&s, &c, M::DELETE, t, "/v1/me/sessions/ses_nope", me_s, None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call_session(
+            &s,
+            &c,
+            M::DELETE,
+            t,
+            &format!("/v1/me/sessions/{other}"),
+            me_s,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let _ = second;
+    let (st, ended, _) = call_session(
+        &s,
+        &c,
+        M::DELETE,
+        "/v1/me/sessions",
+        "/v1/me/sessions",
+        me_s,
+        None,
+    )
+    .await;
+    assert_eq!((st, ended["ended"].as_u64()), (200, Some(0)));
+    let switch = json!({"tenant_id": "tnt_elsewhere"});
+    let t = "/v1/sessions/current/tenant";
+    assert_eq!(
+        call_session(&s, &c, M::PUT, t, t, me_s, Some(&switch))
+            .await
+            .0,
+        404
+    );
+
+    // Second factor.
+    let (st, enrol, _) =
+        call_session(&s, &c, M::POST, "/v1/me/totp", "/v1/me/totp", me_s, None).await;
+    assert_eq!(st, 201);
+    let t = "/v1/me/totp/confirm";
+    assert_eq!(
+        call_session(
+            &s,
+            &c,
+            M::POST,
+            t,
+            t,
+            me_s,
+            Some(&json!({"code": "000000"}))
+        )
+        .await
+        .0,
+        422
+    );
+    let code = sentryagent_core::conformance::kit::totp_code(
+        enrol["secret"].as_str().unwrap(),
+        s.clock.now(),
+    );
+    let (st, on, cookie) =
+        call_session(&s, &c, M::POST, t, t, me_s, Some(&json!({"code": code}))).await;
+    assert_eq!(st, 200);
+    sess = (
+        cookie.unwrap(),
+        on["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    let me_s = Some((sess.0.as_str(), sess.1.as_str()));
+    assert_eq!(
+        call_session(&s, &c, M::POST, "/v1/me/totp", "/v1/me/totp", me_s, None)
+            .await
+            .0,
+        409
+    );
+    let t = "/v1/me/totp";
+    assert_eq!(
+        call_session(
+            &s,
+            &c,
+            M::DELETE,
+            t,
+            t,
+            me_s,
+            Some(&json!({"password": pw}))
+        )
+        .await
+        .0,
+        200
+    );
+    let t = "/v1/me/password";
+    let wrong =
+        json!({"current_password": "not it at all", "new_password": "orbit plum kettle seventeen"});
+    assert_eq!(
+        call_session(&s, &c, M::POST, t, t, me_s, Some(&wrong))
+            .await
+            .0,
+        403
+    );
+    let change = json!({"current_password": pw, "new_password": "orbit plum kettle seventeen"});
+    let (st, me, cookie) = call_session(&s, &c, M::POST, t, t, me_s, Some(&change)).await;
+    assert_eq!(st, 200);
+    sess = (
+        cookie.unwrap(),
+        me["csrf_token"].as_str().unwrap().to_owned(),
+    );
+    let me_s = Some((sess.0.as_str(), sess.1.as_str()));
+
+    // Members, invitations, resets, settings.
+    let members = format!("/v1/tenants/{tenant}/members");
+    assert_eq!(
+        call_session(
+            &s,
+            &c,
+            M::GET,
+            "/v1/tenants/{id}/members",
+            &members,
+            me_s,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let invs = format!("/v1/tenants/{tenant}/invitations");
+    let t = "/v1/tenants/{id}/invitations";
+    let new = json!({"email": "guest@example.com", "role": "developer"});
+    let (st, inv, _) = call_session(&s, &c, M::POST, t, &invs, me_s, Some(&new)).await;
+    assert_eq!(st, 201);
+    let revoke = json!({"email": "later@example.com", "role": "viewer"});
+    let (_, inv2, _) = call_session(&s, &c, M::POST, t, &invs, me_s, Some(&revoke)).await;
+    assert_eq!(
+        call_session(&s, &c, M::GET, t, &invs, me_s, None).await.0,
+        200
+    );
+    let t = "/v1/tenants/{id}/invitations/{invitation_id}";
+    let one = format!("{invs}/{}", inv2["id"].as_str().unwrap());
+    assert_eq!(
+        call_session(&s, &c, M::DELETE, t, &one, me_s, None).await.0,
+        204
+    );
+    let accept = json!({"token": inv["token"], "password": pw});
+    let t = "/v1/invitations/accept";
+    let (st, guest, _) = call_session(&s, &c, M::POST, t, t, None, Some(&accept)).await;
+    assert_eq!(st, 201);
+    assert_eq!(
+        call_session(&s, &c, M::POST, t, t, None, Some(&accept))
+            .await
+            .0,
+        409
+    );
+    let gid = guest["user"]["id"].as_str().unwrap().to_owned();
+    let t = "/v1/tenants/{id}/members/{user_id}";
+    let member = format!("{members}/{gid}");
+    let (st, ..) = call_session(
+        &s,
+        &c,
+        M::PATCH,
+        t,
+        &member,
+        me_s,
+        Some(&json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let t = "/v1/tenants/{id}/members/{user_id}/password-reset";
+    let (st, link, _) = call_session(
+        &s,
+        &c,
+        M::POST,
+        t,
+        &format!("{member}/password-reset"),
+        me_s,
+        None,
+    )
+    .await;
+    assert_eq!(st, 201);
+    let t = "/v1/password-resets/accept";
+    let weak = json!({"token": link["token"], "password": "password1"});
+    assert_eq!(
+        call_session(&s, &c, M::POST, t, t, None, Some(&weak))
+            .await
+            .0,
+        422
+    );
+    let reset = json!({"token": link["token"], "password": "lantern glacier mosaic thirty"});
+    assert_eq!(
+        call_session(&s, &c, M::POST, t, t, None, Some(&reset))
+            .await
+            .0,
+        204
+    );
+    let t = "/v1/tenants/{id}/members/{user_id}";
+    let owner = format!("{members}/{}", me["user"]["id"].as_str().unwrap());
+    assert_eq!(
+        call_session(&s, &c, M::DELETE, t, &owner, me_s, None)
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        call_session(&s, &c, M::DELETE, t, &member, me_s, None)
+            .await
+            .0,
+        204
+    );
+    let t = "/v1/tenants/{id}/settings";
+    let settings = format!("/v1/tenants/{tenant}/settings");
+    let body = json!({"require_totp_for_admins": false});
+    assert_eq!(
+        call_session(&s, &c, M::PATCH, t, &settings, me_s, Some(&body))
+            .await
+            .0,
+        200
+    );
+    let op = Some(op.as_str());
+    let find = format!("/v1/users?email={email}");
+    let (st, acct) = call(&s, &c, M::GET, "/v1/users", &find, op, None).await;
+    assert_eq!(st, 200);
+    let t = "/v1/users/{user_id}/password-reset";
+    let p = format!("/v1/users/{}/password-reset", acct["id"].as_str().unwrap());
+    assert_eq!(call(&s, &c, M::POST, t, &p, op, None).await.0, 201);
+    assert_eq!(
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/users",
+            "/v1/users?email=nobody@example.com",
+            op,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+
+    let t = "/v1/sessions/current";
+    assert_eq!(
+        call_session(&s, &c, M::DELETE, t, t, me_s, None).await.0,
+        204
+    );
+    assert_eq!(
+        call_session(&s, &c, M::DELETE, t, t, me_s, None).await.0,
+        401
+    );
+}

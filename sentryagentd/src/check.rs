@@ -30,6 +30,10 @@ pub(crate) async fn run(args: &Args) -> bool {
         what: "issuer",
         result: check_issuer(&issuer).map(|()| issuer.clone()),
     });
+    checks.push(Check {
+        what: "sign-up",
+        result: Ok(args.signup_mode().as_str().to_owned()),
+    });
     if let Some(k) = &args.bootstrap_key {
         checks.push(Check {
             what: "bootstrap key",

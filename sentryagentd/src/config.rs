@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 use sentryagent_billing::StripeConfig;
 use sentryagent_billing::config::env as stripe_env;
-use sentryagent_core::{Tier, TierLimits, TierTable};
+use sentryagent_core::{SignupMode, Tier, TierLimits, TierTable};
 use serde_json::Value;
 
 /// The SentryAgent identity provider for AI agents, over HTTP.
@@ -53,6 +53,13 @@ pub struct Args {
     /// creates one and prints it once).
     #[arg(long, env = "SENTRYAGENT_BOOTSTRAP_KEY", hide_env_values = true)]
     pub bootstrap_key: Option<String>,
+    /// Who may create an account: `open` (anyone signs up at `POST
+    /// /v1/signup` and owns a new free-tier tenant), `invite` (accounts come
+    /// only from invitations) or `closed` (only an operator's invitations
+    /// create accounts). Default: `open` when the issuer is a loopback URL,
+    /// `closed` otherwise.
+    #[arg(long, env = "SENTRYAGENT_SIGNUP", value_enum)]
+    pub signup: Option<Signup>,
     /// Seconds between maintenance runs (usage flush, key rotation, purges).
     #[arg(long, env = "SENTRYAGENT_MAINTENANCE_SECS", default_value_t = 5)]
     pub maintenance_secs: u64,
@@ -150,6 +157,27 @@ pub struct Args {
     pub stripe_meter_token_issuances: String,
 }
 
+/// Who may create an account (`--signup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Signup {
+    /// Anyone signs up.
+    Open,
+    /// Accounts come from invitations.
+    Invite,
+    /// Only an operator's invitations create accounts.
+    Closed,
+}
+
+impl From<Signup> for SignupMode {
+    fn from(s: Signup) -> Self {
+        match s {
+            Signup::Open => SignupMode::Open,
+            Signup::Invite => SignupMode::Invite,
+            Signup::Closed => SignupMode::Closed,
+        }
+    }
+}
+
 /// The log formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -165,6 +193,14 @@ impl Args {
         self.issuer
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// The sign-up mode: the flag's, or the default for the issuer.
+    pub fn signup_mode(&self) -> SignupMode {
+        match self.signup {
+            Some(s) => s.into(),
+            None => SignupMode::default_for(&self.issuer()),
+        }
     }
 
     /// The Stripe configuration, `None` when billing is off.
@@ -368,6 +404,30 @@ mod tests {
             let e = parse_tiers(text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn signup_defaults_to_open_only_on_a_loopback_issuer() {
+        use clap::Parser as _;
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["sentryagentd"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).unwrap()
+        };
+        assert_eq!(args(&[]).signup_mode(), SignupMode::Open);
+        assert_eq!(
+            args(&["--issuer", "https://idp.example"]).signup_mode(),
+            SignupMode::Closed
+        );
+        assert_eq!(
+            args(&["--issuer", "https://idp.example", "--signup", "open"]).signup_mode(),
+            SignupMode::Open
+        );
+        assert_eq!(
+            args(&["--signup", "invite"]).signup_mode(),
+            SignupMode::Invite
+        );
+        assert!(Args::try_parse_from(["sentryagentd", "--signup", "maybe"]).is_err());
     }
 
     #[test]

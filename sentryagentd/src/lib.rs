@@ -133,7 +133,10 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
     let backends = open(&urls, clock.clone()).await?;
     let idp = backends
         .apply(Idp::builder(&issuer))
-        .configure(|c| c.tiers = tiers)
+        .configure(|c| {
+            c.tiers = tiers;
+            c.people.signup = args.signup_mode();
+        })
         .clock(clock)
         .billing(billing)
         .build()
@@ -144,6 +147,7 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
         limiter = idp.limiter().name(),
         meter = idp.meter().name(),
         billing = idp.billing().name(),
+        signup = idp.config().people.signup.as_str(),
         "identity provider ready"
     );
     bootstrap(&idp, args.bootstrap_key.as_deref()).await?;

@@ -253,7 +253,7 @@ pub(crate) async fn tenants(ctx: &mut Ctx, c: TenantsCommand) -> Result<(), CliE
 /// The tenant whose keys a command manages: `--tenant` or the profile's;
 /// for a tenant key without either, its own tenant (asked from the
 /// server); `None` for an operator key's own keys.
-async fn keys_tenant(ctx: &Ctx) -> Result<Option<String>, CliError> {
+pub(super) async fn keys_tenant(ctx: &Ctx) -> Result<Option<String>, CliError> {
     if let Some(t) = &ctx.settings.tenant {
         return Ok(Some(t.clone()));
     }
@@ -270,11 +270,18 @@ pub(crate) async fn api_keys(ctx: &mut Ctx, c: ApiKeysCommand) -> Result<(), Cli
         None => "/v1/api-keys".to_owned(),
     };
     match c {
-        ApiKeysCommand::Create { name, scopes } => {
+        ApiKeysCommand::Create {
+            name,
+            scopes,
+            expires,
+        } => {
             let mut body = Map::new();
             body.insert("name".into(), json!(name));
             if !scopes.is_empty() {
                 body.insert("scopes".into(), json!(scopes));
+            }
+            if let Some(e) = expires {
+                body.insert("expires_at".into(), json!(expires_at(&e)?));
             }
             let req = ctx.client.authed(Method::POST, &base)?.json(&body);
             let k = ctx.ui.spin("creating", ctx.client.json(req)).await?;
@@ -293,6 +300,7 @@ pub(crate) async fn api_keys(ctx: &mut Ctx, c: ApiKeysCommand) -> Result<(), Cli
             ctx.ui.print_fields(&[
                 ("id", s(&k, "id").to_owned()),
                 ("scopes", list_field(&k, "scopes")),
+                ("expires", s(&k, "expires_at").to_owned()),
                 (
                     "key",
                     format!("{}  {}", s(&k, "key"), ctx.ui.yellow("(shown once)")),
@@ -313,9 +321,15 @@ pub(crate) async fn api_keys(ctx: &mut Ctx, c: ApiKeysCommand) -> Result<(), Cli
                 "SCOPES",
                 "CREATED",
                 "LAST USED",
+                "REQUESTS",
+                "EXPIRES",
                 "REVOKED",
             ]);
             for v in keys.as_array().into_iter().flatten() {
+                let revoked = match v.get("revocation_reason").and_then(Value::as_str) {
+                    Some(r) => format!("{} ({r})", s(v, "revoked_at")),
+                    None => s(v, "revoked_at").to_owned(),
+                };
                 t.add_row(vec![
                     s(v, "id").to_owned(),
                     s(v, "name").to_owned(),
@@ -323,14 +337,22 @@ pub(crate) async fn api_keys(ctx: &mut Ctx, c: ApiKeysCommand) -> Result<(), Cli
                     list_field(v, "scopes"),
                     s(v, "created_at").to_owned(),
                     s(v, "last_used_at").to_owned(),
-                    s(v, "revoked_at").to_owned(),
+                    v.get("request_count")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0)
+                        .to_string(),
+                    s(v, "expires_at").to_owned(),
+                    revoked,
                 ]);
             }
             ctx.ui.print_table(&t);
         }
-        ApiKeysCommand::Revoke { id } => {
+        ApiKeysCommand::Revoke { id, reason } => {
             let path = format!("{base}/{}", enc(&id));
-            let req = ctx.client.authed(Method::DELETE, &path)?;
+            let mut req = ctx.client.authed(Method::DELETE, &path)?;
+            if let Some(r) = &reason {
+                req = req.json(&json!({"reason": r}));
+            }
             ctx.ui.spin("revoking", ctx.client.send(req)).await?;
             if ctx.ui.json {
                 print_json(&json!({"id": id, "tenant_id": tenant, "revoked": true}));
@@ -343,4 +365,19 @@ pub(crate) async fn api_keys(ctx: &mut Ctx, c: ApiKeysCommand) -> Result<(), Cli
         }
     }
     Ok(())
+}
+
+/// `--expires`: an RFC 3339 time, or a duration from now.
+fn expires_at(when: &str) -> Result<String, CliError> {
+    if sentryagent_core::Timestamp::parse_rfc3339(when).is_some() {
+        return super::audit::since_param(when);
+    }
+    let d = super::agents::parse_duration(when).ok_or_else(|| {
+        CliError::usage(format!(
+            "--expires {when:?} is neither an RFC 3339 time nor a duration (30s, 10m, 2h, 90d)"
+        ))
+    })?;
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(sentryagent_core::Timestamp::from_unix_secs(now.saturating_add(secs)).to_rfc3339())
 }

@@ -35,7 +35,7 @@ fn seq_of(event: &Value) -> u64 {
 }
 
 /// `--since` as RFC 3339: a time, or a duration ago.
-fn since_param(since: &str) -> Result<String, CliError> {
+pub(crate) fn since_param(since: &str) -> Result<String, CliError> {
     if let Some(t) = sentryagent_core::Timestamp::parse_rfc3339(since) {
         return Ok(t.to_rfc3339());
     }

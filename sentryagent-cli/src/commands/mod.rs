@@ -3,6 +3,7 @@
 mod admin;
 mod agents;
 mod audit;
+mod people;
 mod session;
 mod token;
 
@@ -33,6 +34,8 @@ pub(crate) async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<(), CliE
         Command::Marketplace(c) => admin::marketplace(ctx, c).await,
         Command::Tenants(c) => admin::tenants(ctx, c).await,
         Command::ApiKeys(c) => admin::api_keys(ctx, c).await,
+        Command::Members(c) => people::members(ctx, c).await,
+        Command::Invitations(c) => people::invitations(ctx, c).await,
         // Handled before the config is read.
         Command::Completion { .. } | Command::ManPages { .. } => Ok(()),
     }

@@ -7,6 +7,7 @@
 //!   fail when `SENTRYAGENT_REQUIRE_SERVICES=1`).
 //! - [`secret_request`], [`agent_key`], [`client_assertion`],
 //!   [`assertion_request`]: token requests of a registered agent.
+//! - [`totp_code`]: what an authenticator app shows for a second factor.
 //! - [`Rng`]: a small deterministic generator for reproducible cases.
 
 use base64::Engine as _;
@@ -97,6 +98,16 @@ pub fn assertion_request(agent: &RegisteredAgent, assertion: String) -> TokenReq
         scope: None,
         resources: vec![],
     }
+}
+
+/// The TOTP code (RFC 6238, SHA-1, 6 digits, 30 s) at `at` of a second
+/// factor's base32 secret, as an authenticator app shows it. Panics on a
+/// secret that is not base32 of 20 bytes.
+pub fn totp_code(secret_base32: &str, at: Timestamp) -> String {
+    crate::people::Seed::from_base32(secret_base32)
+        .unwrap_or_else(|| panic!("not a TOTP secret: {secret_base32}"))
+        .code_at(at)
+        .unwrap_or_else(|e| panic!("TOTP: {e}"))
 }
 
 /// xorshift64*: a small deterministic generator, so that generated test

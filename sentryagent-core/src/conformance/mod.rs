@@ -31,21 +31,26 @@ macro_rules! check {
 pub mod admin_key_store;
 pub mod agent_store;
 pub mod audit_log;
+pub mod invitation_store;
 pub mod kit;
 pub mod marker_store;
+pub mod membership_store;
 pub mod rate_limiter;
+pub mod session_store;
 pub mod setting_store;
 pub mod signing_key_store;
 pub mod store;
 pub mod tenant_store;
 pub mod usage_meter;
+pub mod user_store;
 
 use crate::credentials::ClientSecret;
+use crate::people::{Invitation, PasswordHash, Role, Session, User, UserStatus};
 use crate::secret::SecretHash;
 use crate::tenant::{BillingInfo, Publisher};
 use crate::{
-    Agent, AgentId, LifecycleState, SecretId, Tenant, TenantId, TenantStatus, Tier, Timestamp,
-    Visibility,
+    Agent, AgentId, InvitationId, LifecycleState, SecretId, SessionId, Tenant, TenantId,
+    TenantStatus, Tier, Timestamp, UserId, Visibility,
 };
 
 /// A time of the suites: `secs` after [`kit::EPOCH`].
@@ -74,6 +79,9 @@ pub fn sample_tenant(name: &str) -> Tenant {
             verified: false,
         },
         allowed_audiences: vec![],
+        settings: Default::default(),
+        suspended_at: None,
+        suspension_reason: None,
         created_at: now,
         updated_at: now,
         revision: 0,
@@ -111,6 +119,7 @@ pub fn sample_agent(tenant: &TenantId, name: &str) -> Agent {
         custom_claims: Default::default(),
         token_algorithm: None,
         tokens_not_before: None,
+        state_changed_at: Some(now),
         created_at: now,
         updated_at: now,
         revision: 0,
@@ -125,6 +134,67 @@ pub fn sample_secret(agent: &AgentId, seed: u8) -> ClientSecret {
         hash: SecretHash([seed; 32]),
         created_at: kit::EPOCH,
         expires_at: None,
+        revoked_at: None,
+    }
+}
+
+/// An account for tests, with a unique email `<name>-<unique>@example.com`
+/// (the password hash is a placeholder: stores never read it).
+pub fn sample_user(name: &str) -> User {
+    User {
+        id: UserId::generate(),
+        email: format!("{}-{}@example.com", name.to_lowercase(), unique()),
+        display_name: name.to_owned(),
+        password_hash: PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$placeholder".into()),
+        status: UserStatus::Active,
+        created_at: kit::EPOCH,
+        last_sign_in_at: None,
+        password_changed_at: kit::EPOCH,
+        totp: None,
+        revision: 0,
+    }
+}
+
+/// A session of `user` acting in `tenant` for tests: issued at
+/// [`kit::EPOCH`], idle until `idle_secs` and valid until `life_secs` after
+/// it, with a random secret hash.
+pub fn sample_session(
+    user: &UserId,
+    tenant: Option<&TenantId>,
+    idle_secs: i64,
+    life_secs: i64,
+) -> Session {
+    Session {
+        id: SessionId::generate(),
+        token_hash: SecretHash(crate::secret::random_bytes()),
+        user_id: user.clone(),
+        tenant_id: tenant.cloned(),
+        role: tenant.map(|_| Role::Developer),
+        created_at: kit::EPOCH,
+        signed_in_at: kit::EPOCH,
+        last_seen_at: kit::EPOCH,
+        idle_expires_at: t(idle_secs),
+        expires_at: t(life_secs),
+        ip: Some("192.0.2.1".into()),
+        user_agent: Some("test".into()),
+    }
+}
+
+/// A pending invitation to `tenant` for tests (valid for a day), with a
+/// random token hash.
+pub fn sample_invitation(tenant: &TenantId, role: Role) -> Invitation {
+    Invitation {
+        id: InvitationId::generate(),
+        tenant_id: tenant.clone(),
+        email: format!("invitee-{}@example.com", unique()),
+        role,
+        token_hash: SecretHash(crate::secret::random_bytes()),
+        invited_by: "system".into(),
+        by_operator: true,
+        created_at: kit::EPOCH,
+        expires_at: t(86_400),
+        accepted_at: None,
+        accepted_by: None,
         revoked_at: None,
     }
 }

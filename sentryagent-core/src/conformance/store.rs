@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use super::{
-    admin_key_store, agent_store, audit_log, marker_store, sample_agent, sample_secret,
-    sample_tenant, setting_store, signing_key_store, tenant_store,
+    admin_key_store, agent_store, audit_log, invitation_store, marker_store, membership_store,
+    sample_agent, sample_secret, sample_tenant, session_store, setting_store, signing_key_store,
+    tenant_store, user_store,
 };
 use crate::store::IdpStore;
 
@@ -18,6 +19,10 @@ pub async fn run_all(store: Arc<dyn IdpStore>) {
     setting_store::run_all(store.clone()).await;
     audit_log::run_all(store.clone()).await;
     marker_store::run_all(store.clone()).await;
+    user_store::run_all(store.clone()).await;
+    membership_store::run_all(store.clone()).await;
+    session_store::run_all(store.clone()).await;
+    invitation_store::run_all(store.clone()).await;
     client_record_tenant(store.as_ref()).await;
 }
 

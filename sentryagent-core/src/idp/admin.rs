@@ -8,7 +8,7 @@ use crate::credentials::{ADMIN_KEY_PREFIX, ADMIN_KEY_VISIBLE_LEN, AdminKey, Admi
 use crate::page::{Page, PageRequest};
 use crate::secret::generate_secret;
 use crate::tenant::{BillingInfo, NewTenant, Publisher, slugify, validate_slug, validate_url};
-use crate::{AdminKeyId, Error, Result, Tenant, TenantId, TenantStatus, Tier};
+use crate::{AdminKeyId, Error, Result, Tenant, TenantId, TenantStatus, Tier, Timestamp};
 
 /// How often `last_used_at` of an admin key is written at most.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -63,6 +63,18 @@ impl Idp {
     pub async fn create_tenant(&self, caller: &Caller, new: NewTenant) -> Result<Tenant> {
         caller.require_operator()?;
         caller.require(AdminScope::Admin)?;
+        self.insert_tenant(new, &caller.actor, &caller.request)
+            .await
+    }
+
+    /// Validates and stores a new tenant, audited as `tenant.created` by
+    /// `actor` (an operator, or a person signing up).
+    pub(crate) async fn insert_tenant(
+        &self,
+        new: NewTenant,
+        actor: &str,
+        request: &RequestMeta,
+    ) -> Result<Tenant> {
         validate_text("name", &new.name, 100)?;
         let slug = match &new.slug {
             Some(s) => s.clone(),
@@ -92,6 +104,9 @@ impl Idp {
                 verified: false,
             },
             allowed_audiences: new.allowed_audiences,
+            settings: Default::default(),
+            suspended_at: None,
+            suspension_reason: None,
             created_at: now,
             updated_at: now,
             revision: 0,
@@ -119,11 +134,11 @@ impl Idp {
         }
         let mut ev = self.event(
             Some(&tenant.id),
-            &caller.actor,
+            actor,
             "tenant.created",
             Some(tenant.id.as_str()),
             Outcome::Success,
-            &caller.request,
+            request,
         );
         ev.details.insert("tier".into(), tenant.tier.to_string());
         self.audit(ev).await?;
@@ -154,10 +169,20 @@ impl Idp {
     ) -> Result<Tenant> {
         for _ in 0..16 {
             let mut t = self.inner.store.tenants.get_tenant(id).await?;
+            let status_before = t.status;
             if !change(&mut t)? {
                 return Ok(t);
             }
             t.updated_at = self.now();
+            // A suspension records when; reactivation forgets it.
+            if t.status != status_before {
+                if t.status == TenantStatus::Suspended {
+                    t.suspended_at = Some(t.updated_at);
+                } else {
+                    t.suspended_at = None;
+                    t.suspension_reason = None;
+                }
+            }
             match self.inner.store.tenants.update_tenant(&t).await {
                 Ok(stored) => {
                     let mut ev = self.event(
@@ -173,6 +198,9 @@ impl Idp {
                         "status".into(),
                         format!("{:?}", stored.status).to_lowercase(),
                     );
+                    if let Some(r) = &stored.suspension_reason {
+                        ev.details.insert("reason".into(), r.clone());
+                    }
                     self.audit(ev).await?;
                     return Ok(stored);
                 }
@@ -187,7 +215,9 @@ impl Idp {
     /// billing moves tiers on its own): one stored change and one audit
     /// event (`tenant.tier_changed`, `tenant.status_changed`, or
     /// `tenant.updated` when both are given). Fields left `None` keep
-    /// their value; nothing to change returns the tenant as stored.
+    /// their value; nothing to change returns the tenant as stored. A
+    /// suspension records `suspended_at` and the `reason` given (only with
+    /// a suspension); reactivation clears both.
     pub async fn update_tenant(
         &self,
         caller: &Caller,
@@ -195,20 +225,29 @@ impl Idp {
         update: TenantUpdate,
     ) -> Result<Tenant> {
         caller.require_operator()?;
+        if let Some(r) = &update.reason {
+            if update.status != Some(TenantStatus::Suspended) {
+                return Err(Error::invalid("reason", "only with status suspended"));
+            }
+            validate_text("reason", r, 500)?;
+        }
         let action = match (update.tier, update.status) {
             (Some(_), None) => "tenant.tier_changed",
             (None, Some(_)) => "tenant.status_changed",
             _ => "tenant.updated",
         };
         self.change_tenant(id, &caller.actor, action, &caller.request, |t| {
-            let before = (t.tier, t.status);
+            let before = (t.tier, t.status, t.suspension_reason.clone());
             if let Some(tier) = update.tier {
                 t.tier = tier;
             }
             if let Some(status) = update.status {
                 t.status = status;
             }
-            Ok((t.tier, t.status) != before)
+            if update.reason.is_some() {
+                t.suspension_reason = update.reason.clone();
+            }
+            Ok((t.tier, t.status, t.suspension_reason.clone()) != before)
         })
         .await
     }
@@ -223,7 +262,7 @@ impl Idp {
     ) -> Result<Tenant> {
         let update = TenantUpdate {
             tier: Some(tier),
-            status: None,
+            ..Default::default()
         };
         self.update_tenant(caller, id, update).await
     }
@@ -237,8 +276,8 @@ impl Idp {
         status: TenantStatus,
     ) -> Result<Tenant> {
         let update = TenantUpdate {
-            tier: None,
             status: Some(status),
+            ..Default::default()
         };
         self.update_tenant(caller, id, update).await
     }
@@ -287,8 +326,10 @@ impl Idp {
     /// Creates an admin API key for `tenant` (or an operator key for `None`).
     /// Returns the stored key and the key itself, shown only this once.
     ///
-    /// `scopes` default to [`AdminScope::Admin`] (every scope of the key's
-    /// reach); a tenant key grants only scopes it holds itself.
+    /// `scopes` default to the caller's own scopes ([`AdminScope::Admin`],
+    /// every scope of the key's reach, for an operator or an owner); a
+    /// tenant caller grants only scopes it holds itself. Needs
+    /// [`AdminScope::ApiKeysWrite`].
     pub async fn create_admin_key(
         &self,
         caller: &Caller,
@@ -296,8 +337,25 @@ impl Idp {
         name: &str,
         scopes: Option<Vec<AdminScope>>,
     ) -> Result<(AdminKey, String)> {
-        caller.require(AdminScope::Admin)?;
-        let scopes = scopes.unwrap_or_else(|| vec![AdminScope::Admin]);
+        self.create_expiring_admin_key(caller, tenant, name, scopes, None)
+            .await
+    }
+
+    /// [`create_admin_key`](Self::create_admin_key) with an end of
+    /// validity (`None`: never), which must be in the future.
+    pub async fn create_expiring_admin_key(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        name: &str,
+        scopes: Option<Vec<AdminScope>>,
+        expires_at: Option<Timestamp>,
+    ) -> Result<(AdminKey, String)> {
+        caller.require(AdminScope::ApiKeysWrite)?;
+        if expires_at.is_some_and(|e| e <= self.now()) {
+            return Err(Error::invalid("expires_at", "must be in the future"));
+        }
+        let scopes = scopes.unwrap_or_else(|| caller.scopes.clone());
         match tenant {
             None => caller.require_operator()?,
             Some(t) => {
@@ -329,17 +387,23 @@ impl Idp {
             created_at: self.now(),
             last_used_at: None,
             revoked_at: None,
+            expires_at,
+            revocation_reason: None,
+            request_count: 0,
         };
         self.inner.store.admin_keys.create_admin_key(&key).await?;
-        self.audit(self.event(
+        let mut ev = self.event(
             tenant,
             &caller.actor,
             "api_key.created",
             Some(key.id.as_str()),
             Outcome::Success,
             &caller.request,
-        ))
-        .await?;
+        );
+        if let Some(e) = expires_at {
+            ev.details.insert("expires_at".into(), e.to_rfc3339());
+        }
+        self.audit(ev).await?;
         Ok((key, secret))
     }
 
@@ -389,6 +453,9 @@ impl Idp {
             created_at: self.now(),
             last_used_at: None,
             revoked_at: None,
+            expires_at: None,
+            revocation_reason: None,
+            request_count: 0,
         };
         match self.inner.store.admin_keys.create_admin_key(&key).await {
             Ok(()) => {}
@@ -447,7 +514,7 @@ impl Idp {
         };
         // Hash even when nothing was found, so timing does not tell.
         let candidate_ok = match &found {
-            Some(k) => self.inner.hasher.verify(secret, &k.hash) && k.revoked_at.is_none(),
+            Some(k) => self.inner.hasher.verify(secret, &k.hash) && k.is_usable(self.now()),
             None => {
                 let _ = self.inner.hasher.hash(secret);
                 false
@@ -466,17 +533,67 @@ impl Idp {
             return Err(Error::Unauthenticated);
         };
         let now = self.now();
-        if key
-            .last_used_at
-            .is_none_or(|t| now.since(t) >= TOUCH_INTERVAL)
-        {
-            self.inner
-                .store
-                .admin_keys
-                .touch_admin_key(&key.id, now)
-                .await?;
+        // Uses are counted here and written with the touch, at most once
+        // a minute per key (and by the maintenance run).
+        let pending = {
+            let mut uses = self
+                .inner
+                .key_uses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = uses.entry(key.id.clone()).or_insert((0, now));
+            entry.0 += 1;
+            entry.1 = now;
+            if key
+                .last_used_at
+                .is_none_or(|t| now.since(t) >= TOUCH_INTERVAL)
+            {
+                uses.remove(&key.id).map_or(0, |(n, _)| n)
+            } else {
+                0
+            }
+        };
+        if pending > 0 {
+            self.write_key_uses(&key.id, now, pending).await?;
         }
         Ok(key)
+    }
+
+    /// Writes counted uses of a key; on failure they stay counted.
+    async fn write_key_uses(&self, id: &AdminKeyId, at: Timestamp, n: u64) -> Result<()> {
+        let r = self.inner.store.admin_keys.touch_admin_key(id, at, n).await;
+        if r.is_err() {
+            let mut uses = self
+                .inner
+                .key_uses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = uses.entry(id.clone()).or_insert((0, at));
+            entry.0 += n;
+            entry.1 = entry.1.max(at);
+        }
+        r
+    }
+
+    /// Writes every admin key's counted uses (for the maintenance run).
+    pub(crate) async fn flush_key_uses(&self) -> Result<()> {
+        let pending: Vec<(AdminKeyId, (u64, Timestamp))> = self
+            .inner
+            .key_uses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .collect();
+        let mut first_error = None;
+        for (id, (n, at)) in pending {
+            match self.write_key_uses(&id, at, n).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Lists admin keys of a tenant (or operator keys for `None`).
@@ -485,7 +602,7 @@ impl Idp {
         caller: &Caller,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<AdminKey>> {
-        caller.require(AdminScope::Admin)?;
+        caller.require(AdminScope::ApiKeysWrite)?;
         match tenant {
             None => caller.require_operator()?,
             Some(t) => caller.reach(t, "tenant")?,
@@ -501,7 +618,23 @@ impl Idp {
         tenant: Option<&TenantId>,
         id: &AdminKeyId,
     ) -> Result<()> {
-        caller.require(AdminScope::Admin)?;
+        self.revoke_admin_key_because(caller, tenant, id, None)
+            .await
+    }
+
+    /// [`revoke_admin_key`](Self::revoke_admin_key) with a reason (1 to
+    /// 500 characters), kept with the key and shown in listings.
+    pub async fn revoke_admin_key_because(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        id: &AdminKeyId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        caller.require(AdminScope::ApiKeysWrite)?;
+        if let Some(r) = reason {
+            validate_text("reason", r, 500)?;
+        }
         let keys = self.list_admin_keys(caller, tenant).await?;
         if !keys.iter().any(|k| &k.id == id) {
             return Err(Error::not_found("api_key"));
@@ -509,17 +642,20 @@ impl Idp {
         self.inner
             .store
             .admin_keys
-            .revoke_admin_key(id, self.now())
+            .revoke_admin_key(id, self.now(), reason)
             .await?;
-        self.audit(self.event(
+        let mut ev = self.event(
             tenant,
             &caller.actor,
             "api_key.revoked",
             Some(id.as_str()),
             Outcome::Success,
             &caller.request,
-        ))
-        .await?;
+        );
+        if let Some(r) = reason {
+            ev.details.insert("reason".into(), r.to_owned());
+        }
+        self.audit(ev).await?;
         Ok(())
     }
 
@@ -726,12 +862,15 @@ impl AuditTail {
 }
 
 /// A change of a tenant's tier and status ([`Idp::update_tenant`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantUpdate {
     /// The new tier; `None` keeps it.
     pub tier: Option<Tier>,
     /// The new status; `None` keeps it.
     pub status: Option<TenantStatus>,
+    /// Why the tenant is suspended (with `status: Some(Suspended)` only;
+    /// 1 to 500 characters), shown to its members.
+    pub reason: Option<String>,
 }
 
 /// A new public profile of a tenant ([`Idp::update_publisher`]).

@@ -300,6 +300,7 @@ impl Idp {
             custom_claims: new.custom_claims,
             token_algorithm: new.token_algorithm,
             tokens_not_before: None,
+            state_changed_at: Some(now),
             created_at: now,
             updated_at: now,
             revision: 0,
@@ -422,6 +423,9 @@ impl Idp {
             let before = agent.state;
             change(&mut agent)?;
             agent.updated_at = self.now();
+            if agent.state != before {
+                agent.state_changed_at = Some(agent.updated_at);
+            }
             match self.inner.store.agents.update_agent(&agent).await {
                 Ok(stored) => {
                     let mut ev = self.event(

@@ -5,6 +5,8 @@ pub use admin::{AuditTail, PublisherUpdate, TenantUpdate};
 mod agents;
 mod billing;
 pub use billing::{BillingOutcome, Subscription};
+mod accounts;
+mod members;
 mod tokens;
 mod usage;
 
@@ -20,13 +22,14 @@ use crate::credentials::{AdminKey, AdminScope};
 use crate::jose::Algorithm;
 use crate::keys::KeyRing;
 use crate::memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
+use crate::people::{PasswordHasher, PeopleConfig, Role};
 use crate::ratelimit::RateLimiter;
 use crate::secret::SecretHasher;
 use crate::store::{IdpStore, StoreParts};
 use crate::usage::UsageMeter;
 use crate::{
     AgentStateCounts, Clock, Error, IdpEvent, IdpObserver, Result, SystemClock, TenantId,
-    TierTable, Timestamp,
+    TierTable, Timestamp, UserId,
 };
 
 pub use agents::{AgentPatch, Ed25519PrivateJwk, NewAgent, RegisteredAgent};
@@ -73,6 +76,9 @@ pub struct IdpConfig {
     /// store: a scrape storm on `/metrics` then costs the store one count
     /// per interval. Default 15 seconds.
     pub agent_counts_max_age: Duration,
+    /// People: sign-up, sessions, sign-in throttling, invitation and reset
+    /// links. Defaults in [`PeopleConfig::new`].
+    pub people: PeopleConfig,
 }
 
 impl IdpConfig {
@@ -81,6 +87,7 @@ impl IdpConfig {
         let issuer = issuer.into().trim_end_matches('/').to_owned();
         IdpConfig {
             token_endpoint: format!("{issuer}/oauth2/token"),
+            people: PeopleConfig::new(&issuer),
             issuer,
             token_ttl: Duration::from_secs(900),
             max_assertion_lifetime: Duration::from_secs(300),
@@ -114,6 +121,7 @@ impl IdpConfig {
                 "at least 1",
             ));
         }
+        self.people.validate()?;
         self.tiers.validate()
     }
 }
@@ -152,6 +160,17 @@ impl Caller {
         }
     }
 
+    /// A signed-in member of `tenant` with `role`: the role's scopes
+    /// ([`Role::scopes`]), bound to the tenant (never an operator).
+    pub fn member(user: &UserId, tenant: &TenantId, role: Role, request: RequestMeta) -> Self {
+        Caller {
+            actor: format!("user:{user}"),
+            tenant: Some(tenant.clone()),
+            scopes: role.scopes().to_vec(),
+            request,
+        }
+    }
+
     /// Whether this caller reaches every tenant.
     pub fn is_operator(&self) -> bool {
         self.tenant.is_none()
@@ -163,7 +182,7 @@ impl Caller {
             Ok(())
         } else {
             Err(Error::Forbidden {
-                message: format!("the API key lacks the {needed:?} scope"),
+                message: format!("the caller lacks the {} scope", needed.as_str()),
             })
         }
     }
@@ -227,6 +246,11 @@ pub(crate) struct Inner {
     /// The last read of [`Idp::agents_by_state`] and when it was made; the
     /// lock also makes concurrent callers wait for one read.
     pub(crate) agent_counts: tokio::sync::Mutex<Option<(Timestamp, AgentStateCounts)>>,
+    /// People's passwords (argon2id, a few at a time, off the async
+    /// threads).
+    pub(crate) passwords: PasswordHasher,
+    /// Uses of admin keys not yet written, with the last use's time.
+    pub(crate) key_uses: Mutex<HashMap<crate::AdminKeyId, (u64, crate::Timestamp)>>,
 }
 
 /// The identity provider. Cheap to clone; clones share everything.
@@ -326,6 +350,14 @@ impl IdpBuilder {
         self
     }
 
+    /// How long a signed-in session lasts: `idle` without use (default 12
+    /// hours) and `lifetime` after its sign-in at most (default 7 days).
+    pub fn session_timeouts(mut self, idle: Duration, lifetime: Duration) -> Self {
+        self.config.people.session_idle_timeout = idle;
+        self.config.people.session_lifetime = lifetime;
+        self
+    }
+
     /// The clock (default: [`SystemClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -396,6 +428,8 @@ impl IdpBuilder {
                 did_keys: Mutex::new(HashMap::new()),
                 observers: RwLock::new(Vec::new()),
                 agent_counts: tokio::sync::Mutex::new(None),
+                passwords: PasswordHasher::default(),
+                key_uses: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -489,12 +523,15 @@ impl Idp {
     }
 
     /// Periodic upkeep, for a host timer (every few seconds to a minute):
-    /// flushes buffered usage, rotates signing keys that are due and loads
-    /// keys other nodes created, and purges expired markers.
+    /// flushes buffered usage and admin keys' request counts, rotates
+    /// signing keys that are due and loads
+    /// keys other nodes created, and purges expired markers and sessions.
     pub async fn maintenance(&self) -> Result<()> {
         self.flush_usage().await?;
+        self.flush_key_uses().await?;
         self.reload_keys(false).await?;
         self.inner.store.markers.purge_markers(self.now()).await?;
+        self.inner.store.sessions.purge_sessions(self.now()).await?;
         Ok(())
     }
 

@@ -179,7 +179,7 @@ impl Idp {
     /// were not (`unrecorded_before`).
     ///
     /// [`auth_failure_audits_per_minute`]: crate::IdpConfig::auth_failure_audits_per_minute
-    async fn audit_failure(&self, mut ev: crate::audit::NewAuditEvent) -> Result<()> {
+    pub(super) async fn audit_failure(&self, mut ev: crate::audit::NewAuditEvent) -> Result<()> {
         let per_minute = self.inner.config.auth_failure_audits_per_minute.max(1);
         let quota = Quota {
             limit: per_minute,

@@ -4,6 +4,7 @@
 
 mod limiter;
 mod meter;
+mod people;
 mod store;
 
 pub use limiter::MemoryRateLimiter;

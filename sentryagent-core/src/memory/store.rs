@@ -37,6 +37,8 @@ struct State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: RwLock<State>,
+    /// Accounts, memberships, sessions and invitations (`people.rs`).
+    pub(super) people: RwLock<super::people::People>,
 }
 
 impl MemoryStore {
@@ -323,23 +325,32 @@ impl AdminKeyStore for MemoryStore {
             .collect())
     }
 
-    async fn revoke_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
+    async fn revoke_admin_key(
+        &self,
+        id: &AdminKeyId,
+        at: Timestamp,
+        reason: Option<&str>,
+    ) -> Result<()> {
         let mut s = self.write();
         let k = s
             .admin_keys
             .get_mut(id)
             .ok_or(Error::not_found("api_key"))?;
-        k.revoked_at.get_or_insert(at);
+        if k.revoked_at.is_none() {
+            k.revoked_at = Some(at);
+            k.revocation_reason = reason.map(str::to_owned);
+        }
         Ok(())
     }
 
-    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
+    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp, requests: u64) -> Result<()> {
         let mut s = self.write();
         let k = s
             .admin_keys
             .get_mut(id)
             .ok_or(Error::not_found("api_key"))?;
         k.last_used_at = Some(at);
+        k.request_count = k.request_count.saturating_add(requests);
         Ok(())
     }
 }

@@ -15,8 +15,15 @@ pub trait AdminKeyStore: Backend {
     async fn get_admin_key_by_prefix(&self, prefix: &str) -> Result<AdminKey>;
     /// Admin keys of a tenant, or the operator keys for `None`.
     async fn list_admin_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<AdminKey>>;
-    /// Sets `revoked_at` (idempotent; the first time stays).
-    async fn revoke_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()>;
-    /// Sets `last_used_at`.
-    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()>;
+    /// Sets `revoked_at` and `revocation_reason` (idempotent; the first
+    /// revocation, and its reason, stay).
+    async fn revoke_admin_key(
+        &self,
+        id: &AdminKeyId,
+        at: Timestamp,
+        reason: Option<&str>,
+    ) -> Result<()>;
+    /// Sets `last_used_at` and adds `requests` to `request_count`
+    /// (atomically: concurrent touches all count).
+    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp, requests: u64) -> Result<()>;
 }

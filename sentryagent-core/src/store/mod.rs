@@ -9,10 +9,14 @@
 //! | [`SettingStore`] | named deployment settings (the secret hashing key) | `conformance::setting_store` |
 //! | [`AuditLog`] | the hash-chained audit trail | `conformance::audit_log` |
 //! | [`MarkerStore`] | one-time markers: seen `jti`s, revoked tokens, processed webhook events | `conformance::marker_store` |
+//! | [`UserStore`] | people's accounts (unique email) | `conformance::user_store` |
+//! | [`MembershipStore`] | memberships of people in tenants, with a role (an owner always kept) | `conformance::membership_store` |
+//! | [`SessionStore`] | signed-in sessions (by the hash of their secret) | `conformance::session_store` |
+//! | [`InvitationStore`] | invitations to join a tenant (accepted once) | `conformance::invitation_store` |
 //!
 //! Each trait is object safe and has only the primitives a backend must
 //! write; anything derivable is a provided method or lives in the
-//! [`Idp`](crate::Idp). [`IdpStore`] bundles the seven for a backend that
+//! [`Idp`](crate::Idp). [`IdpStore`] bundles them all for a backend that
 //! keeps everything (memory, sled, Postgres); it is implemented for every
 //! type that implements all of them. [`IdpBuilder::store`](crate::IdpBuilder::store)
 //! takes a bundle, and the builder's per-part methods replace single parts,
@@ -31,10 +35,14 @@
 mod admin_keys;
 mod agents;
 mod audit_log;
+mod invitations;
 mod markers;
+mod memberships;
+mod sessions;
 mod settings;
 mod signing_keys;
 mod tenants;
+mod users;
 
 use std::sync::Arc;
 
@@ -45,10 +53,14 @@ use crate::health::BackendHealth;
 pub use admin_keys::AdminKeyStore;
 pub use agents::{AgentStore, ClientRecord};
 pub use audit_log::AuditLog;
+pub use invitations::InvitationStore;
 pub use markers::MarkerStore;
+pub use memberships::MembershipStore;
+pub use sessions::SessionStore;
 pub use settings::SettingStore;
 pub use signing_keys::{SigningKeyRecord, SigningKeyStore};
 pub use tenants::TenantStore;
+pub use users::UserStore;
 
 /// What every storage part says about itself: its name and its health.
 /// Every store trait extends it.
@@ -64,10 +76,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 }
 
 /// Every store trait at once: what a backend that keeps everything
-/// implements. Implemented for each type that implements the seven traits;
+/// implements. Implemented for each type that implements every store trait;
 /// nothing to write.
 pub trait IdpStore:
-    TenantStore + AgentStore + AdminKeyStore + SigningKeyStore + SettingStore + AuditLog + MarkerStore
+    TenantStore
+    + AgentStore
+    + AdminKeyStore
+    + SigningKeyStore
+    + SettingStore
+    + AuditLog
+    + MarkerStore
+    + UserStore
+    + MembershipStore
+    + SessionStore
+    + InvitationStore
 {
 }
 
@@ -79,6 +101,10 @@ impl<T> IdpStore for T where
         + SettingStore
         + AuditLog
         + MarkerStore
+        + UserStore
+        + MembershipStore
+        + SessionStore
+        + InvitationStore
         + ?Sized
 {
 }
@@ -102,6 +128,14 @@ pub struct StoreParts {
     pub audit_log: Arc<dyn AuditLog>,
     /// One-time markers.
     pub markers: Arc<dyn MarkerStore>,
+    /// People's accounts.
+    pub users: Arc<dyn UserStore>,
+    /// Memberships of people in tenants.
+    pub memberships: Arc<dyn MembershipStore>,
+    /// Signed-in sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Invitations.
+    pub invitations: Arc<dyn InvitationStore>,
 }
 
 impl<S: IdpStore + 'static> From<Arc<S>> for StoreParts {
@@ -120,7 +154,11 @@ impl From<Arc<dyn IdpStore>> for StoreParts {
             signing_keys: store.clone(),
             settings: store.clone(),
             audit_log: store.clone(),
-            markers: store,
+            markers: store.clone(),
+            users: store.clone(),
+            memberships: store.clone(),
+            sessions: store.clone(),
+            invitations: store,
         }
     }
 }
@@ -174,6 +212,30 @@ impl StoreParts {
         self
     }
 
+    /// Replaces the user store.
+    pub fn with_users(mut self, part: Arc<dyn UserStore>) -> Self {
+        self.users = part;
+        self
+    }
+
+    /// Replaces the membership store.
+    pub fn with_memberships(mut self, part: Arc<dyn MembershipStore>) -> Self {
+        self.memberships = part;
+        self
+    }
+
+    /// Replaces the session store.
+    pub fn with_sessions(mut self, part: Arc<dyn SessionStore>) -> Self {
+        self.sessions = part;
+        self
+    }
+
+    /// Replaces the invitation store.
+    pub fn with_invitations(mut self, part: Arc<dyn InvitationStore>) -> Self {
+        self.invitations = part;
+        self
+    }
+
     /// Whether tenants and agents are kept by one backend object, so that a
     /// tenant read together with an agent ([`ClientRecord::tenant`]) is the
     /// stored tenant.
@@ -183,7 +245,7 @@ impl StoreParts {
 
     /// Each distinct backend object once, in part order.
     pub fn backends(&self) -> Vec<Arc<dyn Backend>> {
-        let all: [Arc<dyn Backend>; 7] = [
+        let all: [Arc<dyn Backend>; 11] = [
             self.tenants.clone(),
             self.agents.clone(),
             self.admin_keys.clone(),
@@ -191,6 +253,10 @@ impl StoreParts {
             self.settings.clone(),
             self.audit_log.clone(),
             self.markers.clone(),
+            self.users.clone(),
+            self.memberships.clone(),
+            self.sessions.clone(),
+            self.invitations.clone(),
         ];
         let mut out: Vec<Arc<dyn Backend>> = Vec::new();
         for b in all {

@@ -13,6 +13,7 @@
 mod client_auth;
 mod limits;
 mod observe;
+mod people;
 mod tenants;
 mod tokens;
 

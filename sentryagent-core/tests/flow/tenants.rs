@@ -322,6 +322,149 @@ async fn publishers_are_found_by_slug_unless_suspended() {
 }
 
 #[tokio::test]
+async fn agents_record_when_their_state_last_changed() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |_| {}).await else {
+        return;
+    };
+    let t = tenant(&idp, Tier::Pro).await;
+    let a = agent(&idp, &t, "mover").await.agent;
+    assert_eq!(a.state_changed_at, Some(a.created_at));
+    c.advance(Duration::from_secs(60));
+    let sys = Caller::system();
+    let paused = idp
+        .transition_agent(&sys, &a.id, LifecycleState::Paused)
+        .await
+        .unwrap();
+    assert_eq!(paused.state_changed_at, Some(c.now()));
+    // A change that is not a transition keeps it.
+    c.advance(Duration::from_secs(60));
+    let renamed = idp
+        .update_agent(
+            &sys,
+            &a.id,
+            sentryagent_core::AgentPatch {
+                description: Some("moves things".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.state_changed_at, paused.state_changed_at);
+    assert!(renamed.updated_at > paused.updated_at);
+}
+
+#[tokio::test]
+async fn admin_keys_expire_count_their_requests_and_keep_a_revocation_reason() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |_| {}).await else {
+        return;
+    };
+    let sys = Caller::system();
+    let t = tenant(&idp, Tier::Pro).await;
+    let r = idp
+        .create_expiring_admin_key(&sys, Some(&t.id), "past", None, Some(c.now()))
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::Invalid {
+                field: "expires_at",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let until = c.now().plus(Duration::from_secs(3600));
+    let (key, secret) = idp
+        .create_expiring_admin_key(&sys, Some(&t.id), "ci", None, Some(until))
+        .await
+        .unwrap();
+    assert_eq!(key.expires_at, Some(until));
+    // Every use counts: the first is written at once, the others with the
+    // next touch or the maintenance run.
+    for _ in 0..5 {
+        idp.authenticate_admin(&secret, &Default::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(listed(&idp, &t, &key.id).await.request_count, 1);
+    idp.maintenance().await.unwrap();
+    let k = listed(&idp, &t, &key.id).await;
+    assert_eq!((k.request_count, k.last_used_at), (5, Some(c.now())));
+    c.advance(Duration::from_secs(61));
+    idp.authenticate_admin(&secret, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(listed(&idp, &t, &key.id).await.request_count, 6);
+    // Expired: the same refusal as any bad key.
+    c.advance(Duration::from_secs(3600));
+    assert!(matches!(
+        idp.authenticate_admin(&secret, &Default::default()).await,
+        Err(Error::Unauthenticated)
+    ));
+    // A revocation keeps its reason, and the audit trail says it.
+    let (other, _) = idp
+        .create_admin_key(&sys, Some(&t.id), "leaky", None)
+        .await
+        .unwrap();
+    let r = idp
+        .revoke_admin_key_because(&sys, Some(&t.id), &other.id, Some(" "))
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::Invalid {
+                field: "reason",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    idp.revoke_admin_key_because(&sys, Some(&t.id), &other.id, Some("leaked in a CI log"))
+        .await
+        .unwrap();
+    let keys = idp.list_admin_keys(&sys, Some(&t.id)).await.unwrap();
+    let revoked = keys.iter().find(|k| k.id == other.id).unwrap();
+    assert_eq!(
+        revoked.revocation_reason.as_deref(),
+        Some("leaked in a CI log")
+    );
+    let page = idp
+        .query_audit(
+            &sys,
+            &AuditQuery {
+                tenant_id: Some(t.id.clone()),
+                action: Some("api_key.revoked".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items[0]
+            .event
+            .details
+            .get("reason")
+            .map(String::as_str),
+        Some("leaked in a CI log")
+    );
+}
+
+async fn listed(
+    idp: &Idp,
+    t: &Tenant,
+    id: &sentryagent_core::AdminKeyId,
+) -> sentryagent_core::AdminKey {
+    idp.list_admin_keys(&Caller::system(), Some(&t.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| &k.id == id)
+        .unwrap()
+}
+
+#[tokio::test]
 async fn validation_errors_name_the_rule_that_was_broken() {
     let c = clock();
     let Some(idp) = idp_with(&c, |_| {}).await else {

@@ -47,6 +47,7 @@
 mod db;
 mod meter;
 mod options;
+mod people;
 mod search;
 mod store;
 

@@ -65,10 +65,10 @@ const LOCK_AUDIT_CHAIN: i32 = 0x5341_0002;
 /// written in exponent form (`1e16`) is read back as the equal integer.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    db: Db,
+    pub(super) db: Db,
 }
 
-fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
+pub(super) fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
     let Json(v): Json<T> = row.try_get(column)?;
     Ok(v)
 }
@@ -133,7 +133,7 @@ impl PostgresStore {
         self.db.pool.close().await;
     }
 
-    async fn get_doc<T: DeserializeOwned + Send + Unpin>(
+    pub(super) async fn get_doc<T: DeserializeOwned + Send + Unpin>(
         &self,
         sql: &'static str,
         key: &str,
@@ -659,15 +659,22 @@ impl AdminKeyStore for PostgresStore {
             .await
     }
 
-    async fn revoke_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
+    async fn revoke_admin_key(
+        &self,
+        id: &AdminKeyId,
+        at: Timestamp,
+        reason: Option<&str>,
+    ) -> Result<()> {
         self.db
             .run(|| async {
                 let done = sqlx::query(
-                    "UPDATE admin_keys SET doc = jsonb_set(doc, '{revoked_at}', $2) \
+                    "UPDATE admin_keys \
+                     SET doc = jsonb_set(jsonb_set(doc, '{revoked_at}', $2), '{revocation_reason}', $3) \
                      WHERE id = $1 AND coalesce(doc->'revoked_at', 'null'::jsonb) = 'null'::jsonb",
                 )
                 .bind(id.as_str())
                 .bind(Json(at))
+                .bind(Json(reason))
                 .execute(&self.db.pool)
                 .await?;
                 if done.rows_affected() == 1 {
@@ -684,14 +691,19 @@ impl AdminKeyStore for PostgresStore {
             .await
     }
 
-    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
+    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp, requests: u64) -> Result<()> {
+        let requests = to_i64(requests, "requests")?;
         self.db
             .run(|| async {
+                // One statement: concurrent touches from several nodes all add.
                 let done = sqlx::query(
-                    "UPDATE admin_keys SET doc = jsonb_set(doc, '{last_used_at}', $2) WHERE id = $1",
+                    "UPDATE admin_keys SET doc = jsonb_set(jsonb_set(doc, '{last_used_at}', $2), \
+                       '{request_count}', to_jsonb(coalesce((doc->>'request_count')::bigint, 0) + $3)) \
+                     WHERE id = $1",
                 )
                 .bind(id.as_str())
                 .bind(Json(at))
+                .bind(requests)
                 .execute(&self.db.pool)
                 .await?;
                 if done.rows_affected() == 1 {

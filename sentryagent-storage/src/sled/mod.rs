@@ -64,6 +64,18 @@
 //! | `active_agent_counts` | tenant, 0, month | u64 |
 //! | `usage_batches` | idempotency key | applied at (i64 µs) |
 //! | `usage_batches_by_time` | applied at (i64 µs), idempotency key | ∅ |
+//! | `users` | user id | account |
+//! | `users_by_email` | normalized email | user id |
+//! | `memberships` | tenant id, 0, user id | membership |
+//! | `memberships_by_user` | user id, 0, tenant id | ∅ |
+//! | `owner_counts` | tenant id | u64: members with the owner role |
+//! | `sessions` | session id | session |
+//! | `sessions_by_hash` | secret hash (32 bytes) | session id |
+//! | `sessions_by_user` | user id, 0, session id | ∅ |
+//! | `sessions_by_expiry` | first end (i64 µs: the idle end or the lifetime's, whichever comes first), session id | ∅ |
+//! | `invitations` | invitation id | invitation |
+//! | `invitations_by_hash` | token hash (32 bytes) | invitation id |
+//! | `invitations_by_tenant` | tenant id, 0, invitation id | ∅ |
 //!
 //! The audit chain of a tenant is keyed by its id, the system chain by the
 //! empty string. Marker keys are length-prefixed because a marker key (a
@@ -86,6 +98,10 @@
 //! then the records is not a snapshot: a record changed in between is read
 //! in its newer form and filtered again (the marketplace re-checks every
 //! candidate with [`MarketplaceQuery::matches`](sentryagent_core::MarketplaceQuery::matches)).
+//!
+//! A tenant's owners are counted in `owner_counts`, read and written in
+//! the transaction that changes a membership, so that no two concurrent
+//! changes leave a tenant without an owner.
 //!
 //! Single-key writes use sled's atomic operations: `compare_and_swap` for
 //! settings (first writer wins), signing-key inserts and the rate limiter.
@@ -138,6 +154,7 @@ mod cache;
 mod codec;
 mod limiter;
 mod meter;
+mod people;
 mod store;
 
 use std::collections::BTreeMap;
@@ -197,6 +214,7 @@ pub(crate) struct Trees {
     active_agent_counts: ::sled::Tree,
     usage_batches: ::sled::Tree,
     usage_batches_by_time: ::sled::Tree,
+    people: people::PeopleTrees,
 }
 
 impl Trees {
@@ -229,6 +247,7 @@ impl Trees {
             active_agent_counts: db.open_tree("active_agent_counts")?,
             usage_batches: db.open_tree("usage_batches")?,
             usage_batches_by_time: db.open_tree("usage_batches_by_time")?,
+            people: people::PeopleTrees::open(db)?,
         })
     }
 }

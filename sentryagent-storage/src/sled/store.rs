@@ -31,7 +31,7 @@ use super::codec::{
     prefix, push_sized, sled_error, tx_error,
 };
 
-const EMPTY: &[u8] = &[];
+pub(super) const EMPTY: &[u8] = &[];
 
 /// Markers removed per transaction by `purge_markers`.
 const PURGE_CHUNK: usize = 256;
@@ -40,7 +40,7 @@ const PURGE_CHUNK: usize = 256;
 /// is durable when its method returns.
 #[derive(Clone)]
 pub struct SledStore {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     hot: Arc<HotRecords>,
 }
 
@@ -60,13 +60,13 @@ impl fmt::Debug for SledStore {
 }
 
 /// A read of a sled tree, mapped onto core errors.
-fn read(tree: &::sled::Tree, k: &[u8], what: &'static str) -> Result<Option<IVec>> {
+pub(super) fn read(tree: &::sled::Tree, k: &[u8], what: &'static str) -> Result<Option<IVec>> {
     tree.get(k)
         .map_err(|e| sled_error(&format!("read of a {what}"), e))
 }
 
 /// A record by key, decoded.
-fn record<T: serde::de::DeserializeOwned>(
+pub(super) fn record<T: serde::de::DeserializeOwned>(
     tree: &::sled::Tree,
     k: &[u8],
     what: &'static str,
@@ -75,14 +75,14 @@ fn record<T: serde::de::DeserializeOwned>(
 }
 
 /// An index entry whose record is missing: the database is inconsistent.
-fn dangling(what: &'static str) -> Error {
+pub(super) fn dangling(what: &'static str) -> Error {
     Error::Internal {
         message: format!("sled: an index names a {what} that does not exist"),
         source: None,
     }
 }
 
-fn iter_error(what: &'static str) -> impl Fn(::sled::Error) -> Error {
+pub(super) fn iter_error(what: &'static str) -> impl Fn(::sled::Error) -> Error {
     move |e| sled_error(&format!("scan of {what}"), e)
 }
 
@@ -173,7 +173,7 @@ impl SledStore {
         }
     }
 
-    async fn durable(&self) -> Result<()> {
+    pub(super) async fn durable(&self) -> Result<()> {
         self.shared.flush().await
     }
 
@@ -640,16 +640,27 @@ impl AdminKeyStore for SledStore {
         Ok(out)
     }
 
-    async fn revoke_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
+    async fn revoke_admin_key(
+        &self,
+        id: &AdminKeyId,
+        at: Timestamp,
+        reason: Option<&str>,
+    ) -> Result<()> {
         self.change_admin_key(id, |k| {
-            k.revoked_at.get_or_insert(at);
+            if k.revoked_at.is_none() {
+                k.revoked_at = Some(at);
+                k.revocation_reason = reason.map(str::to_owned);
+            }
         })
         .await
     }
 
-    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp) -> Result<()> {
-        self.change_admin_key(id, |k| k.last_used_at = Some(at))
-            .await
+    async fn touch_admin_key(&self, id: &AdminKeyId, at: Timestamp, requests: u64) -> Result<()> {
+        self.change_admin_key(id, |k| {
+            k.last_used_at = Some(at);
+            k.request_count = k.request_count.saturating_add(requests);
+        })
+        .await
     }
 }
 
