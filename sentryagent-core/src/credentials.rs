@@ -37,7 +37,10 @@ impl ClientSecret {
     }
 }
 
-/// What an admin API key may do.
+/// What an admin API key (or a management token) may do.
+///
+/// Written in snake case (`agents_write`); the dotted spelling
+/// (`agents.write`) is read too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -46,15 +49,51 @@ pub enum AdminScope {
     /// Everything within the key's reach.
     Admin,
     /// Read agents.
+    #[serde(alias = "agents.read")]
     AgentsRead,
     /// Create and change agents and their credentials.
+    #[serde(alias = "agents.write")]
     AgentsWrite,
     /// Read the audit trail.
+    #[serde(alias = "audit.read")]
     AuditRead,
     /// Read usage, analytics and the subscription.
+    #[serde(alias = "billing.read")]
     BillingRead,
     /// Start checkouts and open the billing portal.
+    #[serde(alias = "billing.write")]
     BillingWrite,
+}
+
+impl AdminScope {
+    /// Every scope.
+    pub const ALL: [AdminScope; 6] = [
+        AdminScope::Admin,
+        AdminScope::AgentsRead,
+        AdminScope::AgentsWrite,
+        AdminScope::AuditRead,
+        AdminScope::BillingRead,
+        AdminScope::BillingWrite,
+    ];
+
+    /// The snake-case name (`agents_write`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AdminScope::Admin => "admin",
+            AdminScope::AgentsRead => "agents_read",
+            AdminScope::AgentsWrite => "agents_write",
+            AdminScope::AuditRead => "audit_read",
+            AdminScope::BillingRead => "billing_read",
+            AdminScope::BillingWrite => "billing_write",
+        }
+    }
+
+    /// The scope named `name`, snake case or dotted (`agents.write`).
+    pub fn from_name(name: &str) -> Option<AdminScope> {
+        AdminScope::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name || s.as_str().replacen('_', ".", 1) == name)
+    }
 }
 
 impl AdminScope {

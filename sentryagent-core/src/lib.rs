@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod did;
 #[doc(hidden)]
 pub mod error;
+pub mod federation;
 pub mod form;
 #[doc(hidden)]
 pub mod health;
@@ -70,10 +71,11 @@ pub use error::{BoxError, Error, LimitKind, Result};
 pub use health::{BackendHealth, HealthStatus};
 pub use idp::{
     Admission, AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller, DailyCount,
-    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, NewAgent, PublisherUpdate,
-    RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription, TenantUpdate, UsageSummary,
+    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES, NewAgent,
+    PublisherUpdate, RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription, TenantUpdate,
+    UsageSummary,
 };
-pub use ids::{AdminKeyId, AgentId, SecretId, TenantId};
+pub use ids::{AdminKeyId, AgentId, SecretId, TenantId, TrustPolicyId};
 pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 pub use oauth::OAuthError;
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
@@ -82,7 +84,7 @@ pub use revocation::RevocationCache;
 pub use secret::SecretHash;
 pub use store::{
     AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, MarkerStore,
-    SettingStore, SigningKeyRecord, SigningKeyStore, StoreParts, TenantStore,
+    SettingStore, SigningKeyRecord, SigningKeyStore, StoreParts, TenantStore, TrustPolicyStore,
 };
 pub use tenant::{BillingInfo, NewTenant, Publisher, SubscriptionStatus, Tenant, TenantStatus};
 pub use tier::{Tier, TierLimits, TierTable};

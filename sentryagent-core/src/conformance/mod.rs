@@ -38,6 +38,7 @@ pub mod setting_store;
 pub mod signing_key_store;
 pub mod store;
 pub mod tenant_store;
+pub mod trust_policy_store;
 pub mod usage_meter;
 
 use crate::credentials::ClientSecret;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{
     admin_key_store, agent_store, audit_log, marker_store, sample_agent, sample_secret,
-    sample_tenant, setting_store, signing_key_store, tenant_store,
+    sample_tenant, setting_store, signing_key_store, tenant_store, trust_policy_store,
 };
 use crate::store::IdpStore;
 
@@ -18,6 +18,7 @@ pub async fn run_all(store: Arc<dyn IdpStore>) {
     setting_store::run_all(store.clone()).await;
     audit_log::run_all(store.clone()).await;
     marker_store::run_all(store.clone()).await;
+    trust_policy_store::run_all(store.clone()).await;
     client_record_tenant(store.as_ref()).await;
 }
 

@@ -5,7 +5,11 @@ pub use admin::{AuditTail, PublisherUpdate, TenantUpdate};
 mod agents;
 mod billing;
 pub use billing::{BillingOutcome, Subscription};
+mod exchange;
+mod management_token;
 mod tokens;
+mod trust_policies;
+pub use trust_policies::MAX_TRUST_POLICIES;
 mod usage;
 
 use std::collections::HashMap;
@@ -202,6 +206,7 @@ pub(crate) struct Inner {
     pub(crate) meter: Arc<dyn UsageMeter>,
     pub(crate) billing: Arc<dyn BillingProvider>,
     pub(crate) revocations: Option<Arc<dyn crate::RevocationCache>>,
+    pub(crate) issuer_keys: Arc<dyn crate::federation::IssuerKeys>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hasher: SecretHasher,
     pub(crate) keys: RwLock<Arc<KeyRing>>,
@@ -255,6 +260,7 @@ pub struct IdpBuilder {
     meter: Option<Arc<dyn UsageMeter>>,
     billing: Option<Arc<dyn BillingProvider>>,
     revocations: Option<Arc<dyn crate::RevocationCache>>,
+    issuer_keys: Option<Arc<dyn crate::federation::IssuerKeys>>,
     clock: Option<Arc<dyn Clock>>,
     secret_hash_key: Option<[u8; 32]>,
 }
@@ -310,6 +316,15 @@ impl IdpBuilder {
     /// records alone).
     pub fn revocations(mut self, cache: Arc<dyn crate::RevocationCache>) -> Self {
         self.revocations = Some(cache);
+        self
+    }
+
+    /// Where the keys of the issuers named by trust policies come from, for
+    /// token exchange (default: an empty
+    /// [`StaticIssuerKeys`](crate::federation::StaticIssuerKeys): no
+    /// exchange succeeds).
+    pub fn issuer_keys(mut self, keys: Arc<dyn crate::federation::IssuerKeys>) -> Self {
+        self.issuer_keys = Some(keys);
         self
     }
 
@@ -374,6 +389,9 @@ impl IdpBuilder {
                 meter,
                 billing,
                 revocations: self.revocations,
+                issuer_keys: self
+                    .issuer_keys
+                    .unwrap_or_else(|| Arc::new(crate::federation::StaticIssuerKeys::new())),
                 clock,
                 hasher: SecretHasher::new(&hash_key),
                 keys: RwLock::new(Arc::new(ring)),
@@ -386,8 +404,15 @@ impl IdpBuilder {
     }
 }
 
+/// How long a rotated-out signing key stays in the JWKS: the longest
+/// lifetime of a token it signed (the configured one, or a trust policy's,
+/// up to [`MAX_TOKEN_TTL_SECONDS`](crate::federation::MAX_TOKEN_TTL_SECONDS))
+/// plus the leeway and a minute.
 fn key_retention(c: &IdpConfig) -> Duration {
-    c.token_ttl + c.leeway + Duration::from_secs(60)
+    c.token_ttl.max(Duration::from_secs(
+        crate::federation::MAX_TOKEN_TTL_SECONDS,
+    )) + c.leeway
+        + Duration::from_secs(60)
 }
 
 impl Idp {
@@ -400,6 +425,7 @@ impl Idp {
             meter: None,
             billing: None,
             revocations: None,
+            issuer_keys: None,
             clock: None,
             secret_hash_key: None,
         }
@@ -428,6 +454,11 @@ impl Idp {
     /// The billing provider.
     pub fn billing(&self) -> &Arc<dyn BillingProvider> {
         &self.inner.billing
+    }
+
+    /// Where issuers' keys come from (token exchange).
+    pub fn issuer_keys(&self) -> &Arc<dyn crate::federation::IssuerKeys> {
+        &self.inner.issuer_keys
     }
 
     /// The clock.

@@ -691,7 +691,7 @@ impl SigningKey {
     }
 
     /// The raw 64-byte signature of `message`.
-    fn sign_raw(&self, message: &[u8]) -> Result<[u8; 64], JoseError> {
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> Result<[u8; 64], JoseError> {
         match &self.inner {
             SigningInner::Ed25519(k) => k
                 .try_sign(message)

@@ -5,6 +5,7 @@
 mod limiter;
 mod meter;
 mod store;
+mod trust_policies;
 
 pub use limiter::MemoryRateLimiter;
 pub use meter::MemoryUsageMeter;

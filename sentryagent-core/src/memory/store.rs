@@ -37,6 +37,9 @@ struct State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: RwLock<State>,
+    /// Trust policies by id (see `trust_policies.rs`).
+    pub(super) trust_policies:
+        RwLock<BTreeMap<crate::TrustPolicyId, crate::federation::TrustPolicy>>,
 }
 
 impl MemoryStore {

@@ -9,10 +9,11 @@
 //! | [`SettingStore`] | named deployment settings (the secret hashing key) | `conformance::setting_store` |
 //! | [`AuditLog`] | the hash-chained audit trail | `conformance::audit_log` |
 //! | [`MarkerStore`] | one-time markers: seen `jti`s, revoked tokens, processed webhook events | `conformance::marker_store` |
+//! | [`TrustPolicyStore`] | tenants' trust policies (token exchange) | `conformance::trust_policy_store` |
 //!
 //! Each trait is object safe and has only the primitives a backend must
 //! write; anything derivable is a provided method or lives in the
-//! [`Idp`](crate::Idp). [`IdpStore`] bundles the seven for a backend that
+//! [`Idp`](crate::Idp). [`IdpStore`] bundles them all for a backend that
 //! keeps everything (memory, sled, Postgres); it is implemented for every
 //! type that implements all of them. [`IdpBuilder::store`](crate::IdpBuilder::store)
 //! takes a bundle, and the builder's per-part methods replace single parts,
@@ -35,6 +36,7 @@ mod markers;
 mod settings;
 mod signing_keys;
 mod tenants;
+mod trust_policies;
 
 use std::sync::Arc;
 
@@ -49,6 +51,7 @@ pub use markers::MarkerStore;
 pub use settings::SettingStore;
 pub use signing_keys::{SigningKeyRecord, SigningKeyStore};
 pub use tenants::TenantStore;
+pub use trust_policies::TrustPolicyStore;
 
 /// What every storage part says about itself: its name and its health.
 /// Every store trait extends it.
@@ -64,10 +67,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 }
 
 /// Every store trait at once: what a backend that keeps everything
-/// implements. Implemented for each type that implements the seven traits;
-/// nothing to write.
+/// implements. Implemented for each type that implements all the store
+/// traits; nothing to write.
 pub trait IdpStore:
-    TenantStore + AgentStore + AdminKeyStore + SigningKeyStore + SettingStore + AuditLog + MarkerStore
+    TenantStore
+    + AgentStore
+    + AdminKeyStore
+    + SigningKeyStore
+    + SettingStore
+    + AuditLog
+    + MarkerStore
+    + TrustPolicyStore
 {
 }
 
@@ -79,6 +89,7 @@ impl<T> IdpStore for T where
         + SettingStore
         + AuditLog
         + MarkerStore
+        + TrustPolicyStore
         + ?Sized
 {
 }
@@ -102,6 +113,8 @@ pub struct StoreParts {
     pub audit_log: Arc<dyn AuditLog>,
     /// One-time markers.
     pub markers: Arc<dyn MarkerStore>,
+    /// Trust policies.
+    pub trust_policies: Arc<dyn TrustPolicyStore>,
 }
 
 impl<S: IdpStore + 'static> From<Arc<S>> for StoreParts {
@@ -120,7 +133,8 @@ impl From<Arc<dyn IdpStore>> for StoreParts {
             signing_keys: store.clone(),
             settings: store.clone(),
             audit_log: store.clone(),
-            markers: store,
+            markers: store.clone(),
+            trust_policies: store,
         }
     }
 }
@@ -174,6 +188,12 @@ impl StoreParts {
         self
     }
 
+    /// Replaces the trust policy store.
+    pub fn with_trust_policies(mut self, part: Arc<dyn TrustPolicyStore>) -> Self {
+        self.trust_policies = part;
+        self
+    }
+
     /// Whether tenants and agents are kept by one backend object, so that a
     /// tenant read together with an agent ([`ClientRecord::tenant`]) is the
     /// stored tenant.
@@ -183,7 +203,7 @@ impl StoreParts {
 
     /// Each distinct backend object once, in part order.
     pub fn backends(&self) -> Vec<Arc<dyn Backend>> {
-        let all: [Arc<dyn Backend>; 7] = [
+        let all: [Arc<dyn Backend>; 8] = [
             self.tenants.clone(),
             self.agents.clone(),
             self.admin_keys.clone(),
@@ -191,6 +211,7 @@ impl StoreParts {
             self.settings.clone(),
             self.audit_log.clone(),
             self.markers.clone(),
+            self.trust_policies.clone(),
         ];
         let mut out: Vec<Arc<dyn Backend>> = Vec::new();
         for b in all {

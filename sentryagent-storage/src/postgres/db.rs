@@ -22,6 +22,11 @@ use super::options::{PostgresOptions, validate_schema};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "store", include_str!("../../migrations/0001_store.sql")),
     (2, "usage", include_str!("../../migrations/0002_usage.sql")),
+    (
+        4,
+        "federation",
+        include_str!("../../migrations/0004_federation.sql"),
+    ),
 ];
 
 /// The table recording applied migrations (in the store's schema).
@@ -366,7 +371,7 @@ mod tests {
         }
         let m = migrator();
         let versions: Vec<i64> = m.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2]);
+        assert_eq!(versions, vec![1, 2, 4]);
         assert_eq!(m.table_name, MIGRATIONS_TABLE);
     }
 

@@ -49,6 +49,7 @@ mod meter;
 mod options;
 mod search;
 mod store;
+mod trust_policies;
 
 pub use meter::PostgresUsageMeter;
 pub use options::PostgresOptions;

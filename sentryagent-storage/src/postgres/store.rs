@@ -65,15 +65,15 @@ const LOCK_AUDIT_CHAIN: i32 = 0x5341_0002;
 /// written in exponent form (`1e16`) is read back as the equal integer.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    db: Db,
+    pub(super) db: Db,
 }
 
-fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
+pub(super) fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
     let Json(v): Json<T> = row.try_get(column)?;
     Ok(v)
 }
 
-fn page_of<T>(mut items: Vec<T>, size: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
+pub(super) fn page_of<T>(mut items: Vec<T>, size: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
     let next_cursor = if items.len() > size {
         items.truncate(size);
         items.last().map(cursor)
@@ -83,7 +83,7 @@ fn page_of<T>(mut items: Vec<T>, size: usize, cursor: impl Fn(&T) -> String) -> 
     Page { items, next_cursor }
 }
 
-fn limit_of(size: usize) -> i64 {
+pub(super) fn limit_of(size: usize) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX).saturating_add(1)
 }
 
@@ -133,7 +133,7 @@ impl PostgresStore {
         self.db.pool.close().await;
     }
 
-    async fn get_doc<T: DeserializeOwned + Send + Unpin>(
+    pub(super) async fn get_doc<T: DeserializeOwned + Send + Unpin>(
         &self,
         sql: &'static str,
         key: &str,

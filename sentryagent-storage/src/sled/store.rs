@@ -31,7 +31,7 @@ use super::codec::{
     prefix, push_sized, sled_error, tx_error,
 };
 
-const EMPTY: &[u8] = &[];
+pub(super) const EMPTY: &[u8] = &[];
 
 /// Markers removed per transaction by `purge_markers`.
 const PURGE_CHUNK: usize = 256;
@@ -40,7 +40,7 @@ const PURGE_CHUNK: usize = 256;
 /// is durable when its method returns.
 #[derive(Clone)]
 pub struct SledStore {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     hot: Arc<HotRecords>,
 }
 
@@ -66,7 +66,7 @@ fn read(tree: &::sled::Tree, k: &[u8], what: &'static str) -> Result<Option<IVec
 }
 
 /// A record by key, decoded.
-fn record<T: serde::de::DeserializeOwned>(
+pub(super) fn record<T: serde::de::DeserializeOwned>(
     tree: &::sled::Tree,
     k: &[u8],
     what: &'static str,
@@ -75,20 +75,20 @@ fn record<T: serde::de::DeserializeOwned>(
 }
 
 /// An index entry whose record is missing: the database is inconsistent.
-fn dangling(what: &'static str) -> Error {
+pub(super) fn dangling(what: &'static str) -> Error {
     Error::Internal {
         message: format!("sled: an index names a {what} that does not exist"),
         source: None,
     }
 }
 
-fn iter_error(what: &'static str) -> impl Fn(::sled::Error) -> Error {
+pub(super) fn iter_error(what: &'static str) -> impl Fn(::sled::Error) -> Error {
     move |e| sled_error(&format!("scan of {what}"), e)
 }
 
 /// The first `size` items of a listing already ordered and past the cursor,
 /// with the cursor of the next page (`items` may hold one more than `size`).
-fn page_of<T>(mut items: Vec<(String, T)>, size: usize) -> Page<T> {
+pub(super) fn page_of<T>(mut items: Vec<(String, T)>, size: usize) -> Page<T> {
     let next_cursor = if items.len() > size {
         items.truncate(size);
         items.last().map(|(k, _)| k.clone())
@@ -102,7 +102,7 @@ fn page_of<T>(mut items: Vec<(String, T)>, size: usize) -> Page<T> {
 }
 
 /// The lower bound of a listing under `prefix` continuing after `cursor`.
-fn start_after(prefix: &[u8], cursor: Option<&str>) -> Bound<Vec<u8>> {
+pub(super) fn start_after(prefix: &[u8], cursor: Option<&str>) -> Bound<Vec<u8>> {
     match cursor {
         Some(c) => {
             let mut k = prefix.to_vec();
@@ -114,7 +114,7 @@ fn start_after(prefix: &[u8], cursor: Option<&str>) -> Bound<Vec<u8>> {
 }
 
 /// The first key after every key starting with `part` + `SEP`.
-fn prefix_end(part: &[u8]) -> Bound<Vec<u8>> {
+pub(super) fn prefix_end(part: &[u8]) -> Bound<Vec<u8>> {
     let mut k = part.to_vec();
     k.push(SEP + 1);
     Bound::Excluded(k)
@@ -173,7 +173,7 @@ impl SledStore {
         }
     }
 
-    async fn durable(&self) -> Result<()> {
+    pub(super) async fn durable(&self) -> Result<()> {
         self.shared.flush().await
     }
 
