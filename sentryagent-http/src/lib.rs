@@ -4,6 +4,7 @@ mod a2a;
 mod billing;
 mod drain;
 mod extract;
+mod federation;
 mod layers;
 mod manage;
 mod metrics;
@@ -28,6 +29,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use drain::Drain;
+pub use federation::{
+    ALLOW_HTTP_LOOPBACK_ENV, JwksFetcher, JwksFetcherConfig, MIN_REFETCH_ENV, address_allowed,
+};
 pub use layers::REQUEST_ID;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use sentryagent_core::OAuthError;
