@@ -203,7 +203,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
             .get::<Authenticated>()
             .map(|a| Admin(a.0.clone()))
             .ok_or_else(|| {
-                Problem::unauthenticated("send an admin API key as `Authorization: Bearer <key>`")
+                Problem::unauthenticated(
+                    "send an admin API key (or a management token) as `Authorization: Bearer <key>`",
+                )
             })
     }
 }

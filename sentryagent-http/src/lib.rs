@@ -258,7 +258,7 @@ pub fn well_known_router<S: Clone + Send + Sync + 'static>(idp: Idp) -> Router<S
     modifiers(&SecurityAddon),
     tags(
         (name = "oauth", description = "OAuth 2.0 and discovery"),
-        (name = "management", description = "Management API (`Authorization: Bearer <admin key>`)"),
+        (name = "management", description = "Management API (`Authorization: Bearer <admin key>`, or a management token from a token exchange)"),
         (name = "billing", description = "Tiers, usage and billing"),
         (name = "public", description = "Marketplace, DID documents and publishers"),
         (name = "operations", description = "Health and metrics")

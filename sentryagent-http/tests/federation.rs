@@ -17,7 +17,7 @@ use sentryagent_core::federation::{
     ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, NewTrustPolicy, TOKEN_EXCHANGE, TrustGrant,
 };
 use sentryagent_core::jose::Algorithm;
-use sentryagent_core::{AgentId, AuditQuery, Caller, Clock, TenantId};
+use sentryagent_core::{AdminScope, AgentId, AuditQuery, Caller, Clock, TenantId};
 use sentryagent_http::JwksFetcherConfig;
 use serde_json::{Value, json};
 
@@ -556,4 +556,110 @@ async fn gitlab_and_kubernetes_tokens_exchange_through_discovery() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn management_tokens_work_on_the_management_api_within_their_scopes_until_they_expire() {
+    let s = server(60).await;
+    let gh = FakeIssuer::start(|i| i.with_rsa("k1", 0)).await;
+    let (tenant, _) = tenant_and_agent(&s).await;
+    let (other, other_key) = s.tenant("Other", "pro").await;
+    let other_agent = s.agent(&other_key, json!({"name": "theirs"})).await;
+    s.idp
+        .create_trust_policy(
+            &Caller::system(),
+            &TenantId::parse(&tenant).unwrap(),
+            NewTrustPolicy {
+                name: "registrar".into(),
+                issuer: gh.url.clone(),
+                audience: s.base.clone(),
+                conditions: [("repository_owner_id".to_owned(), "65".to_owned())].into(),
+                grant: TrustGrant::AdminScopes(vec![AdminScope::AgentsWrite]),
+                max_token_ttl_seconds: Some(120),
+                max_subject_token_age_seconds: None,
+                single_use: false,
+            },
+        )
+        .await
+        .unwrap();
+    let subject = gh.sign("k1", &github_claims(&gh.url, &s.base, s.clock.now()));
+    // Both targets at once, or an agent's policy for the tenant: refused.
+    let r = exchange(&s, &[("subject_token", &subject), ("tenant", &other)]).await;
+    assert_oauth_error(r, 400, "invalid_grant").await;
+    let r = exchange(&s, &[("subject_token", &subject), ("tenant", &tenant)]).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["scope"], "agents_write");
+    assert_eq!(body["expires_in"], 120);
+    let mgmt = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims_of(&mgmt)["tenant_id"], tenant);
+
+    // Its tenant, its scope.
+    let r = s
+        .req(reqwest::Method::POST, "/v1/agents", Some(&mgmt))
+        .json(&json!({"name": "from-ci"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().contains_key("ratelimit-remaining"));
+    let (st, page) = s.get("/v1/agents", Some(&mgmt)).await;
+    assert_eq!(st, 200);
+    assert!(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "from-ci")
+    );
+    let r = s
+        .req(
+            reqwest::Method::GET,
+            &format!("/v1/tenants/{tenant}/api-keys"),
+            Some(&mgmt),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403).await;
+    let r = s
+        .req(
+            reqwest::Method::GET,
+            &format!("/v1/agents/{}", other_agent["id"].as_str().unwrap()),
+            Some(&mgmt),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404).await;
+    // The audit trail names the policy as the actor.
+    let (_, events) = s
+        .get(
+            &format!("/v1/audit?tenant_id={tenant}&action=agent.registered"),
+            Some(&s.op),
+        )
+        .await;
+    let actor = events["items"].as_array().unwrap().last().unwrap()["actor"].clone();
+    assert!(
+        actor.as_str().unwrap().starts_with("trust_policy:tp_"),
+        "{actor}"
+    );
+    // Expired: refused.
+    s.clock.advance(Duration::from_secs(120 + 31));
+    let r = s
+        .req(reqwest::Method::GET, "/v1/agents", Some(&mgmt))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 401).await;
+    // A tampered token is refused the same way.
+    let mut parts: Vec<String> = mgmt.split('.').map(str::to_owned).collect();
+    parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&json!({"tenant_id": other, "scope": "admin"})).unwrap());
+    let r = s
+        .req(reqwest::Method::GET, "/v1/agents", Some(&parts.join(".")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 401).await;
 }
