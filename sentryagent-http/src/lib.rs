@@ -12,6 +12,7 @@ mod oauth;
 mod ops;
 mod problem;
 mod public;
+mod trust_policies;
 mod views;
 
 use std::future::Future;
@@ -326,6 +327,15 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(manage::daily_tokens))
         .routes(routes!(manage::heatmap))
         .routes(routes!(manage::agent_table))
+        .routes(routes!(
+            trust_policies::create_trust_policy,
+            trust_policies::list_trust_policies
+        ))
+        .routes(routes!(
+            trust_policies::get_trust_policy,
+            trust_policies::patch_trust_policy,
+            trust_policies::delete_trust_policy
+        ))
         .routes(routes!(billing::usage))
         .routes(routes!(billing::checkout))
         .routes(routes!(billing::upgrade))

@@ -663,3 +663,129 @@ async fn management_tokens_work_on_the_management_api_within_their_scopes_until_
         .unwrap();
     assert_problem(r, 401).await;
 }
+
+#[tokio::test]
+async fn trust_policies_are_managed_over_http_per_tenant_with_scopes_and_audit() {
+    use reqwest::Method as M;
+    let s = server(60).await;
+    let (tenant, admin) = s.tenant("Acme", "pro").await;
+    let agent = s.agent(&admin, json!({"name": "deployer"})).await;
+    let agent = agent["id"].as_str().unwrap().to_owned();
+    let (_, other_admin) = s.tenant("Other", "pro").await;
+    let (st, reader) = s
+        .post(
+            &format!("/v1/tenants/{tenant}/api-keys"),
+            Some(&admin),
+            &json!({"name": "reader", "scopes": ["agents_read"]}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let reader = reader["key"].as_str().unwrap().to_owned();
+    let new = json!({
+        "name": "deploy",
+        "issuer": "https://token.actions.githubusercontent.com",
+        "audience": s.base,
+        "conditions": {"repository_id": "74"},
+        "grant": {"agent_id": agent}
+    });
+    // Admin scope to create.
+    let r = s
+        .req(M::POST, "/v1/trust-policies", Some(&reader))
+        .json(&new)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403).await;
+    let (st, p) = s.post("/v1/trust-policies", Some(&admin), &new).await;
+    assert_eq!(st, 201, "{p}");
+    assert_eq!(p["tenant_id"], tenant);
+    assert_eq!(p["max_token_ttl_seconds"], 900);
+    assert_eq!(p["max_subject_token_age_seconds"], 600);
+    assert_eq!(p["single_use"], false);
+    let id = p["id"].as_str().unwrap().to_owned();
+    // Read with agents_read; another tenant sees nothing.
+    let (st, got) = s
+        .get(&format!("/v1/trust-policies/{id}"), Some(&reader))
+        .await;
+    assert_eq!((st.as_u16(), &got), (200, &p));
+    let r = s
+        .req(
+            M::GET,
+            &format!("/v1/trust-policies/{id}"),
+            Some(&other_admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404).await;
+    let (_, list) = s.get("/v1/trust-policies", Some(&other_admin)).await;
+    assert_eq!(list["items"], json!([]));
+    // Another tenant cannot grant this tenant's agent.
+    let r = s
+        .req(M::POST, "/v1/trust-policies", Some(&other_admin))
+        .json(&new)
+        .send()
+        .await
+        .unwrap();
+    let e = assert_problem(r, 422).await;
+    assert_eq!(e["field"], "grant");
+    // Bad input: unknown fields, both grants, an unpinned GitHub policy.
+    for bad in [
+        json!({"name": "x", "issuer": "https://i.example", "audience": "a", "grant": {"agent_id": agent}, "bogus": 1}),
+        json!({"name": "x", "issuer": "https://i.example", "audience": "a", "grant": {"agent_id": agent, "admin_scopes": ["admin"]}}),
+        json!({"name": "x", "issuer": "https://token.actions.githubusercontent.com", "audience": "a", "conditions": {"repository": "*"}, "grant": {"agent_id": agent}}),
+        json!({"name": "x", "issuer": "http://issuer.example", "audience": "a", "grant": {"agent_id": agent}}),
+    ] {
+        let r = s
+            .req(M::POST, "/v1/trust-policies", Some(&admin))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 422).await;
+    }
+    let (st, changed) = s
+        .send(
+            M::PATCH,
+            &format!("/v1/trust-policies/{id}"),
+            Some(&admin),
+            &json!({"single_use": true}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), &changed["single_use"]), (200, &json!(true)));
+    let r = s
+        .req(
+            M::DELETE,
+            &format!("/v1/trust-policies/{id}"),
+            Some(&reader),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403).await;
+    let r = s
+        .req(M::DELETE, &format!("/v1/trust-policies/{id}"), Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Audited: created, updated, deleted.
+    let (_, events) = s
+        .get(&format!("/v1/audit?tenant_id={tenant}"), Some(&s.op))
+        .await;
+    let actions: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"] == id.as_str())
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "trust_policy.created",
+            "trust_policy.updated",
+            "trust_policy.deleted"
+        ]
+    );
+}

@@ -58,7 +58,7 @@ const CHECKED_CLAIMS: &[&str] = &["iss", "aud", "exp", "nbf", "iat"];
 /// What a trust policy grants: exactly one of the two.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", try_from = "GrantRepr")]
 pub enum TrustGrant {
     /// `{"agent_id": "..."}`: the exchange yields that agent's access token.
     AgentId(AgentId),
@@ -66,6 +66,29 @@ pub enum TrustGrant {
     /// short-lived management token of the tenant with these scopes
     /// (`agents.write` is accepted for `agents_write`, and so on).
     AdminScopes(Vec<AdminScope>),
+}
+
+/// A grant as written: one object with exactly one of the two members (so
+/// that a wrong shape is a clear input error).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantRepr {
+    #[serde(default)]
+    agent_id: Option<AgentId>,
+    #[serde(default)]
+    admin_scopes: Option<Vec<AdminScope>>,
+}
+
+impl TryFrom<GrantRepr> for TrustGrant {
+    type Error = &'static str;
+
+    fn try_from(r: GrantRepr) -> std::result::Result<Self, Self::Error> {
+        match (r.agent_id, r.admin_scopes) {
+            (Some(a), None) => Ok(TrustGrant::AgentId(a)),
+            (None, Some(s)) => Ok(TrustGrant::AdminScopes(s)),
+            _ => Err("grant holds exactly one of agent_id and admin_scopes"),
+        }
+    }
 }
 
 impl TrustGrant {
