@@ -37,7 +37,10 @@ impl ClientSecret {
     }
 }
 
-/// What an admin API key may do.
+/// What an admin API key (or a management token) may do.
+///
+/// Written in snake case (`agents_write`); the dotted spelling
+/// (`agents.write`) is read too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -46,14 +49,19 @@ pub enum AdminScope {
     /// Everything within the key's reach.
     Admin,
     /// Read agents.
+    #[serde(alias = "agents.read")]
     AgentsRead,
     /// Create and change agents and their credentials.
+    #[serde(alias = "agents.write")]
     AgentsWrite,
     /// Read the audit trail.
+    #[serde(alias = "audit.read")]
     AuditRead,
     /// Read usage, analytics and the subscription.
+    #[serde(alias = "billing.read")]
     BillingRead,
     /// Start checkouts and open the billing portal.
+    #[serde(alias = "billing.write")]
     BillingWrite,
     /// Read the tenant's members and invitations.
     MembersRead,
@@ -66,15 +74,6 @@ pub enum AdminScope {
 }
 
 impl AdminScope {
-    /// Whether a key holding `self` may act for `needed`.
-    pub fn covers(self, needed: AdminScope) -> bool {
-        self == AdminScope::Admin
-            || self == needed
-            || (self == AdminScope::AgentsWrite && needed == AdminScope::AgentsRead)
-            || (self == AdminScope::BillingWrite && needed == AdminScope::BillingRead)
-            || (self == AdminScope::MembersWrite && needed == AdminScope::MembersRead)
-    }
-
     /// Every scope.
     pub const ALL: [AdminScope; 9] = [
         AdminScope::Admin,
@@ -88,8 +87,8 @@ impl AdminScope {
         AdminScope::ApiKeysWrite,
     ];
 
-    /// The snake_case name, as in JSON.
-    pub fn as_str(self) -> &'static str {
+    /// The snake-case name (`agents_write`).
+    pub const fn as_str(self) -> &'static str {
         match self {
             AdminScope::Admin => "admin",
             AdminScope::AgentsRead => "agents_read",
@@ -101,6 +100,24 @@ impl AdminScope {
             AdminScope::MembersWrite => "members_write",
             AdminScope::ApiKeysWrite => "api_keys_write",
         }
+    }
+
+    /// The scope named `name`, snake case or dotted (`agents.write`).
+    pub fn from_name(name: &str) -> Option<AdminScope> {
+        AdminScope::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name || s.as_str().replacen('_', ".", 1) == name)
+    }
+}
+
+impl AdminScope {
+    /// Whether a key holding `self` may act for `needed`.
+    pub fn covers(self, needed: AdminScope) -> bool {
+        self == AdminScope::Admin
+            || self == needed
+            || (self == AdminScope::AgentsWrite && needed == AdminScope::AgentsRead)
+            || (self == AdminScope::BillingWrite && needed == AdminScope::BillingRead)
+            || (self == AdminScope::MembersWrite && needed == AdminScope::MembersRead)
     }
 }
 

@@ -43,8 +43,9 @@
 //!   a secret without id or half an assertion is `invalid_request`; no
 //!   method, another scheme than Basic or a malformed `Authorization` header
 //!   is `invalid_client` (status 401);
-//! - a token request needs `grant_type`, and only `client_credentials` is
-//!   supported (`unsupported_grant_type`).
+//! - a token request needs `grant_type`; `client_credentials` is read by
+//!   [`token_request`], token exchange (RFC 8693) by [`exchange_request`],
+//!   anything else is `unsupported_grant_type`.
 //!
 //! Nothing here panics, whatever the bytes.
 
@@ -254,6 +255,74 @@ pub fn token_request(
     })
 }
 
+/// A token exchange request (RFC 8693 §2.1), from the raw value of the
+/// `Authorization` header (if any) and the body's parameters:
+/// `grant_type` must be [`TOKEN_EXCHANGE`](crate::federation::TOKEN_EXCHANGE);
+/// `subject_token` and `subject_token_type` are required; exactly one of
+/// `client_id` (an agent's token) and `tenant` (a management token) names
+/// the target; `requested_token_type`, if given, is the access token type;
+/// `scope`, `resource` and `audience` as in a token request. There is no
+/// client authentication (the subject token is the credential): an
+/// `Authorization` header, a client secret or assertion, or an actor token
+/// is `invalid_request`, as is anything missing or repeated.
+pub fn exchange_request(
+    authorization: Option<&[u8]>,
+    params: &FormParams,
+) -> Result<crate::federation::ExchangeRequest, OAuthError> {
+    use crate::federation::{ACCESS_TOKEN_TYPE, ExchangeRequest, ExchangeTarget, TOKEN_EXCHANGE};
+    if params.get("grant_type") != Some(TOKEN_EXCHANGE) {
+        return Err(invalid_request(format!(
+            "grant_type must be {TOKEN_EXCHANGE}"
+        )));
+    }
+    if authorization.is_some()
+        || ["client_secret", "client_assertion", "client_assertion_type"]
+            .iter()
+            .any(|p| params.get(p).is_some())
+    {
+        return Err(invalid_request(
+            "a token exchange takes no client authentication: the subject token is the credential",
+        ));
+    }
+    if params.get("actor_token").is_some() || params.get("actor_token_type").is_some() {
+        return Err(invalid_request("actor tokens are not supported"));
+    }
+    if params
+        .get("requested_token_type")
+        .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
+    {
+        return Err(invalid_request(format!(
+            "requested_token_type can only be {ACCESS_TOKEN_TYPE}"
+        )));
+    }
+    let subject_token = params
+        .get("subject_token")
+        .ok_or_else(|| invalid_request("subject_token is required"))?;
+    let subject_token_type = params
+        .get("subject_token_type")
+        .ok_or_else(|| invalid_request("subject_token_type is required"))?;
+    let target = match (params.get("client_id"), params.get("tenant")) {
+        (Some(agent), None) => ExchangeTarget::Agent(agent.to_owned()),
+        (None, Some(tenant)) => ExchangeTarget::Tenant(tenant.to_owned()),
+        _ => {
+            return Err(invalid_request(
+                "name exactly one target: client_id (an agent's token) or tenant (a management token)",
+            ));
+        }
+    };
+    Ok(ExchangeRequest {
+        subject_token: subject_token.to_owned(),
+        subject_token_type: subject_token_type.to_owned(),
+        target,
+        scope: params.get("scope").map(str::to_owned),
+        resources: params
+            .get_all("resource")
+            .chain(params.get_all("audience"))
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// A header value as text, if it is visible ASCII (spaces and tabs allowed),
 /// as `HeaderValue::to_str` reads it.
 fn header_text(raw: &[u8]) -> Option<&str> {
@@ -400,6 +469,55 @@ mod tests {
         ] {
             assert_eq!(creds(auth, body).unwrap_err().error, error, "{body}");
         }
+    }
+
+    #[test]
+    fn exchange_requests() {
+        const GT: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange";
+        const ST: &str = "subject_token=a.b.c&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token";
+        let ok = |body: &str| exchange_request(None, &form(body).unwrap());
+        let r = ok(&format!(
+            "{GT}&{ST}&client_id=agt_1&scope=read&audience=x&resource=y"
+        ))
+        .unwrap();
+        assert_eq!(
+            r.target,
+            crate::federation::ExchangeTarget::Agent("agt_1".into())
+        );
+        assert_eq!(r.subject_token, "a.b.c");
+        assert_eq!(r.resources, ["y", "x"]);
+        assert_eq!(r.scope.as_deref(), Some("read"));
+        let r = ok(&format!(
+            "{GT}&{ST}&tenant=tnt_1&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+        ))
+        .unwrap();
+        assert_eq!(
+            r.target,
+            crate::federation::ExchangeTarget::Tenant("tnt_1".into())
+        );
+        for bad in [
+            format!("{ST}&client_id=a"),
+            format!("grant_type=client_credentials&{ST}&client_id=a"),
+            format!("{GT}&{ST}"),
+            format!("{GT}&{ST}&client_id=a&tenant=t"),
+            format!("{GT}&subject_token=x&client_id=a"),
+            format!("{GT}&subject_token_type=x&client_id=a"),
+            format!("{GT}&{ST}&client_id=a&client_secret=s"),
+            format!("{GT}&{ST}&client_id=a&client_assertion=s&client_assertion_type=t"),
+            format!("{GT}&{ST}&client_id=a&actor_token=x&actor_token_type=y"),
+            format!(
+                "{GT}&{ST}&client_id=a&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token"
+            ),
+        ] {
+            let e = ok(&bad).unwrap_err();
+            assert_eq!((e.error, e.status), ("invalid_request", 400), "{bad}");
+        }
+        let e = exchange_request(
+            Some(b"Basic YTpi"),
+            &form(&format!("{GT}&{ST}&client_id=a")).unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!(e.error, "invalid_request");
     }
 
     #[test]

@@ -105,6 +105,13 @@ id_type!(
     "sec",
     "secret_id"
 );
+id_type!(
+    /// A trust policy of a tenant (federation: which external tokens may be
+    /// exchanged for which of the tenant's tokens).
+    TrustPolicyId,
+    "tp",
+    "trust_policy_id"
+);
 
 id_type!(
     /// A person's account.

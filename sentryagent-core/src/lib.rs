@@ -17,6 +17,7 @@ pub mod credentials;
 pub mod did;
 #[doc(hidden)]
 pub mod error;
+pub mod federation;
 pub mod form;
 #[doc(hidden)]
 pub mod health;
@@ -78,10 +79,13 @@ pub use error::{BoxError, Error, LimitKind, Result};
 pub use health::{BackendHealth, HealthStatus};
 pub use idp::{
     Admission, AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller, DailyCount,
-    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, NewAgent, PublisherUpdate,
-    RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription, TenantUpdate, UsageSummary,
+    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES, NewAgent,
+    PublisherUpdate, RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription, TenantUpdate,
+    UsageSummary,
 };
-pub use ids::{AdminKeyId, AgentId, InvitationId, SecretId, SessionId, TenantId, UserId};
+pub use ids::{
+    AdminKeyId, AgentId, InvitationId, SecretId, SessionId, TenantId, TrustPolicyId, UserId,
+};
 pub use memory::{MemoryRateLimiter, MemoryStore, MemoryUsageMeter};
 pub use oauth::OAuthError;
 pub use observe::{IdpEvent, IdpObserver};
@@ -99,7 +103,7 @@ pub use secret::SecretHash;
 pub use store::{
     AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, InvitationStore,
     MarkerStore, MembershipStore, SessionStore, SettingStore, SigningKeyRecord, SigningKeyStore,
-    StoreParts, TenantStore, UserStore,
+    StoreParts, TenantStore, TrustPolicyStore, UserStore,
 };
 pub use tenant::{
     BillingInfo, NewTenant, Publisher, SubscriptionStatus, Tenant, TenantSettings,

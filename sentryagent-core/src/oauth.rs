@@ -45,7 +45,7 @@ impl From<&Error> for OAuthError {
             Error::UnsupportedGrantType => OAuthError::new(
                 "unsupported_grant_type",
                 400,
-                "only client_credentials is supported",
+                "only client_credentials and token exchange (RFC 8693) are supported",
             ),
             Error::RateLimited { .. } => OAuthError::new("slow_down", 429, e.to_string()),
             Error::QuotaExceeded { .. } => OAuthError::new("quota_exceeded", 402, e.to_string()),

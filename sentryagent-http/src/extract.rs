@@ -250,7 +250,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
             );
         }
         Err(Problem::unauthenticated(
-            "send an admin API key as `Authorization: Bearer <key>`, or sign in (POST /v1/sessions)",
+            "send an admin API key (or a management token) as `Authorization: Bearer <key>`, or sign in (POST /v1/sessions)",
         ))
     }
 }

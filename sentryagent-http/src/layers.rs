@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sentryagent_core::{Caller, Decision};
+use sentryagent_core::Decision;
 
 use crate::AppState;
 use crate::extract::{Authenticated, BodyLimit, RequestId, request_meta};
@@ -148,15 +148,16 @@ pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Ne
 ///
 /// Without an `Authorization` header a session cookie is the caller (see
 /// [`session_auth`](crate::session::session_auth)); without either the
-/// request goes on anonymously (handlers that need a caller answer 401). `Authorization: Bearer <admin
-/// key>` is checked with [`Idp::authenticate_admin`]; any other scheme or a
-/// bad key is 401. A tenant key's call is then admitted by
+/// request goes on anonymously (handlers that need a caller answer 401).
+/// `Authorization: Bearer <admin key or management token>` is checked with
+/// [`Idp::authenticate_bearer`]; any other scheme or a bad value is 401. A
+/// tenant-bound caller's call is then admitted by
 /// [`Idp::admit_api_call`] (rate limit and daily quota of its tier): a
 /// refusal is 429 (with `Retry-After` and `RateLimit-*`) or 402, and an
 /// admitted call carries `RateLimit-*` headers. Operator keys are not rate
 /// limited.
 ///
-/// [`Idp::authenticate_admin`]: sentryagent_core::Idp::authenticate_admin
+/// [`Idp::authenticate_bearer`]: sentryagent_core::Idp::authenticate_bearer
 /// [`Idp::admit_api_call`]: sentryagent_core::Idp::admit_api_call
 pub(crate) async fn admin_auth(
     State(state): State<AppState>,
@@ -179,11 +180,10 @@ pub(crate) async fn admin_auth(
     };
     let (mut parts, body) = req.into_parts();
     let meta = request_meta(&parts);
-    let admin = match state.idp.authenticate_admin(&key, &meta).await {
-        Ok(k) => k,
+    let caller = match state.idp.authenticate_bearer(&key, &meta).await {
+        Ok(c) => c,
         Err(e) => return ApiError(e).into_response(),
     };
-    let caller = Caller::from_key(&admin, meta);
     if let Some(t) = &caller.tenant {
         note_tenant(t);
     }

@@ -5,6 +5,7 @@ mod billing;
 mod cors;
 mod drain;
 mod extract;
+mod federation;
 mod layers;
 mod manage;
 mod members;
@@ -14,8 +15,9 @@ mod ops;
 mod people;
 mod problem;
 mod public;
-mod streams;
 mod session;
+mod streams;
+mod trust_policies;
 mod views;
 
 use std::future::Future;
@@ -35,11 +37,14 @@ use utoipa_axum::routes;
 pub use cors::CorsOrigin;
 pub use drain::Drain;
 pub use extract::MAX_JSON_DEPTH;
+pub use federation::{
+    ALLOW_HTTP_LOOPBACK_ENV, JwksFetcher, JwksFetcherConfig, MIN_REFETCH_ENV, address_allowed,
+};
 pub use layers::REQUEST_ID;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use sentryagent_core::OAuthError;
-pub use streams::{DEFAULT_AUDIT_STREAMS, DEFAULT_AUDIT_STREAMS_PER_TENANT};
 pub use session::{CSRF_HEADER, cookie_name};
+pub use streams::{DEFAULT_AUDIT_STREAMS, DEFAULT_AUDIT_STREAMS_PER_TENANT};
 
 /// Default largest request body: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -302,7 +307,7 @@ pub fn well_known_router<S: Clone + Send + Sync + 'static>(idp: Idp) -> Router<S
     modifiers(&SecurityAddon),
     tags(
         (name = "oauth", description = "OAuth 2.0 and discovery"),
-        (name = "management", description = "Management API (`Authorization: Bearer <admin key>`, or a member's session cookie with `X-CSRF-Token` on state-changing requests)"),
+        (name = "management", description = "Management API (`Authorization: Bearer <admin key>` or a management token from a token exchange, or a member's session cookie with `X-CSRF-Token` on state-changing requests)"),
         (name = "members", description = "A tenant's people: members, roles, invitations, password reset links"),
         (name = "people", description = "Sign-up, sign-in, sessions and the signed-in account"),
         (name = "billing", description = "Tiers, usage and billing"),
@@ -411,6 +416,15 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(manage::daily_tokens))
         .routes(routes!(manage::heatmap))
         .routes(routes!(manage::agent_table))
+        .routes(routes!(
+            trust_policies::create_trust_policy,
+            trust_policies::list_trust_policies
+        ))
+        .routes(routes!(
+            trust_policies::get_trust_policy,
+            trust_policies::patch_trust_policy,
+            trust_policies::delete_trust_policy
+        ))
         .routes(routes!(billing::usage))
         .routes(routes!(billing::checkout))
         .routes(routes!(billing::upgrade))

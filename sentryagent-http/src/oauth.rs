@@ -1,7 +1,8 @@
 //! The OAuth 2.0 endpoints: metadata (RFC 8414), JWKS, token (RFC 6749
-//! client credentials, RFC 7523 `private_key_jwt`, RFC 8707 resources),
-//! introspection (RFC 7662) and revocation (RFC 7009). Errors are RFC 6749
-//! §5.2 JSON from the core's [`OAuthError`] mapping.
+//! client credentials, RFC 7523 `private_key_jwt`, RFC 8707 resources,
+//! RFC 8693 token exchange), introspection (RFC 7662) and revocation
+//! (RFC 7009). Errors are RFC 6749 §5.2 JSON from the core's [`OAuthError`]
+//! mapping.
 
 use std::time::Duration;
 
@@ -14,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use sentryagent_core::CLIENT_CREDENTIALS;
 use sentryagent_core::Introspection;
 use sentryagent_core::OAuthError;
+use sentryagent_core::federation::{ExchangeTarget, TOKEN_EXCHANGE};
 use sentryagent_core::jose::JwkSet;
-use sentryagent_core::{Decision, Error, Idp, TokenResponse};
+use sentryagent_core::{Decision, Error, Idp};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -157,8 +159,22 @@ fn authorization(headers: &HeaderMap) -> Option<&[u8]> {
 }))]
 #[allow(dead_code)]
 pub(crate) struct TokenForm {
-    /// `client_credentials`.
+    /// `client_credentials`, or
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693: no
+    /// client authentication, the subject token is the credential).
     grant_type: String,
+    /// Token exchange: the other identity provider's ID token (a GitHub
+    /// Actions, GitLab CI or Kubernetes token).
+    subject_token: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:id_token` or
+    /// `urn:ietf:params:oauth:token-type:jwt`.
+    subject_token_type: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`
+    /// (the only type issued).
+    requested_token_type: Option<String>,
+    /// Token exchange for a management token: the tenant id (instead of
+    /// `client_id`, which asks for that agent's token).
+    tenant: Option<String>,
     /// Space separated scopes (default: all the agent's scopes).
     scope: Option<String>,
     /// Audience(s) of the token (RFC 8707), repeatable. Default: the
@@ -166,7 +182,8 @@ pub(crate) struct TokenForm {
     resource: Option<Vec<String>>,
     /// Alias of `resource`, repeatable.
     audience: Option<Vec<String>>,
-    /// `client_secret_post` / `private_key_jwt`: the client id.
+    /// `client_secret_post` / `private_key_jwt`: the client id. Token
+    /// exchange: the agent whose token is asked for.
     client_id: Option<String>,
     /// `client_secret_post`: the secret.
     client_secret: Option<String>,
@@ -192,17 +209,45 @@ pub(crate) struct TokenParamForm {
     client_secret: Option<String>,
 }
 
-/// Token endpoint: `client_credentials`.
+/// The token endpoint's answer (documentation): RFC 6749 §5.1, plus
+/// `issued_token_type` for a token exchange (RFC 8693 §2.2.1).
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "access_token": "eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCJ9.e30.c2ln",
+    "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+    "token_type": "Bearer",
+    "expires_in": 900,
+    "scope": "invoices:read"
+}))]
+#[allow(dead_code)]
+pub(crate) struct TokenAnswer {
+    /// The JWT.
+    access_token: String,
+    /// Token exchange only: `urn:ietf:params:oauth:token-type:access_token`.
+    issued_token_type: Option<String>,
+    /// Always `Bearer`.
+    token_type: String,
+    /// Lifetime in seconds.
+    expires_in: u64,
+    /// Granted scopes.
+    scope: Option<String>,
+}
+
+/// Token endpoint: `client_credentials`, and token exchange (RFC 8693) of
+/// another identity provider's token under the target tenant's trust
+/// policies (`client_id`: that agent's access token, with `act`; `tenant`:
+/// a management token). A refused subject token is `invalid_grant`, always
+/// the same.
 #[utoipa::path(
     post, path = "/oauth2/token", tag = "oauth",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "RFC 6749 §5.1 token response (`Cache-Control: no-store`)", body = TokenResponse, headers(
+        (status = 200, description = "RFC 6749 §5.1 token response, with `issued_token_type` for a token exchange (`Cache-Control: no-store`)", body = TokenAnswer, headers(
             ("RateLimit-Limit" = u32, description = "requests per minute of the limit with the fewest requests left (the client's or the tenant's)"),
             ("RateLimit-Remaining" = u32, description = "requests left now"),
             ("RateLimit-Reset" = u64, description = "seconds until the limit is back to a full burst"),
         )),
-        (status = 400, description = "invalid_request (also a body that is not application/x-www-form-urlencoded), invalid_scope, invalid_target, invalid_grant, unsupported_grant_type, unauthorized_client", body = OAuthErrorDoc),
+        (status = 400, description = "invalid_request (also a body that is not application/x-www-form-urlencoded), invalid_scope, invalid_target, invalid_grant (also every refused token exchange), unsupported_grant_type, unauthorized_client", body = OAuthErrorDoc),
         (status = 401, description = "invalid_client (`WWW-Authenticate: Basic`)", body = OAuthErrorDoc),
         (status = 402, description = "quota_exceeded: the monthly token quota of the tier is reached", body = OAuthErrorDoc),
         (status = 413, description = "invalid_request: the body is over the limit", body = OAuthErrorDoc),
@@ -243,10 +288,28 @@ async fn issue(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthReply> {
     let p = read_form(headers, body, state.config.body_limit)?;
+    if p.get("grant_type") == Some(TOKEN_EXCHANGE) {
+        return exchange(state, meta, headers, &p).await;
+    }
     let req = form::token_request(authorization(headers), &p)?;
     crate::layers::note_credentials(&req.client);
     let token = state.idp.issue_token(&req, meta).await?;
     Ok(admitted(fresh(&token), token.rate_limit.as_ref()))
+}
+
+/// The token exchange grant (RFC 8693).
+async fn exchange(
+    state: &AppState,
+    meta: &sentryagent_core::RequestMeta,
+    headers: &HeaderMap,
+    p: &FormParams,
+) -> Result<Response, OAuthReply> {
+    let req = form::exchange_request(authorization(headers), p)?;
+    if let ExchangeTarget::Agent(id) = &req.target {
+        crate::layers::note_client(id);
+    }
+    let answer = state.idp.exchange_token(&req, meta).await?;
+    Ok(admitted(fresh(&answer), answer.rate_limit.as_ref()))
 }
 
 /// Token introspection (RFC 7662); the caller authenticates as a client of
@@ -352,7 +415,7 @@ pub(crate) struct ServerMetadata {
     /// Empty: no authorization endpoint, machine clients only (RFC 8414 §2
     /// requires the member).
     response_types_supported: Vec<&'static str>,
-    /// `client_credentials`.
+    /// `client_credentials` and `urn:ietf:params:oauth:grant-type:token-exchange`.
     grant_types_supported: Vec<&'static str>,
     /// `client_secret_basic`, `client_secret_post`, `private_key_jwt`.
     token_endpoint_auth_methods_supported: Vec<&'static str>,
@@ -391,7 +454,7 @@ pub(crate) fn metadata_document(idp: &Idp) -> ServerMetadata {
         introspection_endpoint: format!("{issuer}/oauth2/introspect"),
         revocation_endpoint: format!("{issuer}/oauth2/revoke"),
         response_types_supported: Vec::new(),
-        grant_types_supported: vec![CLIENT_CREDENTIALS],
+        grant_types_supported: vec![CLIENT_CREDENTIALS, TOKEN_EXCHANGE],
         token_endpoint_auth_methods_supported: auth_methods.clone(),
         token_endpoint_auth_signing_alg_values_supported: vec!["EdDSA"],
         introspection_endpoint_auth_methods_supported: auth_methods.clone(),

@@ -19,6 +19,7 @@ use crate::views::{DetailedHealth, ProblemDoc, StatusView, TimedOut};
 async fn probe(s: &AppState) -> Vec<BackendHealth> {
     let mut out = s.idp.store().health().await;
     out.push(s.idp.meter().health().await);
+    out.push(s.idp.issuer_keys().health().await);
     for p in &s.config.health_probes {
         out.extend(p.probe().await);
     }

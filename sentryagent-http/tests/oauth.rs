@@ -86,7 +86,13 @@ async fn discovery_documents_derive_every_url_from_the_issuer() {
             assert_eq!(m["jwks_uri"], s.url("/.well-known/jwks.json"));
             assert_eq!(m["introspection_endpoint"], s.url("/oauth2/introspect"));
             assert_eq!(m["revocation_endpoint"], s.url("/oauth2/revoke"));
-            assert_eq!(m["grant_types_supported"], json!(["client_credentials"]));
+            assert_eq!(
+                m["grant_types_supported"],
+                json!([
+                    "client_credentials",
+                    "urn:ietf:params:oauth:grant-type:token-exchange"
+                ])
+            );
             assert_eq!(
                 m["token_endpoint_auth_methods_supported"],
                 json!([

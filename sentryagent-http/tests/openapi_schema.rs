@@ -2,6 +2,7 @@
 //! schema, every documented example matches its schema, and what the server
 //! actually answers matches the schema documented for its status.
 
+mod fake_issuer;
 mod http_helpers;
 
 use http_helpers::*;
@@ -1387,4 +1388,122 @@ async fn people_answers_match_the_documented_schemas() {
         call_session(&s, &c, M::DELETE, t, t, me_s, None).await.0,
         401
     );
+}
+
+#[tokio::test]
+async fn trust_policy_and_token_exchange_answers_match_the_documented_schemas() {
+    use Method as M;
+    use sentryagent_core::Clock as _;
+    use sentryagent_core::conformance::kit::github_claims;
+    let s = start_with(Setup {
+        fetcher: Some(sentryagent_http::JwksFetcherConfig::default().allow_http_loopback(true)),
+        ..Default::default()
+    })
+    .await;
+    let c = Contract::of(&s).await;
+    let gh = fake_issuer::FakeIssuer::start(|i| i.with_rsa("k1", 0)).await;
+    let (tid, key) = s.tenant("Policies", "pro").await;
+    let agent = s.agent(&key, json!({"name": "deployer"})).await;
+    let key = Some(key.as_str());
+    let aid = agent["id"].as_str().unwrap().to_owned();
+    let new = json!({
+        "name": "deploy from main",
+        "issuer": gh.url,
+        "audience": s.base,
+        "conditions": {"repository_id": "74", "ref": "refs/heads/main"},
+        "grant": {"agent_id": aid},
+        "max_token_ttl_seconds": 600,
+        "single_use": false
+    });
+    let path = "/v1/trust-policies";
+    let (st, p) = call(&s, &c, M::POST, path, path, key, Some(&new)).await;
+    assert_eq!(st, 201, "{p}");
+    let pid = p["id"].as_str().unwrap().to_owned();
+    let mgmt = json!({
+        "name": "registrar",
+        "issuer": gh.url,
+        "audience": s.base,
+        "conditions": {"repository_owner_id": "65"},
+        "grant": {"admin_scopes": ["agents_write"]}
+    });
+    assert_eq!(
+        call(&s, &c, M::POST, path, path, key, Some(&mgmt)).await.0,
+        201
+    );
+    let unpinned = json!({
+        "name": "too broad",
+        "issuer": "https://token.actions.githubusercontent.com",
+        "audience": s.base,
+        "conditions": {"ref": "refs/heads/main"},
+        "grant": {"agent_id": aid}
+    });
+    let (st, e) = call(&s, &c, M::POST, path, path, key, Some(&unpinned)).await;
+    assert_eq!(st, 422);
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("any repository on GitHub"),
+        "{e}"
+    );
+    let op = Some(s.op.as_str());
+    let (st, page) = call(
+        &s,
+        &c,
+        M::GET,
+        path,
+        &format!("{path}?tenant_id={tid}&limit=1"),
+        op,
+        None,
+    )
+    .await;
+    assert_eq!((st, page["items"].as_array().unwrap().len()), (200, 1));
+    let one = format!("{path}/{pid}");
+    let tmpl = "/v1/trust-policies/{id}";
+    assert_eq!(call(&s, &c, M::GET, tmpl, &one, key, None).await.0, 200);
+    let patch = json!({"conditions": {"repository_id": "74", "ref": "refs/heads/*"}, "max_token_ttl_seconds": 300});
+    let (st, changed) = call(&s, &c, M::PATCH, tmpl, &one, key, Some(&patch)).await;
+    assert_eq!((st, &changed["revision"]), (200, &json!(1)));
+    let bad = json!({"max_token_ttl_seconds": 3601});
+    assert_eq!(
+        call(&s, &c, M::PATCH, tmpl, &one, key, Some(&bad)).await.0,
+        422
+    );
+    assert_eq!(
+        call(&s, &c, M::GET, tmpl, &format!("{path}/tp_none"), key, None)
+            .await
+            .0,
+        404
+    );
+
+    // The exchange's answers.
+    let subject = gh.sign("k1", &github_claims(&gh.url, &s.base, s.clock.now()));
+    let (st, body) = exchange_form(&s, &c, ("client_id", &aid), &subject).await;
+    assert_eq!(
+        (st, &body["issued_token_type"]),
+        (200, &json!("urn:ietf:params:oauth:token-type:access_token"))
+    );
+    let (st, body) = exchange_form(&s, &c, ("tenant", &tid), &subject).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, e) = exchange_form(&s, &c, ("client_id", &aid), "x.y.z").await;
+    assert_eq!((st, &e["error"]), (400, &json!("invalid_grant")));
+    assert_eq!(call(&s, &c, M::DELETE, tmpl, &one, key, None).await.0, 204);
+    assert_eq!(call(&s, &c, M::DELETE, tmpl, &one, key, None).await.0, 404);
+}
+
+/// A token exchange request through the contract.
+async fn exchange_form(
+    s: &Server,
+    c: &Contract,
+    target: (&str, &str),
+    subject: &str,
+) -> (u16, Value) {
+    use sentryagent_core::federation::{ID_TOKEN_TYPE, TOKEN_EXCHANGE};
+    let pairs = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token_type", ID_TOKEN_TYPE),
+        ("subject_token", subject),
+        target,
+    ];
+    form(s, c, "/oauth2/token", &pairs, None).await
 }

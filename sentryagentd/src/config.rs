@@ -109,6 +109,21 @@ pub struct Args {
     /// together (503 beyond).
     #[arg(long, env = "SENTRYAGENT_MAX_AUDIT_STREAMS", default_value_t = sentryagent_http::DEFAULT_AUDIT_STREAMS)]
     pub max_audit_streams: usize,
+    /// Token exchange: allow plain HTTP (and loopback addresses) for issuers
+    /// on a loopback host (`localhost`, `127.0.0.1`, `[::1]`). For
+    /// development and tests only: issuers are fetched over HTTPS otherwise.
+    #[arg(
+        long,
+        env = sentryagent_http::ALLOW_HTTP_LOOPBACK_ENV,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub federation_allow_http_loopback: bool,
+    /// Token exchange: least seconds between two fetches of one issuer's
+    /// keys (a token naming a key the cached set lacks, or after a failed
+    /// fetch).
+    #[arg(long, env = sentryagent_http::MIN_REFETCH_ENV, default_value_t = 60)]
+    pub federation_jwks_min_refetch_seconds: u64,
     /// Checks the configuration (URLs, keys, tier file, Stripe settings,
     /// reachability of each backend), prints what is wrong and exits: 0
     /// when all is well, 1 otherwise.
@@ -225,6 +240,15 @@ impl Args {
             }
         })
         .map_err(|e| e.to_string())
+    }
+
+    /// The settings of the issuer key fetcher (token exchange).
+    pub fn jwks_fetcher(&self) -> sentryagent_http::JwksFetcherConfig {
+        sentryagent_http::JwksFetcherConfig::default()
+            .allow_http_loopback(self.federation_allow_http_loopback)
+            .min_refetch(std::time::Duration::from_secs(
+                self.federation_jwks_min_refetch_seconds,
+            ))
     }
 
     /// The tier table: the file's, or the built-in one.

@@ -131,6 +131,12 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
         meter: args.meter.clone(),
     };
     let backends = open(&urls, clock.clone()).await?;
+    let issuer_keys = sentryagent_http::JwksFetcher::new(args.jwks_fetcher(), clock.clone())?;
+    if args.federation_allow_http_loopback {
+        tracing::warn!(
+            "token exchange may fetch plain-http loopback issuers: for development and tests only"
+        );
+    }
     let idp = backends
         .apply(Idp::builder(&issuer))
         .configure(|c| {
@@ -139,6 +145,7 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
         })
         .clock(clock)
         .billing(billing)
+        .issuer_keys(Arc::new(issuer_keys))
         .build()
         .await?;
     tracing::info!(

@@ -9,6 +9,10 @@
 //!   [`assertion_request`]: token requests of a registered agent.
 //! - [`totp_code`]: what an authenticator app shows for a second factor.
 //! - [`Rng`]: a small deterministic generator for reproducible cases.
+//! - [`TestIssuer`]: another identity provider's keys (RSA, P-256, Ed25519)
+//!   that signs subject tokens for token exchange, its JWKS, and the claim
+//!   shapes of GitHub Actions ([`github_claims`]), GitLab CI
+//!   ([`gitlab_claims`]) and Kubernetes ([`kubernetes_claims`]) tokens.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -143,4 +147,215 @@ impl Rng {
         let n = u64::try_from(items.len()).unwrap_or(u64::MAX);
         &items[usize::try_from(self.below(n)).unwrap_or(0)]
     }
+}
+
+// ---------------------------------------------------------------------------
+// Federation: a test issuer of subject tokens
+// ---------------------------------------------------------------------------
+
+/// Fixed RSA test keys (PKCS#8 DER, 2048 bits), made once with `openssl
+/// genpkey`: `ring` signs RS256 but does not generate RSA keys.
+const RSA_TEST_KEYS: [&[u8]; 3] = [
+    include_bytes!("../../tests/data/rsa-2048-test-1.pk8"),
+    include_bytes!("../../tests/data/rsa-2048-test-2.pk8"),
+    include_bytes!("../../tests/data/rsa-2048-test-3.pk8"),
+];
+
+/// The claim shape of a GitHub Actions ID token (`claims` of the test
+/// vector), as GitHub documents it.
+const GITHUB_CLAIMS_VECTOR: &str = include_str!("../../tests/data/github-actions-oidc-claims.json");
+
+/// A signing key of a [`TestIssuer`].
+enum TestKey {
+    Rsa(Box<ring::rsa::KeyPair>),
+    Jose(Box<SigningKey>),
+}
+
+impl std::fmt::Debug for TestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TestKey::Rsa(_) => f.write_str("Rsa"),
+            TestKey::Jose(k) => k.fmt(f),
+        }
+    }
+}
+
+/// Another identity provider, for tests of token exchange: an issuer URL
+/// and signing keys by `kid`, which sign subject tokens and publish a JWKS.
+#[derive(Debug)]
+pub struct TestIssuer {
+    /// The issuer (`iss`).
+    pub issuer: String,
+    keys: Vec<(String, TestKey)>,
+}
+
+impl TestIssuer {
+    /// An issuer with no key yet.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        TestIssuer {
+            issuer: issuer.into(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Adds RSA test key `n` (0, 1 or 2: fixed keys) as `kid`.
+    pub fn with_rsa(mut self, kid: &str, n: usize) -> Self {
+        let key = ring::rsa::KeyPair::from_pkcs8(RSA_TEST_KEYS[n % RSA_TEST_KEYS.len()])
+            .unwrap_or_else(|e| panic!("RSA test key {n}: {e}"));
+        self.keys
+            .push((kid.to_owned(), TestKey::Rsa(Box::new(key))));
+        self
+    }
+
+    /// Adds a fresh P-256 (`ES256`) or Ed25519 (`EdDSA`) key as `kid`.
+    pub fn with_key(mut self, kid: &str, alg: Algorithm) -> Self {
+        let key = SigningKey::generate(alg, kid).unwrap_or_else(|e| panic!("test key: {e}"));
+        self.keys
+            .push((kid.to_owned(), TestKey::Jose(Box::new(key))));
+        self
+    }
+
+    /// Drops key `kid` (a rotation: sign with the others, publish the rest).
+    pub fn without(mut self, kid: &str) -> Self {
+        self.keys.retain(|(k, _)| k != kid);
+        self
+    }
+
+    /// The public JWKS document (each key with `kid`, `alg` and `use`).
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .keys
+            .iter()
+            .map(|(kid, key)| match key {
+                TestKey::Rsa(k) => {
+                    let c = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(k.public());
+                    serde_json::json!({
+                        "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+                        "n": URL_SAFE_NO_PAD.encode(&c.n), "e": URL_SAFE_NO_PAD.encode(&c.e),
+                    })
+                }
+                TestKey::Jose(k) => {
+                    let mut jwk = k.verifying_key().to_jwk();
+                    jwk.kid = Some(kid.clone());
+                    serde_json::to_value(jwk).unwrap_or_else(|e| panic!("JWK: {e}"))
+                }
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// The JWKS as read by the verifier.
+    pub fn key_set(&self) -> crate::federation::IssuerKeySet {
+        let json = serde_json::to_vec(&self.jwks()).unwrap_or_else(|e| panic!("JWKS: {e}"));
+        crate::federation::IssuerKeySet::from_jwks(&json).unwrap_or_else(|e| panic!("JWKS: {e}"))
+    }
+
+    /// Signs `claims` with key `kid` under its own algorithm, header
+    /// `{"alg", "typ": "JWT", "kid"}`.
+    pub fn sign(&self, kid: &str, claims: &serde_json::Value) -> String {
+        let alg = match self.key(kid) {
+            TestKey::Rsa(_) => "RS256",
+            TestKey::Jose(k) => k.alg().as_str(),
+        };
+        self.sign_with_header(
+            kid,
+            &serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid}),
+            claims,
+        )
+    }
+
+    /// Signs `claims` with key `kid` under any `header` (to forge tokens
+    /// the verifier must refuse: another `alg`, no `kid`, ...). An RSA key
+    /// signs RS256 and the others their own algorithm, whatever the header
+    /// says.
+    pub fn sign_with_header(
+        &self,
+        kid: &str,
+        header: &serde_json::Value,
+        claims: &serde_json::Value,
+    ) -> String {
+        let enc = |v: &serde_json::Value| {
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_else(|e| panic!("json: {e}")))
+        };
+        let input = format!("{}.{}", enc(header), enc(claims));
+        let sig = match self.key(kid) {
+            TestKey::Rsa(k) => {
+                let mut sig = vec![0u8; k.public().modulus_len()];
+                k.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &ring::rand::SystemRandom::new(),
+                    input.as_bytes(),
+                    &mut sig,
+                )
+                .unwrap_or_else(|e| panic!("RSA sign: {e}"));
+                sig
+            }
+            TestKey::Jose(k) => k
+                .sign_raw(input.as_bytes())
+                .unwrap_or_else(|e| panic!("sign: {e}"))
+                .to_vec(),
+        };
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    fn key(&self, kid: &str) -> &TestKey {
+        self.keys
+            .iter()
+            .find(|(k, _)| k == kid)
+            .map(|(_, k)| k)
+            .unwrap_or_else(|| panic!("test issuer has no key {kid}"))
+    }
+}
+
+/// A GitHub Actions ID token's claims (the shape of the test vector),
+/// issued by `issuer` for `aud` at `now`, valid 5 minutes.
+pub fn github_claims(issuer: &str, aud: &str, now: Timestamp) -> serde_json::Value {
+    let vector: serde_json::Value =
+        serde_json::from_str(GITHUB_CLAIMS_VECTOR).unwrap_or_else(|e| panic!("vector: {e}"));
+    let mut claims = vector["claims"].clone();
+    let t = now.unix_secs();
+    claims["iss"] = issuer.into();
+    claims["aud"] = aud.into();
+    claims["iat"] = t.into();
+    claims["nbf"] = (t - 300).into();
+    claims["exp"] = (t + 300).into();
+    claims["jti"] = format!("jti-{}", uuid::Uuid::new_v4().simple()).into();
+    claims
+}
+
+/// A GitLab CI ID token's claims (`id_tokens:` in `.gitlab-ci.yml`) for
+/// project `group/project` (id 42), issued by `issuer` for `aud` at `now`.
+pub fn gitlab_claims(issuer: &str, aud: &str, now: Timestamp) -> serde_json::Value {
+    let t = now.unix_secs();
+    serde_json::json!({
+        "iss": issuer, "aud": aud, "iat": t, "nbf": t - 5, "exp": t + 300,
+        "jti": format!("jti-{}", uuid::Uuid::new_v4().simple()),
+        "sub": "project_path:group/project:ref_type:branch:ref:main",
+        "namespace_id": "7", "namespace_path": "group",
+        "project_id": "42", "project_path": "group/project",
+        "user_id": "3", "user_login": "alice", "user_email": "alice@example.com",
+        "pipeline_id": "1001", "pipeline_source": "push",
+        "job_id": "2002", "ref": "main", "ref_type": "branch", "ref_path": "refs/heads/main",
+        "ref_protected": "true", "environment": "production", "environment_protected": "true",
+        "runner_id": 9, "runner_environment": "gitlab-hosted",
+        "ci_config_ref_uri": "gitlab.com/group/project//.gitlab-ci.yml@refs/heads/main",
+        "ci_config_sha": "0123456789abcdef"
+    })
+}
+
+/// A Kubernetes projected service-account token's claims for service
+/// account `ci/deployer`, issued by `issuer` for `aud` at `now`.
+pub fn kubernetes_claims(issuer: &str, aud: &str, now: Timestamp) -> serde_json::Value {
+    let t = now.unix_secs();
+    serde_json::json!({
+        "aud": [aud], "exp": t + 3600, "iat": t, "nbf": t, "iss": issuer,
+        "jti": format!("{}", uuid::Uuid::new_v4()),
+        "kubernetes.io": {
+            "namespace": "ci",
+            "node": {"name": "node-1", "uid": "5b2c3a1e-0000-4000-8000-000000000001"},
+            "pod": {"name": "deployer-7d9f", "uid": "5b2c3a1e-0000-4000-8000-000000000002"},
+            "serviceaccount": {"name": "deployer", "uid": "5b2c3a1e-0000-4000-8000-000000000003"}
+        },
+        "sub": "system:serviceaccount:ci:deployer"
+    })
 }

@@ -41,6 +41,7 @@ pub mod setting_store;
 pub mod signing_key_store;
 pub mod store;
 pub mod tenant_store;
+pub mod trust_policy_store;
 pub mod usage_meter;
 pub mod user_store;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{
     admin_key_store, agent_store, audit_log, invitation_store, marker_store, membership_store,
     sample_agent, sample_secret, sample_tenant, session_store, setting_store, signing_key_store,
-    tenant_store, user_store,
+    tenant_store, trust_policy_store, user_store,
 };
 use crate::store::IdpStore;
 
@@ -23,6 +23,7 @@ pub async fn run_all(store: Arc<dyn IdpStore>) {
     membership_store::run_all(store.clone()).await;
     session_store::run_all(store.clone()).await;
     invitation_store::run_all(store.clone()).await;
+    trust_policy_store::run_all(store.clone()).await;
     client_record_tenant(store.as_ref()).await;
 }
 

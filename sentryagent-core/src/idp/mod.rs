@@ -6,8 +6,12 @@ mod agents;
 mod billing;
 pub use billing::{BillingOutcome, Subscription};
 mod accounts;
+mod exchange;
+mod management_token;
 mod members;
 mod tokens;
+mod trust_policies;
+pub use trust_policies::MAX_TRUST_POLICIES;
 mod usage;
 
 use std::collections::HashMap;
@@ -229,6 +233,7 @@ pub(crate) struct Inner {
     pub(crate) meter: Arc<dyn UsageMeter>,
     pub(crate) billing: Arc<dyn BillingProvider>,
     pub(crate) revocations: Option<Arc<dyn crate::RevocationCache>>,
+    pub(crate) issuer_keys: Arc<dyn crate::federation::IssuerKeys>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hasher: SecretHasher,
     pub(crate) keys: RwLock<Arc<KeyRing>>,
@@ -292,6 +297,7 @@ pub struct IdpBuilder {
     meter: Option<Arc<dyn UsageMeter>>,
     billing: Option<Arc<dyn BillingProvider>>,
     revocations: Option<Arc<dyn crate::RevocationCache>>,
+    issuer_keys: Option<Arc<dyn crate::federation::IssuerKeys>>,
     clock: Option<Arc<dyn Clock>>,
     secret_hash_key: Option<[u8; 32]>,
 }
@@ -358,6 +364,15 @@ impl IdpBuilder {
         self
     }
 
+    /// Where the keys of the issuers named by trust policies come from, for
+    /// token exchange (default: an empty
+    /// [`StaticIssuerKeys`](crate::federation::StaticIssuerKeys): no
+    /// exchange succeeds).
+    pub fn issuer_keys(mut self, keys: Arc<dyn crate::federation::IssuerKeys>) -> Self {
+        self.issuer_keys = Some(keys);
+        self
+    }
+
     /// The clock (default: [`SystemClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -419,6 +434,9 @@ impl IdpBuilder {
                 meter,
                 billing,
                 revocations: self.revocations,
+                issuer_keys: self
+                    .issuer_keys
+                    .unwrap_or_else(|| Arc::new(crate::federation::StaticIssuerKeys::new())),
                 clock,
                 hasher: SecretHasher::new(&hash_key),
                 keys: RwLock::new(Arc::new(ring)),
@@ -435,8 +453,15 @@ impl IdpBuilder {
     }
 }
 
+/// How long a rotated-out signing key stays in the JWKS: the longest
+/// lifetime of a token it signed (the configured one, or a trust policy's,
+/// up to [`MAX_TOKEN_TTL_SECONDS`](crate::federation::MAX_TOKEN_TTL_SECONDS))
+/// plus the leeway and a minute.
 fn key_retention(c: &IdpConfig) -> Duration {
-    c.token_ttl + c.leeway + Duration::from_secs(60)
+    c.token_ttl.max(Duration::from_secs(
+        crate::federation::MAX_TOKEN_TTL_SECONDS,
+    )) + c.leeway
+        + Duration::from_secs(60)
 }
 
 impl Idp {
@@ -449,6 +474,7 @@ impl Idp {
             meter: None,
             billing: None,
             revocations: None,
+            issuer_keys: None,
             clock: None,
             secret_hash_key: None,
         }
@@ -477,6 +503,11 @@ impl Idp {
     /// The billing provider.
     pub fn billing(&self) -> &Arc<dyn BillingProvider> {
         &self.inner.billing
+    }
+
+    /// Where issuers' keys come from (token exchange).
+    pub fn issuer_keys(&self) -> &Arc<dyn crate::federation::IssuerKeys> {
+        &self.inner.issuer_keys
     }
 
     /// The clock.

@@ -33,7 +33,7 @@ const NS_ASSERTION_JTI: &str = "assertion_jti";
 /// Marker namespace of revoked access tokens.
 const NS_REVOKED: &str = "revoked_token";
 /// Largest accepted `scope` parameter.
-const MAX_SCOPE_LEN: usize = 2048;
+pub(super) const MAX_SCOPE_LEN: usize = 2048;
 
 #[derive(Deserialize)]
 struct AssertionClaims {
@@ -82,7 +82,11 @@ impl Idp {
     /// Answers the decision to report to the client (its `RateLimit-*`
     /// headers): of the limits that admitted the request, the one with the
     /// fewest requests left.
-    async fn admit_client_request(&self, tenant: &Tenant, agent: &AgentId) -> Result<Decision> {
+    pub(super) async fn admit_client_request(
+        &self,
+        tenant: &Tenant,
+        agent: &AgentId,
+    ) -> Result<Decision> {
         let refused = |d: Decision| Error::RateLimited {
             retry_after: d.retry_after,
             limit: u64::from(d.limit),
@@ -467,6 +471,28 @@ impl Idp {
 
         let rate_limit = self.admit_client_request(&tenant, &agent.id).await?;
         let now = self.now();
+        self.check_token_quota(&tenant, now).await?;
+        let ttl = self.inner.config.token_ttl;
+        let (access_token, _) =
+            self.sign_agent_token(&agent, &tenant, scope.clone(), aud, ttl, None, now)?;
+        self.count_usage(&tenant.id, Some(&agent.id), UsageKind::TokenIssued, now)
+            .await;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in: ttl.as_secs(),
+            scope,
+            rate_limit: Some(rate_limit),
+        })
+    }
+
+    /// `QuotaExceeded` when the tenant's tier allows no more token
+    /// issuances this month.
+    pub(super) async fn check_token_quota(
+        &self,
+        tenant: &Tenant,
+        now: crate::Timestamp,
+    ) -> Result<()> {
         if let Some(limit) = self
             .inner
             .config
@@ -477,13 +503,6 @@ impl Idp {
             let used = self
                 .usage_in_period(&tenant.id, UsageKind::TokenIssued, now)
                 .await?;
-            self.emit(crate::IdpEvent::QuotaChecked {
-                tier: tenant.tier,
-                kind: LimitKind::TokenIssuancesPerMonth,
-                used,
-                limit,
-                admitted: used < limit,
-            });
             if used >= limit {
                 return Err(Error::QuotaExceeded {
                     limit_kind: LimitKind::TokenIssuancesPerMonth,
@@ -493,11 +512,36 @@ impl Idp {
                 });
             }
         }
+        Ok(())
+    }
 
+    /// Signs an RFC 9068 access token of `agent` living `ttl` from `now`,
+    /// with the agent's custom claims and, for an exchanged token, `act`.
+    /// Returns the token and its `jti`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sign_agent_token(
+        &self,
+        agent: &Agent,
+        tenant: &Tenant,
+        scope: Option<String>,
+        aud: Audience,
+        ttl: Duration,
+        act: Option<&crate::federation::Actor>,
+        now: crate::Timestamp,
+    ) -> Result<(String, String)> {
         let c = &self.inner.config;
         let iat = now.unix_secs();
-        let exp = iat + i64::try_from(c.token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let exp = iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let jti_bytes: [u8; 16] = crate::secret::unique_id_bytes();
+        let jti = URL_SAFE_NO_PAD.encode(jti_bytes);
+        let mut extra = agent.custom_claims.clone();
+        if let Some(act) = act {
+            // `act` is a reserved claim: no custom claim can hold it.
+            extra.insert(
+                "act".into(),
+                serde_json::to_value(act).map_err(|e| Error::internal("encode act", e))?,
+            );
+        }
         let claims = AccessTokenClaims {
             iss: c.issuer.clone(),
             sub: agent.id.as_str().to_owned(),
@@ -506,11 +550,11 @@ impl Idp {
             iat,
             nbf: iat,
             exp,
-            jti: URL_SAFE_NO_PAD.encode(jti_bytes),
-            scope: scope.clone(),
+            jti: jti.clone(),
+            scope,
             tenant_id: tenant.id.as_str().to_owned(),
-            did: agent.did,
-            extra: agent.custom_claims,
+            did: agent.did.clone(),
+            extra,
         };
         let payload =
             serde_json::to_vec(&claims).map_err(|e| Error::internal("encode claims", e))?;
@@ -519,18 +563,10 @@ impl Idp {
         let access_token = signer
             .sign_compact(Some(ACCESS_TOKEN_TYP), &payload)
             .map_err(|e| Error::internal("sign access token", e))?;
-        self.count_usage(&tenant.id, Some(&agent.id), UsageKind::TokenIssued, now)
-            .await;
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer".into(),
-            expires_in: c.token_ttl.as_secs(),
-            scope,
-            rate_limit: Some(rate_limit),
-        })
+        Ok((access_token, jti))
     }
 
-    fn audience(&self, tenant: &Tenant, resources: &[String]) -> Result<Audience> {
+    pub(super) fn audience(&self, tenant: &Tenant, resources: &[String]) -> Result<Audience> {
         let issuer = &self.inner.config.issuer;
         if resources.is_empty() {
             return Ok(Audience::One(issuer.clone()));
@@ -737,7 +773,7 @@ impl Idp {
     }
 }
 
-fn granted_scope(agent: &Agent, requested: Option<&str>) -> Result<Option<String>> {
+pub(super) fn granted_scope(agent: &Agent, requested: Option<&str>) -> Result<Option<String>> {
     let Some(req) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(if agent.allowed_scopes.is_empty() {
             None

@@ -6,6 +6,7 @@ mod limiter;
 mod meter;
 mod people;
 mod store;
+mod trust_policies;
 
 pub use limiter::MemoryRateLimiter;
 pub use meter::MemoryUsageMeter;

@@ -39,6 +39,9 @@ pub struct MemoryStore {
     state: RwLock<State>,
     /// Accounts, memberships, sessions and invitations (`people.rs`).
     pub(super) people: RwLock<super::people::People>,
+    /// Trust policies by id (see `trust_policies.rs`).
+    pub(super) trust_policies:
+        RwLock<BTreeMap<crate::TrustPolicyId, crate::federation::TrustPolicy>>,
 }
 
 impl MemoryStore {

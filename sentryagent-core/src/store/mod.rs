@@ -13,6 +13,7 @@
 //! | [`MembershipStore`] | memberships of people in tenants, with a role (an owner always kept) | `conformance::membership_store` |
 //! | [`SessionStore`] | signed-in sessions (by the hash of their secret) | `conformance::session_store` |
 //! | [`InvitationStore`] | invitations to join a tenant (accepted once) | `conformance::invitation_store` |
+//! | [`TrustPolicyStore`] | tenants' trust policies (token exchange) | `conformance::trust_policy_store` |
 //!
 //! Each trait is object safe and has only the primitives a backend must
 //! write; anything derivable is a provided method or lives in the
@@ -42,6 +43,7 @@ mod sessions;
 mod settings;
 mod signing_keys;
 mod tenants;
+mod trust_policies;
 mod users;
 
 use std::sync::Arc;
@@ -60,6 +62,7 @@ pub use sessions::SessionStore;
 pub use settings::SettingStore;
 pub use signing_keys::{SigningKeyRecord, SigningKeyStore};
 pub use tenants::TenantStore;
+pub use trust_policies::TrustPolicyStore;
 pub use users::UserStore;
 
 /// What every storage part says about itself: its name and its health.
@@ -90,6 +93,7 @@ pub trait IdpStore:
     + MembershipStore
     + SessionStore
     + InvitationStore
+    + TrustPolicyStore
 {
 }
 
@@ -105,6 +109,7 @@ impl<T> IdpStore for T where
         + MembershipStore
         + SessionStore
         + InvitationStore
+        + TrustPolicyStore
         + ?Sized
 {
 }
@@ -136,6 +141,8 @@ pub struct StoreParts {
     pub sessions: Arc<dyn SessionStore>,
     /// Invitations.
     pub invitations: Arc<dyn InvitationStore>,
+    /// Trust policies.
+    pub trust_policies: Arc<dyn TrustPolicyStore>,
 }
 
 impl<S: IdpStore + 'static> From<Arc<S>> for StoreParts {
@@ -158,7 +165,8 @@ impl From<Arc<dyn IdpStore>> for StoreParts {
             users: store.clone(),
             memberships: store.clone(),
             sessions: store.clone(),
-            invitations: store,
+            invitations: store.clone(),
+            trust_policies: store,
         }
     }
 }
@@ -236,6 +244,12 @@ impl StoreParts {
         self
     }
 
+    /// Replaces the trust policy store.
+    pub fn with_trust_policies(mut self, part: Arc<dyn TrustPolicyStore>) -> Self {
+        self.trust_policies = part;
+        self
+    }
+
     /// Whether tenants and agents are kept by one backend object, so that a
     /// tenant read together with an agent ([`ClientRecord::tenant`]) is the
     /// stored tenant.
@@ -245,7 +259,7 @@ impl StoreParts {
 
     /// Each distinct backend object once, in part order.
     pub fn backends(&self) -> Vec<Arc<dyn Backend>> {
-        let all: [Arc<dyn Backend>; 11] = [
+        let all: [Arc<dyn Backend>; 12] = [
             self.tenants.clone(),
             self.agents.clone(),
             self.admin_keys.clone(),
@@ -257,6 +271,7 @@ impl StoreParts {
             self.memberships.clone(),
             self.sessions.clone(),
             self.invitations.clone(),
+            self.trust_policies.clone(),
         ];
         let mut out: Vec<Arc<dyn Backend>> = Vec::new();
         for b in all {

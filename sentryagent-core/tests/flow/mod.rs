@@ -1,6 +1,7 @@
 //! The `Idp` flow tests, by concern, with a manual clock: registration,
 //! every client authentication method, issuance refusals, verification,
-//! introspection, revocation, rotation, keys, tenants and limits.
+//! introspection, revocation, rotation, keys, tenants, limits and token
+//! exchange (federation).
 //!
 //! The test crate that includes this module provides
 //! `async fn store_parts() -> Option<StoreParts>`: the store the tests run
@@ -11,6 +12,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 mod client_auth;
+mod federation;
 mod limits;
 mod observe;
 mod people;

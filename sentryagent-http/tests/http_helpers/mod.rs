@@ -11,7 +11,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use sentryagent_core::{
     AdminScope, Caller, Clock, Idp, IdpBuilder, IdpConfig, ManualClock, SystemClock,
 };
-use sentryagent_http::RouterConfig;
+use sentryagent_http::{JwksFetcher, JwksFetcherConfig, RouterConfig};
 use sentryagent_storage::{BackendUrls, open};
 use serde_json::{Value, json};
 
@@ -56,6 +56,9 @@ pub struct Setup {
     pub build: Box<dyn FnOnce(IdpBuilder) -> IdpBuilder + Send>,
     /// Router options.
     pub router: RouterConfig,
+    /// Issuer keys fetched over HTTP (token exchange) with these settings,
+    /// on the server's clock.
+    pub fetcher: Option<JwksFetcherConfig>,
 }
 
 impl Default for Setup {
@@ -66,6 +69,7 @@ impl Default for Setup {
             configure: Box::new(|_| {}),
             build: Box::new(|b| b),
             router: RouterConfig::default(),
+            fetcher: None,
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Server {
     pub op: String,
     /// The HTTP client.
     pub http: reqwest::Client,
+    /// The issuer key fetcher, when the setup asked for one.
+    pub fetcher: Option<JwksFetcher>,
     task: tokio::task::JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -142,10 +148,16 @@ pub async fn start_with(setup: Setup) -> Server {
         }
     };
     let backends = open(&urls, shared.clone()).await.unwrap();
-    let builder = backends
+    let fetcher = setup
+        .fetcher
+        .map(|c| JwksFetcher::new(c, shared.clone()).unwrap());
+    let mut builder = backends
         .apply(Idp::builder(&base))
         .clock(shared)
         .configure(setup.configure);
+    if let Some(f) = &fetcher {
+        builder = builder.issuer_keys(Arc::new(f.clone()));
+    }
     let idp = (setup.build)(builder).build().await.unwrap();
     let (_, op) = idp
         .create_admin_key(
@@ -187,6 +199,7 @@ pub async fn start_with(setup: Setup) -> Server {
         clock,
         op,
         http,
+        fetcher,
         task,
         _dir: dir,
     }

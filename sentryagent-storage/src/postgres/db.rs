@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "people",
         include_str!("../../migrations/0003_people.sql"),
     ),
+    (
+        4,
+        "federation",
+        include_str!("../../migrations/0004_federation.sql"),
+    ),
 ];
 
 /// The table recording applied migrations (in the store's schema).
@@ -371,7 +376,7 @@ mod tests {
         }
         let m = migrator();
         let versions: Vec<i64> = m.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2, 3]);
+        assert_eq!(versions, vec![1, 2, 3, 4]);
         assert_eq!(m.table_name, MIGRATIONS_TABLE);
     }
 

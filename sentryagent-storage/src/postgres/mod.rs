@@ -50,6 +50,7 @@ mod options;
 mod people;
 mod search;
 mod store;
+mod trust_policies;
 
 pub use meter::PostgresUsageMeter;
 pub use options::PostgresOptions;

@@ -73,7 +73,7 @@ pub(super) fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
     Ok(v)
 }
 
-fn page_of<T>(mut items: Vec<T>, size: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
+pub(super) fn page_of<T>(mut items: Vec<T>, size: usize, cursor: impl Fn(&T) -> String) -> Page<T> {
     let next_cursor = if items.len() > size {
         items.truncate(size);
         items.last().map(cursor)
@@ -83,7 +83,7 @@ fn page_of<T>(mut items: Vec<T>, size: usize, cursor: impl Fn(&T) -> String) -> 
     Page { items, next_cursor }
 }
 
-fn limit_of(size: usize) -> i64 {
+pub(super) fn limit_of(size: usize) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX).saturating_add(1)
 }
 

@@ -57,6 +57,8 @@
 //! | `audit_by_time` | chain, 0, at (i64 µs), seq (u64) | ∅ |
 //! | `markers` | namespace length (u32), namespace, key | expiry (i64 µs) |
 //! | `markers_by_expiry` | expiry (i64 µs), marker key | ∅ |
+//! | `trust_policies` | policy id | trust policy |
+//! | `trust_policies_by_tenant` | tenant id, 0, policy id | ∅ |
 //! | `rate_limits` | limiter key | TAT (i64 µs) |
 //! | `usage` | tenant, 0, kind, `h` hour start (i64 µs) / `d` day / `m` month | u64 |
 //! | `usage_by_agent` | tenant, 0, kind, month, 0, agent id | u64 |
@@ -156,6 +158,7 @@ mod limiter;
 mod meter;
 mod people;
 mod store;
+mod trust_policies;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -182,7 +185,7 @@ static OPEN: Mutex<BTreeMap<PathBuf, Weak<Shared>>> = Mutex::new(BTreeMap::new()
 pub(crate) struct Shared {
     db: ::sled::Db,
     path: PathBuf,
-    t: Trees,
+    pub(crate) t: Trees,
 }
 
 /// Every tree (see the layout table in the module docs).
@@ -207,6 +210,8 @@ pub(crate) struct Trees {
     audit_by_time: ::sled::Tree,
     markers: ::sled::Tree,
     markers_by_expiry: ::sled::Tree,
+    pub(crate) trust_policies: ::sled::Tree,
+    pub(crate) trust_policies_by_tenant: ::sled::Tree,
     rate_limits: ::sled::Tree,
     usage: ::sled::Tree,
     usage_by_agent: ::sled::Tree,
@@ -240,6 +245,8 @@ impl Trees {
             audit_by_time: db.open_tree("audit_by_time")?,
             markers: db.open_tree("markers")?,
             markers_by_expiry: db.open_tree("markers_by_expiry")?,
+            trust_policies: db.open_tree("trust_policies")?,
+            trust_policies_by_tenant: db.open_tree("trust_policies_by_tenant")?,
             rate_limits: db.open_tree("rate_limits")?,
             usage: db.open_tree("usage")?,
             usage_by_agent: db.open_tree("usage_by_agent")?,
@@ -306,7 +313,8 @@ impl Shared {
                 .with_detail("tenants", count(&self.t.tenants))
                 .with_detail("agents", count(&self.t.agents))
                 .with_detail("marketplace_agents", count(&self.t.marketplace))
-                .with_detail("markers", count(&self.t.markers)),
+                .with_detail("markers", count(&self.t.markers))
+                .with_detail("trust_policies", count(&self.t.trust_policies)),
             "meter" => h
                 .with_detail("usage_counters", count(&self.t.usage))
                 .with_detail("batch_keys", count(&self.t.usage_batches)),

@@ -88,7 +88,7 @@ pub(super) fn iter_error(what: &'static str) -> impl Fn(::sled::Error) -> Error 
 
 /// The first `size` items of a listing already ordered and past the cursor,
 /// with the cursor of the next page (`items` may hold one more than `size`).
-fn page_of<T>(mut items: Vec<(String, T)>, size: usize) -> Page<T> {
+pub(super) fn page_of<T>(mut items: Vec<(String, T)>, size: usize) -> Page<T> {
     let next_cursor = if items.len() > size {
         items.truncate(size);
         items.last().map(|(k, _)| k.clone())
@@ -102,7 +102,7 @@ fn page_of<T>(mut items: Vec<(String, T)>, size: usize) -> Page<T> {
 }
 
 /// The lower bound of a listing under `prefix` continuing after `cursor`.
-fn start_after(prefix: &[u8], cursor: Option<&str>) -> Bound<Vec<u8>> {
+pub(super) fn start_after(prefix: &[u8], cursor: Option<&str>) -> Bound<Vec<u8>> {
     match cursor {
         Some(c) => {
             let mut k = prefix.to_vec();
@@ -114,7 +114,7 @@ fn start_after(prefix: &[u8], cursor: Option<&str>) -> Bound<Vec<u8>> {
 }
 
 /// The first key after every key starting with `part` + `SEP`.
-fn prefix_end(part: &[u8]) -> Bound<Vec<u8>> {
+pub(super) fn prefix_end(part: &[u8]) -> Bound<Vec<u8>> {
     let mut k = part.to_vec();
     k.push(SEP + 1);
     Bound::Excluded(k)
