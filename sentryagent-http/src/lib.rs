@@ -198,6 +198,8 @@ pub(crate) struct SharedState {
     pub(crate) openapi: Arc<OnceLock<String>>,
     pub(crate) upgrade_url: Arc<str>,
     pub(crate) audit_streams: Arc<streams::StreamSlots>,
+    /// Refused billing webhook deliveries: one log line a minute.
+    pub(crate) webhook_refusals: layers::LogThrottle,
 }
 
 /// The IdP as an axum router with default [`RouterConfig`]; nest it where
@@ -230,6 +232,7 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
         config: Arc::new(config),
         metrics,
         openapi: Arc::new(OnceLock::new()),
+        webhook_refusals: layers::LogThrottle::new(Duration::from_secs(60)),
     }));
     let (api, mut doc) = api_routes(&state).split_for_parts();
     doc.servers = Some(vec![utoipa::openapi::Server::new(
@@ -263,7 +266,13 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(layers::make_span)
-                .on_response(layers::on_response),
+                .on_response(layers::on_response)
+                .on_failure({
+                    let throttle = Arc::new(layers::LogThrottle::new(Duration::from_secs(10)));
+                    move |class, latency, _: &tracing::Span| {
+                        layers::on_failure(&throttle, class, latency);
+                    }
+                }),
         )
         .layer(from_fn_with_state(state.clone(), layers::context))
         .layer(map_response(layers::security_headers))

@@ -458,3 +458,47 @@ async fn hundreds_of_audit_streams_are_refused_past_the_caps() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_webhook_posts_without_billing_writes_no_error_line() {
+    let d = spawn(
+        &["--store", "memory://", "--log-format", "json"],
+        &[("RUST_LOG", "info")],
+    )
+    .await;
+    let http = client();
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..300 {
+        let mut req = http
+            .post(format!("{}/billing/webhook", d.base))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"id": "evt_{i}", "type": "invoice.paid"}}"#));
+        if i % 2 == 0 {
+            req = req.header("stripe-signature", format!("t=1,v1={i:064x}"));
+        }
+        let r = req.send().await.unwrap();
+        *statuses.entry(r.status().as_u16()).or_insert(0) += 1;
+    }
+    // Signed: 501 (no billing here); unsigned: 400.
+    assert_eq!(statuses, [(400, 150), (501, 150)].into_iter().collect());
+    healthy(&d).await;
+    let logs = d.logs.lock().unwrap().clone();
+    let lines: Vec<Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(lines.len() > 300, "one JSON line per request at least");
+    let errors: Vec<_> = lines
+        .iter()
+        .filter(|l| l["level"] == "ERROR" || l["level"] == "WARN")
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // The refusals: one line for the first, the rest held back (one a
+    // minute).
+    let refusals: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "billing webhook refused")
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+    assert_eq!(refusals[0]["level"], "INFO");
+}
