@@ -84,7 +84,7 @@ pub use observe::{IdpEvent, IdpObserver};
 pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use ratelimit::{Decision, MAX_KEY_LEN, Quota, RateLimiter};
 pub use revocation::RevocationCache;
-pub use secret::SecretHash;
+pub use secret::{SecretHash, secrets_match};
 pub use store::{
     AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, MarkerStore,
     SettingStore, SigningKeyRecord, SigningKeyStore, StoreParts, TenantStore,

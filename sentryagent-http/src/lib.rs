@@ -91,6 +91,10 @@ pub struct RouterConfig {
     /// Live audit streams open on this router at once, all tenants and
     /// operators together (503 beyond). Default [`DEFAULT_AUDIT_STREAMS`].
     pub audit_streams_total: usize,
+    /// The bearer token `/metrics` requires (`Authorization: Bearer
+    /// <token>`, compared in constant time; 401 otherwise). Default none:
+    /// `/metrics` answers anyone who reaches the listener.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 impl Default for RouterConfig {
@@ -105,6 +109,7 @@ impl Default for RouterConfig {
             cors_origins: Vec::new(),
             audit_streams_per_tenant: DEFAULT_AUDIT_STREAMS_PER_TENANT,
             audit_streams_total: DEFAULT_AUDIT_STREAMS,
+            metrics_token: None,
         }
     }
 }
@@ -121,6 +126,10 @@ impl std::fmt::Debug for RouterConfig {
             .field("cors_origins", &self.cors_origins)
             .field("audit_streams_per_tenant", &self.audit_streams_per_tenant)
             .field("audit_streams_total", &self.audit_streams_total)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "(set)"),
+            )
             .finish()
     }
 }
@@ -166,6 +175,12 @@ impl RouterConfig {
     pub fn audit_streams(mut self, per_tenant: usize, total: usize) -> Self {
         self.audit_streams_per_tenant = per_tenant;
         self.audit_streams_total = total;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on `/metrics`.
+    pub fn metrics_token(mut self, token: impl Into<String>) -> Self {
+        self.metrics_token = Some(token.into().into());
         self
     }
 
@@ -327,6 +342,10 @@ impl utoipa::Modify for SecurityAddon {
         components.add_security_scheme(
             "client_basic",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
 }

@@ -102,6 +102,12 @@ pub struct Args {
     /// together (503 beyond).
     #[arg(long, env = "SENTRYAGENT_MAX_AUDIT_STREAMS", default_value_t = sentryagent_http::DEFAULT_AUDIT_STREAMS)]
     pub max_audit_streams: usize,
+    /// A bearer token `/metrics` requires (`Authorization: Bearer <token>`;
+    /// 401 otherwise): 16 to 256 visible ASCII characters. Default: none,
+    /// `/metrics` answers anyone who reaches the listener. Pass it through
+    /// the environment or the config file, not as a flag.
+    #[arg(long, env = "SENTRYAGENT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Checks the configuration (URLs, keys, tier file, Stripe settings,
     /// reachability of each backend), prints what is wrong and exits: 0
     /// when all is well, 1 otherwise.
@@ -240,6 +246,16 @@ pub fn check_bootstrap_key(key: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err("the bootstrap key must be sa_ak_ followed by at least 32 of A-Z a-z 0-9 - _".into())
+    }
+}
+
+/// Checks the metrics token's form (the value itself is never printed).
+pub fn check_metrics_token(token: &str) -> Result<(), String> {
+    let ok = (16..=256).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err("the metrics token must be 16 to 256 visible ASCII characters (no spaces)".into())
     }
 }
 
@@ -388,5 +404,11 @@ mod tests {
         assert!(check_bootstrap_key(&format!("sa_ak_{}", "a".repeat(31))).is_err());
         assert!(check_bootstrap_key(&format!("sa_ak_{}!", "a".repeat(32))).is_err());
         assert!(check_bootstrap_key(&format!("xx_ak_{}", "a".repeat(32))).is_err());
+        assert!(check_metrics_token("0123456789abcdef").is_ok());
+        assert!(check_metrics_token(&"x".repeat(256)).is_ok());
+        for bad in ["short", "0123456789 abcdef", "0123456789abcdé!", ""] {
+            assert!(check_metrics_token(bad).is_err(), "{bad}");
+        }
+        assert!(check_metrics_token(&"x".repeat(257)).is_err());
     }
 }

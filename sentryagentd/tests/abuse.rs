@@ -502,3 +502,34 @@ async fn a_flood_of_webhook_posts_without_billing_writes_no_error_line() {
     assert_eq!(refusals.len(), 1, "{refusals:#?}");
     assert_eq!(refusals[0]["level"], "INFO");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_token_from_the_environment_closes_metrics() {
+    let token = "scrape-token-0123456789";
+    let d = spawn(
+        &["--store", "memory://"],
+        &[("SENTRYAGENT_METRICS_TOKEN", token)],
+    )
+    .await;
+    let http = client();
+    let url = format!("{}/metrics", d.base);
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(&url).bearer_auth("guess").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!d.log_text().contains(token), "the token is never logged");
+
+    // A malformed token stops the start with a clear line.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sentryagentd"))
+        .env_clear()
+        .args(["--store", "memory://", "--listen", "127.0.0.1:0"])
+        .env("SENTRYAGENT_METRICS_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the metrics token must be 16 to 256"), "{err}");
+    assert!(!err.contains("short\""), "{err}");
+}
