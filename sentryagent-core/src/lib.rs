@@ -99,7 +99,7 @@ pub use people::{
 };
 pub use ratelimit::{Decision, MAX_KEY_LEN, Quota, RateLimiter};
 pub use revocation::RevocationCache;
-pub use secret::SecretHash;
+pub use secret::{SecretHash, secrets_match};
 pub use store::{
     AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, InvitationStore,
     MarkerStore, MembershipStore, SessionStore, SettingStore, SigningKeyRecord, SigningKeyStore,

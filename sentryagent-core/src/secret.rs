@@ -57,6 +57,18 @@ pub fn generate_secret(prefix: &str) -> String {
     s
 }
 
+/// Whether a presented secret equals the expected one, in time that tells
+/// neither: both are hashed (SHA-256) and the digests compared in constant
+/// time, so the timing shows neither how much of the secret matched nor its
+/// length. For secrets held in clear by the host, such as a metrics bearer
+/// token read from the environment.
+pub fn secrets_match(presented: &str, expected: &str) -> bool {
+    use sha2::Digest as _;
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.ct_eq(&b).into()
+}
+
 /// A keyed hash of a secret. Debug and serde show base64url only.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct SecretHash(pub [u8; 32]);
@@ -124,6 +136,25 @@ impl SecretHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(secrets_match(
+            "metrics-token-0123456789",
+            "metrics-token-0123456789"
+        ));
+        for other in [
+            "",
+            "metrics-token-012345678",
+            "metrics-token-0123456789x",
+            "Metrics-token-0123456789",
+        ] {
+            assert!(
+                !secrets_match(other, "metrics-token-0123456789"),
+                "{other:?}"
+            );
+        }
+    }
 
     #[test]
     fn secrets_are_long_and_distinct() {

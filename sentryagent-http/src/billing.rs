@@ -174,6 +174,7 @@ pub(crate) async fn webhook(
     };
     let Some(sig) = headers.get(SIGNATURE).and_then(|v| v.to_str().ok()) else {
         s.metrics.webhook("bad_signature");
+        refused(&s, "no Stripe-Signature header");
         return Problem::bad_request("the Stripe-Signature header is required").into_response();
     };
     match s.idp.handle_billing_webhook(sig, &body, &meta).await {
@@ -198,6 +199,7 @@ pub(crate) async fn webhook(
         }
         Err(Error::Unauthenticated) => {
             s.metrics.webhook("bad_signature");
+            refused(&s, "the signature does not verify");
             Problem::new(StatusCode::BAD_REQUEST, "bad-signature", "Bad signature")
                 .detail("the webhook signature does not verify")
                 .into_response()
@@ -208,7 +210,19 @@ pub(crate) async fn webhook(
                 Error::Invalid { .. } => "invalid",
                 _ => "error",
             });
+            if matches!(e, Error::NotConfigured { .. }) {
+                refused(&s, "billing is not configured");
+            }
             ApiError(e).into_response()
         }
+    }
+}
+
+/// Logs a refused webhook delivery: anyone can send one, so at INFO and at
+/// most one line a minute, with the number held back since the last line
+/// (`sentryagent_billing_webhooks_total` counts every one).
+fn refused(s: &AppState, reason: &'static str) {
+    if let Some(held_back) = s.webhook_refusals.admit() {
+        tracing::info!(reason, held_back, "billing webhook refused");
     }
 }

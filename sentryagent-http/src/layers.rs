@@ -1,6 +1,7 @@
 //! Middleware: request ids, per-request context, timeouts, metrics, and
 //! admin authentication with per-tenant rate limiting.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -283,6 +284,81 @@ pub(crate) fn on_response(res: &Response, latency: Duration, _span: &tracing::Sp
     );
 }
 
+/// Lets one log line through per period and counts the ones it holds back,
+/// so that a caller who can provoke a line at will (anyone, on some
+/// routes) cannot flood the logs.
+#[derive(Debug)]
+pub(crate) struct LogThrottle {
+    period: Duration,
+    /// When the last line went through, and how many were held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogThrottle {
+    /// At most one line per `period`.
+    pub(crate) const fn new(period: Duration) -> Self {
+        LogThrottle {
+            period,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may be
+    /// written now; `None` (and one more held back) otherwise.
+    pub(crate) fn admit(&self) -> Option<u64> {
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.0 {
+            Some(last) if now.saturating_duration_since(last) < self.period => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let held = state.1;
+                *state = (Some(now), 0);
+                Some(held)
+            }
+        }
+    }
+}
+
+/// Logs a server error (5xx) once its response is sent. 501 (a feature
+/// this deployment does not run, e.g. the billing webhook without billing)
+/// is the caller's doing, not a failure: DEBUG only. 503 (a backend
+/// unavailable, a timeout, a cap reached) is WARN, at most one line per
+/// 10 s with the count held back. Anything else is ERROR. Every response
+/// also has its INFO line with the status (`on_response`).
+pub(crate) fn on_failure(
+    throttle: &LogThrottle,
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: Duration,
+) {
+    use tower_http::classify::ServerErrorsFailureClass as Class;
+    let latency_ms = latency.as_millis() as u64;
+    match class {
+        Class::StatusCode(s) if s == axum::http::StatusCode::NOT_IMPLEMENTED => {
+            tracing::debug!(status = s.as_u16(), latency_ms, "not configured here");
+        }
+        Class::StatusCode(s) if s == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            if let Some(held_back) = throttle.admit() {
+                tracing::warn!(
+                    status = s.as_u16(),
+                    latency_ms,
+                    held_back,
+                    "service unavailable"
+                );
+            }
+        }
+        Class::StatusCode(s) => {
+            tracing::error!(status = s.as_u16(), latency_ms, "response failed");
+        }
+        Class::Error(e) => tracing::error!(error = %e, latency_ms, "response failed"),
+    }
+}
+
 /// Headers every response carries.
 pub(crate) async fn security_headers(mut res: Response) -> Response {
     res.headers_mut().insert(
@@ -295,6 +371,19 @@ pub(crate) async fn security_headers(mut res: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_throttle_lets_one_line_through_per_period_and_counts_the_rest() {
+        let t = LogThrottle::new(Duration::from_secs(60));
+        let start = Instant::now();
+        assert_eq!(t.admit_at(start), Some(0));
+        for s in 1..60 {
+            assert_eq!(t.admit_at(start + Duration::from_secs(s)), None);
+        }
+        assert_eq!(t.admit_at(start + Duration::from_secs(60)), Some(59));
+        assert_eq!(t.admit_at(start + Duration::from_secs(61)), None);
+        assert_eq!(t.admit_at(start + Duration::from_secs(200)), Some(1));
+    }
 
     #[test]
     fn generated_request_ids_are_distinct_valid_hex() {

@@ -100,6 +100,10 @@ pub struct RouterConfig {
     /// Live audit streams open on this router at once, all tenants and
     /// operators together (503 beyond). Default [`DEFAULT_AUDIT_STREAMS`].
     pub audit_streams_total: usize,
+    /// The bearer token `/metrics` requires (`Authorization: Bearer
+    /// <token>`, compared in constant time; 401 otherwise). Default none:
+    /// `/metrics` answers anyone who reaches the listener.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 impl Default for RouterConfig {
@@ -114,6 +118,7 @@ impl Default for RouterConfig {
             cors_origins: Vec::new(),
             audit_streams_per_tenant: DEFAULT_AUDIT_STREAMS_PER_TENANT,
             audit_streams_total: DEFAULT_AUDIT_STREAMS,
+            metrics_token: None,
         }
     }
 }
@@ -130,6 +135,10 @@ impl std::fmt::Debug for RouterConfig {
             .field("cors_origins", &self.cors_origins)
             .field("audit_streams_per_tenant", &self.audit_streams_per_tenant)
             .field("audit_streams_total", &self.audit_streams_total)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "(set)"),
+            )
             .finish()
     }
 }
@@ -178,6 +187,12 @@ impl RouterConfig {
         self
     }
 
+    /// Requires `Authorization: Bearer <token>` on `/metrics`.
+    pub fn metrics_token(mut self, token: impl Into<String>) -> Self {
+        self.metrics_token = Some(token.into().into());
+        self
+    }
+
     /// Turns the API explorer on or off.
     pub fn explorer(mut self, on: bool) -> Self {
         self.explorer = on;
@@ -207,6 +222,8 @@ pub(crate) struct SharedState {
     pub(crate) openapi: Arc<OnceLock<String>>,
     pub(crate) upgrade_url: Arc<str>,
     pub(crate) audit_streams: Arc<streams::StreamSlots>,
+    /// Refused billing webhook deliveries: one log line a minute.
+    pub(crate) webhook_refusals: layers::LogThrottle,
 }
 
 /// The IdP as an axum router with default [`RouterConfig`]; nest it where
@@ -239,6 +256,7 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
         config: Arc::new(config),
         metrics,
         openapi: Arc::new(OnceLock::new()),
+        webhook_refusals: layers::LogThrottle::new(Duration::from_secs(60)),
     }));
     let (api, mut doc) = api_routes(&state).split_for_parts();
     doc.servers = Some(vec![utoipa::openapi::Server::new(
@@ -273,7 +291,13 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(layers::make_span)
-                .on_response(layers::on_response),
+                .on_response(layers::on_response)
+                .on_failure({
+                    let throttle = Arc::new(layers::LogThrottle::new(Duration::from_secs(10)));
+                    move |class, latency, _: &tracing::Span| {
+                        layers::on_failure(&throttle, class, latency);
+                    }
+                }),
         )
         .layer(from_fn_with_state(state.clone(), layers::context))
         .layer(map_response(layers::security_headers))
@@ -330,6 +354,10 @@ impl utoipa::Modify for SecurityAddon {
         components.add_security_scheme(
             "client_basic",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
 }

@@ -22,10 +22,10 @@ use crate::AppState;
 use crate::extract::{Admin, ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::problem::ApiError;
 use crate::views::{
-    AgentTableView, ApiKeyView, AuditHeadView, AuditParams, AuthErrors, BodyErrors,
-    DailyTokensView, DaysParams, HeatmapView, InputErrors, LifecycleBody, MonthParams, NewApiKey,
-    NotFound, PageParams, ProblemDoc, RegisteredView, RevokeBody, RevokedView, RotateBody,
-    RotatedView, TenantParam, TenantPatch, WEEKDAYS,
+    AgentTableView, ApiKeyView, AuditHeadView, AuditParams, AuditStreamEventDoc, AuthErrors,
+    BodyErrors, DailyTokensView, DaysParams, HeatmapView, InputErrors, LifecycleBody, MonthParams,
+    NewApiKey, NotFound, PageParams, ProblemDoc, RegisteredView, RevokeBody, RevokedView,
+    RotateBody, RotatedView, TenantParam, TenantPatch, WEEKDAYS,
 };
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -543,7 +543,7 @@ fn parse_last_event_id(v: &str) -> Result<(Option<TenantId>, u64), ApiError> {
         ("Last-Event-ID" = Option<String>, Header, description = "resume after this event (`<tenant id or system>:<seq>`, the `id` of an event received earlier)"),
     ),
     responses(
-        (status = 200, description = "`event: audit` (data: an audit event as JSON; id: `<chain>:<seq>`), `event: lagged` (data: the number of missed events) and keep-alive comments", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`event: audit` (data: an audit event as JSON; id: `<chain>:<seq>`), `event: lagged` (data: the number of missed events) and keep-alive comments; the schema is that of one event", content_type = "text/event-stream", body = AuditStreamEventDoc),
         (status = 503, description = "the server holds its maximum of live audit streams (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json"),
         NotFound, AuthErrors, InputErrors,
     ),

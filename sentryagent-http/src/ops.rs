@@ -4,7 +4,7 @@ use std::sync::{Arc, LazyLock};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::Caller;
 use sentryagent_core::{BackendHealth, HealthStatus};
@@ -117,12 +117,30 @@ pub(crate) async fn detailed(
         .into_response()
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics (OpenMetrics text). Open by default; with a metrics
+/// token configured, only for `Authorization: Bearer <token>`.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), TimedOut)
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "a metrics token is configured and the request does not carry it (`WWW-Authenticate: Bearer`)", content_type = "application/problem+json", body = ProblemDoc),
+        TimedOut,
+    ),
+    security((), ("metrics_token" = []))
 )]
-pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &s.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, t)| t.trim());
+        if !sentryagent_core::secrets_match(presented, expected) {
+            return Problem::unauthenticated("use `Authorization: Bearer <metrics token>`")
+                .into_response();
+        }
+    }
     probe(&s).await;
     match s.idp.agents_by_state().await {
         Ok(counts) => s.metrics.agents(Some(&counts)),

@@ -104,6 +104,40 @@ pub(crate) struct OAuthErrorDoc {
     pub(crate) error_description: Option<String>,
 }
 
+/// One Server-Sent Event of `GET /v1/audit/stream`, as a client's event
+/// source hands it over (keep-alive comments aside): `event: audit` with
+/// `id: <chain>:<seq>` and an audit event as JSON in `data`, or `event:
+/// lagged` with the number of events the reader missed in `data`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "event": "audit",
+    "id": "tnt_01a235d6bd3b75a3b03315a80a3fd1c6:31",
+    "data": "{\"seq\":31,\"action\":\"agent.updated\",\"outcome\":\"success\"}"
+}))]
+#[allow(dead_code)]
+pub(crate) struct AuditStreamEventDoc {
+    /// The event type.
+    pub(crate) event: AuditStreamEventKind,
+    /// `<tenant id or system>:<seq>`, the value for `Last-Event-ID` (an
+    /// event source keeps the last one on `lagged` events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<String>,
+    /// `audit`: the audit event as JSON; `lagged`: the number of missed
+    /// events.
+    pub(crate) data: String,
+}
+
+/// The event types of the audit stream.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum AuditStreamEventKind {
+    /// An audit event.
+    Audit,
+    /// The reader was too slow and missed events.
+    Lagged,
+}
+
 /// Errors of every route behind the admin-key check (problem documents).
 #[derive(IntoResponses)]
 #[allow(dead_code)]

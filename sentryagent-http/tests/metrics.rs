@@ -279,3 +279,62 @@ async fn webhook_outcomes_are_counted() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn a_metrics_token_closes_metrics_to_callers_without_it() {
+    // Default: open.
+    let open = start().await;
+    let r = open.http.get(open.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let token = "scrape-0123456789-abcdef";
+    let s = start_with(Setup {
+        router: sentryagent_http::RouterConfig::default().metrics_token(token),
+        ..Default::default()
+    })
+    .await;
+    let get = |auth: Option<String>| {
+        let mut r = s.http.get(s.url("/metrics"));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    for wrong in [
+        None,
+        Some(format!("Bearer {token}x")),
+        Some("Bearer scrape-0123456789-abcde".to_owned()),
+        Some("Bearer ".to_owned()),
+        Some(format!("Basic {token}")),
+        Some(format!("Bearer {}", s.op)),
+    ] {
+        let r = get(wrong.clone()).await.unwrap();
+        assert_eq!(r.status(), 401, "{wrong:?}");
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            "Bearer realm=\"sentryagent\""
+        );
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("sentryagent_"), "no metric leaks: {body}");
+    }
+    for right in [format!("Bearer {token}"), format!("bearer {token}")] {
+        let r = get(Some(right)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("sentryagent_http_requests_total")
+        );
+    }
+    // The health checks stay open.
+    let r = s.http.get(s.url("/health/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The configuration never shows the token.
+    let shown = format!(
+        "{:?}",
+        sentryagent_http::RouterConfig::default().metrics_token(token)
+    );
+    assert!(!shown.contains(token), "{shown}");
+}

@@ -1507,3 +1507,81 @@ async fn exchange_form(
     ];
     form(s, c, "/oauth2/token", &pairs, None).await
 }
+
+/// The events of a Server-Sent Events text, as an event source hands them
+/// over: `{event, id, data}` objects (comments and blank events left out;
+/// the last `id` carries over, as the SSE parsing rules say).
+fn sse_events(text: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut last_id: Option<String> = None;
+    for block in text.split("\n\n") {
+        let mut event = Map::new();
+        let mut data: Vec<&str> = Vec::new();
+        for line in block.lines() {
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "" => {}
+                "data" => data.push(value),
+                "event" => {
+                    event.insert("event".into(), value.into());
+                }
+                "id" => last_id = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        if data.is_empty() {
+            continue;
+        }
+        event.insert("data".into(), data.join("\n").into());
+        if let Some(id) = &last_id {
+            event.insert("id".into(), id.clone().into());
+        }
+        out.push(Value::Object(event));
+    }
+    out
+}
+
+/// Found by schemathesis: the stream was documented as one string, while a
+/// client validates each event; each event now matches the documented
+/// event schema, and its `data` is an audit event.
+#[tokio::test]
+async fn audit_stream_events_match_the_documented_event_schema() {
+    let s = start().await;
+    let c = Contract::of(&s).await;
+    let (_, key) = s.tenant("Streamed", "pro").await;
+    let media =
+        &c.operation("get", "/v1/audit/stream")["responses"]["200"]["content"]["text/event-stream"];
+    assert!(media["schema"].is_object(), "{media}");
+    let mut r = s
+        .req(Method::GET, "/v1/audit/stream", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Something to see: two registrations.
+    s.agent(&key, json!({"name": "one"})).await;
+    s.agent(&key, json!({"name": "two"})).await;
+    let mut text = String::new();
+    while sse_events(&text).len() < 2 {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), r.chunk())
+            .await
+            .expect("events within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    for event in sse_events(&text) {
+        c.assert_valid("audit stream event", &media["schema"], &event);
+        assert_eq!(event["event"], "audit");
+        let audit: Value = serde_json::from_str(event["data"].as_str().unwrap()).unwrap();
+        assert_eq!(audit["action"], "agent.registered", "{audit}");
+        let id = event["id"].as_str().unwrap();
+        assert!(id.ends_with(&format!(":{}", audit["seq"])), "{id}");
+    }
+    // A value of the old documentation, one string, does not pass.
+    assert!(
+        !c.errors(&media["schema"], &json!("event: audit"))
+            .is_empty()
+    );
+}

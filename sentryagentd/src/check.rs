@@ -7,7 +7,7 @@ use sentryagent_core::HealthStatus;
 use sentryagent_core::{Clock, SystemClock};
 use sentryagent_storage::{BackendUrls, open};
 
-use crate::config::{Args, check_bootstrap_key, check_issuer};
+use crate::config::{Args, check_bootstrap_key, check_issuer, check_metrics_token};
 
 /// The outcome of one check.
 struct Check {
@@ -38,6 +38,12 @@ pub(crate) async fn run(args: &Args) -> bool {
         checks.push(Check {
             what: "bootstrap key",
             result: check_bootstrap_key(k).map(|()| "well formed".into()),
+        });
+    }
+    if let Some(t) = &args.metrics_token {
+        checks.push(Check {
+            what: "metrics token",
+            result: check_metrics_token(t).map(|()| "well formed; /metrics requires it".into()),
         });
     }
     checks.push(Check {

@@ -124,6 +124,12 @@ pub struct Args {
     /// fetch).
     #[arg(long, env = sentryagent_http::MIN_REFETCH_ENV, default_value_t = 60)]
     pub federation_jwks_min_refetch_seconds: u64,
+    /// A bearer token `/metrics` requires (`Authorization: Bearer <token>`;
+    /// 401 otherwise): 16 to 256 visible ASCII characters. Default: none,
+    /// `/metrics` answers anyone who reaches the listener. Pass it through
+    /// the environment or the config file, not as a flag.
+    #[arg(long, env = "SENTRYAGENT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Checks the configuration (URLs, keys, tier file, Stripe settings,
     /// reachability of each backend), prints what is wrong and exits: 0
     /// when all is well, 1 otherwise.
@@ -303,6 +309,16 @@ pub fn check_bootstrap_key(key: &str) -> Result<(), String> {
     }
 }
 
+/// Checks the metrics token's form (the value itself is never printed).
+pub fn check_metrics_token(token: &str) -> Result<(), String> {
+    let ok = (16..=256).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err("the metrics token must be 16 to 256 visible ASCII characters (no spaces)".into())
+    }
+}
+
 /// Reads a tier table file. Each tier and each field is optional (left
 /// out: the built-in value); `null` is unlimited.
 pub fn load_tiers(path: &Path) -> Result<TierTable, String> {
@@ -472,5 +488,11 @@ mod tests {
         assert!(check_bootstrap_key(&format!("sa_ak_{}", "a".repeat(31))).is_err());
         assert!(check_bootstrap_key(&format!("sa_ak_{}!", "a".repeat(32))).is_err());
         assert!(check_bootstrap_key(&format!("xx_ak_{}", "a".repeat(32))).is_err());
+        assert!(check_metrics_token("0123456789abcdef").is_ok());
+        assert!(check_metrics_token(&"x".repeat(256)).is_ok());
+        for bad in ["short", "0123456789 abcdef", "0123456789abcdé!", ""] {
+            assert!(check_metrics_token(bad).is_err(), "{bad}");
+        }
+        assert!(check_metrics_token(&"x".repeat(257)).is_err());
     }
 }

@@ -119,6 +119,9 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
     if let Some(k) = &args.bootstrap_key {
         config::check_bootstrap_key(k)?;
     }
+    if let Some(t) = &args.metrics_token {
+        config::check_metrics_token(t)?;
+    }
     let tiers = args.tier_table()?;
     let stripe = args.stripe()?;
     let meter_names = stripe.as_ref().map(|c| c.meter_event_names.clone());
@@ -189,6 +192,9 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
         .request_timeout(Duration::from_secs(args.request_timeout.max(1)))
         .cors_origins(args.cors_origins.iter().cloned())
         .audit_streams(args.max_audit_streams_per_tenant, args.max_audit_streams);
+    if let Some(t) = &args.metrics_token {
+        config = config.metrics_token(t.clone());
+    }
     if let Some(limiter) = backends.limiter_health.clone() {
         config = config.health_probe(move || {
             let limiter = limiter.clone();
