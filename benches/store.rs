@@ -196,7 +196,7 @@ fn fill(rt: &Runtime, store: &Arc<dyn IdpStore>, n: usize, did: &str) -> Vec<Age
             .map(|i| {
                 let (a, s) = agent(&t.id, i, did);
                 async move {
-                    store.create_agent(&a, &s, None).await.expect("agent");
+                    store.create_agent(&a, Some(&s), None).await.expect("agent");
                     a.id
                 }
             })
@@ -291,7 +291,12 @@ fn bench_backend<M: Measurement>(
             },
             |(a, s)| {
                 let store = &store;
-                async move { store.create_agent(&a, &s, None).await.expect("create") }
+                async move {
+                    store
+                        .create_agent(&a, Some(&s), None)
+                        .await
+                        .expect("create")
+                }
             },
             BatchSize::SmallInput,
         )

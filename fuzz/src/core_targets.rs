@@ -312,7 +312,7 @@ async fn build_idp() -> Idp {
     let store = Arc::new(MemoryStore::new());
     store.create_tenant(&tenant).await.expect("tenant");
     store
-        .create_agent(&agent, &secret, None)
+        .create_agent(&agent, Some(&secret), None)
         .await
         .expect("agent");
     Idp::builder(ISSUER)

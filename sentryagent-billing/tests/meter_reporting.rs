@@ -98,7 +98,7 @@ impl World {
             grant_type: "client_credentials".into(),
             client: ClientCredentials::Secret {
                 client_id: agent.agent.id.to_string(),
-                client_secret: agent.client_secret.clone(),
+                client_secret: agent.client_secret.clone().unwrap(),
             },
             scope: Some("read".into()),
             resources: vec![],

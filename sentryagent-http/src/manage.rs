@@ -22,10 +22,10 @@ use crate::AppState;
 use crate::extract::{Admin, ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::problem::ApiError;
 use crate::views::{
-    AgentTableView, ApiKeyView, AuditHeadView, AuditParams, AuditStreamEventDoc, AuthErrors,
-    BodyErrors, DailyTokensView, DaysParams, HeatmapView, InputErrors, LifecycleBody, MonthParams,
-    NewApiKey, NotFound, PageParams, ProblemDoc, RegisteredView, RevokeBody, RevokedView,
-    RotateBody, RotatedView, TenantParam, TenantPatch, WEEKDAYS,
+    AgentListParams, AgentTableView, ApiKeyView, AuditHeadView, AuditParams, AuditStreamEventDoc,
+    AuthErrors, BodyErrors, DailyTokensView, DaysParams, HeatmapView, InputErrors, LifecycleBody,
+    MonthParams, NewApiKey, NotFound, PageParams, ProblemDoc, RegisteredView, RevokeBody,
+    RevokedView, RotateBody, RotatedView, TenantParam, TenantPatch, WEEKDAYS,
 };
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -325,21 +325,26 @@ pub(crate) async fn register_agent(
     }))
 }
 
-/// A tenant's agents.
+/// A tenant's agents; with `name`, the agent of that name (none or one).
 #[utoipa::path(
-    get, path = "/v1/agents", tag = "management", params(PageParams),
+    get, path = "/v1/agents", tag = "management", params(AgentListParams),
     responses((status = 200, description = "a page of agents", body = Page<Agent>), NotFound, AuthErrors, InputErrors),
     security(("admin_key" = []))
 )]
 pub(crate) async fn list_agents(
     State(s): State<AppState>,
     Admin(caller): Admin,
-    ApiQuery(q): ApiQuery<PageParams>,
+    ApiQuery(q): ApiQuery<AgentListParams>,
 ) -> ApiResult<Json<Page<Agent>>> {
     let tenant = caller.tenant_or(q.tenant_id.as_ref())?;
     let p = s
         .idp
-        .list_agents(&caller, &tenant, &page(q.cursor, q.limit))
+        .list_agents_named(
+            &caller,
+            &tenant,
+            q.name.as_deref(),
+            &page(q.cursor, q.limit),
+        )
         .await?;
     Ok(Json(p))
 }

@@ -231,6 +231,21 @@ pub(crate) struct PageParams {
     pub(crate) limit: Option<usize>,
 }
 
+/// A page of a tenant's agents, or the one with a name.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AgentListParams {
+    /// Tenant id (operator keys).
+    pub(crate) tenant_id: Option<TenantId>,
+    /// Only the agent with this exact name (a page of none or one).
+    pub(crate) name: Option<String>,
+    /// Cursor from the previous page's `next_cursor`.
+    pub(crate) cursor: Option<String>,
+    /// Page size (1 to 500, default 50).
+    pub(crate) limit: Option<usize>,
+}
+
 /// Filters of the audit listing.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -441,8 +456,10 @@ pub(crate) struct RegisteredView {
     pub(crate) agent: Agent,
     /// Same as `id`.
     pub(crate) client_id: String,
-    /// Client secret: store it now, it is kept only hashed.
-    pub(crate) client_secret: String,
+    /// Client secret: store it now, it is kept only hashed. Absent when
+    /// registered with `issue_client_secret: false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_secret: Option<String>,
     /// The generated Ed25519 private key (RFC 8037 JWK), when the agent
     /// brought no key: store it now.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -789,3 +789,39 @@ async fn trust_policies_are_managed_over_http_per_tenant_with_scopes_and_audit()
         ]
     );
 }
+
+#[tokio::test]
+async fn agents_are_found_by_name_and_may_be_registered_without_a_secret() {
+    let s = server(60).await;
+    let (_, key) = s.tenant("Acme", "pro").await;
+    let pk = sentryagent_core::jose::SigningKey::generate(Algorithm::EdDSA, "")
+        .unwrap()
+        .verifying_key()
+        .to_jwk();
+    let a = s
+        .agent(
+            &key,
+            json!({"name": "ci-agent", "public_jwk": pk, "issue_client_secret": false}),
+        )
+        .await;
+    assert!(a.get("client_secret").is_none(), "{a}");
+    assert!(a.get("private_jwk").is_none(), "{a}");
+    let (st, page) = s.get("/v1/agents?name=ci-agent", Some(&key)).await;
+    assert_eq!(st, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["id"], a["id"]);
+    let (_, page) = s.get("/v1/agents?name=ci-agent-2", Some(&key)).await;
+    assert_eq!(page["items"], json!([]));
+    // Another tenant's name space is its own.
+    let (_, other) = s.tenant("Other", "pro").await;
+    let (_, page) = s.get("/v1/agents?name=ci-agent", Some(&other)).await;
+    assert_eq!(page["items"], json!([]));
+    // No secret works for it.
+    let (st, _) = s
+        .token_post(a["id"].as_str().unwrap(), "sa_cs_guess", &[])
+        .await;
+    assert_eq!(st, 401);
+    // By default a secret is issued, as before.
+    let b = s.agent(&key, json!({"name": "classic"})).await;
+    assert!(b["client_secret"].as_str().unwrap().starts_with("sa_cs_"));
+}

@@ -98,7 +98,7 @@ async fn multi_node_idps_share_store_limiter_and_meter() {
                     .register_agent(&op, &t.id, NewAgent { name: "bot".into(), ..Default::default() })
                     .await
                     .unwrap();
-                let req = token_request(reg.agent.id.as_str(), &reg.client_secret);
+                let req = token_request(reg.agent.id.as_str(), reg.client_secret.as_deref().unwrap());
                 let tok = b.issue_token(&req, &Default::default()).await.unwrap();
                 let claims = a.verify_access_token(&tok.access_token, Some(ISSUER)).unwrap();
                 assert_eq!(claims.sub, reg.agent.id.to_string());
@@ -122,7 +122,7 @@ async fn multi_node_idps_share_store_limiter_and_meter() {
                     .register_agent(&op, &t.id, NewAgent { name: "busy".into(), ..Default::default() })
                     .await
                     .unwrap();
-                let req = token_request(reg.agent.id.as_str(), &reg.client_secret);
+                let req = token_request(reg.agent.id.as_str(), reg.client_secret.as_deref().unwrap());
                 const TASKS_PER_NODE: usize = 4;
                 const ATTEMPTS: usize = 75;
                 let start = Instant::now();

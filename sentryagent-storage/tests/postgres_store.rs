@@ -119,8 +119,8 @@ async fn postgres_marketplace_search_equals_the_core_rule() {
                 a.visibility = Visibility::Public;
                 a.state = LifecycleState::Listed;
                 let s = sample_secret(&a.id, 1);
-                pg.create_agent(&a, &s, None).await.unwrap();
-                mem.create_agent(&a, &s, None).await.unwrap();
+                pg.create_agent(&a, Some(&s), None).await.unwrap();
+                mem.create_agent(&a, Some(&s), None).await.unwrap();
             }
             let queries = [
                 "api",
@@ -231,7 +231,7 @@ async fn postgres_bad_input_is_invalid() {
         let mut nul_name = sample_agent(&t.id, "nul\0name");
         nul_name.description = "fine".into();
         let r = pg
-            .create_agent(&nul_name, &sample_secret(&nul_name.id, 1), None)
+            .create_agent(&nul_name, Some(&sample_secret(&nul_name.id, 1)), None)
             .await;
         assert!(
             matches!(r, Err(Error::Invalid { .. })),
@@ -243,7 +243,7 @@ async fn postgres_bad_input_is_invalid() {
             .custom_claims
             .insert("x".into(), serde_json::json!("a\u{0}b"));
         let r = pg
-            .create_agent(&nul_claim, &sample_secret(&nul_claim.id, 1), None)
+            .create_agent(&nul_claim, Some(&sample_secret(&nul_claim.id, 1)), None)
             .await;
         assert!(
             matches!(r, Err(Error::Invalid { .. })),
@@ -271,7 +271,7 @@ async fn postgres_bad_input_is_invalid() {
         let other = sample_tenant("Other");
         pg.create_tenant(&other).await.unwrap();
         let a = sample_agent(&t.id, "mover");
-        pg.create_agent(&a, &sample_secret(&a.id, 1), None)
+        pg.create_agent(&a, Some(&sample_secret(&a.id, 1)), None)
             .await
             .unwrap();
         let mut moved = a.clone();

@@ -51,7 +51,7 @@ async fn token(idp: &Idp) -> sentryagent_core::Result<sentryagent_core::TokenRes
         grant_type: "client_credentials".into(),
         client: ClientCredentials::Secret {
             client_id: a.agent.id.to_string(),
-            client_secret: a.client_secret.clone(),
+            client_secret: a.client_secret.clone().unwrap(),
         },
         scope: None,
         resources: vec![],

@@ -116,7 +116,7 @@ async fn redis_revocation_reaches_idps_that_do_not_share_a_store() {
                 .unwrap();
             let creds = ClientCredentials::Secret {
                 client_id: bot.agent.id.to_string(),
-                client_secret: bot.client_secret.clone(),
+                client_secret: bot.client_secret.clone().unwrap(),
             };
             let token = a
                 .issue_token(

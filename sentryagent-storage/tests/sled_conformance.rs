@@ -81,9 +81,12 @@ async fn sled_reopen_reads_everything_back() {
         let backend = SledBackend::open(dir.path()).unwrap();
         let store = backend.store();
         store.create_tenant(&ten).await.unwrap();
-        store.create_agent(&listed, &first, Some(10)).await.unwrap();
         store
-            .create_agent(&private, &sample_secret(&private.id, 3), Some(10))
+            .create_agent(&listed, Some(&first), Some(10))
+            .await
+            .unwrap();
+        store
+            .create_agent(&private, Some(&sample_secret(&private.id, 3)), Some(10))
             .await
             .unwrap();
         store
@@ -419,7 +422,7 @@ async fn sled_marketplace_index_equals_matches() {
             Visibility::Public
         };
         store
-            .create_agent(&a, &sample_secret(&a.id, 1), None)
+            .create_agent(&a, Some(&sample_secret(&a.id, 1)), None)
             .await
             .unwrap();
         agents.insert(a.id.clone(), a);

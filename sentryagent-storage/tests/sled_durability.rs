@@ -84,7 +84,10 @@ async fn writer(dir: &Path) {
         let i64i = i64::try_from(i).unwrap();
         let agent = sample_agent(&tenant.id, &format!("agent-{i}"));
         let first = sample_secret(&agent.id, 1);
-        store.create_agent(&agent, &first, None).await.unwrap();
+        store
+            .create_agent(&agent, Some(&first), None)
+            .await
+            .unwrap();
         ack(format_args!("registered {} {}", agent.id, first.id));
 
         let second = sample_secret(&agent.id, 2);

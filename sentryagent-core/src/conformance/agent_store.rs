@@ -17,9 +17,85 @@ pub async fn run_all(store: Arc<dyn AgentStore>) {
     marketplace(store.as_ref()).await;
     paging(store.as_ref()).await;
     client_secrets(store.as_ref()).await;
+    by_name_and_without_secret(store.as_ref()).await;
     race_same_name(store.clone()).await;
     race_agent_limit(store.clone()).await;
     agents_by_state(store.as_ref()).await;
+}
+
+/// An agent by its name in its tenant (also after a rename), and an agent
+/// created without a client secret (none listed until one is rotated in).
+pub async fn by_name_and_without_secret(store: &dyn AgentStore) {
+    let ten = sample_tenant("Names");
+    let other = sample_tenant("Other Names");
+    let a = sample_agent(&ten.id, "deployer");
+    store.create_agent(&a, None, None).await.unwrap();
+    let twin = sample_agent(&other.id, "deployer");
+    store
+        .create_agent(&twin, Some(&sample_secret(&twin.id, 1)), None)
+        .await
+        .unwrap();
+    check!(
+        store,
+        store.get_agent_by_name(&ten.id, "deployer").await.unwrap() == a,
+        "get_agent_by_name finds the tenant's agent"
+    );
+    check!(
+        store,
+        store
+            .get_agent_by_name(&other.id, "deployer")
+            .await
+            .unwrap()
+            == twin,
+        "the same name in another tenant is another agent"
+    );
+    let r = store.get_agent_by_name(&ten.id, "nobody").await;
+    check!(
+        store,
+        matches!(r, Err(Error::NotFound { .. })),
+        "missing name: {r:?}"
+    );
+    let mut renamed = a.clone();
+    renamed.name = "deployer-2".into();
+    let renamed = store.update_agent(&renamed).await.unwrap();
+    check!(
+        store,
+        store
+            .get_agent_by_name(&ten.id, "deployer-2")
+            .await
+            .unwrap()
+            == renamed,
+        "found by its new name"
+    );
+    check!(
+        store,
+        matches!(
+            store.get_agent_by_name(&ten.id, "deployer").await,
+            Err(Error::NotFound { .. })
+        ),
+        "not by its old name"
+    );
+    check!(
+        store,
+        store.list_client_secrets(&a.id).await.unwrap().is_empty(),
+        "an agent created without a secret has none"
+    );
+    let record = store.get_client(&a.id).await.unwrap();
+    check!(
+        store,
+        record.secrets.is_empty() && record.agent == renamed,
+        "get_client of an agent without secrets: {record:?}"
+    );
+    let first = sample_secret(&a.id, 7);
+    store
+        .rotate_client_secret(&a.id, &first, t(100))
+        .await
+        .unwrap();
+    check!(
+        store,
+        store.list_client_secrets(&a.id).await.unwrap() == vec![first],
+        "a rotation gives it its first secret"
+    );
 }
 
 /// Agents: create with a secret, read, unique names per tenant, updates.
@@ -28,7 +104,7 @@ pub async fn agents(store: &dyn AgentStore) {
     let other = sample_tenant("Other Inc");
     let a = sample_agent(&ten.id, "alpha");
     let s = sample_secret(&a.id, 1);
-    store.create_agent(&a, &s, None).await.unwrap();
+    store.create_agent(&a, Some(&s), None).await.unwrap();
     check!(
         store,
         store.get_agent(&a.id).await.unwrap() == a,
@@ -42,7 +118,7 @@ pub async fn agents(store: &dyn AgentStore) {
 
     let dup_name = sample_agent(&ten.id, "alpha");
     let r = store
-        .create_agent(&dup_name, &sample_secret(&dup_name.id, 2), None)
+        .create_agent(&dup_name, Some(&sample_secret(&dup_name.id, 2)), None)
         .await;
     check!(
         store,
@@ -60,10 +136,10 @@ pub async fn agents(store: &dyn AgentStore) {
     );
     let elsewhere = sample_agent(&other.id, "alpha");
     store
-        .create_agent(&elsewhere, &sample_secret(&elsewhere.id, 3), None)
+        .create_agent(&elsewhere, Some(&sample_secret(&elsewhere.id, 3)), None)
         .await
         .unwrap();
-    let r = store.create_agent(&a, &s, None).await;
+    let r = store.create_agent(&a, Some(&s), None).await;
     check!(
         store,
         matches!(r, Err(Error::AlreadyExists { .. })),
@@ -96,7 +172,7 @@ pub async fn agents(store: &dyn AgentStore) {
     // The old name is free again; the new one is taken.
     let reuse = sample_agent(&ten.id, "alpha");
     store
-        .create_agent(&reuse, &sample_secret(&reuse.id, 4), None)
+        .create_agent(&reuse, Some(&sample_secret(&reuse.id, 4)), None)
         .await
         .unwrap();
     let mut clash = store.get_agent(&reuse.id).await.unwrap();
@@ -141,13 +217,13 @@ pub async fn agent_limit(store: &dyn AgentStore) {
     for i in 0..3 {
         let a = sample_agent(&ten.id, &format!("a{i}"));
         store
-            .create_agent(&a, &sample_secret(&a.id, 1), Some(3))
+            .create_agent(&a, Some(&sample_secret(&a.id, 1)), Some(3))
             .await
             .unwrap();
     }
     let a = sample_agent(&ten.id, "a3");
     let r = store
-        .create_agent(&a, &sample_secret(&a.id, 1), Some(3))
+        .create_agent(&a, Some(&sample_secret(&a.id, 1)), Some(3))
         .await;
     check!(
         store,
@@ -178,7 +254,7 @@ pub async fn agent_limit(store: &dyn AgentStore) {
     retired.state = LifecycleState::Retired;
     store.update_agent(&retired).await.unwrap();
     store
-        .create_agent(&a, &sample_secret(&a.id, 1), Some(3))
+        .create_agent(&a, Some(&sample_secret(&a.id, 1)), Some(3))
         .await
         .unwrap();
 }
@@ -267,7 +343,7 @@ pub async fn marketplace(store: &dyn AgentStore) {
         &foreign,
     ] {
         store
-            .create_agent(a, &sample_secret(&a.id, 9), None)
+            .create_agent(a, Some(&sample_secret(&a.id, 9)), None)
             .await
             .unwrap();
     }
@@ -398,7 +474,7 @@ pub async fn paging(store: &dyn AgentStore) {
         a.visibility = Visibility::Public;
         a.tags = vec![tag.clone()];
         store
-            .create_agent(&a, &sample_secret(&a.id, 1), None)
+            .create_agent(&a, Some(&sample_secret(&a.id, 1)), None)
             .await
             .unwrap();
         ids.insert(a.id.clone());
@@ -452,7 +528,7 @@ pub async fn client_secrets(store: &dyn AgentStore) {
     let ten = sample_tenant("Secrets");
     let a = sample_agent(&ten.id, "s");
     let first = sample_secret(&a.id, 1);
-    store.create_agent(&a, &first, None).await.unwrap();
+    store.create_agent(&a, Some(&first), None).await.unwrap();
     let second = sample_secret(&a.id, 2);
     store
         .rotate_client_secret(&a.id, &second, t(100))
@@ -507,7 +583,7 @@ pub async fn client_secrets(store: &dyn AgentStore) {
     );
     let lone = sample_agent(&ten.id, "s-lone");
     store
-        .create_agent(&lone, &sample_secret(&lone.id, 9), None)
+        .create_agent(&lone, Some(&sample_secret(&lone.id, 9)), None)
         .await
         .unwrap();
     check!(
@@ -541,7 +617,9 @@ pub async fn race_same_name(store: Arc<dyn AgentStore>) {
         let tid = ten.id.clone();
         tasks.push(tokio::spawn(async move {
             let a = sample_agent(&tid, "same-name");
-            store.create_agent(&a, &sample_secret(&a.id, i), None).await
+            store
+                .create_agent(&a, Some(&sample_secret(&a.id, i)), None)
+                .await
         }));
     }
     let mut ok = 0;
@@ -575,7 +653,7 @@ pub async fn race_agent_limit(store: Arc<dyn AgentStore>) {
         tasks.push(tokio::spawn(async move {
             let a = sample_agent(&tid, &format!("n{i}"));
             store
-                .create_agent(&a, &sample_secret(&a.id, i), Some(5))
+                .create_agent(&a, Some(&sample_secret(&a.id, i)), Some(5))
                 .await
         }));
     }

@@ -50,7 +50,10 @@ pub fn secret_request(agent: &RegisteredAgent, scope: Option<&str>) -> TokenRequ
         grant_type: "client_credentials".into(),
         client: ClientCredentials::Secret {
             client_id: agent.agent.id.to_string(),
-            client_secret: agent.client_secret.clone(),
+            client_secret: agent
+                .client_secret
+                .clone()
+                .unwrap_or_else(|| panic!("agent {} has no client secret", agent.agent.id)),
         },
         scope: scope.map(str::to_owned),
         resources: vec![],

@@ -35,7 +35,7 @@ pub async fn client_record_tenant(store: &dyn IdpStore) {
     let ten = store.update_tenant(&ten).await.unwrap();
     let a = sample_agent(&ten.id, "record");
     store
-        .create_agent(&a, &sample_secret(&a.id, 1), None)
+        .create_agent(&a, Some(&sample_secret(&a.id, 1)), None)
         .await
         .unwrap();
     let record = store.get_client(&a.id).await.unwrap();

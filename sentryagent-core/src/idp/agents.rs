@@ -69,6 +69,12 @@ pub struct NewAgent {
     /// Algorithm of its access tokens (one the deployment enables).
     #[serde(default)]
     pub token_algorithm: Option<Algorithm>,
+    /// Whether to issue a client secret (default true). `false` for an
+    /// agent that authenticates only with its key (`private_key_jwt`) or
+    /// gets its tokens by token exchange: no secret ever exists (until one
+    /// is rotated in).
+    #[serde(default)]
+    pub issue_client_secret: Option<bool>,
 }
 
 /// Changes to an agent; absent fields stay.
@@ -128,8 +134,9 @@ impl std::fmt::Debug for Ed25519PrivateJwk {
 pub struct RegisteredAgent {
     /// The stored agent.
     pub agent: Agent,
-    /// Its client secret (store it now: it is kept only hashed).
-    pub client_secret: String,
+    /// Its client secret (store it now: it is kept only hashed); `None`
+    /// when registered with `issue_client_secret: false`.
+    pub client_secret: Option<String>,
     /// The generated private key, when the agent brought none.
     pub private_jwk: Option<Ed25519PrivateJwk>,
 }
@@ -305,12 +312,17 @@ impl Idp {
             updated_at: now,
             revision: 0,
         };
-        let (secret_record, secret) = self.new_client_secret(&agent.id, now);
+        let (secret_record, secret) = if new.issue_client_secret.unwrap_or(true) {
+            let (record, secret) = self.new_client_secret(&agent.id, now);
+            (Some(record), Some(secret))
+        } else {
+            (None, None)
+        };
         match self
             .inner
             .store
             .agents
-            .create_agent(&agent, &secret_record, limits.max_agents)
+            .create_agent(&agent, secret_record.as_ref(), limits.max_agents)
             .await
         {
             Ok(()) => {
@@ -372,6 +384,8 @@ impl Idp {
         );
         ev.details.insert("state".into(), agent.state.to_string());
         ev.details.insert("did".into(), agent.did.clone());
+        ev.details
+            .insert("secret_issued".into(), secret.is_some().to_string());
         ev.details.insert(
             "key".into(),
             if private_jwk.is_some() {
@@ -404,9 +418,39 @@ impl Idp {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> Result<Page<Agent>> {
+        self.list_agents_named(caller, tenant, None, page).await
+    }
+
+    /// A tenant's agents; with `name`, only the agent of that name (a page
+    /// of none or one: names are unique in a tenant), to find an agent again
+    /// by the name a deployment gave it.
+    pub async fn list_agents_named(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        name: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Agent>> {
         caller.reach(tenant, "tenant")?;
         caller.require(AdminScope::AgentsRead)?;
-        self.inner.store.agents.list_agents(tenant, page).await
+        let Some(name) = name else {
+            return self.inner.store.agents.list_agents(tenant, page).await;
+        };
+        let items = match self
+            .inner
+            .store
+            .agents
+            .get_agent_by_name(tenant, name)
+            .await
+        {
+            Ok(a) => vec![a],
+            Err(Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
     }
 
     async fn change_agent(

@@ -164,7 +164,7 @@ impl AgentStore for MemoryStore {
     async fn create_agent(
         &self,
         agent: &Agent,
-        secret: &ClientSecret,
+        secret: Option<&ClientSecret>,
         max_agents: Option<u64>,
     ) -> Result<()> {
         let mut s = self.write();
@@ -185,7 +185,8 @@ impl AgentStore for MemoryStore {
         }
         s.agent_names.insert(name_key, agent.id.clone());
         s.agents.insert(agent.id.clone(), agent.clone());
-        s.secrets.insert(agent.id.clone(), vec![secret.clone()]);
+        s.secrets
+            .insert(agent.id.clone(), secret.cloned().into_iter().collect());
         Ok(())
     }
 
@@ -193,6 +194,15 @@ impl AgentStore for MemoryStore {
         self.read()
             .agents
             .get(id)
+            .cloned()
+            .ok_or(Error::not_found("agent"))
+    }
+
+    async fn get_agent_by_name(&self, tenant: &TenantId, name: &str) -> Result<Agent> {
+        let s = self.read();
+        s.agent_names
+            .get(&(tenant.clone(), name.to_owned()))
+            .and_then(|id| s.agents.get(id))
             .cloned()
             .ok_or(Error::not_found("agent"))
     }

@@ -29,20 +29,37 @@ pub struct ClientRecord {
 /// step, hence one trait.
 #[async_trait]
 pub trait AgentStore: Backend {
-    /// Inserts an agent with its first client secret, atomically.
-    /// `AlreadyExists` if the id, or the name within the tenant, is taken.
-    /// With `max_agents`, fails with `QuotaExceeded` (limit kind agents, tier
-    /// left empty for the caller to fill) when the tenant already holds that
-    /// many agents that are not retired; the check and the insert are one
-    /// atomic step, so concurrent registrations never exceed the limit.
+    /// Inserts an agent with its first client secret (none for an agent
+    /// that authenticates only with its key or by token exchange),
+    /// atomically. `AlreadyExists` if the id, or the name within the tenant,
+    /// is taken. With `max_agents`, fails with `QuotaExceeded` (limit kind
+    /// agents, tier left empty for the caller to fill) when the tenant
+    /// already holds that many agents that are not retired; the check and
+    /// the insert are one atomic step, so concurrent registrations never
+    /// exceed the limit.
     async fn create_agent(
         &self,
         agent: &Agent,
-        secret: &ClientSecret,
+        secret: Option<&ClientSecret>,
         max_agents: Option<u64>,
     ) -> Result<()>;
     /// An agent by id (= client id).
     async fn get_agent(&self, id: &AgentId) -> Result<Agent>;
+    /// The agent named `name` in `tenant`; `NotFound` if none. The default
+    /// reads the tenant's listing; a backend with a name index overrides it.
+    async fn get_agent_by_name(&self, tenant: &TenantId, name: &str) -> Result<Agent> {
+        let mut page = PageRequest::first(crate::page::MAX_PAGE_SIZE);
+        loop {
+            let p = self.list_agents(tenant, &page).await?;
+            if let Some(a) = p.items.into_iter().find(|a| a.name == name) {
+                return Ok(a);
+            }
+            match p.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => return Err(crate::Error::not_found("agent")),
+            }
+        }
+    }
     /// Replaces an agent if `agent.revision` is the stored one; returns the
     /// stored agent. Tenant and id cannot change; a name taken by another
     /// agent of the tenant is `AlreadyExists`.

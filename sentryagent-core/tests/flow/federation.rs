@@ -1006,3 +1006,82 @@ async fn trust_policies_are_managed_per_tenant_and_audited() {
         })
     ));
 }
+
+#[tokio::test]
+async fn an_agent_registered_without_a_secret_gets_tokens_by_exchange_and_is_found_by_name() {
+    let Some(f) = fed(|_| {}).await else {
+        return;
+    };
+    let t = tenant(&f.idp, Tier::Pro).await;
+    let key = SigningKey::generate(Algorithm::EdDSA, "").unwrap();
+    let r = f
+        .idp
+        .register_agent(
+            &Caller::system(),
+            &t.id,
+            NewAgent {
+                name: "ci-agent".into(),
+                public_jwk: Some(key.verifying_key().to_jwk()),
+                issue_client_secret: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.client_secret, None);
+    assert!(r.private_jwk.is_none());
+    let ev = f.last_event(Some(&t.id), "agent.registered").await;
+    assert_eq!(ev.event.details["secret_issued"], "false");
+    // No secret authenticates it.
+    for guess in ["", "sa_cs_x"] {
+        let req = TokenRequest {
+            grant_type: "client_credentials".into(),
+            client: ClientCredentials::Secret {
+                client_id: r.agent.id.to_string(),
+                client_secret: guess.into(),
+            },
+            scope: None,
+            resources: vec![],
+        };
+        assert!(matches!(
+            issue(&f.idp, &req).await,
+            Err(Error::Unauthenticated)
+        ));
+    }
+    // Found by name (none or one), and given tokens by exchange.
+    let page = f
+        .idp
+        .list_agents_named(
+            &Caller::system(),
+            &t.id,
+            Some("ci-agent"),
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![r.agent.clone()]);
+    let none = f
+        .idp
+        .list_agents_named(
+            &Caller::system(),
+            &t.id,
+            Some("nobody"),
+            &PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert!(none.items.is_empty() && none.next_cursor.is_none());
+    f.policy(&t, main_branch(&r)).await;
+    let token = f
+        .idp
+        .exchange_token(&for_agent(&r, f.gh_token(|_| {})), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.idp
+            .verify_access_token(&token.access_token, None)
+            .unwrap()
+            .sub,
+        r.agent.id.as_str()
+    );
+}

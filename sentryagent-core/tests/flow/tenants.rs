@@ -185,7 +185,10 @@ async fn the_audit_trail_records_changes_and_verifies() {
     assert_eq!(tail.recv().await.unwrap().event.action, "tenant.created");
     assert_eq!(tail.recv().await.unwrap().event.action, "agent.registered");
     let dump = serde_json::to_string(&page.items).unwrap();
-    assert!(!dump.contains(&a.client_secret) && !dump.contains(&a.private_jwk.as_ref().unwrap().d));
+    assert!(
+        !dump.contains(a.client_secret.as_deref().unwrap())
+            && !dump.contains(&a.private_jwk.as_ref().unwrap().d)
+    );
 }
 
 #[tokio::test]

@@ -269,7 +269,7 @@ impl AgentStore for PostgresStore {
     async fn create_agent(
         &self,
         agent: &Agent,
-        secret: &ClientSecret,
+        secret: Option<&ClientSecret>,
         max_agents: Option<u64>,
     ) -> Result<()> {
         let row = AgentRow::new(agent)?;
@@ -307,16 +307,19 @@ impl AgentStore for PostgresStore {
                         .into());
                     }
                 }
-                sqlx::query(
-                    "INSERT INTO client_secrets (id, agent_id, revoked, doc) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(secret.id.as_str())
-                .bind(secret.agent_id.as_str())
-                .bind(secret.revoked_at.is_some())
-                .bind(Json(secret))
-                .execute(&mut *tx)
-                .await
-                .map_err(unique("client_secret"))?;
+                if let Some(secret) = secret {
+                    sqlx::query(
+                        "INSERT INTO client_secrets (id, agent_id, revoked, doc) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(secret.id.as_str())
+                    .bind(secret.agent_id.as_str())
+                    .bind(secret.revoked_at.is_some())
+                    .bind(Json(secret))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unique("client_secret"))?;
+                }
                 tx.commit().await?;
                 Ok(())
             })
@@ -325,6 +328,22 @@ impl AgentStore for PostgresStore {
 
     async fn get_agent(&self, id: &AgentId) -> Result<Agent> {
         self.get_doc("SELECT doc FROM agents WHERE id = $1", id.as_str(), "agent")
+            .await
+    }
+
+    async fn get_agent_by_name(&self, tenant: &TenantId, name: &str) -> Result<Agent> {
+        self.db
+            .run(|| async {
+                let row = sqlx::query("SELECT doc FROM agents WHERE tenant_id = $1 AND name = $2")
+                    .bind(tenant.as_str())
+                    .bind(name)
+                    .fetch_optional(&self.db.pool)
+                    .await?;
+                match row {
+                    Some(r) => doc(&r, "doc"),
+                    None => Err(Error::not_found("agent").into()),
+                }
+            })
             .await
     }
 

@@ -325,14 +325,17 @@ impl AgentStore for SledStore {
     async fn create_agent(
         &self,
         agent: &Agent,
-        secret: &ClientSecret,
+        secret: Option<&ClientSecret>,
         max_agents: Option<u64>,
     ) -> Result<()> {
         let t = &self.shared.t;
         let id = agent.id.as_str().as_bytes();
         let tenant = agent.tenant_id.as_str().as_bytes();
         let value = encode("agent", agent)?;
-        let secrets = encode("client secrets", &vec![secret.clone()])?;
+        let secrets = encode(
+            "client secrets",
+            &secret.into_iter().cloned().collect::<Vec<_>>(),
+        )?;
         let name_key = key(&[tenant, agent.name.as_bytes()]);
         let tenant_key = key(&[tenant, id]);
         let live = agent.state != LifecycleState::Retired;
@@ -388,6 +391,13 @@ impl AgentStore for SledStore {
         let k = id.as_str().as_bytes();
         let raw = read(&self.shared.t.agents, k, "agent")?.ok_or(Error::not_found("agent"))?;
         self.hot.agents.decode("agent", k, &raw)
+    }
+
+    async fn get_agent_by_name(&self, tenant: &TenantId, name: &str) -> Result<Agent> {
+        let k = key(&[tenant.as_str().as_bytes(), name.as_bytes()]);
+        let id = read(&self.shared.t.agents_by_name, &k, "agent name")?
+            .ok_or(Error::not_found("agent"))?;
+        self.agent(&id)?.ok_or_else(|| dangling("agent"))
     }
 
     async fn update_agent(&self, agent: &Agent) -> Result<Agent> {
