@@ -285,7 +285,7 @@ proptest! {
                     Op::Register => {
                         let r = idp.register_agent(c, own, NewAgent { name: format!("a{n}"), ..Default::default() }).await.unwrap();
                         assert_eq!(&r.agent.tenant_id, own);
-                        owned[who].agents.push((r.agent.id, Some(r.client_secret), r.agent.state, r.agent.description));
+                        owned[who].agents.push((r.agent.id, r.client_secret, r.agent.state, r.agent.description));
                     }
                     Op::Update { target, idx } => {
                         let Some(id) = agent_of(&owned, target, idx) else { continue };

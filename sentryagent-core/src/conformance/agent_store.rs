@@ -705,7 +705,7 @@ pub async fn agents_by_state(store: &dyn AgentStore) {
         let mut agent = sample_agent(tenant, &format!("counted-{i}"));
         agent.state = *state;
         store
-            .create_agent(&agent, &sample_secret(&agent.id, 1), None)
+            .create_agent(&agent, Some(&sample_secret(&agent.id, 1)), None)
             .await
             .unwrap();
         created.push(agent);

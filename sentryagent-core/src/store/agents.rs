@@ -164,7 +164,12 @@ mod tests {
 
     #[async_trait]
     impl AgentStore for Walking {
-        async fn create_agent(&self, a: &Agent, s: &ClientSecret, max: Option<u64>) -> Result<()> {
+        async fn create_agent(
+            &self,
+            a: &Agent,
+            s: Option<&ClientSecret>,
+            max: Option<u64>,
+        ) -> Result<()> {
             self.0.create_agent(a, s, max).await
         }
         async fn get_agent(&self, id: &AgentId) -> Result<Agent> {
@@ -219,7 +224,7 @@ mod tests {
             let mut a = sample_agent(&crowded.id, &format!("a{i}"));
             a.state = LifecycleState::ALL[i % LifecycleState::ALL.len()];
             walking
-                .create_agent(&a, &sample_secret(&a.id, 1), None)
+                .create_agent(&a, Some(&sample_secret(&a.id, 1)), None)
                 .await
                 .unwrap();
         }
@@ -229,7 +234,7 @@ mod tests {
             if i % 100 == 0 {
                 let a = sample_agent(&t.id, "lone");
                 walking
-                    .create_agent(&a, &sample_secret(&a.id, 1), None)
+                    .create_agent(&a, Some(&sample_secret(&a.id, 1)), None)
                     .await
                     .unwrap();
             }
