@@ -503,6 +503,13 @@ impl Idp {
             let used = self
                 .usage_in_period(&tenant.id, UsageKind::TokenIssued, now)
                 .await?;
+            self.emit(crate::IdpEvent::QuotaChecked {
+                tier: tenant.tier,
+                kind: LimitKind::TokenIssuancesPerMonth,
+                used,
+                limit,
+                admitted: used < limit,
+            });
             if used >= limit {
                 return Err(Error::QuotaExceeded {
                     limit_kind: LimitKind::TokenIssuancesPerMonth,
