@@ -702,6 +702,11 @@ async fn each_role_is_allowed_exactly_its_scopes_on_every_management_route() {
         ),
         (M::POST, "/v1/users/{user_id}/password-reset", Operator),
         (M::GET, "/v1/users", Operator),
+        (M::POST, "/v1/trust-policies", Scope("admin")),
+        (M::GET, "/v1/trust-policies", Scope("agents_read")),
+        (M::GET, "/v1/trust-policies/{id}", Scope("agents_read")),
+        (M::PATCH, "/v1/trust-policies/{id}", Scope("admin")),
+        (M::DELETE, "/v1/trust-policies/{id}", Scope("admin")),
     ];
 
     // The table names every operation that needs an admin key.
@@ -819,6 +824,16 @@ async fn each_role_is_allowed_exactly_its_scopes_on_every_management_route() {
                 "/v1/tenants/{id}/members/{user_id}" => json!({"role": "viewer"}),
                 "/v1/tenants/{id}/invitations" => {
                     json!({"email": unique_email("invitee"), "role": "viewer"})
+                }
+                "/v1/trust-policies" if *method == M::POST => json!({
+                    "name": format!("by-{role}"),
+                    "issuer": "https://issuer.example",
+                    "audience": "sentryagent",
+                    "conditions": {"sub": "ci"},
+                    "grant": {"admin_scopes": ["agents_read"]}
+                }),
+                "/v1/trust-policies/{id}" if *method == M::PATCH => {
+                    json!({"name": "renamed"})
                 }
                 _ => Value::Null,
             };
