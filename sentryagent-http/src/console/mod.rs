@@ -49,6 +49,7 @@
 //!    the matching error page).
 //! 4. Add the route in [`router`]'s list.
 
+mod agents;
 mod assets;
 mod auth;
 mod marketplace;
@@ -175,6 +176,13 @@ pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp, config: ConsoleConfig)
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/signup", get(auth::signup_page).post(auth::signup))
         .route("/logout", post(auth::logout))
+        // Signed-in pages.
+        .route("/agents", get(agents::list))
+        .route("/agents/new", get(agents::new_page).post(agents::create))
+        .route("/agents/{id}", get(agents::detail))
+        .route("/agents/{id}/lifecycle", post(agents::lifecycle))
+        .route("/agents/{id}/credentials", post(agents::credentials))
+        .route("/agents/{id}/token", post(agents::first_token))
         // Assets, immutable under a versioned path.
         .route("/assets/{version}/{file}", get(assets::serve))
         .layer(from_fn_with_state(state.clone(), auth::session_layer))

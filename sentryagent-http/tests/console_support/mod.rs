@@ -111,9 +111,11 @@ impl Console {
             }
             Store::Postgres => postgres_url.expect("a Postgres URL"),
         };
+        let limiter = matches!(store, Store::Postgres).then(|| "memory://".to_owned());
         let backends = open(
             &BackendUrls {
                 store: url,
+                limiter,
                 ..Default::default()
             },
             shared.clone(),
@@ -232,6 +234,41 @@ impl Console {
     ) -> (sentryagent_core::TenantId, sentryagent_core::Caller) {
         let caller = self.session(b).await.caller.expect("a member");
         (caller.tenant.clone().unwrap(), caller)
+    }
+
+    /// A new member of the browser's tenant with `role`, signed in (an
+    /// invitation accepted through the core).
+    pub async fn join(&self, owner: &Browser, role: sentryagent_core::Role) -> Browser {
+        let (tenant, caller) = self.member(owner).await;
+        let email = unique_email(role.as_str());
+        let inv = self
+            .idp
+            .create_invitation(
+                &caller,
+                &tenant,
+                &sentryagent_core::NewInvitation {
+                    email: email.clone(),
+                    role,
+                },
+            )
+            .await
+            .unwrap();
+        let signed = self
+            .idp
+            .accept_invitation(
+                &sentryagent_core::AcceptInvitation {
+                    token: inv.token.expose().to_owned(),
+                    password: PW.into(),
+                    display_name: None,
+                    totp: None,
+                },
+                &sentryagent_core::RequestMeta::default(),
+                None,
+            )
+            .await
+            .unwrap();
+        self.browser(format!("sentryagent_session={}", signed.secret.expose()))
+            .await
     }
 
     /// Moves the browser's tenant to the enterprise tier (the free tier
