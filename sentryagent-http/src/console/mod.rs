@@ -51,9 +51,13 @@
 
 mod agents;
 mod assets;
+mod audit;
 mod auth;
+mod keys;
 mod marketplace;
+mod members;
 mod page;
+mod profile;
 mod public;
 
 use std::sync::Arc;
@@ -183,6 +187,36 @@ pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp, config: ConsoleConfig)
         .route("/agents/{id}/lifecycle", post(agents::lifecycle))
         .route("/agents/{id}/credentials", post(agents::credentials))
         .route("/agents/{id}/token", post(agents::first_token))
+        .route("/api-keys", get(keys::list).post(keys::create))
+        .route("/api-keys/{key_id}/revoke", post(keys::revoke))
+        .route("/members", get(members::list))
+        .route("/members/invitations", post(members::invite))
+        .route(
+            "/members/invitations/{id}/revoke",
+            post(members::revoke_invitation),
+        )
+        .route("/members/{user_id}/role", post(members::change_role))
+        .route("/members/{user_id}/remove", post(members::remove))
+        .route("/audit", get(audit::list))
+        .route("/settings/profile", get(profile::page))
+        .route("/settings/profile/password", post(profile::change_password))
+        .route("/settings/profile/totp", post(profile::begin_totp))
+        .route(
+            "/settings/profile/totp/confirm",
+            post(profile::confirm_totp),
+        )
+        .route(
+            "/settings/profile/totp/disable",
+            post(profile::disable_totp),
+        )
+        .route(
+            "/settings/profile/sessions/{id}/end",
+            post(profile::end_session),
+        )
+        .route(
+            "/settings/profile/sessions/end-others",
+            post(profile::end_other_sessions),
+        )
         // Assets, immutable under a versioned path.
         .route("/assets/{version}/{file}", get(assets::serve))
         .layer(from_fn_with_state(state.clone(), auth::session_layer))

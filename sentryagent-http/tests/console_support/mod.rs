@@ -125,6 +125,8 @@ impl Console {
         let idp = backends
             .apply(Idp::builder("http://127.0.0.1:8080"))
             .clock(shared)
+            // Many sign-ups per test, all from one (absent) address.
+            .configure(|cfg| cfg.people.signup_per_ip = sentryagent_core::Quota::per_minute(1_000))
             .configure(configure)
             .build()
             .await
