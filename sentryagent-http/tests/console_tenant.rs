@@ -502,3 +502,117 @@ async fn the_profile_changes_the_password_the_second_factor_and_sessions() {
             .contains("Set up an authenticator app")
     );
 }
+
+#[tokio::test]
+async fn an_invitation_link_opens_a_page_that_joins_and_signs_in() {
+    let c = Console::new().await;
+    let owner = c.sign_up(&unique_email("inv"), "Invite Co").await;
+    let email = unique_email("joiner");
+    let made = c
+        .post(
+            "/members/invitations",
+            owner.cookie(),
+            &[
+                ("csrf_token", &owner.csrf),
+                ("email", &email),
+                ("role", "developer"),
+            ],
+        )
+        .await;
+    let link = text_of(&made.body, "invitation-link").unwrap();
+    let token = link.split("#token=").nth(1).unwrap().to_owned();
+    let page = c.get("/invitations/accept", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.header("cache-control"), "no-store");
+    assert!(page.body.contains("data-fragment-token"));
+    // A wrong code: a clear 404 page, no session.
+    let wrong = c
+        .post(
+            "/invitations/accept",
+            None,
+            &[("token", "sa_iv_nope"), ("password", PW)],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::NOT_FOUND, "{}", wrong.body);
+    assert!(wrong.session_cookie().is_none());
+    let joined = c
+        .post(
+            "/invitations/accept",
+            None,
+            &[("token", &token), ("password", PW)],
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::SEE_OTHER, "{}", joined.body);
+    assert_eq!(joined.location(), "/agents");
+    let b = c.browser(joined.session_cookie().unwrap()).await;
+    assert_eq!(c.session(&b).await.session.role, Some(Role::Developer));
+    // Used once only.
+    let again = c
+        .post(
+            "/invitations/accept",
+            None,
+            &[("token", &token), ("password", PW)],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_password_reset_link_opens_a_page_that_sets_the_password() {
+    let c = Console::new().await;
+    let email = unique_email("forgot");
+    let owner = c.sign_up(&email, "Reset Co").await;
+    let user = c.session(&owner).await.user.id;
+    let link = c
+        .idp
+        .issue_password_reset(&sentryagent_core::Caller::system(), None, &user)
+        .await
+        .unwrap();
+    let token = link.token.expose().to_owned();
+    let page = c.get("/password-reset", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let bad = c
+        .post(
+            "/password-reset",
+            None,
+            &[
+                ("token", "sa_pr_nope"),
+                ("password", "orbit plum kettle seventeen"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("not valid"));
+    let weak = c
+        .post(
+            "/password-reset",
+            None,
+            &[("token", &token), ("password", "short")],
+        )
+        .await;
+    assert_eq!(
+        weak.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        weak.body
+    );
+    let done = c
+        .post(
+            "/password-reset",
+            None,
+            &[
+                ("token", &token),
+                ("password", "orbit plum kettle seventeen"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/login?notice=password-reset");
+    assert!(
+        c.get(done.location(), None)
+            .await
+            .body
+            .contains("Your new password is set")
+    );
+    signed_in_again(&c, &email, "orbit plum kettle seventeen").await;
+}

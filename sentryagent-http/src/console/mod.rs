@@ -54,6 +54,7 @@ mod assets;
 mod audit;
 mod auth;
 mod keys;
+mod links;
 mod marketplace;
 mod members;
 mod page;
@@ -180,6 +181,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp, config: ConsoleConfig)
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/signup", get(auth::signup_page).post(auth::signup))
         .route("/logout", post(auth::logout))
+        .route(
+            "/invitations/accept",
+            get(links::invitation_page).post(links::accept_invitation),
+        )
+        .route("/password-reset", get(links::reset_page).post(links::reset))
         // Signed-in pages.
         .route("/agents", get(agents::list))
         .route("/agents/new", get(agents::new_page).post(agents::create))

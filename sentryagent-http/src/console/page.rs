@@ -255,6 +255,7 @@ pub(crate) fn notice_text(code: &str) -> Option<Flash> {
         "role-changed" => "The member's role changed.",
         "member-removed" => "The member is removed.",
         "password-changed" => "The password is changed; your other sessions ended.",
+        "password-reset" => "Your new password is set: sign in with it.",
         "totp-off" => "The second factor is off.",
         "session-ended" => "The session is ended.",
         "sessions-ended" => "Every other session is ended.",

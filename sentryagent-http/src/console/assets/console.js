@@ -59,6 +59,13 @@
       });
     });
   }
+  // Links that carry a token in their fragment (#token=...): into the
+  // form, and out of the address bar.
+  var tokenField = document.querySelector("[data-fragment-token]");
+  if (tokenField && location.hash.indexOf("#token=") === 0) {
+    tokenField.value = decodeURIComponent(location.hash.slice(7));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
   // Buttons that need the script are hidden until it runs.
   document.querySelectorAll("[data-needs-js]").forEach(function (el) { el.hidden = false; });
 })();
