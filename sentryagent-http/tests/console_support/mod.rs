@@ -98,6 +98,38 @@ impl Console {
         prefix: &str,
         configure: impl FnOnce(&mut IdpConfig) + Send + 'static,
     ) -> Console {
+        Console::full(
+            store,
+            postgres_url,
+            configure,
+            None,
+            ConsoleConfig::new(prefix),
+        )
+        .await
+    }
+
+    /// A console on the memory store whose billing is Stripe on a fresh
+    /// fake Stripe, with console options.
+    pub async fn with_stripe(
+        console: ConsoleConfig,
+    ) -> (Console, sentryagent_billing::testing::FakeStripe) {
+        let fake = sentryagent_billing::testing::FakeStripe::start()
+            .await
+            .unwrap();
+        let stripe: Arc<dyn sentryagent_core::BillingProvider> =
+            Arc::new(sentryagent_billing::StripeBilling::new(fake.config()).unwrap());
+        let c = Console::full(Store::Memory, None, |_| {}, Some(stripe), console).await;
+        (c, fake)
+    }
+
+    pub async fn full(
+        store: Store,
+        postgres_url: Option<String>,
+        configure: impl FnOnce(&mut IdpConfig) + Send + 'static,
+        billing: Option<Arc<dyn sentryagent_core::BillingProvider>>,
+        console: ConsoleConfig,
+    ) -> Console {
+        let prefix = console.prefix.clone();
         let clock = ManualClock::new(SystemClock.now());
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let mut dir = None;
@@ -122,8 +154,11 @@ impl Console {
         )
         .await
         .unwrap();
-        let idp = backends
-            .apply(Idp::builder("http://127.0.0.1:8080"))
+        let mut builder = backends.apply(Idp::builder("http://127.0.0.1:8080"));
+        if let Some(b) = billing {
+            builder = builder.billing(b);
+        }
+        let idp = builder
             .clock(shared)
             // Many sign-ups per test, all from one (absent) address.
             .configure(|cfg| cfg.people.signup_per_ip = sentryagent_core::Quota::per_minute(1_000))
@@ -131,16 +166,16 @@ impl Console {
             .build()
             .await
             .unwrap();
-        let router = console::router(idp.clone(), ConsoleConfig::new(prefix));
+        let router = console::router(idp.clone(), console);
         let app = if prefix.is_empty() {
             Router::new().merge(router)
         } else {
-            Router::new().nest(prefix, router)
+            Router::new().nest(&prefix, router)
         };
         Console {
             idp,
             app,
-            prefix: prefix.to_owned(),
+            prefix,
             clock,
             _dir: dir,
         }
