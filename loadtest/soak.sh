@@ -17,6 +17,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SENTRYAGENT_SOAK_SECS="${DURATION:-300}"
+# The build settings of .ci/run, so that the build `cargo test` made is
+# reused rather than rebuilt.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 export SENTRYAGENT_REQUIRE_SERVICES=1
 release=()
 if [ "${PROFILE:-debug}" = release ]; then
