@@ -96,7 +96,7 @@ async fn worker(
         // 6 tokens, 3 introspections, 1 registration in 10; every 20th a
         // rotation of an agent this worker registered.
         let (op, expected, res) = match n % 10 {
-            0 if n % 20 == 0 && !mine.is_empty() => {
+            0 if n.is_multiple_of(20) && !mine.is_empty() => {
                 let (id, _) = mine[n % mine.len()].clone();
                 let r = http
                     .post(format!("{base}/v1/agents/{id}/credentials/rotate"))
