@@ -325,9 +325,72 @@ impl Clock for ManualClock {
     }
 }
 
+/// A clock that never goes back: the largest time read so far from the
+/// clock it wraps.
+///
+/// A backward step of the wrapped clock (NTP correcting a fast clock, an
+/// operator's `date`) reads as time standing still until the wrapped clock
+/// catches up, so a token that expired does not become valid again, a
+/// rate limit grants no capacity back, and usage buckets do not return to
+/// an earlier hour. A forward step is followed at once. `sentryagentd` reads
+/// the system clock through it; each process has its own high-water mark,
+/// so nodes still rely on their clocks being synchronized (NTP) with each
+/// other.
+#[derive(Debug)]
+pub struct MonotonicClock<C: Clock> {
+    inner: C,
+    high: AtomicI64,
+}
+
+impl<C: Clock> MonotonicClock<C> {
+    /// Wraps `inner`.
+    pub fn new(inner: C) -> Self {
+        MonotonicClock {
+            high: AtomicI64::new(inner.now().0),
+            inner,
+        }
+    }
+}
+
+impl<C: Clock> Clock for MonotonicClock<C> {
+    #[inline]
+    fn now(&self) -> Timestamp {
+        let now = self.inner.now().0;
+        // Most reads move forward: one load, then a store only when later.
+        let high = self.high.load(Ordering::Relaxed);
+        if now <= high {
+            return Timestamp(high);
+        }
+        let prev = self.high.fetch_max(now, Ordering::Relaxed);
+        Timestamp(prev.max(now))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_monotonic_clock_stands_still_through_a_backward_step() {
+        let manual = ManualClock::new(Timestamp::from_unix_secs(1_000));
+        let clock = MonotonicClock::new(manual.clone());
+        manual.advance(Duration::from_secs(10));
+        assert_eq!(clock.now(), Timestamp::from_unix_secs(1_010));
+        manual.set(Timestamp::from_unix_secs(900));
+        assert_eq!(
+            clock.now(),
+            Timestamp::from_unix_secs(1_010),
+            "no step back"
+        );
+        manual.set(Timestamp::from_unix_secs(1_005));
+        assert_eq!(clock.now(), Timestamp::from_unix_secs(1_010));
+        manual.set(Timestamp::from_unix_secs(1_011));
+        assert_eq!(
+            clock.now(),
+            Timestamp::from_unix_secs(1_011),
+            "forward at once"
+        );
+    }
 
     #[test]
     fn buckets_and_text() {

@@ -70,7 +70,7 @@ pub use audit::{
 pub use billing::{
     BillingEvent, BillingEventKind, BillingProvider, CheckoutSession, NoBilling, UsageReport,
 };
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use clock::{Clock, ManualClock, MonotonicClock, SystemClock, Timestamp};
 pub use credentials::{
     ADMIN_KEY_PREFIX, ADMIN_KEY_VISIBLE_LEN, AdminKey, AdminScope, CLIENT_SECRET_PREFIX,
     ClientSecret,

@@ -81,6 +81,11 @@ impl IntoResponse for OAuthReply {
         if let Some((retry_after, limit)) = self.rate_limited {
             crate::problem::rate_limited_headers(h, retry_after, limit);
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE && !h.contains_key(header::RETRY_AFTER) {
+            // `temporarily_unavailable` (a backend is down): tell the
+            // client when to come back, as the problem documents do.
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         res
     }
 }
@@ -529,6 +534,18 @@ mod tests {
         );
         assert_eq!(read_form(&h, body(), 10).unwrap().get("a"), Some("b"));
         assert_eq!(read_form(&h, body(), 2).unwrap_err().err.status, 413);
+    }
+
+    #[test]
+    fn unavailable_backends_answer_503_with_retry_after() {
+        let e = Error::unavailable(
+            "postgres: connection refused",
+            std::io::Error::other("down"),
+        );
+        let res = OAuthReply::from(e).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
     }
 
     #[test]

@@ -163,3 +163,31 @@ async fn redis_rate_limiter_fails_closed_when_unreachable() {
     assert!(matches!(r, Err(Error::Unavailable { .. })), "{r:?}");
     assert!(!idp.jwks().keys.is_empty());
 }
+
+#[tokio::test]
+async fn redis_meter_down_under_fail_open_is_degraded_and_tokens_flow() {
+    let redis = down(FailurePolicy::Open).await;
+    let meter = redis.usage_meter();
+    let h = meter.health().await;
+    assert_eq!(h.status, HealthStatus::Degraded, "{h:?}");
+    assert_eq!(h.details["failure_policy"], "open");
+
+    // The meter on the unreachable Redis (and the limiter failing open):
+    // the token quota check counts on the last total read (none: 0) and
+    // the node's own buffer instead of refusing.
+    let idp = Idp::builder("https://idp.example")
+        .limiter(Arc::new(redis.rate_limiter()))
+        .meter(Arc::new(redis.usage_meter()))
+        .build()
+        .await
+        .unwrap();
+    let t = token(&idp)
+        .await
+        .expect("a token while the meter is unreachable");
+    assert!(idp.verify_access_token(&t.access_token, None).is_ok());
+    // The use is kept in the node's buffer, and the flush says it failed.
+    assert!(matches!(
+        idp.flush_usage().await,
+        Err(Error::Unavailable { .. })
+    ));
+}

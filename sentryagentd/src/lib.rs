@@ -35,7 +35,9 @@ use std::time::Duration;
 
 use clap::CommandFactory as _;
 use sentryagent_billing::MeterReporter;
-use sentryagent_core::{AdminScope, BillingProvider, Caller, Clock, Idp, SystemClock};
+use sentryagent_core::{
+    AdminScope, BillingProvider, Caller, Clock, Idp, MonotonicClock, SystemClock,
+};
 use sentryagent_http::console::ConsoleConfig;
 use sentryagent_http::{Drain, RouterConfig};
 use sentryagent_storage::{BackendUrls, open};
@@ -128,7 +130,9 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
     let meter_names = stripe.as_ref().map(|c| c.meter_event_names.clone());
     let billing: Arc<dyn BillingProvider> = sentryagent_billing::provider_from_config(stripe)?;
 
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Time never goes back for this process: a backward step of the system
+    // clock neither revives expired tokens nor refills rate limits.
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::new(SystemClock));
     let urls = BackendUrls {
         store: args.store.clone(),
         limiter: args.limiter.clone(),

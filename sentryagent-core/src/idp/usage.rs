@@ -35,6 +35,9 @@ struct BufferState {
     failed: Vec<UsageBatch>,
     /// Stored totals: (tenant, kind) -> (bucket, value, read at).
     stored: HashMap<(TenantId, UsageKind), (Bucket, u64, Timestamp)>,
+    /// The last stored total read, kept across flushes: what quota checks
+    /// count on while the meter is unavailable.
+    last_read: HashMap<(TenantId, UsageKind), (Bucket, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -270,9 +273,26 @@ impl Idp {
         if let Some(v) = cached {
             return Ok(v);
         }
-        let stored = self.inner.meter.get(tenant, kind, &bucket).await?;
+        let stored = match self.inner.meter.get(tenant, kind, &bucket).await {
+            Ok(v) => v,
+            Err(Error::Unavailable { .. }) => {
+                // The meter is down (a Redis or database outage): count on
+                // the last total this node read in the period (none: 0) and
+                // its own unflushed use, rather than refusing every call.
+                // Whether to serve at all during an outage is the rate
+                // limiter's failure policy, checked before this.
+                let s = self.inner.usage.lock();
+                let last = match s.last_read.get(&key) {
+                    Some((b, v)) if *b == bucket => *v,
+                    _ => 0,
+                };
+                return Ok(last + s.pending_totals.get(&key).copied().unwrap_or(0));
+            }
+            Err(e) => return Err(e),
+        };
         let mut s = self.inner.usage.lock();
-        s.stored.insert(key.clone(), (bucket, stored, now));
+        s.stored.insert(key.clone(), (bucket.clone(), stored, now));
+        s.last_read.insert(key.clone(), (bucket, stored));
         Ok(stored + s.pending_totals.get(&key).copied().unwrap_or(0))
     }
 

@@ -6,11 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{RedisResult, Value};
 
-use sentryagent_core::BackendHealth;
 use sentryagent_core::{AgentId, Error, Result, TenantId, Timestamp};
+use sentryagent_core::{BackendHealth, HealthStatus};
 use sentryagent_core::{Bucket, UsageBatch, UsageKind, UsageMeter, usage::hour_start};
 
 use super::conn::{Conn, Lua, bad_reply, is_noscript, unavailable};
+use super::options::FailurePolicy;
 
 /// The longest range [`hourly`](UsageMeter::hourly) reads, in hours: 400
 /// days (the core asks for up to 367 days of hours).
@@ -162,12 +163,24 @@ impl RedisUsageMeter {
     }
 
     /// `PING` latency.
+    /// `Up` when Redis answers a ping. Otherwise `Down`, or `Degraded`
+    /// under [`FailurePolicy::Open`]: each node keeps counting in memory
+    /// and writes its batches (idempotently) once Redis is back, and quota
+    /// checks count on the last totals read, so the node still serves.
     async fn ping_health(&self, part: &str) -> BackendHealth {
+        let policy = self.conn.options.failure_policy;
         match self.conn.ping().await {
             Ok(latency) => BackendHealth::up("redis", latency),
-            Err(e) => BackendHealth::down("redis", format!("redis unreachable: {e}")),
+            Err(e) => {
+                let mut h = BackendHealth::down("redis", format!("redis unreachable: {e}"));
+                if policy == FailurePolicy::Open {
+                    h.status = HealthStatus::Degraded;
+                }
+                h
+            }
         }
         .with_detail("part", part)
+        .with_detail("failure_policy", policy.as_str())
     }
 }
 
