@@ -2,6 +2,8 @@
 
 mod a2a;
 mod billing;
+#[cfg(feature = "console")]
+pub mod console;
 mod cors;
 mod drain;
 mod extract;

@@ -36,6 +36,7 @@ use std::time::Duration;
 use clap::CommandFactory as _;
 use sentryagent_billing::MeterReporter;
 use sentryagent_core::{AdminScope, BillingProvider, Caller, Clock, Idp, SystemClock};
+use sentryagent_http::console::ConsoleConfig;
 use sentryagent_http::{Drain, RouterConfig};
 use sentryagent_storage::{BackendUrls, open};
 
@@ -201,7 +202,13 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
             async move { vec![limiter.health().await] }
         });
     }
-    let app = axum::Router::new().merge(sentryagent_http::router_with(idp.clone(), config));
+    // The web console at the root; the API keeps its paths (none collide).
+    let app = axum::Router::new()
+        .merge(sentryagent_http::router_with(idp.clone(), config))
+        .merge(sentryagent_http::console::router(
+            idp.clone(),
+            ConsoleConfig::default(),
+        ));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "listening");
     let limits = serve::Limits {
