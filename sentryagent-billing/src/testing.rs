@@ -272,7 +272,7 @@ fn hosted_page(what: &str, id: &str) -> Response {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();
     let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Fake Stripe {what}</title></head>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Fake Stripe {what}</title></head>\
          <body><h1>Fake Stripe {what}</h1><p id=\"session\">{id}</p></body></html>"
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()

@@ -35,28 +35,37 @@ fn loopback_addresses_are_told_apart() {
     }
 }
 
-/// The harness sees what the tests rely on it to see: a script error and
-/// a request to another host count as problems.
+/// The harness sees what the tests rely on it to see: a CSP violation, a
+/// script error and a request to another host count as problems.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_harness_reports_console_errors_csp_violations_and_outside_requests() {
     let Some(mut b) = Browser::start("console_browser::harness").await else {
         return;
     };
     let d = daemon::spawn(&["--store", "memory://"], &[]).await;
-    // A clean page: nothing to report.
-    b.goto(&format!("{}/health", d.base)).await;
+    // A console page (it has the console's Content-Security-Policy):
+    // nothing to report.
+    b.goto(&format!("{}/pricing", d.base)).await;
     assert_eq!(b.problems().await, Vec::<String>::new());
-    // A script that throws is an error; an image from elsewhere leaves
-    // loopback (and resolves to nothing: only loopback names resolve).
+    // An inline script is refused by the policy; a script that throws is
+    // an error; an image from elsewhere leaves loopback (and resolves to
+    // nothing: only loopback names resolve).
     b.js(
-        "const i = new Image(); i.src = 'http://images.example/pixel.png'; \
+        "const s = document.createElement('script'); s.textContent = 'window.inlineRan = true'; \
+         document.body.appendChild(s); \
+         const i = new Image(); i.src = 'http://images.example/pixel.png'; \
          document.body.appendChild(i); \
          setTimeout(() => { throw new Error('thrown on purpose'); }, 0); return null",
         json!([]),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        b.js("return window.inlineRan === true", json!([])).await,
+        json!(false)
+    );
     let problems = b.problems().await.join("\n");
+    assert!(problems.contains("Content Security Policy"), "{problems}");
     assert!(problems.contains("thrown on purpose"), "{problems}");
     assert!(
         problems.contains("request outside loopback: http://images.example/pixel.png"),

@@ -49,11 +49,18 @@
 //!    the matching error page).
 //! 4. Add the route in [`router`]'s list.
 
+mod analytics;
 mod assets;
 mod auth;
+mod billing;
+mod charts;
+mod dashboard;
+mod fmt;
 mod marketplace;
 mod page;
 mod public;
+mod tier;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,6 +182,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp, config: ConsoleConfig)
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/signup", get(auth::signup_page).post(auth::signup))
         .route("/logout", post(auth::logout))
+        // The dashboard: usage, billing, tier, analytics.
+        .merge(dashboard::routes(Router::new()))
         // Assets, immutable under a versioned path.
         .route("/assets/{version}/{file}", get(assets::serve))
         .layer(from_fn_with_state(state.clone(), auth::session_layer))
