@@ -583,3 +583,66 @@ async fn signed_out_the_dashboard_pages_send_to_login_with_next() {
     }
     b.quit().await;
 }
+
+/// The JavaScript and CSS a page references, as the browser would fetch
+/// them.
+fn assets_of(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (tag, attr) in [("<link", "href=\""), ("<script", "src=\"")] {
+        for part in html.split(tag).skip(1) {
+            let el = part.split('>').next().unwrap_or_default();
+            if tag == "<link" && !el.contains("rel=\"stylesheet\"") {
+                continue;
+            }
+            if let Some(rest) = el.split(attr).nth(1) {
+                out.push(rest.split('"').next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// JavaScript + CSS shipped to each dashboard page stays under 150 KB.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_dashboard_page_ships_under_150_kb_of_javascript_and_css() {
+    let s = server(false).await;
+    let p = s.sign_up("frances@example.com").await;
+    let cookie = format!("{}={}", p.cookie.0, p.cookie.1);
+    for page in [
+        "/usage",
+        "/settings/billing",
+        "/settings/tier",
+        "/analytics",
+    ] {
+        let r = s
+            .http
+            .get(s.url(page))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{page}");
+        let html = r.text().await.unwrap();
+        let assets = assets_of(&html);
+        assert!(
+            assets.iter().any(|a| a.ends_with(".css")),
+            "{page}: {assets:?}"
+        );
+        assert!(
+            assets.iter().any(|a| a.ends_with(".js")),
+            "{page}: {assets:?}"
+        );
+        let mut total = 0;
+        for a in &assets {
+            assert!(
+                a.starts_with('/'),
+                "{page}: {a} is not served by the console"
+            );
+            let body = s.http.get(s.url(a)).send().await.unwrap();
+            assert_eq!(body.status(), 200, "{a}");
+            total += body.bytes().await.unwrap().len();
+        }
+        eprintln!("{page}: {total} bytes of JavaScript and CSS in {assets:?}");
+        assert!(total < 150 * 1024, "{page}: {total} bytes");
+    }
+}

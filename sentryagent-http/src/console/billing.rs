@@ -38,10 +38,22 @@ pub(crate) fn post_button(
     }
 }
 
+/// The links between the settings pages.
+pub(crate) fn settings_nav(prefix: &str, current: &str) -> Markup {
+    html! {
+        nav .subnav aria-label="Settings" {
+            @for (key, path, label) in [("billing", "/settings/billing", "Billing"), ("tier", "/settings/tier", "Tier and limits")] {
+                a href={ (prefix) (path) } aria-current=[(key == current).then_some("page")] { (label) }
+            }
+        }
+    }
+}
+
 /// The page's main content.
 pub(crate) fn content(prefix: &str, csrf: &str, s: &Subscription) -> Markup {
     let paid = s.tier != Tier::Free;
     html! {
+        (settings_nav(prefix, "billing"))
         section .billing {
             dl .facts {
                 dt { "Tier" }

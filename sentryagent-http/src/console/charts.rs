@@ -108,7 +108,8 @@ pub(crate) fn token_trend(days: &[DailyCount]) -> String {
             esc(&d.day),
             d.count
         );
-        if i % 7 == 0 || i + 1 == days.len() {
+        // Every seventh day, and the last one unless a label is near.
+        if i % 7 == 0 || (i + 1 == days.len() && i % 7 >= 4) {
             // `YYYY-MM-DD` -> `MM-DD`.
             let label = d.day.get(5..).unwrap_or(&d.day);
             let _ = write!(

@@ -7,7 +7,7 @@
 use maud::{Markup, html};
 use sentryagent_core::{Tier, UsageSummary};
 
-use super::billing::{not_configured, post_button};
+use super::billing::{not_configured, post_button, settings_nav};
 use super::fmt::{number, tier_name};
 
 fn limit_row(key: &str, label: &str, limit: Option<u64>, used: Option<u64>) -> Markup {
@@ -28,6 +28,7 @@ fn limit_row(key: &str, label: &str, limit: Option<u64>, used: Option<u64>) -> M
 pub(crate) fn content(prefix: &str, csrf: &str, u: &UsageSummary, billing: bool) -> Markup {
     let l = &u.limits;
     html! {
+        (settings_nav(prefix, "tier"))
         section .tier {
             @if u.tier == Tier::Enterprise {
                 p #tier-name .tier-name { "Enterprise — Unlimited" }

@@ -84,7 +84,6 @@ pub(crate) fn content(prefix: &str, u: &UsageSummary, refresh_secs: u64) -> Mark
                 (meter("token_issuances_this_month", "Token issuances this month", &u.token_issuances_this_month))
             }
             p {
-                (number(u.active_agents_this_month)) " agents got a token this month. "
                 a href={ (prefix) "/analytics" } { "See analytics" }
                 " · "
                 a href=(upgrade_href) { "Tier and limits" }
