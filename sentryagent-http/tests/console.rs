@@ -495,3 +495,16 @@ async fn the_marketplace_pages_with_a_cursor_that_keeps_the_filters() {
     let count = |body: &str| body.matches("class=\"card\"").count();
     assert_eq!(count(&first.body) + count(&second.body), 25);
 }
+
+#[tokio::test]
+async fn pricing_shows_prices_when_billing_is_configured() {
+    let config = sentryagent_http::console::ConsoleConfig::new("")
+        .price(sentryagent_core::Tier::Pro, "$49 a month");
+    let (c, _fake) = Console::with_stripe(config).await;
+    let a = c.get("/pricing", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains(">Price<"));
+    assert!(a.body.contains("$49 a month"));
+    assert!(a.body.contains("See the billing page"));
+    assert!(!a.body.contains("Billing is not set up"));
+}

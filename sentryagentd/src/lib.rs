@@ -146,6 +146,9 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
         .configure(|c| {
             c.tiers = tiers;
             c.people.signup = args.signup_mode();
+            // The console is at the root: its pages open the links.
+            c.people.invitation_url = format!("{issuer}/invitations/accept");
+            c.people.password_reset_url = format!("{issuer}/password-reset");
         })
         .clock(clock)
         .billing(billing)

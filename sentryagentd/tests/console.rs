@@ -43,9 +43,44 @@ async fn the_console_is_at_the_root_and_the_api_keeps_its_paths() {
         );
     }
     // A signed-in page sends a signed-out visitor to sign in.
-    let r = http.post(format!("{b}/logout")).send().await.unwrap();
-    assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/login?next=%2Flogout");
+    for (path, next) in [("/agents", "%2Fagents"), ("/members", "%2Fmembers")] {
+        let r = http.get(format!("{b}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(r.headers()["location"], format!("/login?next={next}"));
+    }
+    // The links of invitations open the console's page.
+    let signup = http
+        .post(format!("{b}/v1/signup"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery staple", "tenant_name": "Acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let cookie = signup.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me: serde_json::Value = signup.json().await.unwrap();
+    let tenant = me["session"]["tenant_id"].as_str().unwrap();
+    let inv: serde_json::Value = http
+        .post(format!("{b}/v1/tenants/{tenant}/invitations"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
+        .json(&serde_json::json!({"email": "grace@example.com", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = inv["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{b}/invitations/accept#token=")),
+        "{url}"
+    );
     // The API is where it was.
     for (path, status) in [
         ("/health", 200),

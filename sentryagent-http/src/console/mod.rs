@@ -49,15 +49,21 @@
 //!    the matching error page).
 //! 4. Add the route in [`router`]'s list.
 
+mod agents;
 mod analytics;
 mod assets;
+mod audit;
 mod auth;
 mod billing;
 mod charts;
 mod dashboard;
 mod fmt;
+mod keys;
+mod links;
 mod marketplace;
+mod members;
 mod page;
+mod profile;
 mod public;
 mod tier;
 mod usage;
@@ -182,6 +188,48 @@ pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp, config: ConsoleConfig)
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/signup", get(auth::signup_page).post(auth::signup))
         .route("/logout", post(auth::logout))
+        .route(
+            "/invitations/accept",
+            get(links::invitation_page).post(links::accept_invitation),
+        )
+        .route("/password-reset", get(links::reset_page).post(links::reset))
+        // Signed-in pages.
+        .route("/agents", get(agents::list))
+        .route("/agents/new", get(agents::new_page).post(agents::create))
+        .route("/agents/{id}", get(agents::detail))
+        .route("/agents/{id}/lifecycle", post(agents::lifecycle))
+        .route("/agents/{id}/credentials", post(agents::credentials))
+        .route("/agents/{id}/token", post(agents::first_token))
+        .route("/api-keys", get(keys::list).post(keys::create))
+        .route("/api-keys/{key_id}/revoke", post(keys::revoke))
+        .route("/members", get(members::list))
+        .route("/members/invitations", post(members::invite))
+        .route(
+            "/members/invitations/{id}/revoke",
+            post(members::revoke_invitation),
+        )
+        .route("/members/{user_id}/role", post(members::change_role))
+        .route("/members/{user_id}/remove", post(members::remove))
+        .route("/audit", get(audit::list))
+        .route("/settings/profile", get(profile::page))
+        .route("/settings/profile/password", post(profile::change_password))
+        .route("/settings/profile/totp", post(profile::begin_totp))
+        .route(
+            "/settings/profile/totp/confirm",
+            post(profile::confirm_totp),
+        )
+        .route(
+            "/settings/profile/totp/disable",
+            post(profile::disable_totp),
+        )
+        .route(
+            "/settings/profile/sessions/{id}/end",
+            post(profile::end_session),
+        )
+        .route(
+            "/settings/profile/sessions/end-others",
+            post(profile::end_other_sessions),
+        )
         // The dashboard: usage, billing, tier, analytics.
         .merge(dashboard::routes(Router::new()))
         // Assets, immutable under a versioned path.

@@ -254,6 +254,11 @@ pub(crate) fn notice_text(code: &str) -> Option<Flash> {
         "invitation-revoked" => "The invitation is revoked.",
         "role-changed" => "The member's role changed.",
         "member-removed" => "The member is removed.",
+        "password-changed" => "The password is changed; your other sessions ended.",
+        "password-reset" => "Your new password is set: sign in with it.",
+        "totp-off" => "The second factor is off.",
+        "session-ended" => "The session is ended.",
+        "sessions-ended" => "Every other session is ended.",
         _ => return None,
     };
     Some(Flash::success(text))
@@ -346,7 +351,7 @@ fn layout(ctx: &Ctx, page: &Page) -> Markup {
                     }
                     div class="account" {
                         @if let Some(s) = &ctx.session {
-                            span class="who" { (s.user.email) }
+                            a class="who" href=(ctx.url("/settings/profile")) { (s.user.email) }
                             form method="post" action=(ctx.url("/logout")) class="inline" {
                                 (ctx.csrf_field())
                                 button type="submit" class="link" { "Sign out" }

@@ -98,6 +98,38 @@ impl Console {
         prefix: &str,
         configure: impl FnOnce(&mut IdpConfig) + Send + 'static,
     ) -> Console {
+        Console::full(
+            store,
+            postgres_url,
+            configure,
+            None,
+            ConsoleConfig::new(prefix),
+        )
+        .await
+    }
+
+    /// A console on the memory store whose billing is Stripe on a fresh
+    /// fake Stripe, with console options.
+    pub async fn with_stripe(
+        console: ConsoleConfig,
+    ) -> (Console, sentryagent_billing::testing::FakeStripe) {
+        let fake = sentryagent_billing::testing::FakeStripe::start()
+            .await
+            .unwrap();
+        let stripe: Arc<dyn sentryagent_core::BillingProvider> =
+            Arc::new(sentryagent_billing::StripeBilling::new(fake.config()).unwrap());
+        let c = Console::full(Store::Memory, None, |_| {}, Some(stripe), console).await;
+        (c, fake)
+    }
+
+    pub async fn full(
+        store: Store,
+        postgres_url: Option<String>,
+        configure: impl FnOnce(&mut IdpConfig) + Send + 'static,
+        billing: Option<Arc<dyn sentryagent_core::BillingProvider>>,
+        console: ConsoleConfig,
+    ) -> Console {
+        let prefix = console.prefix.clone();
         let clock = ManualClock::new(SystemClock.now());
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let mut dir = None;
@@ -111,32 +143,39 @@ impl Console {
             }
             Store::Postgres => postgres_url.expect("a Postgres URL"),
         };
+        let limiter = matches!(store, Store::Postgres).then(|| "memory://".to_owned());
         let backends = open(
             &BackendUrls {
                 store: url,
+                limiter,
                 ..Default::default()
             },
             shared.clone(),
         )
         .await
         .unwrap();
-        let idp = backends
-            .apply(Idp::builder("http://127.0.0.1:8080"))
+        let mut builder = backends.apply(Idp::builder("http://127.0.0.1:8080"));
+        if let Some(b) = billing {
+            builder = builder.billing(b);
+        }
+        let idp = builder
             .clock(shared)
+            // Many sign-ups per test, all from one (absent) address.
+            .configure(|cfg| cfg.people.signup_per_ip = sentryagent_core::Quota::per_minute(1_000))
             .configure(configure)
             .build()
             .await
             .unwrap();
-        let router = console::router(idp.clone(), ConsoleConfig::new(prefix));
+        let router = console::router(idp.clone(), console);
         let app = if prefix.is_empty() {
             Router::new().merge(router)
         } else {
-            Router::new().nest(prefix, router)
+            Router::new().nest(&prefix, router)
         };
         Console {
             idp,
             app,
-            prefix: prefix.to_owned(),
+            prefix,
             clock,
             _dir: dir,
         }
@@ -232,6 +271,41 @@ impl Console {
     ) -> (sentryagent_core::TenantId, sentryagent_core::Caller) {
         let caller = self.session(b).await.caller.expect("a member");
         (caller.tenant.clone().unwrap(), caller)
+    }
+
+    /// A new member of the browser's tenant with `role`, signed in (an
+    /// invitation accepted through the core).
+    pub async fn join(&self, owner: &Browser, role: sentryagent_core::Role) -> Browser {
+        let (tenant, caller) = self.member(owner).await;
+        let email = unique_email(role.as_str());
+        let inv = self
+            .idp
+            .create_invitation(
+                &caller,
+                &tenant,
+                &sentryagent_core::NewInvitation {
+                    email: email.clone(),
+                    role,
+                },
+            )
+            .await
+            .unwrap();
+        let signed = self
+            .idp
+            .accept_invitation(
+                &sentryagent_core::AcceptInvitation {
+                    token: inv.token.expose().to_owned(),
+                    password: PW.into(),
+                    display_name: None,
+                    totp: None,
+                },
+                &sentryagent_core::RequestMeta::default(),
+                None,
+            )
+            .await
+            .unwrap();
+        self.browser(format!("sentryagent_session={}", signed.secret.expose()))
+            .await
     }
 
     /// Moves the browser's tenant to the enterprise tier (the free tier
