@@ -646,3 +646,71 @@ async fn each_dashboard_page_ships_under_150_kb_of_javascript_and_css() {
         assert!(total < 150 * 1024, "{page}: {total} bytes");
     }
 }
+
+/// Sign-up to a first token through the wizard, then signing in again with
+/// `next` lands on the page asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_up_lands_in_the_wizard_which_gives_a_first_token_and_sign_in_follows_next() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(mut b) = Browser::start("console_browser::wizard").await else {
+        return;
+    };
+    let s = server(false).await;
+    b.goto(&s.url("/signup")).await;
+    b.check().await;
+    b.screenshots("signup").await;
+    b.fill("form.stack input[name=email]", "hedy@example.com")
+        .await;
+    b.fill("form.stack input[name=display_name]", "Hedy").await;
+    b.fill("form.stack input[name=tenant_name]", "Frequency Hopping")
+        .await;
+    b.fill("form.stack input[name=password]", PASSWORD).await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_url(&s.url("/agents/new"), WAIT).await;
+    b.check().await;
+    b.screenshots("wizard").await;
+
+    // Register an agent with a generated key: the credentials, once.
+    b.fill("input[name=name]", "first-bot").await;
+    b.fill("textarea[name=description]", "Reads invoices").await;
+    b.click("form[action$=\"/agents/new\"] button[type=submit]")
+        .await;
+    b.wait_css("#client-secret", WAIT).await;
+    b.check().await;
+    let client_id = b.text_of("#client-id").await.unwrap();
+    assert!(client_id.starts_with("agt_"), "{client_id}");
+    assert!(b.text_of("#private-jwk").await.unwrap().contains("\"d\""));
+    assert!(b.text_of("#snippet-cli").await.is_some());
+    b.screenshots("wizard-credentials").await;
+
+    // "Get a token now": the decoded claims name the agent.
+    b.click("form[action$=\"/token\"] button[type=submit]")
+        .await;
+    b.wait_css("#token-claims", WAIT).await;
+    b.check().await;
+    let claims: Value = serde_json::from_str(&b.text_of("#token-claims").await.unwrap()).unwrap();
+    assert_eq!(claims["sub"], json!(client_id), "{claims}");
+    b.screenshots("wizard-first-token").await;
+
+    // Signed out, the Usage tab asks to sign in and then opens.
+    b.click("header form[action$=\"/logout\"] button").await;
+    b.wait_for(
+        "the signed-out home page",
+        "return !document.querySelector('header form[action$=\"/logout\"]')",
+        json!([]),
+        WAIT,
+    )
+    .await;
+    b.goto(&s.url("/usage")).await;
+    b.wait_url(&s.url("/login"), WAIT).await;
+    b.check().await;
+    b.fill("input[name=email]", "hedy@example.com").await;
+    b.fill("input[name=password]", PASSWORD).await;
+    b.click("form[action*=\"/login\"] button[type=submit]")
+        .await;
+    b.wait_url(&s.url("/usage"), WAIT).await;
+    b.wait_css("[data-metric=\"agents\"]", WAIT).await;
+    assert_eq!(number(&b, "[data-metric=\"agents\"] .meter-used").await, 1);
+    b.check().await;
+    b.quit().await;
+}
