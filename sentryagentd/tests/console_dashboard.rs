@@ -31,6 +31,7 @@ struct Server {
     op: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
+    _schema: Option<sentryagent_storage::testing::SchemaGuard>,
     stripe: Option<FakeStripe>,
 }
 
@@ -44,10 +45,22 @@ const TIERS: &str = r#"{
 }"#;
 
 async fn server(with_stripe: bool) -> Server {
+    server_on(with_stripe, None).await
+}
+
+/// The server on sled, or on the Postgres at `postgres` (store and meter,
+/// in a schema of its own dropped at the end).
+async fn server_on(with_stripe: bool, postgres: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let tiers = dir.path().join("tiers.json");
     std::fs::write(&tiers, TIERS).unwrap();
-    let store = format!("sled://{}", dir.path().join("db").display());
+    let (store, schema) = match postgres {
+        Some(url) => {
+            let (url, guard) = sentryagent_storage::testing::SchemaGuard::fresh(url);
+            (url, Some(guard))
+        }
+        None => (format!("sled://{}", dir.path().join("db").display()), None),
+    };
     let op = key();
     let stripe = if with_stripe {
         Some(FakeStripe::start().await.unwrap())
@@ -89,6 +102,9 @@ async fn server(with_stripe: bool) -> Server {
             .map(|s| s.to_string()),
         );
     }
+    if postgres.is_some() {
+        args.extend(["--limiter".to_owned(), "memory://".to_owned()]);
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let daemon = spawn(&args, &[("SENTRYAGENT_BOOTSTRAP_KEY", &op)]).await;
     Server {
@@ -96,6 +112,7 @@ async fn server(with_stripe: bool) -> Server {
         op,
         http: client(),
         _dir: dir,
+        _schema: schema,
         stripe,
     }
 }
@@ -713,4 +730,52 @@ async fn sign_up_lands_in_the_wizard_which_gives_a_first_token_and_sign_in_follo
     assert_eq!(number(&b, "[data-metric=\"agents\"] .meter-used").await, 1);
     b.check().await;
     b.quit().await;
+}
+
+/// The dashboard pages on Postgres (store and usage meter): each page, the
+/// JSON and the charts answer, with the figures of `GET /billing/usage`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_pages_work_on_postgres() {
+    let Some(url) = sentryagent_storage::testing::postgres("console_dashboard::postgres").await
+    else {
+        return;
+    };
+    let s = server_on(false, Some(&url)).await;
+    let p = s.sign_up("radia@example.com").await;
+    s.agent_with_tokens(&p, "pg-bot", 6).await;
+    s.flush(&p).await;
+    let cookie = format!("{}={}", p.cookie.0, p.cookie.1);
+    let get = |path: &str| s.http.get(s.url(path)).header("cookie", &cookie).send();
+    let api = s.usage(&p).await;
+    let page: Value = get("/usage.json").await.unwrap().json().await.unwrap();
+    for field in ["api_calls_today", "agents", "token_issuances_this_month"] {
+        assert_eq!(page[field], api[field], "{field}");
+    }
+    assert_eq!(used(&api, "token_issuances_this_month"), 6);
+    for path in [
+        "/usage",
+        "/settings/billing",
+        "/settings/tier",
+        "/analytics",
+    ] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("pg-bot") || path != "/analytics", "{html}");
+    }
+    let heat = get("/analytics/heatmap.svg")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(heat.matches("data-cell=").count(), 168);
+    assert!(heat.contains("6 in all"), "{heat}");
+    let trend = get("/analytics/token-trend.svg")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(trend.matches("<circle").count(), 30);
 }
