@@ -154,7 +154,7 @@ fn bench(c: &mut Criterion) {
             .collect();
         times.sort();
         println!(
-            "console/{path}: {bytes} bytes; p50 {:?}, p99 {:?}, max {:?} (1,000 requests)",
+            "console {path}: {bytes} bytes; p50 {:?}, p99 {:?}, max {:?} (1,000 requests)",
             times[499], times[989], times[999]
         );
     }
