@@ -51,10 +51,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use sentryagent_core::{Tier, Timestamp};
 use serde_json::{Value, json};
 
@@ -265,6 +265,19 @@ fn json_response(status: u16, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// A plain page standing in for Stripe's hosted checkout or portal.
+fn hosted_page(what: &str, id: &str) -> Response {
+    let id: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Fake Stripe {what}</title></head>\
+         <body><h1>Fake Stripe {what}</h1><p id=\"session\">{id}</p></body></html>"
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
 fn is_http_url(s: &str) -> bool {
     (s.starts_with("https://") || s.starts_with("http://")) && s.len() > 8
 }
@@ -307,6 +320,16 @@ impl FakeStripe {
             .route("/v1/checkout/sessions", route(Endpoint::Checkout))
             .route("/v1/billing_portal/sessions", route(Endpoint::Portal))
             .route("/v1/billing/meter_events", route(Endpoint::MeterEvent))
+            // The hosted pages the session URLs point at, as a browser
+            // lands on them.
+            .route(
+                "/checkout/{id}",
+                get(|Path(id): Path<String>| async move { hosted_page("Checkout", &id) }),
+            )
+            .route(
+                "/portal/{id}",
+                get(|Path(id): Path<String>| async move { hosted_page("Customer portal", &id) }),
+            )
             .fallback(|| async {
                 let (status, body) = stripe_error(
                     StatusCode::NOT_FOUND,

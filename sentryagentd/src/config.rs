@@ -124,6 +124,14 @@ pub struct Args {
     /// fetch).
     #[arg(long, env = sentryagent_http::MIN_REFETCH_ENV, default_value_t = 60)]
     pub federation_jwks_min_refetch_seconds: u64,
+    /// How often the console's Usage tab refreshes its figures, in seconds
+    /// (at least 1).
+    #[arg(
+        long,
+        env = "SENTRYAGENT_CONSOLE_USAGE_REFRESH_SECONDS",
+        default_value_t = 60
+    )]
+    pub console_usage_refresh_seconds: u64,
     /// A bearer token `/metrics` requires (`Authorization: Bearer <token>`;
     /// 401 otherwise): 16 to 256 visible ASCII characters. Default: none,
     /// `/metrics` answers anyone who reaches the listener. Pass it through

@@ -214,7 +214,8 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
         .merge(sentryagent_http::router_with(idp.clone(), config))
         .merge(sentryagent_http::console::router(
             idp.clone(),
-            ConsoleConfig::default(),
+            ConsoleConfig::default()
+                .refresh_interval(Duration::from_secs(args.console_usage_refresh_seconds)),
         ));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "listening");

@@ -8,10 +8,18 @@ use axum::response::{IntoResponse, Response};
 
 use super::page::PageError;
 
-/// The stylesheet.
-pub(crate) const CSS: &[u8] = include_bytes!("assets/console.css");
-/// The script.
-pub(crate) const JS: &[u8] = include_bytes!("assets/console.js");
+/// The stylesheet (the dashboard pages' part appended).
+pub(crate) const CSS: &[u8] = concat!(
+    include_str!("assets/console.css"),
+    include_str!("assets/dashboard.css")
+)
+.as_bytes();
+/// The script (the dashboard pages' part appended).
+pub(crate) const JS: &[u8] = concat!(
+    include_str!("assets/console.js"),
+    include_str!("assets/dashboard.js")
+)
+.as_bytes();
 
 /// FNV-1a, 64 bits: a content fingerprint for the asset paths (not a
 /// security measure).

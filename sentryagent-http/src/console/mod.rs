@@ -50,9 +50,14 @@
 //! 4. Add the route in [`router`]'s list.
 
 mod agents;
+mod analytics;
 mod assets;
 mod audit;
 mod auth;
+mod billing;
+mod charts;
+mod dashboard;
+mod fmt;
 mod keys;
 mod links;
 mod marketplace;
@@ -60,6 +65,8 @@ mod members;
 mod page;
 mod profile;
 mod public;
+mod tier;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,6 +230,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(idp: Idp, config: ConsoleConfig)
             "/settings/profile/sessions/end-others",
             post(profile::end_other_sessions),
         )
+        // The dashboard: usage, billing, tier, analytics.
+        .merge(dashboard::routes(Router::new()))
         // Assets, immutable under a versioned path.
         .route("/assets/{version}/{file}", get(assets::serve))
         .layer(from_fn_with_state(state.clone(), auth::session_layer))

@@ -326,6 +326,8 @@ fn layout(ctx: &Ctx, page: &Page) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
                 title { (page.title) " · SentryAgent" }
+                // No icon to fetch (a missing one is an error in the console).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href=(ctx.url(&assets::css_path()));
                 script src=(ctx.url(&assets::js_path())) defer {}
             }
