@@ -106,6 +106,12 @@ pub struct RouterConfig {
     /// <token>`, compared in constant time; 401 otherwise). Default none:
     /// `/metrics` answers anyone who reaches the listener.
     pub metrics_token: Option<Arc<str>>,
+    /// The web console, served by this router next to the API (same
+    /// listener, same request log, timeout, drain and metrics) when set.
+    /// Default none. A host that wants the console under its own prefix
+    /// nests [`console::router`] instead.
+    #[cfg(feature = "console")]
+    pub console: Option<console::ConsoleConfig>,
 }
 
 impl Default for RouterConfig {
@@ -121,14 +127,16 @@ impl Default for RouterConfig {
             audit_streams_per_tenant: DEFAULT_AUDIT_STREAMS_PER_TENANT,
             audit_streams_total: DEFAULT_AUDIT_STREAMS,
             metrics_token: None,
+            #[cfg(feature = "console")]
+            console: None,
         }
     }
 }
 
 impl std::fmt::Debug for RouterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouterConfig")
-            .field("body_limit", &self.body_limit)
+        let mut d = f.debug_struct("RouterConfig");
+        d.field("body_limit", &self.body_limit)
             .field("request_timeout", &self.request_timeout)
             .field("sse_keep_alive", &self.sse_keep_alive)
             .field("health_probes", &self.health_probes.len())
@@ -140,12 +148,22 @@ impl std::fmt::Debug for RouterConfig {
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "(set)"),
-            )
-            .finish()
+            );
+        #[cfg(feature = "console")]
+        d.field("console", &self.console);
+        d.finish()
     }
 }
 
 impl RouterConfig {
+    /// Serves the web console at this router's root, next to the API, behind
+    /// the same layers (request log, timeout, drain, metrics).
+    #[cfg(feature = "console")]
+    pub fn console(mut self, console: console::ConsoleConfig) -> Self {
+        self.console = Some(console);
+        self
+    }
+
     /// Sets the body limit.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
@@ -268,8 +286,12 @@ pub fn router_with<S: Clone + Send + Sync + 'static>(idp: Idp, config: RouterCon
     let json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
     let _ = state.openapi.set(json);
 
-    let mut app = api
-        .route("/openapi.json", axum::routing::get(ops::openapi_json))
+    let mut app = api.route("/openapi.json", axum::routing::get(ops::openapi_json));
+    #[cfg(feature = "console")]
+    if let Some(console) = state.config.console.clone() {
+        app = app.merge(console::router(state.idp.clone(), console));
+    }
+    let mut app = app
         .fallback(ops::no_route)
         .method_not_allowed_fallback(ops::method_not_allowed);
     if state.config.explorer {

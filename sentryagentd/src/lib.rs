@@ -209,14 +209,13 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
             async move { vec![limiter.health().await] }
         });
     }
-    // The web console at the root; the API keeps its paths (none collide).
-    let app = axum::Router::new()
-        .merge(sentryagent_http::router_with(idp.clone(), config))
-        .merge(sentryagent_http::console::router(
-            idp.clone(),
-            ConsoleConfig::default()
-                .refresh_interval(Duration::from_secs(args.console_usage_refresh_seconds)),
-        ));
+    // The web console at the root, behind the API's layers; the API keeps
+    // its paths (none collide).
+    let config = config.console(
+        ConsoleConfig::default()
+            .refresh_interval(Duration::from_secs(args.console_usage_refresh_seconds)),
+    );
+    let app: axum::Router = sentryagent_http::router_with(idp.clone(), config);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "listening");
     let limits = serve::Limits {

@@ -1,5 +1,6 @@
 //! The built server serves the web console at its root, next to the API:
-//! no path of one hides a path of the other.
+//! no path of one hides a path of the other, and both sit behind the same
+//! layers (request id, request log, timeout, drain).
 
 mod daemon;
 
@@ -37,6 +38,8 @@ async fn the_console_is_at_the_root_and_the_api_keeps_its_paths() {
             .unwrap()
             .to_owned();
         assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        // The console is behind the API's layers: request id, log, timeout.
+        assert!(r.headers().contains_key("x-request-id"), "{path}");
         assert!(
             r.text().await.unwrap().contains("<main id=\"main\""),
             "{path}"
