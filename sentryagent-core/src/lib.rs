@@ -78,10 +78,10 @@ pub use credentials::{
 pub use error::{BoxError, Error, LimitKind, Result};
 pub use health::{BackendHealth, HealthStatus};
 pub use idp::{
-    Admission, AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller, DailyCount,
-    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES, NewAgent,
-    PublisherUpdate, RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription, TenantUpdate,
-    UsageSummary,
+    ATTESTATION_TYP, Admission, AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller,
+    DailyCount, Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES,
+    NewAgent, PublisherUpdate, RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription,
+    TenantUpdate, UsageSummary,
 };
 pub use ids::{
     AdminKeyId, AgentId, InvitationId, SecretId, SessionId, TenantId, TrustPolicyId, UserId,

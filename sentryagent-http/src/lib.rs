@@ -406,6 +406,8 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::metadata))
         .routes(routes!(oauth::openid_configuration))
         .routes(routes!(oauth::jwks))
+        .routes(routes!(public::issuer_did_json))
+        .routes(routes!(public::issuer_did_json_at_path))
         .routes(routes!(oauth::token))
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::revoke));
@@ -460,6 +462,7 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(billing::portal))
         .routes(routes!(public::search))
         .routes(routes!(public::marketplace_agent))
+        .routes(routes!(public::agent_card))
         .routes(routes!(public::did_json))
         .routes(routes!(public::publisher))
         .routes(routes!(members::list_members))

@@ -1,4 +1,5 @@
-//! Public endpoints: the marketplace, DID documents and publisher profiles.
+//! Public endpoints: the marketplace, signed A2A agent cards, DID documents
+//! (the agents' and the IdP's own `did:web`) and publisher profiles.
 //! Nothing here carries a secret or an agent's internal settings.
 
 use axum::Json;
@@ -9,13 +10,13 @@ use sentryagent_core::did::DidDocument;
 use sentryagent_core::{MarketplaceQuery, Page, PageRequest};
 
 use crate::AppState;
-use crate::a2a::agent_card;
+use crate::a2a::{AgentCard, card_url, signed_agent_card};
 use crate::extract::{ApiPath, ApiQuery, MaybeAdmin};
 use crate::manage::agent_id;
 use crate::problem::ApiError;
 use crate::views::{
     AuthErrors, InputErrors, MarketplaceEntry, MarketplaceParams, NotFound, PublicAgent,
-    PublisherPage, PublisherView,
+    PublisherPage, PublisherView, TimedOut,
 };
 
 /// Searches public agents in the listed or active state.
@@ -54,18 +55,74 @@ pub(crate) async fn marketplace_agent(
 ) -> Result<Json<MarketplaceEntry>, ApiError> {
     let (agent, tenant) = s.idp.marketplace_agent(&agent_id(&id)?).await?;
     let did = s.idp.did_document(None, &agent.id).await?;
-    let card = agent_card(
-        &agent,
-        &tenant,
-        &s.idp.config().issuer,
-        &s.idp.config().token_endpoint,
-    );
+    let card = signed_agent_card(&s.idp, &agent, &tenant)?;
     Ok(Json(MarketplaceEntry {
         agent: PublicAgent::from(&agent),
         publisher: PublisherView::from(&tenant),
         did_document: did,
         agent_card: card,
+        agent_card_url: card_url(&s.idp.config().issuer, &agent),
     }))
+}
+
+/// The A2A agent card (protocol 1.0) of a marketplace agent, signed by the
+/// IdP: `signatures` holds a JWS over the card's RFC 8785 canonical form
+/// without `signatures`, verifiable with the JWKS key its `kid` names.
+#[utoipa::path(
+    get, path = "/v1/marketplace/agents/{id}/agent-card.json", tag = "public",
+    params(("id" = String, Path, description = "agent id")),
+    responses((status = 200, description = "the signed A2A agent card", body = AgentCard), NotFound, AuthErrors)
+)]
+pub(crate) async fn agent_card(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let (agent, tenant) = s.idp.marketplace_agent(&agent_id(&id)?).await?;
+    let card = signed_agent_card(&s.idp, &agent, &tenant)?;
+    let mut res = Json(card).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(res)
+}
+
+/// The IdP's own DID document: `did:web` of its issuer, listing its
+/// signing keys (Ed25519 keys as `Multikey` verification methods
+/// `<did>#<kid>`). Where a `did:web` resolves: `/.well-known/did.json` for
+/// an issuer without path.
+#[utoipa::path(
+    get, path = "/.well-known/did.json", tag = "public",
+    responses((status = 200, description = "the IdP's W3C DID document (did:web)", content_type = "application/did+ld+json", body = DidDocument), TimedOut)
+)]
+pub(crate) async fn issuer_did_json(State(s): State<AppState>) -> Result<Response, ApiError> {
+    issuer_did_response(&s)
+}
+
+/// The IdP's own DID document where a `did:web` with a path resolves:
+/// `<issuer>/did.json` (the same document as `/.well-known/did.json`).
+#[utoipa::path(
+    get, path = "/did.json", tag = "public",
+    responses((status = 200, description = "the IdP's W3C DID document (did:web)", content_type = "application/did+ld+json", body = DidDocument), TimedOut)
+)]
+pub(crate) async fn issuer_did_json_at_path(
+    State(s): State<AppState>,
+) -> Result<Response, ApiError> {
+    issuer_did_response(&s)
+}
+
+fn issuer_did_response(s: &AppState) -> Result<Response, ApiError> {
+    let doc = s.idp.issuer_did_document()?;
+    let mut res = Json(doc).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/did+ld+json"),
+    );
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    Ok(res)
 }
 
 /// The DID document of an agent: public for marketplace agents, otherwise

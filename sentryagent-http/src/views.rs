@@ -690,8 +690,11 @@ pub(crate) struct MarketplaceEntry {
     pub(crate) publisher: PublisherView,
     /// Its W3C DID document.
     pub(crate) did_document: DidDocument,
-    /// Its A2A agent card.
+    /// Its A2A agent card, signed by the IdP.
     pub(crate) agent_card: AgentCard,
+    /// Where the signed card is served on its own
+    /// (`/v1/marketplace/agents/{id}/agent-card.json`).
+    pub(crate) agent_card_url: String,
 }
 
 /// A publisher and the first page of its marketplace agents.

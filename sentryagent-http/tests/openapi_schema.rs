@@ -820,6 +820,38 @@ async fn live_answers_match_the_documented_schemas() {
         )
         .await,
     );
+    let card = format!("/v1/marketplace/agents/{aid}/agent-card.json");
+    let signed = status(
+        200,
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/marketplace/agents/{id}/agent-card.json",
+            &card,
+            None,
+            None,
+        )
+        .await,
+    );
+    assert_eq!(signed["signatures"].as_array().unwrap().len(), 1);
+    status(
+        404,
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/marketplace/agents/{id}/agent-card.json",
+            "/v1/marketplace/agents/agt_00000000000000000000000000/agent-card.json",
+            None,
+            None,
+        )
+        .await,
+    );
+    for p in ["/.well-known/did.json", "/did.json"] {
+        let doc = status(200, call(&s, &c, M::GET, p, p, None, None).await);
+        assert!(doc["id"].as_str().unwrap().starts_with("did:web:"));
+    }
     let d = format!("{a}/did.json");
     status(
         200,

@@ -3,6 +3,8 @@
 mod admin;
 pub use admin::{AuditTail, PublisherUpdate, TenantUpdate};
 mod agents;
+mod attest;
+pub use attest::ATTESTATION_TYP;
 mod billing;
 pub use billing::{BillingOutcome, Subscription};
 mod accounts;
