@@ -30,6 +30,7 @@ pub mod jose;
 mod keys;
 #[doc(hidden)]
 pub mod memory;
+pub mod oasf;
 #[doc(hidden)]
 pub mod oauth;
 #[doc(hidden)]

@@ -463,6 +463,7 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(public::search))
         .routes(routes!(public::marketplace_agent))
         .routes(routes!(public::agent_card))
+        .routes(routes!(public::oasf_record))
         .routes(routes!(public::did_json))
         .routes(routes!(public::publisher))
         .routes(routes!(members::list_members))

@@ -7,10 +7,11 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::did::DidDocument;
+use sentryagent_core::oasf::{self, Record};
 use sentryagent_core::{MarketplaceQuery, Page, PageRequest};
 
 use crate::AppState;
-use crate::a2a::{AgentCard, card_url, signed_agent_card};
+use crate::a2a::{AgentCard, card_url, entry_url, signed_agent_card};
 use crate::extract::{ApiPath, ApiQuery, MaybeAdmin};
 use crate::manage::agent_id;
 use crate::problem::ApiError;
@@ -80,6 +81,39 @@ pub(crate) async fn agent_card(
     let (agent, tenant) = s.idp.marketplace_agent(&agent_id(&id)?).await?;
     let card = signed_agent_card(&s.idp, &agent, &tenant)?;
     let mut res = Json(card).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(res)
+}
+
+/// The OASF record of a marketplace agent (agntcy/oasf
+/// `types/v1/record.proto` field names): capabilities as OASF skills
+/// through the shipped taxonomy, the rest in `annotations`, the signed A2A
+/// card as the `integration/a2a` module.
+#[utoipa::path(
+    get, path = "/v1/marketplace/agents/{id}/oasf.json", tag = "public",
+    params(("id" = String, Path, description = "agent id")),
+    responses((status = 200, description = "the agent as an OASF record", body = Record), NotFound, AuthErrors)
+)]
+pub(crate) async fn oasf_record(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let (agent, tenant) = s.idp.marketplace_agent(&agent_id(&id)?).await?;
+    let card = signed_agent_card(&s.idp, &agent, &tenant)?;
+    let card = serde_json::to_value(card)
+        .map_err(|e| sentryagent_core::Error::internal("serialize agent card", e))?;
+    let issuer = &s.idp.config().issuer;
+    let record = oasf::record(
+        &agent,
+        &tenant,
+        &entry_url(issuer, &agent),
+        &card_url(issuer, &agent),
+        card,
+    );
+    let mut res = Json(record).into_response();
     res.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=60"),

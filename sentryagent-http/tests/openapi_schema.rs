@@ -848,6 +848,21 @@ async fn live_answers_match_the_documented_schemas() {
         )
         .await,
     );
+    let rec = format!("/v1/marketplace/agents/{aid}/oasf.json");
+    let record = status(
+        200,
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/marketplace/agents/{id}/oasf.json",
+            &rec,
+            None,
+            None,
+        )
+        .await,
+    );
+    assert_eq!(record["modules"][0]["name"], "integration/a2a");
     for p in ["/.well-known/did.json", "/did.json"] {
         let doc = status(200, call(&s, &c, M::GET, p, p, None, None).await);
         assert!(doc["id"].as_str().unwrap().starts_with("did:web:"));

@@ -321,6 +321,7 @@ async fn openapi_lists_the_routes_and_the_explorer_is_served_offline() {
         "/v1/marketplace/agents",
         "/v1/marketplace/agents/{id}",
         "/v1/marketplace/agents/{id}/agent-card.json",
+        "/v1/marketplace/agents/{id}/oasf.json",
         "/.well-known/did.json",
         "/did.json",
         "/v1/publishers/{slug}",
