@@ -79,9 +79,10 @@ pub use credentials::{
 pub use error::{BoxError, Error, LimitKind, Result};
 pub use health::{BackendHealth, HealthStatus};
 pub use idp::{
-    ATTESTATION_TYP, Admission, AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller,
-    DailyCount, Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES,
-    NewAgent, PublisherUpdate, RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription,
+    ATTESTATION_TYP, Admission, AgentPatch, AgentUsageRow, AuditTail, BADGE_RENEWAL, BADGE_TYPE,
+    BillingOutcome, Caller, CheckOutcome, CredentialVerification, DailyCount, Ed25519PrivateJwk,
+    Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES, NewAgent, PublisherUpdate,
+    RegisteredAgent, SECRET_HASH_KEY_SETTING, STATUS_LIST_BITS, STATUS_LIST_PATH, Subscription,
     TenantUpdate, UsageSummary,
 };
 pub use ids::{

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod a2a;
+mod badges;
 mod billing;
 mod cors;
 mod drain;
@@ -464,6 +465,9 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(public::marketplace_agent))
         .routes(routes!(public::agent_card))
         .routes(routes!(public::oasf_record))
+        .routes(routes!(badges::badge))
+        .routes(routes!(badges::status_list))
+        .routes(routes!(badges::verify))
         .routes(routes!(public::did_json))
         .routes(routes!(public::publisher))
         .routes(routes!(members::list_members))

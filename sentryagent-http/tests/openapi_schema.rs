@@ -863,6 +863,32 @@ async fn live_answers_match_the_documented_schemas() {
         .await,
     );
     assert_eq!(record["modules"][0]["name"], "integration/a2a");
+    let b = format!("/v1/marketplace/agents/{aid}/badge");
+    let badge = status(
+        200,
+        call(
+            &s,
+            &c,
+            M::GET,
+            "/v1/marketplace/agents/{id}/badge",
+            &b,
+            None,
+            None,
+        )
+        .await,
+    );
+    let p = "/v1/credentials/status/revocation";
+    status(200, call(&s, &c, M::GET, p, p, None, None).await);
+    let p = "/v1/credentials/verify";
+    let v = status(200, call(&s, &c, M::POST, p, p, None, Some(&badge)).await);
+    assert_eq!(v["verified"], true);
+    let r = s
+        .req(M::POST, p, None)
+        .json(&json!("not a credential"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.answer("post", p, r).await.0, 422);
     for p in ["/.well-known/did.json", "/did.json"] {
         let doc = status(200, call(&s, &c, M::GET, p, p, None, None).await);
         assert!(doc["id"].as_str().unwrap().starts_with("did:web:"));

@@ -5,6 +5,11 @@ pub use admin::{AuditTail, PublisherUpdate, TenantUpdate};
 mod agents;
 mod attest;
 pub use attest::ATTESTATION_TYP;
+mod badges;
+pub use badges::{
+    BADGE_RENEWAL, BADGE_TYPE, CheckOutcome, CredentialVerification, STATUS_LIST_BITS,
+    STATUS_LIST_PATH,
+};
 mod billing;
 pub use billing::{BillingOutcome, Subscription};
 mod accounts;
