@@ -12,6 +12,7 @@ pub mod audit;
 pub mod billing;
 #[doc(hidden)]
 pub mod clock;
+pub mod conditional;
 #[doc(hidden)]
 pub mod credentials;
 pub mod did;

@@ -5,12 +5,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use sentryagent_core::CredentialVerification;
+use sentryagent_core::{CredentialVerification, Timestamp};
 use serde_json::Value;
 
 use crate::AppState;
+use crate::conditional;
 use crate::extract::{ApiJson, ApiPath};
 use crate::manage::agent_id;
 use crate::problem::ApiError;
@@ -38,14 +39,26 @@ fn credential(doc: Value, cache: &'static str) -> Response {
 #[utoipa::path(
     get, path = "/v1/marketplace/agents/{id}/badge", tag = "public",
     params(("id" = String, Path, description = "agent id")),
-    responses((status = 200, description = "the agent's badge", content_type = "application/vc", body = CredentialDoc), NotFound, AuthErrors)
+    responses((status = 200, description = "the agent's badge (with `ETag` and `Last-Modified`)", content_type = "application/vc", body = CredentialDoc), (status = 304, description = "not modified (conditional GET: `If-None-Match` or `If-Modified-Since`)"), NotFound, AuthErrors)
 )]
 pub(crate) async fn badge(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let doc = s.idp.agent_badge(&agent_id(&id)?).await?;
-    Ok(credential(doc, "public, max-age=60"))
+    let issued = doc["validFrom"]
+        .as_str()
+        .and_then(Timestamp::parse_rfc3339)
+        .unwrap_or(Timestamp::EPOCH);
+    let modified = issued.max(s.idp.attestation_key_since());
+    conditional::respond(
+        &headers,
+        &doc,
+        Some(modified),
+        VC_MEDIA_TYPE,
+        "public, max-age=60",
+    )
 }
 
 /// The IdP's badge status list: a `BitstringStatusListCredential` (purpose

@@ -3,6 +3,7 @@
 mod a2a;
 mod badges;
 mod billing;
+mod conditional;
 mod cors;
 mod drain;
 mod extract;

@@ -4,17 +4,21 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::did::DidDocument;
 use sentryagent_core::oasf::{self, Record};
-use sentryagent_core::{MarketplaceQuery, Page, PageRequest};
+use sentryagent_core::{Agent, MarketplaceQuery, Page, PageRequest, Tenant, Timestamp};
 
 use crate::AppState;
 use crate::a2a::{AgentCard, card_url, entry_url, signed_agent_card};
+use crate::conditional;
 use crate::extract::{ApiPath, ApiQuery, MaybeAdmin};
 use crate::manage::agent_id;
 use crate::problem::ApiError;
+
+/// The media type of the listings.
+const JSON: &str = "application/json";
 use crate::views::{
     AuthErrors, InputErrors, MarketplaceEntry, MarketplaceParams, NotFound, PublicAgent,
     PublisherPage, PublisherView, TimedOut,
@@ -23,12 +27,13 @@ use crate::views::{
 /// Searches public agents in the listed or active state.
 #[utoipa::path(
     get, path = "/v1/marketplace/agents", tag = "public", params(MarketplaceParams),
-    responses((status = 200, description = "a page of marketplace agents", body = Page<PublicAgent>), AuthErrors, InputErrors)
+    responses((status = 200, description = "a page of marketplace agents (with `ETag`)", body = Page<PublicAgent>), (status = 304, description = "not modified (conditional GET: `If-None-Match` or `If-Modified-Since`)"), AuthErrors, InputErrors)
 )]
 pub(crate) async fn search(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<MarketplaceParams>,
-) -> Result<Json<Page<PublicAgent>>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = MarketplaceQuery {
         text: q.q,
         capability: q.capability,
@@ -41,29 +46,47 @@ pub(crate) async fn search(
         limit: q.limit,
     };
     let found = s.idp.search_marketplace(&query, &page).await?;
-    Ok(Json(found.map(|a| PublicAgent::from(&a))))
+    conditional::respond(
+        &headers,
+        &found.map(|a| PublicAgent::from(&a)),
+        None,
+        JSON,
+        "public, max-age=60",
+    )
 }
 
 /// A marketplace agent with its publisher, DID document and A2A agent card.
 #[utoipa::path(
     get, path = "/v1/marketplace/agents/{id}", tag = "public",
     params(("id" = String, Path, description = "agent id")),
-    responses((status = 200, description = "the agent, its publisher, DID document and A2A agent card", body = MarketplaceEntry), NotFound, AuthErrors)
+    responses((status = 200, description = "the agent, its publisher, DID document and A2A agent card (with `ETag` and `Last-Modified`)", body = MarketplaceEntry), (status = 304, description = "not modified (conditional GET: `If-None-Match` or `If-Modified-Since`)"), NotFound, AuthErrors)
 )]
 pub(crate) async fn marketplace_agent(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<MarketplaceEntry>, ApiError> {
+) -> Result<Response, ApiError> {
     let (agent, tenant) = s.idp.marketplace_agent(&agent_id(&id)?).await?;
     let did = s.idp.did_document(None, &agent.id).await?;
     let card = signed_agent_card(&s.idp, &agent, &tenant)?;
-    Ok(Json(MarketplaceEntry {
+    let entry = MarketplaceEntry {
         agent: PublicAgent::from(&agent),
         publisher: PublisherView::from(&tenant),
         did_document: did,
         agent_card: card,
         agent_card_url: card_url(&s.idp.config().issuer, &agent),
-    }))
+    };
+    let modified = listing_modified(&s, &agent, &tenant);
+    conditional::respond(&headers, &entry, Some(modified), JSON, "public, max-age=60")
+}
+
+/// When a listing's documents last changed: the agent, its publisher, or
+/// the key that signs them.
+fn listing_modified(s: &AppState, agent: &Agent, tenant: &Tenant) -> Timestamp {
+    agent
+        .updated_at
+        .max(tenant.updated_at)
+        .max(s.idp.attestation_key_since())
 }
 
 /// The A2A agent card (protocol 1.0) of a marketplace agent, signed by the
@@ -72,20 +95,17 @@ pub(crate) async fn marketplace_agent(
 #[utoipa::path(
     get, path = "/v1/marketplace/agents/{id}/agent-card.json", tag = "public",
     params(("id" = String, Path, description = "agent id")),
-    responses((status = 200, description = "the signed A2A agent card", body = AgentCard), NotFound, AuthErrors)
+    responses((status = 200, description = "the signed A2A agent card (with `ETag` and `Last-Modified`)", body = AgentCard), (status = 304, description = "not modified (conditional GET: `If-None-Match` or `If-Modified-Since`)"), NotFound, AuthErrors)
 )]
 pub(crate) async fn agent_card(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let (agent, tenant) = s.idp.marketplace_agent(&agent_id(&id)?).await?;
     let card = signed_agent_card(&s.idp, &agent, &tenant)?;
-    let mut res = Json(card).into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
-    Ok(res)
+    let modified = listing_modified(&s, &agent, &tenant);
+    conditional::respond(&headers, &card, Some(modified), JSON, "public, max-age=60")
 }
 
 /// The OASF record of a marketplace agent (agntcy/oasf
@@ -95,10 +115,11 @@ pub(crate) async fn agent_card(
 #[utoipa::path(
     get, path = "/v1/marketplace/agents/{id}/oasf.json", tag = "public",
     params(("id" = String, Path, description = "agent id")),
-    responses((status = 200, description = "the agent as an OASF record", body = Record), NotFound, AuthErrors)
+    responses((status = 200, description = "the agent as an OASF record (with `ETag` and `Last-Modified`)", body = Record), (status = 304, description = "not modified (conditional GET: `If-None-Match` or `If-Modified-Since`)"), NotFound, AuthErrors)
 )]
 pub(crate) async fn oasf_record(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let (agent, tenant) = s.idp.marketplace_agent(&agent_id(&id)?).await?;
@@ -113,12 +134,14 @@ pub(crate) async fn oasf_record(
         &card_url(issuer, &agent),
         card,
     );
-    let mut res = Json(record).into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
-    Ok(res)
+    let modified = listing_modified(&s, &agent, &tenant);
+    conditional::respond(
+        &headers,
+        &record,
+        Some(modified),
+        JSON,
+        "public, max-age=60",
+    )
 }
 
 /// The IdP's own DID document: `did:web` of its issuer, listing its
@@ -185,12 +208,13 @@ pub(crate) async fn did_json(
 #[utoipa::path(
     get, path = "/v1/publishers/{slug}", tag = "public",
     params(("slug" = String, Path, description = "publisher slug")),
-    responses((status = 200, description = "the publisher and the first page of its agents", body = PublisherPage), NotFound, AuthErrors)
+    responses((status = 200, description = "the publisher and the first page of its agents (with `ETag`)", body = PublisherPage), (status = 304, description = "not modified (conditional GET: `If-None-Match` or `If-Modified-Since`)"), NotFound, AuthErrors)
 )]
 pub(crate) async fn publisher(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<PublisherPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant = s.idp.publisher(&slug).await?;
     let agents = s
         .idp
@@ -202,8 +226,9 @@ pub(crate) async fn publisher(
             &PageRequest::default(),
         )
         .await?;
-    Ok(Json(PublisherPage {
+    let page = PublisherPage {
         publisher: PublisherView::from(&tenant),
         agents: agents.map(|a| PublicAgent::from(&a)),
-    }))
+    };
+    conditional::respond(&headers, &page, None, JSON, "public, max-age=60")
 }

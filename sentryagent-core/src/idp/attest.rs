@@ -53,6 +53,21 @@ impl Idp {
             .map_err(|e| Error::invalid("document", e.to_string()))
     }
 
+    /// When the key [`Idp::sign_jcs`] and the IdP's credentials use was
+    /// created: what the IdP signs changes then, for `Last-Modified`.
+    pub fn attestation_key_since(&self) -> crate::Timestamp {
+        let ring = self.ring();
+        let alg = if self.config().algorithms.contains(&Algorithm::EdDSA) {
+            Algorithm::EdDSA
+        } else {
+            self.config().algorithms[0]
+        };
+        ring.signer_since
+            .get(&alg)
+            .copied()
+            .unwrap_or(crate::Timestamp::EPOCH)
+    }
+
     /// Verifies a signature made by [`Idp::sign_jcs`] against the keys
     /// currently in the JWKS; answers its header.
     ///
