@@ -1,6 +1,8 @@
 //! A marketplace listing verified by code nobody on the project wrote: the
 //! signed A2A agent card with Python's `rfc8785` (RFC 8785) and `joserfc`
-//! (JWS), and the IdP's `did:web` document against its JWKS. The packages
+//! (JWS), the IdP's `did:web` document against its JWKS, and the badge's
+//! `eddsa-jcs-2022` proof and status bit with `rfc8785` and
+//! `cryptography` (Ed25519). The packages
 //! are installed in a virtual environment under the target directory
 //! (`tests/interop/requirements.txt`). Without python3, venv or the package
 //! index the test prints a `SKIPPED` line, and fails instead under
@@ -31,9 +33,24 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// The venv's python with the pinned packages, created once per target
-/// directory; `Err` says why it could not be made.
+/// The venv's python with the pinned packages, made once per test binary
+/// (the tests share it) and kept in the target directory while the
+/// requirements do not change; `Err` says why it could not be made.
 fn python() -> Result<PathBuf, String> {
+    static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            make_venv().or_else(|first| {
+                // A half-made venv (an interrupted run): start afresh once.
+                let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
+                let _ = std::fs::remove_dir_all(&venv);
+                make_venv().map_err(|again| format!("{first}; then {again}"))
+            })
+        })
+        .clone()
+}
+
+fn make_venv() -> Result<PathBuf, String> {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-venv");
     let python = venv.join("bin/python");
     let requirements = interop_dir().join("requirements.txt");
@@ -191,6 +208,61 @@ async fn card_signature_and_did_web_verify_with_independent_python_code() {
         ],
     );
     assert!(!ok, "{line}");
+}
+
+#[tokio::test]
+async fn badge_proof_and_status_verify_with_independent_python_code() {
+    let python = match python() {
+        Ok(p) => p,
+        Err(why) => return skip_or_fail(&why),
+    };
+    let s = start_with(Setup::default()).await;
+    let (_, key) = s.tenant("Badge Interop", "pro").await;
+    let agent = s
+        .agent(
+            &key,
+            json!({"name": "Bädge € \"holder\"", "visibility": "public",
+                   "capabilities": ["invoices.search", "agent_memory", "ünï"]}),
+        )
+        .await;
+    let id = agent["id"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let (did_text, _) = fetch(&s, "/.well-known/did.json").await;
+    let did = write("did.json", &did_text);
+    let (badge_text, badge) = fetch(&s, &format!("/v1/marketplace/agents/{id}/badge")).await;
+    let badge_path = write("badge.json", &badge_text);
+    let (list_text, _) = fetch(&s, "/v1/credentials/status/revocation").await;
+    let list = write("list.json", &list_text);
+    let (ok, line) = verify(&python, &["badge", &badge_path, &did, &list]);
+    assert!(ok, "{line}");
+    assert_eq!(line, "verified badge status=valid");
+
+    // A changed claim breaks the proof for the independent verifier.
+    let mut forged = badge.clone();
+    forged["credentialSubject"]["publisher"]["verified"] = json!(true);
+    let forged = write("forged.json", &forged.to_string());
+    let (ok, line) = verify(&python, &["badge", &forged, &did, &list]);
+    assert!(!ok, "{line}");
+
+    // Unlisted (paused): the next status list says revoked.
+    let (st, _) = s
+        .post(
+            &format!("/v1/agents/{id}/lifecycle"),
+            Some(&key),
+            &json!({"state": "paused"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (list_text, _) = fetch(&s, "/v1/credentials/status/revocation").await;
+    let list = write("list2.json", &list_text);
+    let (ok, line) = verify(&python, &["badge", &badge_path, &did, &list]);
+    assert!(ok, "{line}");
+    assert_eq!(line, "verified badge status=revoked");
 }
 
 fn card_kid(card: &Value) -> String {
