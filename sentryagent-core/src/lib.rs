@@ -81,10 +81,10 @@ pub use error::{BoxError, Error, LimitKind, Result};
 pub use health::{BackendHealth, HealthStatus};
 pub use idp::{
     ATTESTATION_TYP, Admission, AgentPatch, AgentUsageRow, AuditTail, BADGE_RENEWAL, BADGE_TYPE,
-    BillingOutcome, Caller, CheckOutcome, CredentialVerification, DailyCount, Ed25519PrivateJwk,
-    Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES, NewAgent, PublisherUpdate,
-    RegisteredAgent, SECRET_HASH_KEY_SETTING, STATUS_LIST_BITS, STATUS_LIST_PATH, Subscription,
-    TenantUpdate, UsageSummary,
+    BillingOutcome, Caller, CategoryCount, CheckOutcome, CredentialVerification, DailyCount,
+    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES,
+    MarketplaceCategories, NewAgent, PublisherUpdate, RegisteredAgent, SECRET_HASH_KEY_SETTING,
+    STATUS_LIST_BITS, STATUS_LIST_PATH, SkillCount, Subscription, TenantUpdate, UsageSummary,
 };
 pub use ids::{
     AdminKeyId, AgentId, InvitationId, SecretId, SessionId, TenantId, TrustPolicyId, UserId,

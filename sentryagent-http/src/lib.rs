@@ -463,6 +463,7 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(billing::subscription))
         .routes(routes!(billing::portal))
         .routes(routes!(public::search))
+        .routes(routes!(public::categories))
         .routes(routes!(public::marketplace_agent))
         .routes(routes!(public::agent_card))
         .routes(routes!(public::oasf_record))

@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::did::DidDocument;
 use sentryagent_core::oasf::{self, Record};
-use sentryagent_core::{Agent, MarketplaceQuery, Page, PageRequest, Tenant, Timestamp};
+use sentryagent_core::{
+    Agent, MarketplaceCategories, MarketplaceQuery, Page, PageRequest, Tenant, Timestamp,
+};
 
 use crate::AppState;
 use crate::a2a::{AgentCard, card_url, entry_url, signed_agent_card};
@@ -53,6 +55,20 @@ pub(crate) async fn search(
         JSON,
         "public, max-age=60",
     )
+}
+
+/// The categories and skills of the marketplace with the number of agents
+/// listing each; skills name their OASF skill when they have one.
+#[utoipa::path(
+    get, path = "/v1/marketplace/categories", tag = "public",
+    responses((status = 200, description = "categories and skills with counts (with `ETag`)", body = MarketplaceCategories), (status = 304, description = "not modified (conditional GET: `If-None-Match` or `If-Modified-Since`)"), AuthErrors)
+)]
+pub(crate) async fn categories(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let found = s.idp.marketplace_categories().await?;
+    conditional::respond(&headers, &found, None, JSON, "public, max-age=60")
 }
 
 /// A marketplace agent with its publisher, DID document and A2A agent card.

@@ -326,3 +326,66 @@ async fn every_listed_agent_has_an_oasf_record_of_the_shape_and_taxonomy() {
         .unwrap();
     assert_problem(r, 404).await;
 }
+
+#[tokio::test]
+async fn categories_and_skills_with_counts() {
+    let s = start().await;
+    let (_, key) = s.tenant("Category Labs", "pro").await;
+    // Counts are over the whole marketplace (other tests share the store):
+    // compare before and after.
+    let (st, before) = s.get("/v1/marketplace/categories", None).await;
+    assert_eq!(st, 200);
+    let count = |doc: &Value, list: &str, field: &str, name: &str| -> u64 {
+        doc[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e[field] == name)
+            .map_or(0, |e| e["count"].as_u64().unwrap())
+    };
+    let cat = "cat-counted-zz";
+    for (name, caps, visibility) in [
+        ("C1", json!(["agent_memory", "cap.counted.zz"]), "public"),
+        ("C2", json!(["cap.counted.zz"]), "public"),
+        ("C3", json!(["cap.counted.zz"]), "private"),
+    ] {
+        s.agent(
+            &key,
+            json!({"name": name, "visibility": visibility, "category": cat, "capabilities": caps}),
+        )
+        .await;
+    }
+    let (st, after) = s.get("/v1/marketplace/categories", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(count(&after, "categories", "name", cat), 2);
+    assert_eq!(count(&after, "skills", "capability", "cap.counted.zz"), 2);
+    assert_eq!(
+        count(&after, "skills", "capability", "agent_memory"),
+        count(&before, "skills", "capability", "agent_memory") + 1
+    );
+    let memory = after["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["capability"] == "agent_memory")
+        .unwrap();
+    assert_eq!(
+        memory["oasf"],
+        json!({"id": 70804, "name": "ai_ml_engineering/agent_development/agent_memory"})
+    );
+    let counted = after["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["capability"] == "cap.counted.zz")
+        .unwrap();
+    assert_eq!(counted["oasf"], Value::Null);
+    // Most used first.
+    let counts: Vec<u64> = after["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]));
+}

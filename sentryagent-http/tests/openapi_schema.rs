@@ -869,6 +869,9 @@ async fn live_answers_match_the_documented_schemas() {
         .await,
     );
     assert_eq!(record["modules"][0]["name"], "integration/a2a");
+    let p = "/v1/marketplace/categories";
+    let cats = status(200, call(&s, &c, M::GET, p, p, None, None).await);
+    assert!(!cats["skills"].as_array().unwrap().is_empty() || cats["categories"].is_array());
     let b = format!("/v1/marketplace/agents/{aid}/badge");
     let badge = status(
         200,

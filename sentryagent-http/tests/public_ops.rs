@@ -323,6 +323,7 @@ async fn openapi_lists_the_routes_and_the_explorer_is_served_offline() {
         "/v1/marketplace/agents/{id}/agent-card.json",
         "/v1/marketplace/agents/{id}/oasf.json",
         "/v1/marketplace/agents/{id}/badge",
+        "/v1/marketplace/categories",
         "/v1/credentials/status/revocation",
         "/v1/credentials/verify",
         "/.well-known/did.json",
