@@ -135,13 +135,13 @@ pub fn ed25519_from_did_key(did: &str) -> Result<[u8; 32], DidError> {
 pub struct VerificationMethod {
     /// DID URL of the method (`did#fragment`).
     pub id: String,
-    /// `Ed25519VerificationKey2020` or `JsonWebKey2020`.
+    /// `Ed25519VerificationKey2020`, `Multikey` or `JsonWebKey2020`.
     #[serde(rename = "type")]
     pub type_: String,
     /// The DID that controls the key.
     pub controller: String,
     /// The multicodec-prefixed key in multibase (`z6Mk...`), for
-    /// `Ed25519VerificationKey2020`.
+    /// `Ed25519VerificationKey2020` and `Multikey`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_multibase: Option<String>,
     /// The key as a JWK, for `JsonWebKey2020`.
@@ -149,7 +149,9 @@ pub struct VerificationMethod {
     pub public_key_jwk: Option<Jwk>,
 }
 
-/// The DID document of an Ed25519 `did:key` (W3C DID Core, JSON-LD form).
+/// A W3C DID document (DID Core, JSON-LD form): an Ed25519 `did:key`'s
+/// ([`DidDocument::for_ed25519`]) or the IdP's own `did:web`
+/// ([`DidDocument::for_did_web`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
@@ -225,6 +227,124 @@ impl DidDocument {
             ));
         }
         Ok(key)
+    }
+}
+
+/// The `@context` of the IdP's own `did:web` document: DID Core, Multikey
+/// (its Ed25519 keys) and JWS 2020 (its P-256 keys).
+pub const DID_WEB_CONTEXT: [&str; 3] = [
+    "https://www.w3.org/ns/did/v1",
+    "https://w3id.org/security/multikey/v1",
+    "https://w3id.org/security/suites/jws-2020/v1",
+];
+
+/// The `did:web` of an http(s) URL (did:web method, "Create"): the host in
+/// lower case, a port as `%3A<port>`, then each path segment after a `:`.
+/// `https://idp.example.com` is `did:web:idp.example.com`,
+/// `https://example.com:8443/idp` is `did:web:example.com%3A8443:idp`. A
+/// DID without path resolves to `https://<host>/.well-known/did.json`, one
+/// with a path to `https://<host>/<path>/did.json`.
+///
+/// # Errors
+/// [`DidError::NotADid`] for a URL that is not `http(s)://host[:port][/path]`
+/// (user info, query, fragment, IP literals in brackets, percent signs,
+/// colons in the path and empty hosts are refused).
+pub fn did_web_from_url(url: &str) -> Result<String, DidError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(DidError::NotADid)?;
+    if rest.contains(['@', '?', '#', '%', '[', ']'])
+        || rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(DidError::NotADid);
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+        Some(_) => return Err(DidError::NotADid),
+        None => (authority, None),
+    };
+    if host.is_empty() || path.contains(':') {
+        return Err(DidError::NotADid);
+    }
+    let mut did = format!("did:web:{}", host.to_ascii_lowercase());
+    if let Some(port) = port {
+        did.push_str("%3A");
+        did.push_str(port);
+    }
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        did.push(':');
+        did.push_str(segment);
+    }
+    if did.len() > MAX_DID_LEN * 8 {
+        return Err(DidError::TooLong);
+    }
+    Ok(did)
+}
+
+/// The multibase `publicKeyMultibase` of an Ed25519 key as a Multikey
+/// (`z6Mk…`, the same text as the key's `did:key` suffix).
+pub fn ed25519_multikey(public: &[u8; 32]) -> String {
+    multibase_ed25519(public)
+}
+
+impl DidDocument {
+    /// The `did:web` document of `did` listing `keys` (a JWKS): each
+    /// Ed25519 key as a `Multikey`, each other key as a `JsonWebKey2020`,
+    /// with id `<did>#<kid>`, usable for authentication and assertions.
+    /// Keys without `kid` are left out.
+    pub fn for_did_web(did: &str, keys: &crate::jose::JwkSet) -> DidDocument {
+        let mut methods = Vec::new();
+        for jwk in &keys.keys {
+            let Some(kid) = jwk.kid.as_deref() else {
+                continue;
+            };
+            let id = format!("{did}#{kid}");
+            let method = match jwk.ed25519_public_key() {
+                Ok(public) => VerificationMethod {
+                    id,
+                    type_: "Multikey".to_owned(),
+                    controller: did.to_owned(),
+                    public_key_multibase: Some(multibase_ed25519(&public)),
+                    public_key_jwk: None,
+                },
+                Err(_) => VerificationMethod {
+                    id,
+                    type_: "JsonWebKey2020".to_owned(),
+                    controller: did.to_owned(),
+                    public_key_multibase: None,
+                    public_key_jwk: Some(jwk.clone()),
+                },
+            };
+            methods.push(method);
+        }
+        let ids: Vec<String> = methods.iter().map(|m| m.id.clone()).collect();
+        DidDocument {
+            context: DID_WEB_CONTEXT.iter().map(|s| (*s).to_owned()).collect(),
+            id: did.to_owned(),
+            verification_method: methods,
+            authentication: ids.clone(),
+            assertion_method: ids,
+        }
+    }
+
+    /// The Ed25519 key of the verification method `method` (a DID URL
+    /// `<id>#<fragment>` of this document) if it is a `Multikey` or an
+    /// Ed25519 `JsonWebKey2020`/`Ed25519VerificationKey2020` listed under
+    /// `assertionMethod`.
+    pub fn assertion_ed25519_key(&self, method: &str) -> Option<[u8; 32]> {
+        if !self.assertion_method.iter().any(|m| m == method) {
+            return None;
+        }
+        let vm = self.verification_method.iter().find(|m| m.id == method)?;
+        if vm.controller != self.id {
+            return None;
+        }
+        if let Some(mb) = &vm.public_key_multibase {
+            return ed25519_from_did_key(&format!("{DID_KEY_PREFIX}{mb}")).ok();
+        }
+        vm.public_key_jwk.as_ref()?.ed25519_public_key().ok()
     }
 }
 
@@ -304,5 +424,78 @@ mod tests {
         let mut forged = doc;
         forged.id = "did:web:example.com".into();
         assert!(forged.ed25519_public_key().is_err());
+    }
+
+    #[test]
+    fn did_web_of_urls() {
+        for (url, did) in [
+            ("https://idp.example.com", "did:web:idp.example.com"),
+            ("https://IDP.Example.com/", "did:web:idp.example.com"),
+            ("http://127.0.0.1:8080", "did:web:127.0.0.1%3A8080"),
+            (
+                "https://example.com:8443/idp",
+                "did:web:example.com%3A8443:idp",
+            ),
+            ("https://example.com/a/b", "did:web:example.com:a:b"),
+        ] {
+            assert_eq!(did_web_from_url(url).unwrap(), did, "{url}");
+        }
+        for bad in [
+            "ftp://example.com",
+            "https://",
+            "https://user@example.com",
+            "https://example.com?x=1",
+            "https://example.com#f",
+            "https://example.com:port",
+            "https://example.com:",
+            "https://[::1]:80",
+            "https://example.com/a:b",
+            "https://example.com/%41",
+            "https://exa mple.com",
+        ] {
+            assert_eq!(did_web_from_url(bad), Err(DidError::NotADid), "{bad}");
+        }
+    }
+
+    #[test]
+    fn did_web_document_lists_keys_as_multikey_and_jwk() {
+        use crate::jose::{Algorithm, JwkSet, SigningKey};
+        let ed = SigningKey::generate(Algorithm::EdDSA, "ed-1").unwrap();
+        let ec = SigningKey::generate(Algorithm::ES256, "ec-1").unwrap();
+        let mut anonymous = ed.public_jwk();
+        anonymous.kid = None;
+        let jwks = JwkSet {
+            keys: vec![ed.public_jwk(), ec.public_jwk(), anonymous],
+        };
+        let did = "did:web:idp.example.com";
+        let doc = DidDocument::for_did_web(did, &jwks);
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["id"], did);
+        assert_eq!(json["@context"][1], "https://w3id.org/security/multikey/v1");
+        let vm = json["verificationMethod"].as_array().unwrap();
+        assert_eq!(vm.len(), 2);
+        assert_eq!(vm[0]["id"], "did:web:idp.example.com#ed-1");
+        assert_eq!(vm[0]["type"], "Multikey");
+        assert_eq!(vm[0]["controller"], did);
+        let public = ed.verifying_key().ed25519_bytes().unwrap();
+        // The Multikey text is the did:key suffix of the same key.
+        assert_eq!(
+            format!("did:key:{}", vm[0]["publicKeyMultibase"].as_str().unwrap()),
+            did_key_from_ed25519(&public)
+        );
+        assert_eq!(vm[1]["type"], "JsonWebKey2020");
+        assert_eq!(vm[1]["publicKeyJwk"]["crv"], "P-256");
+        assert_eq!(json["assertionMethod"], json["authentication"]);
+        assert_eq!(
+            doc.assertion_ed25519_key("did:web:idp.example.com#ed-1"),
+            Some(public)
+        );
+        assert_eq!(
+            doc.assertion_ed25519_key("did:web:idp.example.com#ec-1"),
+            None
+        );
+        assert_eq!(doc.assertion_ed25519_key("did:web:other#ed-1"), None);
+        let back: DidDocument = serde_json::from_value(json).unwrap();
+        assert_eq!(back, doc);
     }
 }

@@ -26,6 +26,8 @@ use crate::{Error, Result, Timestamp};
 #[derive(Debug)]
 pub(crate) struct KeyRing {
     pub(crate) signers: HashMap<Algorithm, Arc<SigningKey>>,
+    /// When each signer was created.
+    pub(crate) signer_since: HashMap<Algorithm, Timestamp>,
     pub(crate) verify: KeySet,
     pub(crate) jwks: JwkSet,
 }
@@ -131,6 +133,7 @@ pub(crate) async fn refresh(
         }
     }
     Ok(KeyRing {
+        signer_since: signers.iter().map(|(a, (t, _))| (*a, *t)).collect(),
         signers: signers.into_iter().map(|(a, (_, k))| (a, k)).collect(),
         verify,
         jwks,

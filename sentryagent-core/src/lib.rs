@@ -12,6 +12,7 @@ pub mod audit;
 pub mod billing;
 #[doc(hidden)]
 pub mod clock;
+pub mod conditional;
 #[doc(hidden)]
 pub mod credentials;
 pub mod did;
@@ -30,6 +31,7 @@ pub mod jose;
 mod keys;
 #[doc(hidden)]
 pub mod memory;
+pub mod oasf;
 #[doc(hidden)]
 pub mod oauth;
 #[doc(hidden)]
@@ -78,10 +80,11 @@ pub use credentials::{
 pub use error::{BoxError, Error, LimitKind, Result};
 pub use health::{BackendHealth, HealthStatus};
 pub use idp::{
-    Admission, AgentPatch, AgentUsageRow, AuditTail, BillingOutcome, Caller, DailyCount,
-    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES, NewAgent,
-    PublisherUpdate, RegisteredAgent, SECRET_HASH_KEY_SETTING, Subscription, TenantUpdate,
-    UsageSummary,
+    ATTESTATION_TYP, Admission, AgentPatch, AgentUsageRow, AuditTail, BADGE_RENEWAL, BADGE_TYPE,
+    BillingOutcome, Caller, CategoryCount, CheckOutcome, CredentialVerification, DailyCount,
+    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES,
+    MarketplaceCategories, NewAgent, PublisherUpdate, RegisteredAgent, SECRET_HASH_KEY_SETTING,
+    STATUS_LIST_BITS, STATUS_LIST_PATH, SkillCount, Subscription, TenantUpdate, UsageSummary,
 };
 pub use ids::{
     AdminKeyId, AgentId, InvitationId, SecretId, SessionId, TenantId, TrustPolicyId, UserId,

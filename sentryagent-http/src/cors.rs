@@ -123,6 +123,8 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/v1/marketplace/")
         || path.starts_with("/v1/publishers/")
         || path == "/openapi.json"
+        || path == "/did.json"
+        || path.starts_with("/v1/credentials/status/")
         || (path.starts_with("/v1/agents/") && path.ends_with("/did.json"))
 }
 
@@ -256,6 +258,11 @@ mod tests {
             "/.well-known/openid-configuration",
             "/v1/marketplace/agents",
             "/v1/marketplace/agents/agt_1",
+            "/v1/marketplace/agents/agt_1/agent-card.json",
+            "/.well-known/did.json",
+            "/did.json",
+            "/v1/credentials/status/revocation",
+            "/v1/marketplace/agents/agt_1/badge",
             "/v1/publishers/acme",
             "/v1/agents/agt_1/did.json",
             "/openapi.json",

@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 mod a2a;
+mod badges;
 mod billing;
 #[cfg(feature = "console")]
 pub mod console;
+mod conditional;
 mod cors;
 mod drain;
 mod extract;
@@ -430,6 +432,8 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::metadata))
         .routes(routes!(oauth::openid_configuration))
         .routes(routes!(oauth::jwks))
+        .routes(routes!(public::issuer_did_json))
+        .routes(routes!(public::issuer_did_json_at_path))
         .routes(routes!(oauth::token))
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::revoke));
@@ -483,7 +487,13 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(billing::subscription))
         .routes(routes!(billing::portal))
         .routes(routes!(public::search))
+        .routes(routes!(public::categories))
         .routes(routes!(public::marketplace_agent))
+        .routes(routes!(public::agent_card))
+        .routes(routes!(public::oasf_record))
+        .routes(routes!(badges::badge))
+        .routes(routes!(badges::status_list))
+        .routes(routes!(badges::verify))
         .routes(routes!(public::did_json))
         .routes(routes!(public::publisher))
         .routes(routes!(members::list_members))

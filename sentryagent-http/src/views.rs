@@ -681,6 +681,39 @@ pub(crate) struct WebhookEventDoc {
     data: serde_json::Value,
 }
 
+/// A W3C Verifiable Credential 2.0 secured with a Data Integrity proof
+/// (`eddsa-jcs-2022`): an agent badge or the badge status list.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CredentialDoc {
+    /// `["https://www.w3.org/ns/credentials/v2"]`.
+    #[schema(rename = "@context")]
+    context: Vec<String>,
+    /// The credential's URL.
+    id: Option<String>,
+    /// `["VerifiableCredential", "AgentBadge"]` or
+    /// `["VerifiableCredential", "BitstringStatusListCredential"]`.
+    #[schema(rename = "type")]
+    type_: Vec<String>,
+    /// The IdP's `did:web`.
+    issuer: String,
+    /// Start of validity (RFC 3339).
+    #[schema(rename = "validFrom")]
+    valid_from: Option<String>,
+    /// End of validity (RFC 3339).
+    #[schema(rename = "validUntil")]
+    valid_until: Option<String>,
+    /// What the credential says about its subject.
+    #[schema(rename = "credentialSubject", value_type = Object)]
+    credential_subject: serde_json::Value,
+    /// Its `BitstringStatusListEntry` (badges).
+    #[schema(rename = "credentialStatus", value_type = Option<Object>)]
+    credential_status: Option<serde_json::Value>,
+    /// The `DataIntegrityProof`.
+    #[schema(value_type = Object)]
+    proof: serde_json::Value,
+}
+
 /// A marketplace agent with its publisher, DID document and A2A card.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MarketplaceEntry {
@@ -690,8 +723,11 @@ pub(crate) struct MarketplaceEntry {
     pub(crate) publisher: PublisherView,
     /// Its W3C DID document.
     pub(crate) did_document: DidDocument,
-    /// Its A2A agent card.
+    /// Its A2A agent card, signed by the IdP.
     pub(crate) agent_card: AgentCard,
+    /// Where the signed card is served on its own
+    /// (`/v1/marketplace/agents/{id}/agent-card.json`).
+    pub(crate) agent_card_url: String,
 }
 
 /// A publisher and the first page of its marketplace agents.

@@ -82,11 +82,32 @@ async fn marketplace_lists_public_agents_with_card_and_did_and_no_secret() {
         .collect();
     assert_eq!(skills, ["invoices.search", "invoices.read"]);
     assert_eq!(
-        card["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["tokenUrl"],
+        card["securitySchemes"]["oauth2"]["oauth2SecurityScheme"]["flows"]["clientCredentials"]["tokenUrl"],
         s.url("/oauth2/token")
     );
     assert!(card["supportedInterfaces"][0]["url"].is_string());
-    assert!(card["url"].is_string());
+    assert_eq!(card["supportedInterfaces"][0]["protocolVersion"], "1.0");
+    assert_eq!(
+        card["capabilities"]["extensions"][0]["params"]["did"],
+        public["did"]
+    );
+    assert_eq!(card["signatures"].as_array().unwrap().len(), 1);
+    // The signed card on its own, cacheable and readable from any origin.
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/marketplace/agents/{pid}/agent-card.json")))
+        .header("origin", "https://directory.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=60");
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(&r.json::<Value>().await.unwrap(), card);
+    assert_eq!(
+        d["agent_card_url"],
+        s.url(&format!("/v1/marketplace/agents/{pid}/agent-card.json"))
+    );
 
     // Private and draft agents are not in the marketplace.
     let r = s
@@ -299,6 +320,14 @@ async fn openapi_lists_the_routes_and_the_explorer_is_served_offline() {
         "/v1/analytics/agents",
         "/v1/marketplace/agents",
         "/v1/marketplace/agents/{id}",
+        "/v1/marketplace/agents/{id}/agent-card.json",
+        "/v1/marketplace/agents/{id}/oasf.json",
+        "/v1/marketplace/agents/{id}/badge",
+        "/v1/marketplace/categories",
+        "/v1/credentials/status/revocation",
+        "/v1/credentials/verify",
+        "/.well-known/did.json",
+        "/did.json",
         "/v1/publishers/{slug}",
         "/billing/usage",
         "/billing/checkout",

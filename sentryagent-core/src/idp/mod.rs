@@ -3,6 +3,15 @@
 mod admin;
 pub use admin::{AuditTail, PublisherUpdate, TenantUpdate};
 mod agents;
+mod attest;
+pub use attest::ATTESTATION_TYP;
+mod badges;
+mod directory;
+pub use badges::{
+    BADGE_RENEWAL, BADGE_TYPE, CheckOutcome, CredentialVerification, STATUS_LIST_BITS,
+    STATUS_LIST_PATH,
+};
+pub use directory::{CategoryCount, MarketplaceCategories, SkillCount};
 mod billing;
 pub use billing::{BillingOutcome, Subscription};
 mod accounts;

@@ -28,7 +28,7 @@ use super::{JoseError, Jwk, JwkSet, b64_decode, b64_decode_array, b64_encode, b6
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// Length of a signature for both algorithms, in bytes.
-const SIGNATURE_LEN: usize = 64;
+pub(crate) const SIGNATURE_LEN: usize = 64;
 
 /// A JWS signature algorithm.
 #[non_exhaustive]
@@ -222,7 +222,7 @@ impl<'de> Deserialize<'de> for RawHeader {
     }
 }
 
-fn parse_header(json: &[u8]) -> Result<Header, JoseError> {
+pub(crate) fn parse_header(json: &[u8]) -> Result<Header, JoseError> {
     // The header is UTF-8 JSON (RFC 7515 §4); serde_json does not check the
     // UTF-8 of the members it skips, so the whole text is checked first.
     let json =
@@ -637,7 +637,7 @@ impl SigningKey {
     }
 
     /// The encoded header for `typ`, cached when possible.
-    fn header(&self, typ: Option<&str>) -> Result<Cow<'_, str>, JoseError> {
+    pub(super) fn header(&self, typ: Option<&str>) -> Result<Cow<'_, str>, JoseError> {
         let Some(typ) = typ else {
             return Ok(Cow::Borrowed(&self.header_no_typ));
         };

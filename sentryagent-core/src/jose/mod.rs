@@ -1,5 +1,6 @@
-//! JOSE: JSON Web Keys ([`jwk`]), compact JSON Web Signatures ([`jws`]) and
-//! JSON Web Tokens ([`jwt`]).
+//! JOSE: JSON Web Keys ([`jwk`]), compact JSON Web Signatures ([`jws`]),
+//! detached signatures over canonical JSON ([`detached`]) and JSON Web
+//! Tokens ([`jwt`]).
 //!
 //! This is a deliberately small, strict subset of JOSE, sized for an identity
 //! provider that issues and verifies its own access tokens:
@@ -33,10 +34,12 @@
 //! JWT claim validation ([`verify_jwt`]) requires `exp`, checks `nbf`, `iat`,
 //! `iss`, `aud` and `typ`, and applies one leeway to all time checks.
 
+pub mod detached;
 pub mod jwk;
 pub mod jws;
 pub mod jwt;
 
+pub use detached::{DetachedSignature, sign_jcs, verify_jcs};
 pub use jwk::{Jwk, JwkSet};
 pub use jws::{
     Algorithm, Compact, Header, KeyResolver, KeySet, MAX_TOKEN_LEN, SigningKey, VerifyingKey,

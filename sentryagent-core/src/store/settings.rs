@@ -6,7 +6,9 @@ use super::Backend;
 use crate::Result;
 
 /// Named values a deployment creates once and keeps (the generated secret
-/// hashing key, [`SECRET_HASH_KEY_SETTING`](crate::SECRET_HASH_KEY_SETTING)).
+/// hashing key, [`SECRET_HASH_KEY_SETTING`](crate::SECRET_HASH_KEY_SETTING);
+/// the owners of agent badge status indexes, `badge-index:<n>`, at most
+/// [`STATUS_LIST_BITS`](crate::STATUS_LIST_BITS) of them).
 /// Durable: losing a setting invalidates every secret hashed under it.
 #[async_trait]
 pub trait SettingStore: Backend {
