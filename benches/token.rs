@@ -4,6 +4,14 @@
 //! `cargo bench --bench token`; ids under the group `token` (see
 //! docs/benchmarks.md for figures and ratios).
 //!
+//! `token/exchange_warm_jwks_rs256` and `token/exchange_warm_jwks_es256` are
+//! token exchanges (RFC 8693) of a GitHub-shaped subject token signed by a
+//! fake OIDC issuer on loopback (RS256 with a 2048-bit RSA key, ES256), whose
+//! JWKS the HTTP adapter's `JwksFetcher` has already fetched: discovery and
+//! the JWKS are read once before the measurement, then every exchange takes
+//! the keys from the fetcher's cache and verifies the subject token for
+//! real, matches the trust policy and signs the agent's token.
+//!
 //! Async calls are driven by criterion's `to_async` on a current-thread Tokio
 //! runtime (one `block_on` per sample, as a server polls them inside its
 //! runtime). The `Idp` is the in-memory one on the system clock, with an enterprise
@@ -15,11 +23,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
 use sentryagent::JWT_BEARER_ASSERTION_TYPE;
-use sentryagent::{
-    Caller, ClientCredentials, Idp, NewAgent, NewTenant, RegisteredAgent, RequestMeta, Tier,
-    TokenRequest,
+use sentryagent::federation::{
+    ExchangeRequest, ExchangeTarget, ID_TOKEN_TYPE, NewTrustPolicy, TrustGrant,
 };
-use sentryagent_core::conformance::kit::{agent_key, secret_request};
+use sentryagent::http::{JwksFetcher, JwksFetcherConfig};
+use sentryagent::jose::Algorithm;
+use sentryagent::{
+    Caller, ClientCredentials, Idp, NewAgent, NewTenant, RegisteredAgent, RequestMeta, SystemClock,
+    Tier, TokenRequest,
+};
+use sentryagent_core::conformance::kit::{TestIssuer, agent_key, github_claims, secret_request};
 use support::{ThreadCpuTime, cpu_time_criterion};
 use tokio::runtime::Runtime;
 
@@ -31,15 +44,50 @@ struct Setup {
     rt: Runtime,
     idp: Idp,
     agent: RegisteredAgent,
+    /// The fake OIDC issuer on loopback (`http://127.0.0.1:<port>`).
+    subject_issuer: TestIssuer,
 }
 
 fn setup() -> Setup {
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .expect("runtime");
+    // The fake OIDC issuer: discovery and JWKS on a loopback port, served
+    // by a task of `rt` (it runs while the runtime is driven).
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let issuer_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let subject_issuer = TestIssuer::new(issuer_url.clone())
+        .with_rsa("rsa1", 0)
+        .with_key("ec1", Algorithm::ES256);
+    let discovery = serde_json::json!({
+        "issuer": issuer_url,
+        "jwks_uri": format!("{issuer_url}/jwks"),
+    });
+    let jwks = subject_issuer.jwks();
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(move || async move { axum::Json(discovery) }),
+        )
+        .route(
+            "/jwks",
+            axum::routing::get(move || async move {
+                ([("cache-control", "max-age=86400")], axum::Json(jwks))
+            }),
+        );
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let fetcher = JwksFetcher::new(
+        JwksFetcherConfig::default().allow_http_loopback(true),
+        std::sync::Arc::new(SystemClock),
+    )
+    .expect("fetcher");
     let (idp, agent) = rt.block_on(async {
         let idp = Idp::builder(ISSUER)
             .configure(|c| c.tiers.enterprise.requests_per_minute = u32::MAX)
+            .issuer_keys(std::sync::Arc::new(fetcher))
             .build()
             .await
             .expect("idp");
@@ -67,9 +115,34 @@ fn setup() -> Setup {
             )
             .await
             .expect("agent");
+        idp.create_trust_policy(
+            &op,
+            &tenant.id,
+            NewTrustPolicy {
+                name: "deploy from main".into(),
+                issuer: issuer_url.clone(),
+                audience: ISSUER.into(),
+                conditions: [
+                    ("repository_id".to_owned(), "74".to_owned()),
+                    ("ref".to_owned(), "refs/heads/*".to_owned()),
+                ]
+                .into(),
+                grant: TrustGrant::AgentId(agent.agent.id.clone()),
+                max_token_ttl_seconds: None,
+                max_subject_token_age_seconds: Some(3600),
+                single_use: false,
+            },
+        )
+        .await
+        .expect("trust policy");
         (idp, agent)
     });
-    Setup { rt, idp, agent }
+    Setup {
+        rt,
+        idp,
+        agent,
+        subject_issuer,
+    }
 }
 
 fn bench(c: &mut Criterion<ThreadCpuTime>) {
@@ -166,6 +239,44 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
             BatchSize::SmallInput,
         )
     });
+
+    // Token exchange with a warm JWKS cache: one subject token per
+    // algorithm, valid for the whole run (the policy is not single-use), so
+    // the measured part is the IdP's work on each request: load the agent
+    // and its tenant, the rate limit, the tenant's policies, parse the
+    // subject token, the issuer's keys from the fetcher's cache, the
+    // signature and claims, the policy's conditions, sign the agent's token
+    // with `act`, count and audit it.
+    let mut claims = github_claims(
+        &s.subject_issuer.issuer,
+        ISSUER,
+        sentryagent::Timestamp::from_unix_secs(i64::try_from(now()).expect("time")),
+    );
+    claims["exp"] = (now() + 3000).into();
+    for (id, kid) in [
+        ("exchange_warm_jwks_rs256", "rsa1"),
+        ("exchange_warm_jwks_es256", "ec1"),
+    ] {
+        let exchange = ExchangeRequest {
+            subject_token: s.subject_issuer.sign(kid, &claims),
+            subject_token_type: ID_TOKEN_TYPE.into(),
+            target: ExchangeTarget::Agent(s.agent.agent.id.to_string()),
+            scope: Some("invoices:read".into()),
+            resources: vec![],
+        };
+        // The first exchange fetches discovery and the JWKS (cold); the
+        // measured ones find the keys in the cache.
+        s.rt.block_on(s.idp.exchange_token(&exchange, &meta))
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        g.bench_function(id, |b| {
+            b.to_async(&s.rt).iter(|| async {
+                s.idp
+                    .exchange_token(std::hint::black_box(&exchange), &meta)
+                    .await
+                    .expect("exchange")
+            })
+        });
+    }
     g.finish();
 }
 

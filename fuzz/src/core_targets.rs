@@ -1,5 +1,5 @@
-//! Fuzz harnesses of `sentryagent-core`: `jws_verify`, `did_parse` and
-//! `client_assertion`.
+//! Fuzz harnesses of `sentryagent-core`: `jws_verify`, `did_parse`,
+//! `client_assertion` and `subject_token`.
 //!
 //! Each `fuzz_targets/<name>.rs` calls the function of the same name here
 //! (re-exported by the fuzz crate's `lib.rs`), and
@@ -11,7 +11,8 @@
 //!
 //! These harnesses use nothing but `sentryagent-core` and crates it already
 //! depends on (`base64`, `ed25519-dalek`, `serde_json`, `tokio`), since the
-//! core's tests compile them.
+//! core's tests compile them; `subject_token` uses the core's test issuer
+//! (feature `conformance`, which the core's tests have).
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
@@ -391,4 +392,511 @@ pub fn client_assertion(data: &[u8]) -> bool {
             Err(e) => panic!("a bad assertion gave something else than Unauthenticated: {e:?}"),
         }
     })
+}
+
+// ---------------------------------------------------------------------------
+// subject_token: the token exchange's verifier and policy matcher
+// ---------------------------------------------------------------------------
+
+/// The issuer of the fuzzed subject tokens (GitHub Actions').
+pub const SUBJECT_ISSUER: &str = "https://token.actions.githubusercontent.com";
+/// The audience the matching trust policies ask for.
+pub const SUBJECT_AUDIENCE: &str = "https://idp.example";
+/// The fixed clock of `subject_token` (Unix seconds): the shared claim
+/// vector's `iat` plus 30 s.
+pub const SUBJECT_NOW: i64 = 1_763_700_030;
+/// The kids of the issuer's keys: RSA 2048 (RS256), P-256 (ES256), Ed25519
+/// (EdDSA).
+pub const SUBJECT_KIDS: [&str; 3] = ["rsa1", "ec1", "ed1"];
+/// Longest string compared by the independent glob model (quadratic).
+const GLOB_MODEL_MAX: usize = 256;
+
+struct SubjectFixture {
+    issuer: sentryagent_core::conformance::kit::TestIssuer,
+    keys: sentryagent_core::federation::IssuerKeySet,
+    policies: Vec<sentryagent_core::federation::TrustPolicy>,
+}
+
+fn policy(
+    n: u32,
+    issuer: &str,
+    audience: &str,
+    conditions: &[(&str, &str)],
+    max_age: u64,
+) -> sentryagent_core::federation::TrustPolicy {
+    let t = Timestamp::from_unix_secs(SUBJECT_NOW - 86_400);
+    sentryagent_core::federation::TrustPolicy {
+        id: sentryagent_core::TrustPolicyId::parse(&format!("tp_fuzz{n}")).expect("policy id"),
+        tenant_id: TenantId::parse(TENANT_ID).expect("tenant id"),
+        name: format!("policy {n}"),
+        issuer: issuer.to_owned(),
+        audience: audience.to_owned(),
+        conditions: conditions
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        grant: sentryagent_core::federation::TrustGrant::AgentId(
+            AgentId::parse(AGENT_ID).expect("agent id"),
+        ),
+        max_token_ttl_seconds: 900,
+        max_subject_token_age_seconds: max_age,
+        single_use: false,
+        created_at: t,
+        updated_at: t,
+        revision: 1,
+    }
+}
+
+fn subject_fixture() -> &'static SubjectFixture {
+    static F: OnceLock<SubjectFixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let issuer = sentryagent_core::conformance::kit::TestIssuer::new(SUBJECT_ISSUER)
+            .with_rsa(SUBJECT_KIDS[0], 0)
+            .with_secret(SUBJECT_KIDS[1], Algorithm::ES256, &[0x11; 32])
+            .with_secret(SUBJECT_KIDS[2], Algorithm::EdDSA, &[0x22; 32]);
+        let keys = issuer.key_set();
+        let policies = vec![
+            // The documented GitHub policy: one repository, one branch.
+            policy(
+                1,
+                SUBJECT_ISSUER,
+                SUBJECT_AUDIENCE,
+                &[
+                    ("repository_id", "74"),
+                    ("repository_owner_id", "65"),
+                    ("ref", "refs/heads/main"),
+                ],
+                600,
+            ),
+            // Globs on `sub`: overlaps with the first for the production
+            // environment (several matching is refused).
+            policy(
+                2,
+                SUBJECT_ISSUER,
+                SUBJECT_AUDIENCE,
+                &[
+                    ("sub", "repo:octo-org/*:environment:prod*"),
+                    ("environment", "prod"),
+                ],
+                600,
+            ),
+            // Another audience.
+            policy(
+                3,
+                SUBJECT_ISSUER,
+                "https://other.example",
+                &[("repository_owner", "octo-org")],
+                600,
+            ),
+            // JSON pointers, numbers and booleans as text, a short age.
+            policy(
+                4,
+                SUBJECT_ISSUER,
+                SUBJECT_AUDIENCE,
+                &[
+                    ("/job_workflow_ref", "*/.github/workflows/*@refs/tags/v*"),
+                    ("/ci/0/run~1id", "4*2"),
+                    ("/ci/1", "true"),
+                ],
+                60,
+            ),
+            // Another issuer: never matches a token of this one.
+            policy(
+                5,
+                "https://gitlab.com",
+                SUBJECT_AUDIENCE,
+                &[("project_path", "*")],
+                600,
+            ),
+        ];
+        SubjectFixture {
+            issuer,
+            keys,
+            policies,
+        }
+    })
+}
+
+/// An independent model of a condition's glob: `*` matches any run of
+/// characters, everything else itself (dynamic programming over chars).
+fn glob_model(pattern: &str, value: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let v: Vec<char> = value.chars().collect();
+    // m[j]: the pattern's first i chars match the value's first j.
+    let mut m = vec![false; v.len() + 1];
+    m[0] = true;
+    for &pc in &p {
+        let mut next = vec![false; v.len() + 1];
+        if pc == '*' {
+            let mut any = false;
+            for j in 0..=v.len() {
+                any |= m[j];
+                next[j] = any;
+            }
+        } else {
+            for j in 1..=v.len() {
+                next[j] = m[j - 1] && v[j - 1] == pc;
+            }
+        }
+        m = next;
+    }
+    m[v.len()]
+}
+
+/// An independent model of RFC 6901: `~1` is `/`, `~0` is `~`, any other
+/// `~` is an error, and an array index is `0` or digits without a leading
+/// zero.
+fn pointer_model<'a>(
+    claims: &'a serde_json::Map<String, serde_json::Value>,
+    pointer: &str,
+) -> Option<&'a serde_json::Value> {
+    fn unescape(t: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut chars = t.chars();
+        while let Some(c) = chars.next() {
+            if c == '~' {
+                match chars.next() {
+                    Some('0') => out.push('~'),
+                    Some('1') => out.push('/'),
+                    _ => return None,
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        Some(out)
+    }
+    let mut tokens = pointer.strip_prefix('/')?.split('/');
+    let mut v = claims.get(unescape(tokens.next()?)?.as_str())?;
+    for t in tokens {
+        let t = unescape(t)?;
+        v = match v {
+            serde_json::Value::Object(m) => m.get(t.as_str())?,
+            serde_json::Value::Array(a) => {
+                let index_ok = t == "0"
+                    || (!t.is_empty()
+                        && !t.starts_with('0')
+                        && t.bytes().all(|b| b.is_ascii_digit()));
+                if !index_ok {
+                    return None;
+                }
+                a.get(t.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// An independent model of the claim text a condition compares.
+fn claim_text_model(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An independent model of a policy's conditions.
+fn conditions_model(
+    conditions: &std::collections::BTreeMap<String, String>,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    conditions.iter().all(|(name, pattern)| {
+        let value = if name.starts_with('/') {
+            pointer_model(claims, name)
+        } else {
+            claims.get(name)
+        };
+        value
+            .and_then(claim_text_model)
+            .is_some_and(|text| glob_model(pattern, &text))
+    })
+}
+
+/// Checks `conditions_match` and `glob_match` against the models on
+/// arbitrary conditions and claims.
+fn check_conditions(
+    conditions: &std::collections::BTreeMap<String, String>,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    use sentryagent_core::federation::{conditions_match, glob_match};
+    for (name, pattern) in conditions {
+        if pattern.len() > GLOB_MODEL_MAX {
+            return false;
+        }
+        // Each pattern against every short string claim.
+        for v in claims.values().filter_map(claim_text_model) {
+            if v.len() <= GLOB_MODEL_MAX {
+                assert_eq!(
+                    glob_match(pattern, &v),
+                    glob_model(pattern, &v),
+                    "glob {pattern:?} on {v:?} (condition {name:?})"
+                );
+            }
+        }
+    }
+    let got = conditions_match(conditions, claims);
+    let values_short = conditions.keys().all(|name| {
+        let v = if name.starts_with('/') {
+            pointer_model(claims, name)
+        } else {
+            claims.get(name)
+        };
+        v.and_then(claim_text_model)
+            .is_none_or(|t| t.len() <= GLOB_MODEL_MAX)
+    });
+    if values_short {
+        assert_eq!(
+            got,
+            conditions_model(conditions, claims),
+            "conditions {conditions:?} on {claims:?}"
+        );
+    }
+    got
+}
+
+/// The time rules of a subject token, modelled independently (in i128):
+/// the error it must get for its times, if any, in the verifier's order.
+fn time_model(
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Option<sentryagent_core::federation::SubjectError> {
+    use sentryagent_core::federation::SubjectError;
+    let now = i128::from(SUBJECT_NOW) * 1_000_000;
+    let leeway = 60_000_000i128;
+    let secs = |n: &str| claims.get(n).and_then(serde_json::Value::as_i64);
+    let us = |s: i64| (i128::from(s) * 1_000_000).clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+    let exp = secs("exp")?;
+    let iat = secs("iat")?;
+    if now >= us(exp) + leeway {
+        return Some(SubjectError::Expired);
+    }
+    if secs("nbf").is_some_and(|nbf| now + leeway < us(nbf)) {
+        return Some(SubjectError::NotYetValid);
+    }
+    if us(iat) > now + leeway {
+        return Some(SubjectError::IssuedInFuture);
+    }
+    None
+}
+
+/// Verifies `token` against the fixture's keys at the fixed clock, checks
+/// what is accepted against the documented rules and the policy matching
+/// against its model; returns `Some(matched)` when the token verified, and
+/// whether its signature was bad (so the caller can sign it again).
+fn check_subject(f: &SubjectFixture, token: &str) -> (Option<bool>, bool) {
+    use sentryagent_core::federation::{Refusal, SubjectError, parse_subject_token, select_policy};
+    let now = Timestamp::from_unix_secs(SUBJECT_NOW);
+    let Ok(parsed) = parse_subject_token(token) else {
+        return (None, false);
+    };
+    let kid = parsed.kid().map(str::to_owned);
+    let alg = parsed.alg();
+    let again = parsed.clone().verify(&f.keys, now);
+    let result = parsed.verify(&f.keys, now);
+    assert_eq!(result, again, "verification is not deterministic");
+    // Claims as signed (the verifier refuses repeated members, so these are
+    // the same when it accepts).
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok());
+    let subject = match result {
+        Ok(s) => s,
+        Err(SubjectError::BadSignature) => return (None, true),
+        Err(
+            e @ (SubjectError::Expired | SubjectError::NotYetValid | SubjectError::IssuedInFuture),
+        ) => {
+            let claims = payload
+                .as_ref()
+                .and_then(|p| p.as_object())
+                .expect("claims");
+            assert_eq!(time_model(claims), Some(e), "time refusal");
+            return (None, false);
+        }
+        Err(_) => return (None, false),
+    };
+    // The key: the one named by kid, of the token's algorithm.
+    let key_alg = |k: &sentryagent_core::federation::IssuerKey| k.key.alg();
+    let named: Vec<_> = f
+        .keys
+        .keys()
+        .iter()
+        .filter(|k| kid.is_none() || k.kid == kid)
+        .collect();
+    assert!(
+        named.iter().any(|k| key_alg(k) == alg),
+        "verified without a key of its kid and algorithm"
+    );
+    assert_eq!(subject.alg, alg, "algorithm changed");
+    let claims = payload
+        .as_ref()
+        .and_then(|p| p.as_object())
+        .expect("verified claims are an object");
+    assert_eq!(&subject.claims, claims, "claims differ from the payload");
+    assert_eq!(time_model(claims), None, "time rules broken");
+    assert!(
+        !subject.iss.is_empty() && !subject.sub.is_empty(),
+        "empty iss or sub"
+    );
+    assert_eq!(
+        claims.get("iss").and_then(|v| v.as_str()),
+        Some(subject.iss.as_str())
+    );
+    assert_eq!(
+        claims.get("sub").and_then(|v| v.as_str()),
+        Some(subject.sub.as_str())
+    );
+    assert_eq!(
+        claims.get("exp").and_then(serde_json::Value::as_i64),
+        Some(subject.exp)
+    );
+    assert_eq!(
+        claims.get("iat").and_then(serde_json::Value::as_i64),
+        Some(subject.iat)
+    );
+    match claims.get("aud") {
+        Some(serde_json::Value::String(a)) => assert_eq!(subject.aud, std::slice::from_ref(a)),
+        Some(serde_json::Value::Array(a)) => {
+            let a: Vec<String> = a
+                .iter()
+                .map(|v| v.as_str().expect("aud").to_owned())
+                .collect();
+            assert_eq!(subject.aud, a);
+        }
+        other => panic!("verified with aud {other:?}"),
+    }
+    // Policy matching against the model.
+    let age = (i128::from(SUBJECT_NOW) - i128::from(subject.iat)).max(0);
+    let model: Vec<&sentryagent_core::federation::TrustPolicy> = f
+        .policies
+        .iter()
+        .filter(|p| {
+            p.issuer == subject.iss
+                && subject.aud.contains(&p.audience)
+                && age <= i128::from(p.max_subject_token_age_seconds)
+                && check_conditions(&p.conditions, &subject.claims)
+        })
+        .collect();
+    let selected = select_policy(&f.policies, &subject, now);
+    match (&selected, model.as_slice()) {
+        (Ok(p), [one]) => assert_eq!(p.id, one.id, "another policy selected"),
+        (Err(Refusal::Ambiguous(ids)), many) if many.len() > 1 => {
+            let want: Vec<_> = many.iter().map(|p| p.id.clone()).collect();
+            assert_eq!(ids, &want, "ambiguous policies");
+        }
+        (Err(r), []) => assert!(
+            !matches!(r, Refusal::Ambiguous(_)),
+            "ambiguous without matches"
+        ),
+        (got, want) => panic!(
+            "select_policy gave {got:?}, the model {:?}",
+            want.iter().map(|p| &p.id).collect::<Vec<_>>()
+        ),
+    }
+    (Some(selected.is_ok()), false)
+}
+
+/// `subject_token`: the token exchange's subject-token verifier
+/// (`parse_subject_token`, `UnverifiedSubject::verify`) and policy matcher
+/// (`select_policy`, `conditions_match`, `glob_match`) against a fixed JWKS
+/// (RSA, P-256 and Ed25519 keys), five fixed policies and a fixed clock.
+///
+/// The low two bits of the first byte are the mode; the rest is:
+/// - 0: the subject token as text. When it parses, names a key and its
+///   signature is wrong (as nearly every mutation makes it), its signing
+///   input is signed again with that key and checked once more;
+/// - 1: the claims (raw bytes, JSON or not), signed by the key that bits
+///   2-3 pick (`rsa1`, `ec1`, `ed1`, or `rsa1` without `kid` in the header)
+///   under its own algorithm;
+/// - 2: a header, a newline, then the claims: both raw, signed as in mode 1;
+/// - 3: a JSON object `{"conditions": {...}, "claims": {...}}`: the
+///   conditions matched against the claims, compared with the model.
+///
+/// Returns whether a token verified and exactly one policy matched (in mode
+/// 3, whether the conditions held).
+pub fn subject_token(data: &[u8]) -> bool {
+    let f = subject_fixture();
+    let Some((&mode, rest)) = data.split_first() else {
+        return false;
+    };
+    let enc = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let signed = |kid_index: u8, header: Option<&[u8]>, claims: &[u8]| {
+        let i = usize::from(kid_index & 3);
+        let kid = SUBJECT_KIDS[i % 3];
+        let header = match header {
+            Some(h) => h.to_vec(),
+            None => {
+                let alg = ["RS256", "ES256", "EdDSA", "RS256"][i];
+                let h = if i == 3 {
+                    serde_json::json!({"alg": alg, "typ": "JWT"})
+                } else {
+                    serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid})
+                };
+                serde_json::to_vec(&h).expect("header")
+            }
+        };
+        let input = format!("{}.{}", enc(&header), enc(claims));
+        let sig = f.issuer.sign_raw(kid, input.as_bytes());
+        format!("{input}.{}", enc(&sig))
+    };
+    match mode & 3 {
+        0 => {
+            let token = text(rest);
+            let (matched, bad_signature) = check_subject(f, &token);
+            if bad_signature {
+                let parsed = sentryagent_core::federation::parse_subject_token(&token)
+                    .expect("a bad signature of a token that does not parse");
+                // The key the verifier tried: the one named by kid, or
+                // (without kid) every key of the token's algorithm.
+                let key = f.keys.keys().iter().find(|k| match parsed.kid() {
+                    Some(kid) => k.kid.as_deref() == Some(kid),
+                    None => k.key.alg() == parsed.alg(),
+                });
+                let key = key.expect("a bad signature without a key to check it");
+                assert_eq!(
+                    key.key.alg(),
+                    parsed.alg(),
+                    "checked with a key of another type"
+                );
+                let kid = key.kid.as_deref().expect("the fixture's keys have kids");
+                let input = token.rsplit_once('.').expect("three segments").0;
+                let sig = f.issuer.sign_raw(kid, input.as_bytes());
+                let resigned = format!("{input}.{}", enc(&sig));
+                let (_, still_bad) = check_subject(f, &resigned);
+                assert!(!still_bad, "a token signed by its key does not verify");
+            }
+            matched == Some(true)
+        }
+        1 => check_subject(f, &signed(mode >> 2, None, rest)).0 == Some(true),
+        2 => {
+            let (header, claims) = match rest.iter().position(|b| *b == b'\n') {
+                Some(at) => (&rest[..at], &rest[at + 1..]),
+                None => (rest, &[][..]),
+            };
+            check_subject(f, &signed(mode >> 2, Some(header), claims)).0 == Some(true)
+        }
+        _ => {
+            let Ok(serde_json::Value::Object(mut case)) = serde_json::from_slice(rest) else {
+                return false;
+            };
+            let (
+                Some(serde_json::Value::Object(conditions)),
+                Some(serde_json::Value::Object(claims)),
+            ) = (case.remove("conditions"), case.remove("claims"))
+            else {
+                return false;
+            };
+            let Some(conditions) = conditions
+                .into_iter()
+                .map(|(k, v)| Some((k, v.as_str()?.to_owned())))
+                .collect::<Option<std::collections::BTreeMap<String, String>>>()
+            else {
+                return false;
+            };
+            check_conditions(&conditions, &claims)
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //!
 //! | file | targets | replayed by |
 //! |---|---|---|
-//! | `core_targets.rs` | `jws_verify`, `did_parse`, `client_assertion` | `sentryagent-core` |
+//! | `core_targets.rs` | `jws_verify`, `did_parse`, `client_assertion`, `subject_token` | `sentryagent-core` |
 //! | `http_targets.rs` | `token_form` | `sentryagent-http` |
 //! | `billing_targets.rs` | `stripe_signature` | `sentryagent-billing` |
 //!

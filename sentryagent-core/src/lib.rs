@@ -104,9 +104,9 @@ pub use ratelimit::{Decision, MAX_KEY_LEN, Quota, RateLimiter};
 pub use revocation::RevocationCache;
 pub use secret::{SecretHash, secrets_match};
 pub use store::{
-    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, InvitationStore,
-    MarkerStore, MembershipStore, SessionStore, SettingStore, SigningKeyRecord, SigningKeyStore,
-    StoreParts, TenantStore, TrustPolicyStore, UserStore,
+    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, IntrospectionRecord,
+    InvitationStore, MarkerStore, MembershipStore, SessionStore, SettingStore, SigningKeyRecord,
+    SigningKeyStore, StoreParts, TenantStore, TrustPolicyStore, UserStore,
 };
 pub use tenant::{
     BillingInfo, NewTenant, Publisher, SubscriptionStatus, Tenant, TenantSettings,

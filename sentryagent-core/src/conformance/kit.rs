@@ -218,6 +218,17 @@ impl TestIssuer {
         self
     }
 
+    /// Adds a fixed P-256 (`ES256`) or Ed25519 (`EdDSA`) key as `kid`, from
+    /// its 32 secret bytes (see [`SigningKey::from_secret_bytes`]): for
+    /// tests and fuzz inputs whose signatures must verify on every run.
+    pub fn with_secret(mut self, kid: &str, alg: Algorithm, secret: &[u8; 32]) -> Self {
+        let key = SigningKey::from_secret_bytes(alg, kid, secret)
+            .unwrap_or_else(|e| panic!("test key: {e}"));
+        self.keys
+            .push((kid.to_owned(), TestKey::Jose(Box::new(key))));
+        self
+    }
+
     /// Drops key `kid` (a rotation: sign with the others, publish the rest).
     pub fn without(mut self, kid: &str) -> Self {
         self.keys.retain(|(k, _)| k != kid);
@@ -281,24 +292,31 @@ impl TestIssuer {
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_else(|e| panic!("json: {e}")))
         };
         let input = format!("{}.{}", enc(header), enc(claims));
-        let sig = match self.key(kid) {
+        let sig = self.sign_raw(kid, input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// The signature of key `kid` over any `message` (a JWS signing input,
+    /// however malformed): RS256 for an RSA key, the key's own algorithm
+    /// otherwise.
+    pub fn sign_raw(&self, kid: &str, message: &[u8]) -> Vec<u8> {
+        match self.key(kid) {
             TestKey::Rsa(k) => {
                 let mut sig = vec![0u8; k.public().modulus_len()];
                 k.sign(
                     &ring::signature::RSA_PKCS1_SHA256,
                     &ring::rand::SystemRandom::new(),
-                    input.as_bytes(),
+                    message,
                     &mut sig,
                 )
                 .unwrap_or_else(|e| panic!("RSA sign: {e}"));
                 sig
             }
             TestKey::Jose(k) => k
-                .sign_raw(input.as_bytes())
+                .sign_raw(message)
                 .unwrap_or_else(|e| panic!("sign: {e}"))
                 .to_vec(),
-        };
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        }
     }
 
     fn key(&self, kid: &str) -> &TestKey {

@@ -25,6 +25,7 @@ pub async fn run_all(store: Arc<dyn IdpStore>) {
     invitation_store::run_all(store.clone()).await;
     trust_policy_store::run_all(store.clone()).await;
     client_record_tenant(store.as_ref()).await;
+    introspection_record(store.as_ref()).await;
 }
 
 /// A client record that carries its tenant carries the stored tenant.
@@ -48,5 +49,93 @@ pub async fn client_record_tenant(store: &dyn IdpStore) {
         store,
         record.tenant.is_none() || record.tenant.as_ref() == Some(&ten),
         "a tenant read with the agent is the stored tenant: {record:?}"
+    );
+}
+
+/// [`introspection_record`](crate::AgentStore::introspection_record) reads
+/// what the separate reads read: the caller as `get_client`, the subject as
+/// `get_agent`, missing agents as `None`, and a marker (when the backend
+/// answers it) as `has_marker` at the same time, expired markers excluded.
+pub async fn introspection_record(store: &dyn IdpStore) {
+    use crate::Timestamp;
+    let ten = sample_tenant("Introspection Record");
+    store.create_tenant(&ten).await.unwrap();
+    let caller = sample_agent(&ten.id, "introspector");
+    store
+        .create_agent(&caller, Some(&sample_secret(&caller.id, 1)), None)
+        .await
+        .unwrap();
+    let subject = sample_agent(&ten.id, "introspected");
+    store.create_agent(&subject, None, None).await.unwrap();
+    let ghost = crate::AgentId::generate();
+    let now = Timestamp::from_unix_secs(1_800_000_000);
+    let ns = "introspection_conformance";
+    let live = format!("live-{}", ghost.as_str());
+    let old = format!("old-{}", ghost.as_str());
+    store
+        .put_marker(ns, &live, now.plus(std::time::Duration::from_secs(60)), now)
+        .await
+        .unwrap();
+    store
+        .put_marker(ns, &old, now.plus(std::time::Duration::from_secs(1)), now)
+        .await
+        .unwrap();
+    let later = now.plus(std::time::Duration::from_secs(2));
+
+    let r = store
+        .introspection_record(&caller.id, &subject.id, (ns, &live), later)
+        .await
+        .unwrap();
+    let client = store.get_client(&caller.id).await.unwrap();
+    check!(
+        store,
+        r.caller.as_ref().map(|c| (&c.agent, &c.secrets)) == Some((&client.agent, &client.secrets)),
+        "the caller as get_client reads it: {r:?}"
+    );
+    check!(
+        store,
+        r.caller
+            .as_ref()
+            .is_some_and(|c| c.tenant.is_none() || c.tenant.as_ref() == Some(&ten)),
+        "a tenant read with the caller is the stored tenant: {r:?}"
+    );
+    check!(
+        store,
+        r.subject.as_ref() == Some(&subject),
+        "the subject as stored: {r:?}"
+    );
+    check!(
+        store,
+        r.revoked.is_none_or(|v| v),
+        "an unexpired marker is present: {r:?}"
+    );
+
+    let r = store
+        .introspection_record(&caller.id, &caller.id, (ns, &old), later)
+        .await
+        .unwrap();
+    check!(
+        store,
+        r.subject.as_ref() == Some(&caller) && r.revoked.is_none_or(|v| !v),
+        "the caller as its own subject; an expired marker is absent: {r:?}"
+    );
+
+    let r = store
+        .introspection_record(&ghost, &ghost, (ns, "absent"), later)
+        .await
+        .unwrap();
+    check!(
+        store,
+        r.caller.is_none() && r.subject.is_none() && r.revoked.is_none_or(|v| !v),
+        "missing agents and markers are None and false: {r:?}"
+    );
+    let r = store
+        .introspection_record(&ghost, &subject.id, (ns, &live), later)
+        .await
+        .unwrap();
+    check!(
+        store,
+        r.caller.is_none() && r.subject.as_ref() == Some(&subject) && r.revoked.is_none_or(|v| v),
+        "a missing caller leaves the subject and the marker: {r:?}"
     );
 }

@@ -28,6 +28,22 @@ struct Client {
     tenant: Tenant,
 }
 
+/// A client's record read ahead of its authentication (introspection reads
+/// it with the token's agent and revocation marker, in one store call).
+struct Known {
+    id: AgentId,
+    record: Option<crate::store::ClientRecord>,
+}
+
+/// What introspection read about the token, ahead of the authentication:
+/// the token's agent (by its `sub`) and, when the agent store keeps
+/// markers too, whether the token is revoked there.
+struct TokenRead {
+    subject: AgentId,
+    agent: Option<Agent>,
+    revoked: Option<bool>,
+}
+
 /// Marker namespace of client-assertion `jti`s already used.
 const NS_ASSERTION_JTI: &str = "assertion_jti";
 /// Marker namespace of revoked access tokens.
@@ -154,7 +170,18 @@ impl Idp {
         creds: &ClientCredentials,
         request: &RequestMeta,
     ) -> Result<(AuthenticatedClient, Client)> {
-        match self.try_authenticate(creds).await {
+        self.authenticate_known(creds, request, None).await
+    }
+
+    /// [`authenticate`](Self::authenticate) with the client's record
+    /// possibly read already (`known`, used when it is the client's).
+    async fn authenticate_known(
+        &self,
+        creds: &ClientCredentials,
+        request: &RequestMeta,
+        known: Option<Known>,
+    ) -> Result<(AuthenticatedClient, Client)> {
+        match self.try_authenticate(creds, known).await {
             Ok(found) => Ok(found),
             Err(Failure::Backend(e)) => Err(e),
             Err(Failure::Auth {
@@ -235,13 +262,14 @@ impl Idp {
     async fn try_authenticate(
         &self,
         creds: &ClientCredentials,
+        known: Option<Known>,
     ) -> Result<(AuthenticatedClient, Client), Failure> {
         match creds {
             ClientCredentials::Secret {
                 client_id,
                 client_secret,
             } => {
-                let Some(record) = self.load_client_record(client_id).await? else {
+                let Some(record) = self.load_client_record(client_id, known).await? else {
                     // Hash anyway so an unknown client costs the same time.
                     let _ = self.inner.hasher.hash(client_secret);
                     return Err(Failure::auth(client_id, None, "unknown client"));
@@ -279,7 +307,8 @@ impl Idp {
                 if assertion_type != JWT_BEARER_ASSERTION_TYPE {
                     return Err(Failure::auth(&claimed, None, "unsupported assertion type"));
                 }
-                self.verify_assertion(client_id.as_deref(), assertion).await
+                self.verify_assertion(client_id.as_deref(), assertion, known)
+                    .await
             }
         }
     }
@@ -308,15 +337,27 @@ impl Idp {
     }
 
     /// The client's agent, secrets and tenant; `None` for an unknown client.
-    async fn load_client_record(&self, client_id: &str) -> Result<Option<Client>, Failure> {
+    /// The client's agent, secrets and tenant (`known` when it is this
+    /// client's record, read already); `None` for an unknown client.
+    async fn load_client_record(
+        &self,
+        client_id: &str,
+        known: Option<Known>,
+    ) -> Result<Option<Client>, Failure> {
         let Ok(id) = AgentId::parse(client_id) else {
             return Ok(None);
         };
         let store = &self.inner.store;
-        let record = match store.agents.get_client(&id).await {
-            Ok(r) => r,
-            Err(Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(Failure::Backend(e)),
+        let record = match known.filter(|k| k.id == id) {
+            Some(Known {
+                record: Some(r), ..
+            }) => r,
+            Some(Known { record: None, .. }) => return Ok(None),
+            None => match store.agents.get_client(&id).await {
+                Ok(r) => r,
+                Err(Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(Failure::Backend(e)),
+            },
         };
         let tenant = match record.tenant {
             Some(t) if store.tenants_beside_agents() => t,
@@ -348,6 +389,7 @@ impl Idp {
         &self,
         client_id: Option<&str>,
         assertion: &str,
+        known: Option<Known>,
     ) -> Result<(AuthenticatedClient, Client), Failure> {
         let claimed = client_id.unwrap_or_default().to_owned();
         // The subject names the client; read it before trusting anything.
@@ -365,7 +407,7 @@ impl Idp {
                 "client_id differs from assertion sub",
             ));
         }
-        let Some(record) = self.load_client_record(&sub).await? else {
+        let Some(record) = self.load_client_record(&sub, known).await? else {
             return Err(Failure::auth(&sub, None, "unknown client"));
         };
         let agent = &record.agent;
@@ -639,9 +681,40 @@ impl Idp {
         token: &str,
         request: &RequestMeta,
     ) -> Result<Introspection> {
-        let (client, Client { tenant, .. }) = self.authenticate(caller, request).await?;
+        // The token is verified first (offline), so that the caller's
+        // record, the token's agent and its revocation marker are read in
+        // one store call (`AgentStore::introspection_record`; one query on
+        // Postgres).
+        let claims = self.verify_access_token(token, None).ok();
+        let mut known = None;
+        let mut read = None;
+        if let Some(c) = &claims
+            && let Some(caller_id) = claimed_client_id(caller)
+            && let Ok(caller_id) = AgentId::parse(&caller_id)
+            && let Ok(subject) = AgentId::parse(&c.sub)
+        {
+            let r = self
+                .inner
+                .store
+                .agents
+                .introspection_record(&caller_id, &subject, (NS_REVOKED, &c.jti), self.now())
+                .await?;
+            known = Some(Known {
+                id: caller_id,
+                record: r.caller,
+            });
+            read = Some(TokenRead {
+                subject,
+                agent: r.subject,
+                revoked: r.revoked,
+            });
+        }
+        let (client, Client { tenant, .. }) =
+            self.authenticate_known(caller, request, known).await?;
         let rate_limit = self.admit_client_request(&tenant, &client.agent_id).await?;
-        let mut answer = self.introspect_admitted(&client, &tenant, token).await?;
+        let mut answer = self
+            .introspect_admitted(&client, &tenant, claims, read)
+            .await?;
         answer.rate_limit = Some(rate_limit);
         Ok(answer)
     }
@@ -651,22 +724,41 @@ impl Idp {
         &self,
         client: &AuthenticatedClient,
         tenant: &Tenant,
-        token: &str,
+        claims: Option<AccessTokenClaims>,
+        read: Option<TokenRead>,
     ) -> Result<Introspection> {
-        let Ok(claims) = self.verify_access_token(token, None) else {
+        let Some(claims) = claims else {
             return Ok(Introspection::inactive());
         };
         if claims.tenant_id != client.tenant_id.as_str() {
             return Ok(Introspection::inactive());
         }
-        if self.is_revoked(&claims.jti).await? {
+        let read = read.filter(|r| r.subject.as_str() == claims.sub);
+        // A marker read with the agents counts only if the marker store is
+        // that backend.
+        let stored = read
+            .as_ref()
+            .and_then(|r| r.revoked)
+            .filter(|_| self.inner.store.markers_beside_agents());
+        let revoked = match stored {
+            Some(true) => true,
+            Some(false) => match &self.inner.revocations {
+                Some(cache) => cache.is_revoked(&claims.jti).await?,
+                None => false,
+            },
+            None => self.is_revoked(&claims.jti).await?,
+        };
+        if revoked {
             return Ok(Introspection::inactive());
         }
-        let Some(agent) = self
-            .load_client(&claims.sub)
-            .await
-            .map_err(Failure::into_error)?
-        else {
+        let agent = match read {
+            Some(r) => r.agent,
+            None => self
+                .load_client(&claims.sub)
+                .await
+                .map_err(Failure::into_error)?,
+        };
+        let Some(agent) = agent else {
             return Ok(Introspection::inactive());
         };
         // The token's tenant is the caller's (checked above).
@@ -777,6 +869,25 @@ impl Idp {
     /// The algorithms tokens can be signed with.
     pub fn algorithms(&self) -> &[Algorithm] {
         &self.inner.config.algorithms
+    }
+}
+
+/// The client id credentials claim: `client_id`, or for an assertion
+/// without it, the assertion's `sub` (not verified: only to read the
+/// client's record ahead; authentication checks everything).
+fn claimed_client_id(creds: &ClientCredentials) -> Option<String> {
+    match creds {
+        ClientCredentials::Secret { client_id, .. } => Some(client_id.clone()),
+        ClientCredentials::Assertion {
+            client_id: Some(id),
+            ..
+        } => Some(id.clone()),
+        ClientCredentials::Assertion { assertion, .. } => {
+            let parsed = crate::jose::parse_compact(assertion).ok()?;
+            serde_json::from_slice::<AssertionClaims>(parsed.payload())
+                .ok()?
+                .sub
+        }
     }
 }
 

@@ -24,6 +24,22 @@ pub struct ClientRecord {
     pub tenant: Option<Tenant>,
 }
 
+/// What introspecting a token reads ([`AgentStore::introspection_record`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntrospectionRecord {
+    /// The calling client, as [`AgentStore::get_client`] reads it; `None`
+    /// if there is no such agent.
+    pub caller: Option<ClientRecord>,
+    /// The agent the token names (`sub`); `None` if there is no such agent.
+    pub subject: Option<Agent>,
+    /// Whether the token's revocation marker is present and unexpired at
+    /// `now`, when this backend keeps markers too and read it in the same
+    /// round trip (Postgres); `None` otherwise. The [`Idp`](crate::Idp)
+    /// uses it only when its marker store is the same backend object, and
+    /// asks the marker store otherwise.
+    pub revoked: Option<bool>,
+}
+
 /// Agents (the OAuth clients), their client secrets, and the public
 /// marketplace over them. An agent and its first secret are written in one
 /// step, hence one trait.
@@ -104,6 +120,48 @@ pub trait AgentStore: Backend {
             agent,
             secrets,
             tenant: None,
+        })
+    }
+
+    /// What token introspection reads, at once: the calling client
+    /// (`caller`, as [`get_client`](Self::get_client)), the agent the token
+    /// names (`subject`, which may be the caller) and, for a backend that
+    /// keeps markers too, whether marker `(namespace, key)` (the token's
+    /// revocation) is present at `now`. A missing agent is `None`, not an
+    /// error.
+    ///
+    /// The default makes the reads one after the other
+    /// ([`get_client`](Self::get_client), then
+    /// [`get_agent`](Self::get_agent) unless the subject is the caller) and
+    /// leaves [`revoked`](IntrospectionRecord::revoked) `None`; a backend
+    /// with round trips to save overrides it with one (Postgres: one query,
+    /// the caller's tenant and the marker included).
+    async fn introspection_record(
+        &self,
+        caller: &AgentId,
+        subject: &AgentId,
+        marker: (&str, &str),
+        now: Timestamp,
+    ) -> Result<IntrospectionRecord> {
+        let _ = (marker, now);
+        let caller_record = match self.get_client(caller).await {
+            Ok(r) => Some(r),
+            Err(crate::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let subject_agent = if subject == caller {
+            caller_record.as_ref().map(|r| r.agent.clone())
+        } else {
+            match self.get_agent(subject).await {
+                Ok(a) => Some(a),
+                Err(crate::Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(IntrospectionRecord {
+            caller: caller_record,
+            subject: subject_agent,
+            revoked: None,
         })
     }
 

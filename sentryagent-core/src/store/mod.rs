@@ -53,7 +53,7 @@ use async_trait::async_trait;
 use crate::health::BackendHealth;
 
 pub use admin_keys::AdminKeyStore;
-pub use agents::{AgentStore, ClientRecord};
+pub use agents::{AgentStore, ClientRecord, IntrospectionRecord};
 pub use audit_log::AuditLog;
 pub use invitations::InvitationStore;
 pub use markers::MarkerStore;
@@ -255,6 +255,13 @@ impl StoreParts {
     /// stored tenant.
     pub(crate) fn tenants_beside_agents(&self) -> bool {
         addr(&self.tenants) == addr(&self.agents)
+    }
+
+    /// Whether markers and agents are kept by one backend object, so that a
+    /// marker read together with agents
+    /// ([`IntrospectionRecord::revoked`]) is the stored marker.
+    pub(crate) fn markers_beside_agents(&self) -> bool {
+        addr(&self.markers) == addr(&self.agents)
     }
 
     /// Each distinct backend object once, in part order.

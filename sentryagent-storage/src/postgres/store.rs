@@ -13,8 +13,8 @@ use sentryagent_core::{
     MarketplaceQuery, Result, Tenant, TenantId, Timestamp,
 };
 use sentryagent_core::{
-    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, MarkerStore, SettingStore,
-    SigningKeyRecord, SigningKeyStore, TenantStore,
+    AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IntrospectionRecord, MarkerStore,
+    SettingStore, SigningKeyRecord, SigningKeyStore, TenantStore,
 };
 use sentryagent_core::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use sentryagent_core::{Page, PageRequest};
@@ -555,6 +555,55 @@ impl AgentStore for PostgresStore {
                     tenant: row
                         .try_get::<Option<Json<Tenant>>, _>("tenant")?
                         .map(|Json(t)| t),
+                })
+            })
+            .await
+    }
+
+    async fn introspection_record(
+        &self,
+        caller: &AgentId,
+        subject: &AgentId,
+        marker: (&str, &str),
+        now: Timestamp,
+    ) -> Result<IntrospectionRecord> {
+        self.db
+            .run(|| async {
+                // One row whatever is missing: the caller's columns are
+                // NULL when it does not exist.
+                let row = sqlx::query(
+                    "SELECT a.doc AS agent, t.doc AS tenant, \
+                     COALESCE((SELECT jsonb_agg(s.doc ORDER BY s.seq) FROM client_secrets s \
+                               WHERE s.agent_id = a.id), '[]'::jsonb) AS secrets, \
+                     (SELECT x.doc FROM agents x WHERE x.id = $2) AS subject, \
+                     EXISTS (SELECT 1 FROM markers m WHERE m.namespace = $3 AND m.key = $4 \
+                             AND m.expires_at > $5) AS revoked \
+                     FROM (SELECT 1) AS one LEFT JOIN agents a ON a.id = $1 \
+                     LEFT JOIN tenants t ON t.id = a.tenant_id",
+                )
+                .bind(caller.as_str())
+                .bind(subject.as_str())
+                .bind(marker.0)
+                .bind(marker.1)
+                .bind(now.unix_micros())
+                .fetch_one(&self.db.pool)
+                .await?;
+                let caller = match row.try_get::<Option<Json<Agent>>, _>("agent")? {
+                    Some(Json(agent)) => Some(ClientRecord {
+                        agent,
+                        secrets: doc(&row, "secrets")?,
+                        tenant: row
+                            .try_get::<Option<Json<Tenant>>, _>("tenant")?
+                            .map(|Json(t)| t),
+                    }),
+                    None => None,
+                };
+                Ok(IntrospectionRecord {
+                    caller,
+                    subject: row
+                        .try_get::<Option<Json<Agent>>, _>("subject")?
+                        .map(|Json(a)| a),
+                    revoked: Some(row.try_get::<bool, _>("revoked")?),
                 })
             })
             .await

@@ -18,8 +18,8 @@ use sentryagent_core::{
     MarketplaceQuery, Result, Tenant, TenantId, Timestamp,
 };
 use sentryagent_core::{
-    AdminKeyStore, AgentStore, AuditLog, Backend, MarkerStore, SettingStore, SigningKeyRecord,
-    SigningKeyStore, TenantStore,
+    AdminKeyStore, AgentStore, AuditLog, Backend, IntrospectionRecord, MarkerStore, SettingStore,
+    SigningKeyRecord, SigningKeyStore, TenantStore,
 };
 use sentryagent_core::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use sentryagent_core::{Page, PageRequest};
@@ -322,6 +322,38 @@ impl TenantStore for SledStore {
 
 #[async_trait]
 impl AgentStore for SledStore {
+    async fn introspection_record(
+        &self,
+        caller: &AgentId,
+        subject: &AgentId,
+        marker: (&str, &str),
+        now: Timestamp,
+    ) -> Result<IntrospectionRecord> {
+        // In process there is no round trip to save; the tenant and the
+        // marker are read here too, so that introspection is one call into
+        // the store.
+        fn found<T>(r: Result<T>) -> Result<Option<T>> {
+            match r {
+                Ok(v) => Ok(Some(v)),
+                Err(Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        let caller = match found(self.get_client(caller).await)? {
+            Some(mut record) => {
+                record.tenant =
+                    found(TenantStore::get_tenant(self, &record.agent.tenant_id).await)?;
+                Some(record)
+            }
+            None => None,
+        };
+        Ok(IntrospectionRecord {
+            caller,
+            subject: found(self.get_agent(subject).await)?,
+            revoked: Some(MarkerStore::has_marker(self, marker.0, marker.1, now).await?),
+        })
+    }
+
     async fn create_agent(
         &self,
         agent: &Agent,
