@@ -3,9 +3,9 @@
 mod a2a;
 mod badges;
 mod billing;
+mod conditional;
 #[cfg(feature = "console")]
 pub mod console;
-mod conditional;
 mod cors;
 mod drain;
 mod extract;
