@@ -1,6 +1,9 @@
-//! Server time of the console's dashboard pages with 1,000 agents and 30
-//! days of usage: `/usage`, `/usage.json`, `/settings/billing`,
-//! `/settings/tier`, `/analytics` and its two charts, each a full request
+//! Server time of every console page with 1,000 public agents and 30 days
+//! of usage: the public pages (home, pricing, docs, SDKs, marketplace
+//! search, a listing, a publisher, sign-in and sign-up), the tenant pages
+//! (agents, the wizard, an agent, API keys, members, audit, profile) and the
+//! dashboard (`/usage`, `/usage.json`, `/settings/billing`,
+//! `/settings/tier`, `/analytics` and its two charts), each a full request
 //! through the console router (session check, core calls, rendering).
 //!
 //! `cargo bench --bench console --features console`; ids under the group
@@ -20,13 +23,15 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sentryagent::http::console::{ConsoleConfig, router};
 use sentryagent::{
     Caller, Idp, NewAgent, RequestMeta, SignUp, SignupMode, UsageBatch, UsageIncrement, UsageKind,
+    Visibility,
 };
 use tower::ServiceExt as _;
 
 const ISSUER: &str = "http://127.0.0.1:8080";
 const AGENTS: usize = 1_000;
 const DAYS: i64 = 30;
-const PAGES: [&str; 7] = [
+/// The dashboard pages; [`pages`] adds the others.
+const DASHBOARD: [&str; 7] = [
     "/usage",
     "/usage.json",
     "/settings/billing",
@@ -36,10 +41,42 @@ const PAGES: [&str; 7] = [
     "/analytics/heatmap.svg",
 ];
 
+/// Every page as (bench id, path): one agent and its publisher stand for
+/// the pages with an id in their path.
+fn pages(agent: &str, publisher: &str) -> Vec<(String, String)> {
+    let mut pages: Vec<(String, String)> = DASHBOARD
+        .iter()
+        .map(|p| (p.trim_start_matches('/').replace('/', "_"), p.to_string()))
+        .collect();
+    for (id, path) in [
+        ("home", "/".to_owned()),
+        ("pricing", "/pricing".to_owned()),
+        ("docs", "/docs".to_owned()),
+        ("sdks", "/sdks".to_owned()),
+        ("marketplace", "/marketplace".to_owned()),
+        ("marketplace_search", "/marketplace?q=agent-0042".to_owned()),
+        ("marketplace_agent", format!("/marketplace/agents/{agent}")),
+        ("publisher", format!("/publishers/{publisher}")),
+        ("login", "/login".to_owned()),
+        ("signup", "/signup".to_owned()),
+        ("agents", "/agents".to_owned()),
+        ("agents_new", "/agents/new".to_owned()),
+        ("agent", format!("/agents/{agent}")),
+        ("api_keys", "/api-keys".to_owned()),
+        ("members", "/members".to_owned()),
+        ("audit", "/audit".to_owned()),
+        ("settings_profile", "/settings/profile".to_owned()),
+    ] {
+        pages.push((id.to_owned(), path));
+    }
+    pages
+}
+
 struct Setup {
     rt: tokio::runtime::Runtime,
     app: axum::Router,
     cookie: String,
+    pages: Vec<(String, String)>,
 }
 
 fn setup() -> Setup {
@@ -47,7 +84,7 @@ fn setup() -> Setup {
         .enable_all()
         .build()
         .expect("runtime");
-    let (idp, cookie) = rt.block_on(async {
+    let (idp, cookie, agent) = rt.block_on(async {
         let idp = Idp::builder(ISSUER)
             .configure(|c| {
                 c.people.signup = SignupMode::Open;
@@ -74,6 +111,7 @@ fn setup() -> Setup {
         let op = Caller::system();
         let now = idp.clock().now();
         let mut increments = Vec::new();
+        let mut first = None;
         for i in 0..AGENTS {
             let a = idp
                 .register_agent(
@@ -81,11 +119,14 @@ fn setup() -> Setup {
                     &tenant,
                     NewAgent {
                         name: format!("agent-{i:04}"),
+                        capabilities: vec!["search".into()],
+                        visibility: Some(Visibility::Public),
                         ..Default::default()
                     },
                 )
                 .await
                 .expect("agent");
+            first.get_or_insert_with(|| a.agent.id.to_string());
             for d in 0..DAYS {
                 let hour = (i as i64 * 7 + d * 5) % 24;
                 let at = now.minus(Duration::from_secs((d * 86_400 + hour * 3_600) as u64));
@@ -121,29 +162,51 @@ fn setup() -> Setup {
             sentryagent::http::cookie_name(ISSUER),
             signed.secret.expose()
         );
-        (idp, cookie)
+        (idp, cookie, first.expect("an agent"))
     });
     let app = router(idp, ConsoleConfig::default());
-    Setup { rt, app, cookie }
+    let listing = rt.block_on(fetch(
+        &app,
+        &cookie,
+        &format!("/marketplace/agents/{agent}"),
+    ));
+    let listing = String::from_utf8_lossy(&listing);
+    let publisher = listing
+        .split("href=\"/publishers/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a publisher link on the listing")
+        .to_owned();
+    let pages = pages(&agent, &publisher);
+    Setup {
+        rt,
+        app,
+        cookie,
+        pages,
+    }
 }
 
 async fn get(app: &axum::Router, cookie: &str, path: &str) -> usize {
+    fetch(app, cookie, path).await.len()
+}
+
+async fn fetch(app: &axum::Router, cookie: &str, path: &str) -> axum::body::Bytes {
     let req = Request::get(path)
         .header(header::COOKIE, cookie)
         .body(Body::empty())
         .expect("request");
     let res = app.clone().oneshot(req).await.expect("response");
     assert_eq!(res.status(), StatusCode::OK, "{path}");
-    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+    axum::body::to_bytes(res.into_body(), usize::MAX)
         .await
-        .expect("body");
-    body.len()
+        .expect("body")
 }
 
 fn bench(c: &mut Criterion) {
     let s = Arc::new(setup());
     // The p99 of 1,000 requests of each page.
-    for path in PAGES {
+    for (_, path) in &s.pages {
+        let path = path.as_str();
         let bytes = s.rt.block_on(get(&s.app, &s.cookie, path));
         let mut times: Vec<Duration> = (0..1_000)
             .map(|_| {
@@ -160,9 +223,9 @@ fn bench(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("console");
     g.sample_size(50).measurement_time(Duration::from_secs(5));
-    for path in PAGES {
-        let id = path.trim_start_matches('/').replace('/', "_");
-        g.bench_function(&id, |b| {
+    for (id, path) in &s.pages {
+        let path = path.as_str();
+        g.bench_function(id, |b| {
             b.to_async(&s.rt).iter(|| get(&s.app, &s.cookie, path));
         });
     }

@@ -293,6 +293,13 @@ async fn audit_flow(c: &Console) {
     );
     assert!(page.body.contains("user.signed_up"));
     assert!(page.body.contains("agent.created") || page.body.contains("agent.registered"));
+    // The count the chain status gives is the number of rows listed.
+    let rows = page.body.matches("<tr").count() - 1;
+    assert!(
+        page.body.contains(&format!(" {rows} events, head ")),
+        "{rows} rows: {}",
+        page.body
+    );
     assert!(page.body.contains("data-audit-stream=\"/v1/audit/stream\""));
     let only = c.get("/audit?action=user.signed_up", b.cookie()).await;
     assert!(only.body.contains("user.signed_up"));

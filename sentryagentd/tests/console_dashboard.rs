@@ -779,3 +779,143 @@ async fn the_dashboard_pages_work_on_postgres() {
         .unwrap();
     assert_eq!(trend.matches("<circle").count(), 30);
 }
+
+/// Every page of the console, public and signed in, for a tenant with a
+/// public agent that has issued a token: the paths a person visits.
+async fn every_page(s: &Server, p: &Person) -> (Vec<(&'static str, String)>, Vec<String>) {
+    let a = daemon::post(
+        &s.http,
+        s.url("/v1/agents"),
+        &p.key,
+        json!({"name": "atlas-bot", "description": "Looks things up", "capabilities": ["search"], "visibility": "public"}),
+    )
+    .await;
+    let id = a["client_id"].as_str().unwrap().to_owned();
+    let r = daemon::form(
+        s.http.post(s.url("/oauth2/token")),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", a["client_secret"].as_str().unwrap()),
+        ],
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let listing = s
+        .http
+        .get(s.url(&format!("/marketplace/agents/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let slug = listing
+        .split("href=\"/publishers/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no publisher link on the listing: {listing}"))
+        .to_owned();
+    let public = vec![
+        ("home", "/".to_owned()),
+        ("pricing", "/pricing".to_owned()),
+        ("docs", "/docs".to_owned()),
+        ("sdks", "/sdks".to_owned()),
+        ("marketplace", "/marketplace?q=atlas".to_owned()),
+        ("marketplace-agent", format!("/marketplace/agents/{id}")),
+        ("publisher", format!("/publishers/{slug}")),
+        ("login", "/login".to_owned()),
+        ("signup", "/signup".to_owned()),
+    ];
+    let signed_in = [
+        "/agents".to_owned(),
+        "/agents/new".to_owned(),
+        format!("/agents/{id}"),
+        "/api-keys".to_owned(),
+        "/members".to_owned(),
+        "/audit".to_owned(),
+        "/settings/profile".to_owned(),
+        "/usage".to_owned(),
+        "/settings/billing".to_owned(),
+        "/settings/tier".to_owned(),
+        "/analytics".to_owned(),
+    ];
+    (public, signed_in.to_vec())
+}
+
+/// The name of a signed-in page's screenshots.
+fn shot_name(path: &str) -> String {
+    let name = path.trim_start_matches('/').replace('/', "-");
+    if name.starts_with("agents-agt_") {
+        "agent".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Every page in the browser: no console error, no CSP violation, no
+/// request leaving loopback, a heading, and screenshots at both widths.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_renders_in_the_browser_without_a_console_error() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(mut b) = Browser::start("console_browser::every_page").await else {
+        return;
+    };
+    let s = server(false).await;
+    let p = s.sign_up("grace@example.com").await;
+    let (public, signed_in) = every_page(&s, &p).await;
+    for (name, path) in &public {
+        b.goto(&s.url(path)).await;
+        b.check().await;
+        assert_eq!(b.count("main h1").await, 1, "{path} has one heading");
+        b.screenshots(name).await;
+    }
+    sign_in(&mut b, &s, &p).await;
+    for path in &signed_in {
+        b.goto(&s.url(path)).await;
+        b.check().await;
+        assert!(
+            b.url().await.ends_with(path.as_str()),
+            "{path} opened signed in"
+        );
+        assert_eq!(b.count("main h1").await, 1, "{path} has one heading");
+        b.screenshots(&shot_name(path)).await;
+    }
+    b.quit().await;
+}
+
+/// Every page on Postgres (store and meter), over HTTP: each answers 200
+/// with the page, signed out or signed in as it needs.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_works_on_postgres() {
+    let Some(url) = sentryagent_storage::testing::postgres("console_dashboard::every_page").await
+    else {
+        return;
+    };
+    let s = server_on(false, Some(&url)).await;
+    let p = s.sign_up("hedy@example.com").await;
+    let (public, signed_in) = every_page(&s, &p).await;
+    let cookie = format!("{}={}", p.cookie.0, p.cookie.1);
+    for (_, path) in &public {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.text().await.unwrap().contains("<main"), "{path}");
+    }
+    for path in &signed_in {
+        let r = s
+            .http
+            .get(s.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("<main"), "{path}");
+        if path == "/agents" {
+            assert!(html.contains("atlas-bot"), "{html}");
+        }
+    }
+}

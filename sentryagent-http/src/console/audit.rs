@@ -91,7 +91,7 @@ pub(crate) async fn list(m: Member, PageQuery(p): PageQuery<AuditParams>) -> Pag
     let stream = ctx.api_url("/v1/audit/stream");
     let body = html! {
         @match &chain {
-            Ok(Some(head)) => p data-chain="verified" { span class="badge active" { "chain verified" } " " (head.seq + 1) " events, head " code { (head.hash.get(..16).unwrap_or(&head.hash)) } },
+            Ok(Some(head)) => p data-chain="verified" { span class="badge active" { "chain verified" } " " (head.seq) " events, head " code { (head.hash.get(..16).unwrap_or(&head.hash)) } },
             Ok(None) => p data-chain="empty" { span class="badge" { "no events yet" } },
             Err(Error::Unavailable { .. }) | Err(Error::Internal { .. }) => p data-chain="unknown" { span class="badge suspended" { "chain not checked" } " the store did not answer" },
             Err(e) => p data-chain="broken" role="alert" { span class="badge revoked" { "chain broken" } " " (e) },
