@@ -883,6 +883,46 @@ async fn every_page_renders_in_the_browser_without_a_console_error() {
         assert_eq!(b.count("main h1").await, 1, "{path} has one heading");
         b.screenshots(&shot_name(path)).await;
     }
+
+    // The keyboard: the first Tab reaches the skip link, which leads to the
+    // main content.
+    b.goto(&s.url("/usage")).await;
+    b.cdp(
+        "Input.dispatchKeyEvent",
+        json!({"type": "keyDown", "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9}),
+    )
+    .await;
+    b.cdp(
+        "Input.dispatchKeyEvent",
+        json!({"type": "keyUp", "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9}),
+    )
+    .await;
+    assert_eq!(
+        b.js(
+            "const a = document.activeElement; return [a.className, a.getAttribute('href')]",
+            json!([])
+        )
+        .await,
+        json!(["skip", "#main"])
+    );
+
+    // Dark: with `prefers-color-scheme: dark` the page is light text on a
+    // dark background.
+    b.cdp(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    )
+    .await;
+    b.goto(&s.url("/usage")).await;
+    b.check().await;
+    let luminance = "const l = c => { const [r, g, b] = c.match(/\\d+/g).map(Number); \
+                     return 0.2126 * r + 0.7152 * g + 0.0722 * b; }; \
+                     const st = getComputedStyle(document.body); \
+                     return [l(st.backgroundColor), l(st.color)]";
+    let lum = b.js(luminance, json!([])).await;
+    let (bg, fg) = (lum[0].as_f64().unwrap(), lum[1].as_f64().unwrap());
+    assert!(bg < 60.0 && fg > 180.0, "dark: background {bg}, text {fg}");
+    b.screenshots("usage-dark").await;
     b.quit().await;
 }
 
