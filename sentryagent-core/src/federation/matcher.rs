@@ -79,11 +79,21 @@ fn pointer<'a>(claims: &'a Map<String, Value>, p: &str) -> Option<&'a Value> {
     for t in tokens {
         v = match v {
             Value::Object(m) => m.get(unescape(t).as_str())?,
-            Value::Array(a) => a.get(t.parse::<usize>().ok()?)?,
+            Value::Array(a) => a.get(array_index(t)?)?,
             _ => return None,
         };
     }
     Some(v)
+}
+
+/// An RFC 6901 array index: `0`, or digits without a leading zero (no
+/// sign, no `01`, no `-`).
+fn array_index(t: &str) -> Option<usize> {
+    let canonical = t == "0" || (!t.starts_with('0') && !t.is_empty());
+    if !canonical || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
 }
 
 fn unescape(t: &str) -> String {
@@ -209,6 +219,20 @@ mod tests {
             ("octo-org/octo-agent", "octo-org/octo-agent2"),
         ] {
             assert!(!glob_match(p, v), "{p:?} should not match {v:?}");
+        }
+    }
+
+    #[test]
+    fn array_indexes_follow_rfc_6901() {
+        let claims = json!({"list": ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]});
+        let claims = claims.as_object().unwrap();
+        for (p, want) in [("/list/0", "a"), ("/list/1", "b"), ("/list/10", "k")] {
+            assert_eq!(pointer(claims, p), Some(&json!(want)), "{p}");
+        }
+        for p in [
+            "/list/+1", "/list/01", "/list/00", "/list/-", "/list/", "/list/1a", "/list/11",
+        ] {
+            assert_eq!(pointer(claims, p), None, "{p}");
         }
     }
 
