@@ -168,29 +168,7 @@ impl AgentStore for MemoryStore {
         marker: (&str, &str),
         now: Timestamp,
     ) -> Result<IntrospectionRecord> {
-        // In process there is no round trip to save; the tenant and the
-        // marker are read here too, so that introspection is one call into
-        // the store.
-        fn found<T>(r: Result<T>) -> Result<Option<T>> {
-            match r {
-                Ok(v) => Ok(Some(v)),
-                Err(Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
-        let caller = match found(self.get_client(caller).await)? {
-            Some(mut record) => {
-                record.tenant =
-                    found(TenantStore::get_tenant(self, &record.agent.tenant_id).await)?;
-                Some(record)
-            }
-            None => None,
-        };
-        Ok(IntrospectionRecord {
-            caller,
-            subject: found(self.get_agent(subject).await)?,
-            revoked: Some(MarkerStore::has_marker(self, marker.0, marker.1, now).await?),
-        })
+        crate::store::introspection_record_in_process(self, caller, subject, marker, now).await
     }
 
     async fn create_agent(

@@ -202,6 +202,41 @@ pub trait AgentStore: Backend {
     }
 }
 
+/// [`AgentStore::introspection_record`] for a backend that keeps agents,
+/// tenants and markers in the same process (no round trip to save): the
+/// caller with its tenant, the subject and the marker, read in turn.
+/// In-process backends implement the method by calling this.
+pub async fn introspection_record_in_process<S>(
+    store: &S,
+    caller: &AgentId,
+    subject: &AgentId,
+    marker: (&str, &str),
+    now: Timestamp,
+) -> Result<IntrospectionRecord>
+where
+    S: AgentStore + TenantStore + super::MarkerStore + ?Sized,
+{
+    fn found<T>(r: Result<T>) -> Result<Option<T>> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(crate::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    let caller = match found(store.get_client(caller).await)? {
+        Some(mut record) => {
+            record.tenant = found(store.get_tenant(&record.agent.tenant_id).await)?;
+            Some(record)
+        }
+        None => None,
+    };
+    Ok(IntrospectionRecord {
+        caller,
+        subject: found(store.get_agent(subject).await)?,
+        revoked: Some(store.has_marker(marker.0, marker.1, now).await?),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

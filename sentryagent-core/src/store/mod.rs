@@ -53,7 +53,7 @@ use async_trait::async_trait;
 use crate::health::BackendHealth;
 
 pub use admin_keys::AdminKeyStore;
-pub use agents::{AgentStore, ClientRecord, IntrospectionRecord};
+pub use agents::{AgentStore, ClientRecord, IntrospectionRecord, introspection_record_in_process};
 pub use audit_log::AuditLog;
 pub use invitations::InvitationStore;
 pub use markers::MarkerStore;

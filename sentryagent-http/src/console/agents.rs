@@ -463,7 +463,7 @@ pub(crate) async fn detail(m: Member, Path(id): Path<String>) -> PageResult {
         }
         @if let Some(n) = usage {
             h2 { "Usage" }
-            p data-usage="token-issuances" { "Token issuances this month: " strong { (super::public::thousands(n)) } }
+            p data-usage="token-issuances" { "Token issuances this month: " strong { (super::fmt::number(n)) } }
         }
         h2 { "Lifecycle" }
         @if !write {

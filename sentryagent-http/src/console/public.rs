@@ -4,35 +4,14 @@ use axum::response::Response;
 use maud::{Markup, html};
 use sentryagent_core::{Tier, TierLimits};
 
+use super::fmt::{number, tier_name};
 use super::page::{Ctx, Nav, Page};
 
 /// A limit for people: a number with thousands separators, or "Unlimited".
 pub(crate) fn limit_text(limit: Option<u64>) -> String {
     match limit {
         None => "Unlimited".to_owned(),
-        Some(n) => thousands(n),
-    }
-}
-
-/// `1234567` as `1,234,567`.
-pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The tier's name as people read it.
-pub(crate) fn tier_name(t: Tier) -> &'static str {
-    match t {
-        Tier::Free => "Free",
-        Tier::Pro => "Pro",
-        Tier::Enterprise => "Enterprise",
+        Some(n) => number(n),
     }
 }
 
@@ -117,7 +96,7 @@ pub(crate) async fn pricing(ctx: Ctx) -> Response {
                             td { (limit_text(l.max_agents)) }
                             td { (limit_text(l.api_calls_per_day)) }
                             td { (limit_text(l.token_issuances_per_month)) }
-                            td { (thousands(u64::from(l.requests_per_minute))) }
+                            td { (number(u64::from(l.requests_per_minute))) }
                             @if billing {
                                 td {
                                     @match (t, prices.iter().find(|(pt, _)| *pt == t)) {
@@ -246,10 +225,10 @@ mod tests {
 
     #[test]
     fn numbers_read_well() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(number(0), "0");
+        assert_eq!(number(999), "999");
+        assert_eq!(number(1_000), "1,000");
+        assert_eq!(number(1_234_567), "1,234,567");
         assert_eq!(limit_text(None), "Unlimited");
     }
 }
