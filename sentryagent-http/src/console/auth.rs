@@ -354,8 +354,20 @@ pub(crate) async fn login_page(ctx: Ctx, PageQuery(q): PageQuery<NextQuery>) -> 
 }
 
 /// Sets the cookie of a new session on a redirect.
-fn signed_in_redirect(ctx: &Ctx, signed: &sentryagent_core::SignedIn, to: &str) -> Response {
-    let mut res = see_other(to);
+pub(crate) fn signed_in_redirect(
+    ctx: &Ctx,
+    signed: &sentryagent_core::SignedIn,
+    to: &str,
+) -> Response {
+    with_session(ctx, see_other(to), signed)
+}
+
+/// Sets the cookie of `signed`'s session on `res` (never cached).
+pub(crate) fn with_session(
+    ctx: &Ctx,
+    mut res: Response,
+    signed: &sentryagent_core::SignedIn,
+) -> Response {
     let v = cookie(
         ctx.issuer(),
         Some(signed.secret.expose()),

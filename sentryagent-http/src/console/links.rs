@@ -11,7 +11,6 @@ use serde::Deserialize;
 
 use super::page::{Ctx, Flash, Nav, Page, PageError, PageForm, see_other};
 use crate::extract::Meta;
-use crate::session::cookie;
 
 fn token_field(label: &str) -> Markup {
     html! {
@@ -83,19 +82,7 @@ pub(crate) async fn accept_invitation(
         .accept_invitation(&input, &meta, old.as_deref())
         .await
     {
-        Ok(signed) => {
-            let mut res = see_other(&ctx.url("/agents"));
-            let v = cookie(
-                ctx.issuer(),
-                Some(signed.secret.expose()),
-                signed.session.expires_at,
-                ctx.state.idp.clock().now(),
-            );
-            res.headers_mut().append(header::SET_COOKIE, v);
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
-        }
+        Ok(signed) => super::auth::signed_in_redirect(&ctx, &signed, &ctx.url("/agents")),
         Err(e) => {
             let (status, text) = match &e {
                 Error::NotFound { .. } => (

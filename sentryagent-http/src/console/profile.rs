@@ -3,12 +3,11 @@
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
 use maud::{Markup, html};
 use sentryagent_core::{Error, SessionId, SessionInfo};
 use serde::Deserialize;
 
-use super::auth::SignedIn;
+use super::auth::{SignedIn, with_session};
 use super::page::{Ctx, Flash, Nav, Page, PageError, PageForm, PageResult, see_other};
 use crate::extract::Meta;
 use crate::session::cookie;
@@ -91,20 +90,6 @@ async fn render(
 /// `GET /settings/profile`.
 pub(crate) async fn page(s: SignedIn) -> PageResult {
     render(&s, html! {}, None, StatusCode::OK).await
-}
-
-/// Sets the cookie of the session a change started.
-fn with_session(ctx: &Ctx, mut res: Response, signed: &sentryagent_core::SignedIn) -> Response {
-    let v = cookie(
-        ctx.issuer(),
-        Some(signed.secret.expose()),
-        signed.session.expires_at,
-        ctx.state.idp.clock().now(),
-    );
-    res.headers_mut().append(header::SET_COOKIE, v);
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
 }
 
 /// The password form.
