@@ -130,6 +130,7 @@ fn tenant() -> Tenant {
             display_name: "Acme".into(),
             website: None,
             verified: false,
+            verification: None,
         },
         allowed_audiences: vec![],
         settings: Default::default(),

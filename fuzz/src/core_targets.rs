@@ -272,6 +272,7 @@ async fn build_idp() -> Idp {
             display_name: "Fuzz".into(),
             website: None,
             verified: false,
+            verification: None,
         },
         allowed_audiences: vec![AUDIENCE.into()],
         settings: Default::default(),

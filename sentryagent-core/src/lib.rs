@@ -16,6 +16,7 @@ pub mod conditional;
 #[doc(hidden)]
 pub mod credentials;
 pub mod did;
+pub mod domain_proof;
 #[doc(hidden)]
 pub mod error;
 pub mod federation;
@@ -81,10 +82,11 @@ pub use error::{BoxError, Error, LimitKind, Result};
 pub use health::{BackendHealth, HealthStatus};
 pub use idp::{
     ATTESTATION_TYP, Admission, AgentPatch, AgentUsageRow, AuditTail, BADGE_RENEWAL, BADGE_TYPE,
-    BillingOutcome, Caller, CategoryCount, CheckOutcome, CredentialVerification, DailyCount,
-    Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage, MAX_TRUST_POLICIES,
-    MarketplaceCategories, NewAgent, PublisherUpdate, RegisteredAgent, SECRET_HASH_KEY_SETTING,
-    STATUS_LIST_BITS, STATUS_LIST_PATH, SkillCount, Subscription, TenantUpdate, UsageSummary,
+    BillingOutcome, Caller, CategoryCount, CheckOutcome, CredentialVerification,
+    DOMAIN_PROOF_ATTEMPTS, DailyCount, Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage,
+    MAX_TRUST_POLICIES, MarketplaceCategories, NewAgent, PublisherUpdate, RegisteredAgent,
+    SECRET_HASH_KEY_SETTING, STATUS_LIST_BITS, STATUS_LIST_PATH, SkillCount, Subscription,
+    TenantUpdate, UsageSummary,
 };
 pub use ids::{
     AdminKeyId, AgentId, InvitationId, SecretId, SessionId, TenantId, TrustPolicyId, UserId,
@@ -109,8 +111,8 @@ pub use store::{
     SigningKeyStore, StoreParts, TenantStore, TrustPolicyStore, UserStore,
 };
 pub use tenant::{
-    BillingInfo, NewTenant, Publisher, SubscriptionStatus, Tenant, TenantSettings,
-    TenantSettingsPatch, TenantStatus,
+    BillingInfo, NewTenant, Publisher, PublisherVerification, SubscriptionStatus, Tenant,
+    TenantSettings, TenantSettingsPatch, TenantStatus, VerificationMethod,
 };
 pub use tier::{Tier, TierLimits, TierTable};
 pub use token::{

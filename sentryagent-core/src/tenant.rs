@@ -61,8 +61,71 @@ pub struct Publisher {
     pub display_name: String,
     /// Website URL.
     pub website: Option<String>,
-    /// Whether the operator verified this publisher.
+    /// Whether the publisher is verified: by the operator, or by a proof
+    /// of control of its website's domain
+    /// ([`Idp::verify_publisher_domain`](crate::Idp::verify_publisher_domain)).
     pub verified: bool,
+    /// How and when it was verified (absent while unverified, and for
+    /// publishers verified before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<PublisherVerification>,
+}
+
+/// How a publisher was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum VerificationMethod {
+    /// The operator set the verified flag.
+    Operator,
+    /// The publisher proved control of a domain (a token at
+    /// `https://<domain>/.well-known/sentryagent-publisher.txt`).
+    Domain,
+}
+
+impl VerificationMethod {
+    /// The wire name (`operator`, `domain`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationMethod::Operator => "operator",
+            VerificationMethod::Domain => "domain",
+        }
+    }
+}
+
+/// How and when a publisher was verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"method": "domain", "domain": "acme.example", "verified_at": "2026-12-03T08:00:00Z"})))]
+pub struct PublisherVerification {
+    /// How.
+    pub method: VerificationMethod,
+    /// The proven domain (method `domain` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// When.
+    pub verified_at: Timestamp,
+}
+
+impl PublisherVerification {
+    /// A verification by the operator at `at`.
+    pub fn operator(at: Timestamp) -> Self {
+        PublisherVerification {
+            method: VerificationMethod::Operator,
+            domain: None,
+            verified_at: at,
+        }
+    }
+
+    /// A proof of control of `domain` at `at`.
+    pub fn domain(domain: impl Into<String>, at: Timestamp) -> Self {
+        PublisherVerification {
+            method: VerificationMethod::Domain,
+            domain: Some(domain.into()),
+            verified_at: at,
+        }
+    }
 }
 
 /// Rules a tenant's owners set for its members.

@@ -78,6 +78,7 @@ pub fn sample_tenant(name: &str) -> Tenant {
             display_name: name.to_owned(),
             website: None,
             verified: false,
+            verification: None,
         },
         allowed_audiences: vec![],
         settings: Default::default(),

@@ -5,9 +5,13 @@ use std::time::Duration;
 use super::{Caller, Idp};
 use crate::audit::{AuditEvent, AuditQuery, ChainHead, Outcome, RequestMeta, verify_chain};
 use crate::credentials::{ADMIN_KEY_PREFIX, ADMIN_KEY_VISIBLE_LEN, AdminKey, AdminScope};
+use crate::domain_proof::website_host;
 use crate::page::{Page, PageRequest};
 use crate::secret::generate_secret;
-use crate::tenant::{BillingInfo, NewTenant, Publisher, slugify, validate_slug, validate_url};
+use crate::tenant::{
+    BillingInfo, NewTenant, Publisher, PublisherVerification, VerificationMethod, slugify,
+    validate_slug, validate_url,
+};
 use crate::{AdminKeyId, Error, Result, Tenant, TenantId, TenantStatus, Tier, Timestamp};
 
 /// How often `last_used_at` of an admin key is written at most.
@@ -102,6 +106,7 @@ impl Idp {
                 display_name: new.name.clone(),
                 website: new.website,
                 verified: false,
+                verification: None,
             },
             allowed_audiences: new.allowed_audiences,
             settings: Default::default(),
@@ -165,6 +170,21 @@ impl Idp {
         actor: &str,
         action: &str,
         request: &RequestMeta,
+        change: impl FnMut(&mut Tenant) -> Result<bool>,
+    ) -> Result<Tenant> {
+        self.change_tenant_with(id, actor, action, request, &[], change)
+            .await
+    }
+
+    /// [`change_tenant`](Self::change_tenant) with more details on the
+    /// audit event.
+    pub(crate) async fn change_tenant_with(
+        &self,
+        id: &TenantId,
+        actor: &str,
+        action: &str,
+        request: &RequestMeta,
+        details: &[(&str, &str)],
         mut change: impl FnMut(&mut Tenant) -> Result<bool>,
     ) -> Result<Tenant> {
         for _ in 0..16 {
@@ -200,6 +220,9 @@ impl Idp {
                     );
                     if let Some(r) = &stored.suspension_reason {
                         ev.details.insert("reason".into(), r.clone());
+                    }
+                    for (k, v) in details {
+                        ev.details.insert((*k).to_owned(), (*v).to_owned());
                     }
                     self.audit(ev).await?;
                     return Ok(stored);
@@ -285,6 +308,15 @@ impl Idp {
     /// Changes a tenant's public profile. `verified` is set only by an
     /// operator; `None` keeps the stored flag, read in the same step as the
     /// write, so a concurrent verification by the operator is never undone.
+    ///
+    /// How it was verified follows: an operator turning the flag on records
+    /// `verification` method `operator` (a domain proof already in place
+    /// stays), turning it off clears it. A domain proof
+    /// ([`verify_publisher_domain`](Self::verify_publisher_domain)) is kept
+    /// only while the website's host is the proven domain: a website on
+    /// another host (or none) drops the proof and the verified flag, unless
+    /// an operator sets `verified: true` in the same change (then method
+    /// `operator`). The display name may change without losing either.
     pub async fn update_publisher(
         &self,
         caller: &Caller,
@@ -298,22 +330,41 @@ impl Idp {
             validate_url("website", w)?;
         }
         let operator = caller.is_operator();
+        let now = Timestamp::from_unix_secs(self.now().unix_secs());
         self.change_tenant(
             id,
             &caller.actor,
             "tenant.publisher_changed",
             &caller.request,
             |t| {
-                let verified = update.verified.unwrap_or(t.publisher.verified);
+                let mut verified = update.verified.unwrap_or(t.publisher.verified);
                 if verified != t.publisher.verified && !operator {
                     return Err(Error::Forbidden {
                         message: "only an operator sets the verified flag".into(),
                     });
                 }
+                let mut verification = match (t.publisher.verified, verified) {
+                    (false, true) => Some(PublisherVerification::operator(now)),
+                    (_, false) => None,
+                    (true, true) => t.publisher.verification.clone(),
+                };
+                let proof_moved = verification.as_ref().is_some_and(|v| {
+                    v.method == VerificationMethod::Domain
+                        && update.website.as_deref().and_then(website_host) != v.domain
+                });
+                if proof_moved {
+                    if operator && update.verified == Some(true) {
+                        verification = Some(PublisherVerification::operator(now));
+                    } else {
+                        verified = false;
+                        verification = None;
+                    }
+                }
                 t.publisher = Publisher {
                     display_name: update.display_name.clone(),
                     website: update.website.clone(),
                     verified,
+                    verification,
                 };
                 Ok(true)
             },

@@ -4,7 +4,8 @@
 //! it.
 //!
 //! A badge attests the listing's claims (name, publisher, publisher
-//! verified, capabilities, listing time). Its *fingerprint* is a hash of
+//! verified and how: `verification` with `method` `domain` or `operator`,
+//! the proven `domain` and `verifiedAt`, capabilities, listing time). Its *fingerprint* is a hash of
 //! those claims and of the agent's revision (any stored change): while it holds, the IdP
 //! serves the same badge (renewed each [`BADGE_RENEWAL`] period, its
 //! status index unchanged); when the listing changes, a new badge with a
@@ -102,7 +103,7 @@ struct BadgeClaims {
 fn claims(idp: &Idp, agent: &Agent, tenant: &Tenant) -> Result<BadgeClaims> {
     let issuer = &idp.config().issuer;
     let listed_at = agent.state_changed_at.unwrap_or(agent.created_at);
-    let subject = json!({
+    let mut subject = json!({
         "id": agent.did,
         "type": "ListedAgent",
         "agentId": agent.id.to_string(),
@@ -116,6 +117,18 @@ fn claims(idp: &Idp, agent: &Agent, tenant: &Tenant) -> Result<BadgeClaims> {
         "listedAt": listed_at.to_rfc3339(),
         "listing": format!("{issuer}/v1/marketplace/agents/{}", agent.id),
     });
+    // How the publisher was verified, when recorded: a new verification
+    // changes the claims, so the badge is re-issued.
+    if let Some(v) = &tenant.publisher.verification {
+        let mut how = json!({
+            "method": v.method.as_str(),
+            "verifiedAt": v.verified_at.to_rfc3339(),
+        });
+        if let Some(d) = &v.domain {
+            how["domain"] = json!(d);
+        }
+        subject["publisher"]["verification"] = how;
+    }
     let canonical =
         jcs::canonicalize(&subject).map_err(|e| Error::internal("canonicalize badge claims", e))?;
     let mut h = Sha256::new();

@@ -6,6 +6,8 @@ mod agents;
 mod attest;
 pub use attest::ATTESTATION_TYP;
 mod badges;
+mod domain_proof;
+pub use domain_proof::DOMAIN_PROOF_ATTEMPTS;
 mod directory;
 pub use badges::{
     BADGE_RENEWAL, BADGE_TYPE, CheckOutcome, CredentialVerification, STATUS_LIST_BITS,
@@ -243,6 +245,7 @@ pub(crate) struct Inner {
     pub(crate) billing: Arc<dyn BillingProvider>,
     pub(crate) revocations: Option<Arc<dyn crate::RevocationCache>>,
     pub(crate) issuer_keys: Arc<dyn crate::federation::IssuerKeys>,
+    pub(crate) domain_proofs: Option<Arc<dyn crate::domain_proof::DomainProofFetcher>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hasher: SecretHasher,
     pub(crate) keys: RwLock<Arc<KeyRing>>,
@@ -307,6 +310,7 @@ pub struct IdpBuilder {
     billing: Option<Arc<dyn BillingProvider>>,
     revocations: Option<Arc<dyn crate::RevocationCache>>,
     issuer_keys: Option<Arc<dyn crate::federation::IssuerKeys>>,
+    domain_proofs: Option<Arc<dyn crate::domain_proof::DomainProofFetcher>>,
     clock: Option<Arc<dyn Clock>>,
     secret_hash_key: Option<[u8; 32]>,
 }
@@ -382,6 +386,17 @@ impl IdpBuilder {
         self
     }
 
+    /// Sets how publisher domain proof files are fetched (the HTTP
+    /// adapter's guarded fetcher, for one); without one,
+    /// [`Idp::verify_publisher_domain`] is not configured.
+    pub fn domain_proofs(
+        mut self,
+        fetcher: Arc<dyn crate::domain_proof::DomainProofFetcher>,
+    ) -> Self {
+        self.domain_proofs = Some(fetcher);
+        self
+    }
+
     /// The clock (default: [`SystemClock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -446,6 +461,7 @@ impl IdpBuilder {
                 issuer_keys: self
                     .issuer_keys
                     .unwrap_or_else(|| Arc::new(crate::federation::StaticIssuerKeys::new())),
+                domain_proofs: self.domain_proofs,
                 clock,
                 hasher: SecretHasher::new(&hash_key),
                 keys: RwLock::new(Arc::new(ring)),
@@ -484,6 +500,7 @@ impl Idp {
             billing: None,
             revocations: None,
             issuer_keys: None,
+            domain_proofs: None,
             clock: None,
             secret_hash_key: None,
         }
