@@ -6,7 +6,6 @@
 //! The rules are on [`JwksFetcher`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +14,10 @@ use reqwest::Url;
 use sentryagent_core::federation::{IssuerKeySet, IssuerKeys};
 use sentryagent_core::{Backend, BackendHealth, Clock, Error, HealthStatus, Result, Timestamp};
 use serde::Deserialize;
+
+use crate::guarded::{
+    GuardPolicy, address_allowed, guarded_client, guarded_get, host_ip, loopback_host,
+};
 
 /// The variable that allows plain HTTP to loopback issuers (`1`).
 pub const ALLOW_HTTP_LOOPBACK_ENV: &str = "SENTRYAGENT_FEDERATION_ALLOW_HTTP_LOOPBACK";
@@ -90,110 +93,6 @@ impl JwksFetcherConfig {
     pub fn max_stale(mut self, d: Duration) -> Self {
         self.max_stale = d;
         self
-    }
-}
-
-/// Whether an address may be fetched from: a public unicast address, or a
-/// loopback one when `allow_loopback`.
-pub fn address_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4_allowed(v4, allow_loopback),
-        IpAddr::V6(v6) => v6_allowed(v6, allow_loopback),
-    }
-}
-
-fn v4_allowed(ip: Ipv4Addr, allow_loopback: bool) -> bool {
-    let [a, b, c, _] = ip.octets();
-    if ip.is_loopback() {
-        return allow_loopback;
-    }
-    !(a == 0 // "this network", 0.0.0.0 included
-        || a == 10
-        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-        || (a == 169 && b == 254) // link-local, cloud metadata
-        || (a == 172 && (16..32).contains(&b))
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 192 && b == 0 && c == 2) // documentation
-        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
-        || (a == 192 && b == 168)
-        || (a == 198 && (18..20).contains(&b)) // benchmarking
-        || (a == 198 && b == 51 && c == 100) // documentation
-        || (a == 203 && b == 0 && c == 113) // documentation
-        || a >= 224) // multicast, reserved, broadcast
-}
-
-fn v6_allowed(ip: Ipv6Addr, allow_loopback: bool) -> bool {
-    if ip.is_loopback() {
-        return allow_loopback;
-    }
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return v4_allowed(v4, allow_loopback);
-    }
-    let s = ip.segments();
-    // NAT64 (64:ff9b::/96): the IPv4 address in the last 32 bits.
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        let [.., hi, lo] = s;
-        return v4_allowed(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)), false);
-    }
-    // 6to4 (2002::/16): the IPv4 address in bits 16..48.
-    if s[0] == 0x2002 {
-        return v4_allowed(
-            Ipv4Addr::from((u32::from(s[1]) << 16) | u32::from(s[2])),
-            false,
-        );
-    }
-    !(ip.is_unspecified()
-        || s[0..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible (deprecated)
-        || (s[0] & 0xfe00) == 0xfc00 // unique local
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (s[0] & 0xff00) == 0xff00 // multicast
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x2001 && s[1] == 0) // Teredo
-        || s[0] == 0x0100) // discard-only
-}
-
-/// The address of a URL whose host is an IP literal.
-fn host_ip(url: &Url) -> Option<IpAddr> {
-    let h = url.host_str()?;
-    let h = h
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(h);
-    h.parse().ok()
-}
-
-/// Whether a URL host is a loopback host name or address.
-fn loopback_host(url: &Url) -> bool {
-    match host_ip(url) {
-        Some(ip) => ip.is_loopback(),
-        None => url
-            .host_str()
-            .is_some_and(|h| h.eq_ignore_ascii_case("localhost")),
-    }
-}
-
-/// The resolver of the fetcher's client: the system's, keeping only the
-/// addresses [`address_allowed`] accepts.
-struct GuardedResolver {
-    allow_loopback: bool,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_loopback = self.allow_loopback;
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| address_allowed(a.ip(), allow_loopback))
-                .collect();
-            if found.is_empty() {
-                return Err(format!("{host} resolves to no address that may be fetched").into());
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
-            Ok(addrs)
-        })
     }
 }
 
@@ -308,20 +207,11 @@ impl JwksFetcher {
     /// # Errors
     /// `Internal` if the HTTP client cannot be built.
     pub fn new(config: JwksFetcherConfig, clock: Arc<dyn Clock>) -> Result<JwksFetcher> {
-        // reqwest is built without a bundled TLS provider: ring, as the
-        // process default (a provider the host installed stays).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .dns_resolver(GuardedResolver {
-                allow_loopback: config.allow_http_loopback,
-            })
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .user_agent(concat!("sentryagent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::internal("build the JWKS HTTP client", e))?;
+        let http = guarded_client(&GuardPolicy {
+            allow_http_loopback: config.allow_http_loopback,
+            timeout: config.timeout,
+            hosts: Default::default(),
+        })?;
         Ok(JwksFetcher {
             inner: Arc::new(Inner {
                 http,
@@ -426,57 +316,13 @@ impl JwksFetcher {
         Ok(url)
     }
 
-    /// GET `url`: 200 only (no redirect), at most the configured bytes.
-    /// Returns the body and the `Cache-Control` value.
+    /// GET `url` (see [`guarded_get`]): the body and the `Cache-Control`
+    /// value.
     async fn get(&self, url: Url) -> std::result::Result<(Vec<u8>, Option<String>), String> {
         let max = self.inner.config.max_response_bytes;
-        let shown = url.to_string();
-        let mut res = self
-            .inner
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
+        guarded_get(&self.inner.http, url, max, "application/json")
             .await
-            .map_err(|e| {
-                let kind = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "connection failed"
-                } else {
-                    "request failed"
-                };
-                format!("{shown}: {kind}: {}", error_chain(&e))
-            })?;
-        let status = res.status();
-        if status.is_redirection() {
-            return Err(format!(
-                "{shown}: answered a redirect ({status}); redirects are not followed"
-            ));
-        }
-        if status != reqwest::StatusCode::OK {
-            return Err(format!("{shown}: answered {status}"));
-        }
-        if res.content_length().is_some_and(|n| n > max as u64) {
-            return Err(format!("{shown}: the answer is larger than {max} bytes"));
-        }
-        let cache_control = res
-            .headers()
-            .get(reqwest::header::CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut body = Vec::new();
-        while let Some(chunk) = res
-            .chunk()
-            .await
-            .map_err(|e| format!("{shown}: reading the answer failed: {}", error_chain(&e)))?
-        {
-            if body.len() + chunk.len() > max {
-                return Err(format!("{shown}: the answer is larger than {max} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((body, cache_control))
+            .map_err(|f| f.detail)
     }
 
     /// Discovery, then the JWKS; the keys and how long to keep them.
@@ -510,18 +356,6 @@ impl JwksFetcher {
             IssuerKeySet::from_jwks(&body).map_err(|e| format!("the JWKS of {issuer}: {e}"))?;
         Ok((keys, cache_time(cache_control.as_deref())))
     }
-}
-
-/// An error with its causes, for logs and health.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[async_trait]
@@ -670,64 +504,6 @@ fn unavailable(issuer: &str, why: String) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refused_addresses() {
-        for ip in [
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "0.1.2.3",
-            "224.0.0.1",
-            "255.255.255.255",
-            "240.0.0.1",
-            "192.0.2.1",
-            "198.18.0.1",
-            "::",
-            "fc00::1",
-            "fd12:3456::1",
-            "fe80::1",
-            "fec0::1",
-            "ff02::1",
-            "::ffff:10.0.0.1",
-            "::ffff:169.254.169.254",
-            "::ffff:127.0.0.1",
-            "64:ff9b::a9fe:a9fe",
-            "2002:a9fe:a9fe::1",
-            "2001:db8::1",
-            "2001:0:4136:e378::1",
-            "::10.0.0.1",
-            "100::1",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert!(!address_allowed(ip, false), "{ip}");
-            assert!(
-                !address_allowed(ip, true) || ip.to_string().contains("127"),
-                "{ip}"
-            );
-        }
-        for ip in ["127.0.0.1", "127.8.9.1", "::1"] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert!(!address_allowed(ip, false), "{ip}");
-            assert!(address_allowed(ip, true), "{ip}");
-        }
-        for ip in [
-            "140.82.112.3",
-            "8.8.8.8",
-            "172.32.0.1",
-            "100.128.0.1",
-            "2606:50c0:8000::154",
-            "::ffff:140.82.112.3",
-            "64:ff9b::808:808",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert!(address_allowed(ip, false), "{ip}");
-        }
-    }
 
     #[test]
     fn cache_times_are_clamped() {

@@ -7,9 +7,11 @@ mod conditional;
 #[cfg(feature = "console")]
 pub mod console;
 mod cors;
+mod domain_proof;
 mod drain;
 mod extract;
 mod federation;
+mod guarded;
 mod layers;
 mod manage;
 mod members;
@@ -39,11 +41,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use cors::CorsOrigin;
+pub use domain_proof::{DomainProofFetcherConfig, HttpDomainProofFetcher};
 pub use drain::Drain;
 pub use extract::MAX_JSON_DEPTH;
-pub use federation::{
-    ALLOW_HTTP_LOOPBACK_ENV, JwksFetcher, JwksFetcherConfig, MIN_REFETCH_ENV, address_allowed,
-};
+pub use federation::{ALLOW_HTTP_LOOPBACK_ENV, JwksFetcher, JwksFetcherConfig, MIN_REFETCH_ENV};
+pub use guarded::address_allowed;
 pub use layers::REQUEST_ID;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use sentryagent_core::OAuthError;
@@ -453,6 +455,8 @@ fn api_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(manage::get_tenant))
         .routes(routes!(manage::patch_tenant))
         .routes(routes!(manage::put_publisher))
+        .routes(routes!(manage::start_domain_proof))
+        .routes(routes!(manage::verify_domain_proof))
         .routes(routes!(manage::create_tenant_key))
         .routes(routes!(manage::list_tenant_keys))
         .routes(routes!(manage::revoke_tenant_key))

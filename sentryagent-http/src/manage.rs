@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use sentryagent_core::AuditQuery;
+use sentryagent_core::domain_proof::DomainProofChallenge;
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, AgentPatch, AuditEvent, Error, NewAgent, NewTenant, Page,
     PageRequest, Tenant, TenantId,
@@ -168,6 +169,73 @@ pub(crate) async fn put_publisher(
     Ok(Json(
         s.idp
             .update_publisher(&caller, &tenant_id(&id)?, update)
+            .await?,
+    ))
+}
+
+/// The domain of a publisher domain proof.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"domain": "acme.example"}))]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DomainProofBody {
+    /// The domain: the host of the publisher's website (ASCII; an
+    /// internationalized name in its `xn--` form), without scheme or port.
+    domain: String,
+}
+
+/// Starts a publisher domain proof: a token to serve at
+/// `https://<domain>/.well-known/sentryagent-publisher.txt` (valid 7 days).
+#[utoipa::path(
+    post, path = "/v1/tenants/{id}/publisher/domain-proofs", tag = "management",
+    params(("id" = String, Path, description = "tenant id")),
+    request_body = DomainProofBody,
+    responses(
+        (status = 201, description = "the token, where to serve it, until when, and what to do", body = DomainProofChallenge),
+        NotFound, AuthErrors, InputErrors, BodyErrors
+    ),
+    security(("admin_key" = []))
+)]
+pub(crate) async fn start_domain_proof(
+    State(s): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<DomainProofBody>,
+) -> ApiResult {
+    let challenge = s
+        .idp
+        .start_publisher_domain_proof(&caller, &tenant_id(&id)?, &body.domain)
+        .await?;
+    Ok(created(challenge))
+}
+
+/// Verifies a publisher domain proof: the IdP fetches
+/// `https://<domain>/.well-known/sentryagent-publisher.txt` (public
+/// addresses only, no redirects, 5 s, 64 KiB) and looks for a current token
+/// of this tenant for this domain on a line of its own. Success marks the
+/// publisher verified (`verification.method: "domain"`); a failure is a 422
+/// whose `reason` starts with a stable code in parentheses (`not_found`,
+/// `bad_answer`, `too_large`, `token_absent`, `token_expired`, `refused`,
+/// `timeout`, `unreachable`). Attempts are limited per tenant (10 an hour).
+#[utoipa::path(
+    post, path = "/v1/tenants/{id}/publisher/domain-proofs/verify", tag = "management",
+    params(("id" = String, Path, description = "tenant id")),
+    request_body = DomainProofBody,
+    responses(
+        (status = 200, description = "the tenant, its publisher verified", body = Tenant),
+        (status = 501, description = "no domain proof fetcher is configured", content_type = "application/problem+json", body = ProblemDoc),
+        NotFound, AuthErrors, InputErrors, BodyErrors
+    ),
+    security(("admin_key" = []))
+)]
+pub(crate) async fn verify_domain_proof(
+    State(s): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<DomainProofBody>,
+) -> ApiResult<Json<Tenant>> {
+    Ok(Json(
+        s.idp
+            .verify_publisher_domain(&caller, &tenant_id(&id)?, &body.domain)
             .await?,
     ))
 }

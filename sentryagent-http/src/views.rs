@@ -8,7 +8,7 @@ use sentryagent_core::did::DidDocument;
 use sentryagent_core::{AdminKey, AdminScope};
 use sentryagent_core::{
     Agent, AgentId, AgentUsageRow, DailyCount, Ed25519PrivateJwk, LifecycleState, Page,
-    Subscription, Tenant, TenantId, TenantStatus, Tier, Timestamp,
+    PublisherVerification, Subscription, Tenant, TenantId, TenantStatus, Tier, Timestamp,
 };
 use sentryagent_core::{BackendHealth, HealthStatus};
 use serde::{Deserialize, Serialize};
@@ -535,8 +535,13 @@ pub(crate) struct PublisherView {
     pub(crate) display_name: String,
     /// Website.
     pub(crate) website: Option<String>,
-    /// Whether the operator verified the publisher.
+    /// Whether the publisher is verified (by the operator, or by a proof of
+    /// control of its website's domain).
     pub(crate) verified: bool,
+    /// How and when it was verified (`method` `domain` with the proven
+    /// `domain`, or `operator`), when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) verification: Option<PublisherVerification>,
 }
 
 impl From<&Tenant> for PublisherView {
@@ -547,6 +552,7 @@ impl From<&Tenant> for PublisherView {
             display_name: t.publisher.display_name.clone(),
             website: t.publisher.website.clone(),
             verified: t.publisher.verified,
+            verification: t.publisher.verification.clone(),
         }
     }
 }

@@ -140,6 +140,12 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
     };
     let backends = open(&urls, clock.clone()).await?;
     let issuer_keys = sentryagent_http::JwksFetcher::new(args.jwks_fetcher(), clock.clone())?;
+    // Publisher domain proofs are fetched under the same address policy
+    // (and the same development flag) as issuer discovery.
+    let domain_proofs = sentryagent_http::HttpDomainProofFetcher::new(
+        sentryagent_http::DomainProofFetcherConfig::default()
+            .allow_http_loopback(args.federation_allow_http_loopback),
+    )?;
     if args.federation_allow_http_loopback {
         tracing::warn!(
             "token exchange may fetch plain-http loopback issuers: for development and tests only"
@@ -157,6 +163,7 @@ async fn serve_until_signal(args: Args) -> Result<serve::Shutdown, BoxError> {
         .clock(clock)
         .billing(billing)
         .issuer_keys(Arc::new(issuer_keys))
+        .domain_proofs(Arc::new(domain_proofs))
         .build()
         .await?;
     tracing::info!(
