@@ -135,6 +135,9 @@ pub(crate) enum Command {
     /// A tenant's invitations: invite, list, revoke.
     #[command(subcommand)]
     Invitations(InvitationsCommand),
+    /// A tenant's publisher profile: prove control of its domain.
+    #[command(subcommand)]
+    Publisher(PublisherCommand),
     /// Verifies the audit hash chain.
     #[command(after_help = "Example:\n  sentryagent verify-audit --tenant <tenant-id>")]
     VerifyAudit,
@@ -394,6 +397,25 @@ pub(crate) struct TailArgs {
     /// --follow: stop after this many events.
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<usize>,
+}
+
+/// `publisher`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PublisherCommand {
+    /// Starts a proof of control of the publisher's domain (prints the token
+    /// to serve at https://DOMAIN/.well-known/sentryagent-publisher.txt), or
+    /// with --check asks the server to fetch it and verify the publisher.
+    #[command(
+        name = "verify-domain",
+        after_help = "Examples:\n  sentryagent publisher verify-domain acme.example\n  sentryagent publisher verify-domain acme.example --check"
+    )]
+    VerifyDomain {
+        /// The domain: the host of the publisher's website.
+        domain: String,
+        /// Verify the token served on the domain (after starting a proof).
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 /// `marketplace`.

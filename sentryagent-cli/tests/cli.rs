@@ -1105,6 +1105,7 @@ fn man_pages_for_every_command() {
         "sentryagent-api-keys-create",
         "sentryagent-members-set-role",
         "sentryagent-invitations-create",
+        "sentryagent-publisher-verify-domain",
     ] {
         let page = std::fs::read_to_string(dir.path().join(format!("{name}.1"))).unwrap();
         assert!(
@@ -1118,9 +1119,9 @@ fn man_pages_for_every_command() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.contains("-help")), "{names:?}");
-    // The top page, 22 commands, 4 config, 4 tenants, 3 api-keys, 1
-    // marketplace, 4 members, 3 invitations.
-    assert_eq!(names.len(), 1 + 22 + 4 + 4 + 3 + 1 + 4 + 3, "{names:?}");
+    // The top page, 23 commands, 4 config, 4 tenants, 3 api-keys, 1
+    // marketplace, 4 members, 3 invitations, 1 publisher.
+    assert_eq!(names.len(), 1 + 23 + 4 + 4 + 3 + 1 + 4 + 3 + 1, "{names:?}");
 }
 
 /// Accepts an invitation over HTTP, as the person invited would; the
@@ -1325,4 +1326,41 @@ fn api_keys_expire_and_keep_a_revocation_reason() {
         table.contains("REQUESTS") && table.contains("(not needed)"),
         "{table}"
     );
+}
+
+#[test]
+fn publisher_verify_domain_starts_and_checks_a_proof() {
+    let env = Env::new();
+    let (_, key) = env.tenant_on("Proof Co", "pro");
+    let out = text_out(
+        env.as_key(&key)
+            .args(["publisher", "verify-domain", "proof.localhost"]),
+    );
+    assert!(
+        out.contains("https://proof.localhost/.well-known/sentryagent-publisher.txt"),
+        "{out}"
+    );
+    assert!(out.contains("sa_dp_"), "{out}");
+    assert!(out.contains("--check"), "{out}");
+    let c = json_out(env.as_key(&key).args([
+        "publisher",
+        "verify-domain",
+        "proof.localhost",
+        "--json",
+    ]));
+    assert_eq!(c["domain"], "proof.localhost");
+    assert!(c["token"].as_str().unwrap().starts_with("sa_dp_"));
+    // Nothing serves it (and a loopback name is refused in production).
+    let err = fails_with(
+        env.as_key(&key)
+            .args(["publisher", "verify-domain", "proof.localhost", "--check"]),
+        1,
+    );
+    assert!(err.contains("domain proof failed (refused)"), "{err}");
+    let err = fails_with(
+        env.as_key(&key)
+            .args(["publisher", "verify-domain", "127.0.0.1"]),
+        1,
+    );
+    assert!(err.contains("IP addresses are refused"), "{err}");
 }

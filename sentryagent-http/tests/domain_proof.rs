@@ -89,10 +89,7 @@ impl Website {
     }
 
     fn serve(&self, host: &str, answer: Answer) {
-        self.answers
-            .lock()
-            .unwrap()
-            .insert(host.to_owned(), answer);
+        self.answers.lock().unwrap().insert(host.to_owned(), answer);
     }
 }
 
@@ -163,14 +160,22 @@ async fn fails(s: &Server, id: &str, key: &str, domain: &str, code: &str) -> Val
 
 async fn audit_actions(s: &Server, tenant: &str) -> Vec<(String, Value)> {
     let (st, page) = s
-        .get(&format!("/v1/audit?tenant_id={tenant}&limit=1000"), Some(&s.op))
+        .get(
+            &format!("/v1/audit?tenant_id={tenant}&limit=1000"),
+            Some(&s.op),
+        )
         .await;
     assert_eq!(st, 200, "{page}");
     page["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["action"].as_str().unwrap().to_owned(), e["details"].clone()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["details"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -198,8 +203,16 @@ async fn a_domain_proof_verifies_the_publisher_and_its_badge() {
         "https://acme.localhost/.well-known/sentryagent-publisher.txt"
     );
     let token = c["token"].as_str().unwrap();
-    assert!(token.starts_with("sa_dp_") && token.len() >= 6 + 43, "{token}");
-    assert!(c["instructions"].as_str().unwrap().contains("acme.localhost"));
+    assert!(
+        token.starts_with("sa_dp_") && token.len() >= 6 + 43,
+        "{token}"
+    );
+    assert!(
+        c["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("acme.localhost")
+    );
     assert!(c["expires_at"].is_string());
 
     // Not served yet: 404.
@@ -219,7 +232,9 @@ async fn a_domain_proof_verifies_the_publisher_and_its_badge() {
     // The token on a line of its own among others.
     web.serve(
         "acme.localhost",
-        Answer::Body(format!("# SentryAgent publisher proof\r\n  {token}  \nother\n")),
+        Answer::Body(format!(
+            "# SentryAgent publisher proof\r\n  {token}  \nother\n"
+        )),
     );
     let (st, t) = verify(&s, &id, &key, "acme.localhost").await;
     assert_eq!(st, 200, "{t}");
@@ -465,7 +480,10 @@ async fn bad_domains_are_refused() {
         )
         .await;
     assert_eq!(st, 422, "{p}");
-    assert!(p["detail"].as_str().unwrap().contains("unknown field"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("unknown field"),
+        "{p}"
+    );
     let (st, _) = s
         .post(
             &format!("/v1/tenants/{id}/publisher/domain-proofs"),

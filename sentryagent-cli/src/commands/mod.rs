@@ -36,6 +36,7 @@ pub(crate) async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<(), CliE
         Command::ApiKeys(c) => admin::api_keys(ctx, c).await,
         Command::Members(c) => people::members(ctx, c).await,
         Command::Invitations(c) => people::invitations(ctx, c).await,
+        Command::Publisher(c) => people::publisher(ctx, c).await,
         // Handled before the config is read.
         Command::Completion { .. } | Command::ManPages { .. } => Ok(()),
     }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::admin::keys_tenant;
 use crate::Ctx;
-use crate::cli::{InvitationsCommand, MembersCommand};
+use crate::cli::{InvitationsCommand, MembersCommand, PublisherCommand};
 use crate::client::{enc, query};
 use crate::error::CliError;
 use crate::output::{print_json, s};
@@ -205,6 +205,65 @@ pub(crate) async fn invitations(ctx: &mut Ctx, c: InvitationsCommand) -> Result<
             } else {
                 ctx.ui
                     .done(&format!("Revoked invitation {id} of tenant {t}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `publisher ...`.
+pub(crate) async fn publisher(ctx: &mut Ctx, c: PublisherCommand) -> Result<(), CliError> {
+    match c {
+        PublisherCommand::VerifyDomain { domain, check } => {
+            let t = tenant(ctx).await?;
+            let base = format!("/v1/tenants/{}/publisher/domain-proofs", enc(&t));
+            if check {
+                let req = ctx
+                    .client
+                    .authed(Method::POST, &format!("{base}/verify"))?
+                    .json(&json!({"domain": domain}));
+                let tenant = ctx
+                    .ui
+                    .spin("fetching the proof", ctx.client.json(req))
+                    .await?;
+                if ctx.ui.json {
+                    print_json(&tenant);
+                    return Ok(());
+                }
+                let v = &tenant["publisher"]["verification"];
+                ctx.ui.print_fields(&[
+                    (
+                        "publisher",
+                        s(&tenant["publisher"], "display_name").to_owned(),
+                    ),
+                    ("verified", ctx.ui.green("yes")),
+                    ("method", s(v, "method").to_owned()),
+                    ("domain", s(v, "domain").to_owned()),
+                    ("verified at", s(v, "verified_at").to_owned()),
+                ]);
+            } else {
+                let req = ctx
+                    .client
+                    .authed(Method::POST, &base)?
+                    .json(&json!({"domain": domain}));
+                let c = ctx
+                    .ui
+                    .spin("starting a domain proof", ctx.client.json(req))
+                    .await?;
+                if ctx.ui.json {
+                    print_json(&c);
+                    return Ok(());
+                }
+                ctx.ui.print_fields(&[
+                    ("domain", s(&c, "domain").to_owned()),
+                    ("serve at", s(&c, "url").to_owned()),
+                    ("token", s(&c, "token").to_owned()),
+                    ("expires", s(&c, "expires_at").to_owned()),
+                ]);
+                println!(
+                    "\nPut the token on a line of its own in that file, then run:\n  sentryagent publisher verify-domain {} --check",
+                    s(&c, "domain")
+                );
             }
         }
     }

@@ -83,9 +83,17 @@ impl Server {
                     meter: None,
                 };
                 let backends = open(&urls, clock.clone()).await.unwrap();
+                // Domain proofs: the production policy, with the test
+                // domain resolving to loopback (refused) without DNS.
+                let proofs = sentryagent::http::HttpDomainProofFetcher::new(
+                    sentryagent::http::DomainProofFetcherConfig::default()
+                        .host("proof.localhost", SocketAddr::from(([127, 0, 0, 1], 9))),
+                )
+                .unwrap();
                 let idp = backends
                     .apply(Idp::builder(&url))
                     .clock(clock)
+                    .domain_proofs(Arc::new(proofs))
                     .build()
                     .await
                     .unwrap();
