@@ -111,8 +111,8 @@ pub use store::{
     SigningKeyStore, StoreParts, TenantStore, TrustPolicyStore, UserStore,
 };
 pub use tenant::{
-    BillingInfo, NewTenant, Publisher, PublisherVerification, SubscriptionStatus, Tenant,
-    TenantSettings, TenantSettingsPatch, TenantStatus, VerificationMethod,
+    BillingInfo, NewTenant, Publisher, PublisherVerification, PublisherVerificationMethod,
+    SubscriptionStatus, Tenant, TenantSettings, TenantSettingsPatch, TenantStatus,
 };
 pub use tier::{Tier, TierLimits, TierTable};
 pub use token::{

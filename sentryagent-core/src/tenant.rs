@@ -76,7 +76,7 @@ pub struct Publisher {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
-pub enum VerificationMethod {
+pub enum PublisherVerificationMethod {
     /// The operator set the verified flag.
     Operator,
     /// The publisher proved control of a domain (a token at
@@ -84,12 +84,12 @@ pub enum VerificationMethod {
     Domain,
 }
 
-impl VerificationMethod {
+impl PublisherVerificationMethod {
     /// The wire name (`operator`, `domain`).
     pub fn as_str(self) -> &'static str {
         match self {
-            VerificationMethod::Operator => "operator",
-            VerificationMethod::Domain => "domain",
+            PublisherVerificationMethod::Operator => "operator",
+            PublisherVerificationMethod::Domain => "domain",
         }
     }
 }
@@ -100,7 +100,7 @@ impl VerificationMethod {
 #[cfg_attr(feature = "openapi", schema(example = json!({"method": "domain", "domain": "acme.example", "verified_at": "2026-12-03T08:00:00Z"})))]
 pub struct PublisherVerification {
     /// How.
-    pub method: VerificationMethod,
+    pub method: PublisherVerificationMethod,
     /// The proven domain (method `domain` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -112,7 +112,7 @@ impl PublisherVerification {
     /// A verification by the operator at `at`.
     pub fn operator(at: Timestamp) -> Self {
         PublisherVerification {
-            method: VerificationMethod::Operator,
+            method: PublisherVerificationMethod::Operator,
             domain: None,
             verified_at: at,
         }
@@ -121,7 +121,7 @@ impl PublisherVerification {
     /// A proof of control of `domain` at `at`.
     pub fn domain(domain: impl Into<String>, at: Timestamp) -> Self {
         PublisherVerification {
-            method: VerificationMethod::Domain,
+            method: PublisherVerificationMethod::Domain,
             domain: Some(domain.into()),
             verified_at: at,
         }
@@ -268,6 +268,30 @@ pub(crate) fn validate_url(field: &'static str, url: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publishers_stored_before_verification_records_still_load() {
+        let old: Publisher =
+            serde_json::from_str(r#"{"display_name":"Acme","website":null,"verified":true}"#)
+                .unwrap();
+        assert!(old.verified);
+        assert_eq!(old.verification, None);
+        let json = serde_json::to_value(&old).unwrap();
+        assert!(json.get("verification").is_none(), "{json}");
+        let proven = Publisher {
+            verification: Some(PublisherVerification::domain(
+                "acme.example",
+                Timestamp::from_unix_secs(1_764_748_800),
+            )),
+            ..old
+        };
+        let json = serde_json::to_value(&proven).unwrap();
+        assert_eq!(
+            json["verification"],
+            serde_json::json!({"method": "domain", "domain": "acme.example", "verified_at": "2025-12-03T08:00:00Z"})
+        );
+        assert_eq!(serde_json::from_value::<Publisher>(json).unwrap(), proven);
+    }
 
     #[test]
     fn slugs() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_helpers::{Server, Setup, start_with};
+use http_helpers::{Backend, Server, Setup, start_with};
 use reqwest::Method;
 use sentryagent_http::{DomainProofFetcherConfig, HttpDomainProofFetcher};
 use serde_json::{Value, json};
@@ -96,12 +96,18 @@ impl Website {
 /// An IdP whose proof fetcher resolves each of `names` to `to` (with the
 /// development flag as given).
 async fn idp(dev: bool, names: &[&str], to: SocketAddr) -> Server {
+    idp_on(Backend::FromEnv, dev, names, to).await
+}
+
+/// [`idp`] on `backend`.
+async fn idp_on(backend: Backend, dev: bool, names: &[&str], to: SocketAddr) -> Server {
     let mut config = DomainProofFetcherConfig::default().allow_http_loopback(dev);
     for n in names {
         config = config.host(*n, to);
     }
     let fetcher = Arc::new(HttpDomainProofFetcher::new(config).unwrap());
     start_with(Setup {
+        backend,
         build: Box::new(move |b| b.domain_proofs(fetcher)),
         ..Default::default()
     })
@@ -181,8 +187,25 @@ async fn audit_actions(s: &Server, tenant: &str) -> Vec<(String, Value)> {
 
 #[tokio::test]
 async fn a_domain_proof_verifies_the_publisher_and_its_badge() {
+    verifies_the_publisher_and_its_badge(Backend::FromEnv).await;
+}
+
+#[tokio::test]
+async fn a_domain_proof_verifies_the_publisher_and_its_badge_on_sled() {
+    verifies_the_publisher_and_its_badge(Backend::Sled).await;
+}
+
+#[tokio::test]
+async fn a_domain_proof_verifies_the_publisher_and_its_badge_on_postgres() {
+    if !http_helpers::services_available("domain_proof_on_postgres").await {
+        return;
+    }
+    verifies_the_publisher_and_its_badge(Backend::PostgresRedis).await;
+}
+
+async fn verifies_the_publisher_and_its_badge(backend: Backend) {
     let web = Website::start().await;
-    let s = idp(true, &["acme.localhost"], web.addr).await;
+    let s = idp_on(backend, true, &["acme.localhost"], web.addr).await;
     let (id, key) = publisher(&s, "Acme Proofs", "acme.localhost").await;
     let agent = s
         .agent(

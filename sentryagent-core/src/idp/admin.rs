@@ -9,7 +9,7 @@ use crate::domain_proof::website_host;
 use crate::page::{Page, PageRequest};
 use crate::secret::generate_secret;
 use crate::tenant::{
-    BillingInfo, NewTenant, Publisher, PublisherVerification, VerificationMethod, slugify,
+    BillingInfo, NewTenant, Publisher, PublisherVerification, PublisherVerificationMethod, slugify,
     validate_slug, validate_url,
 };
 use crate::{AdminKeyId, Error, Result, Tenant, TenantId, TenantStatus, Tier, Timestamp};
@@ -349,7 +349,7 @@ impl Idp {
                     (true, true) => t.publisher.verification.clone(),
                 };
                 let proof_moved = verification.as_ref().is_some_and(|v| {
-                    v.method == VerificationMethod::Domain
+                    v.method == PublisherVerificationMethod::Domain
                         && update.website.as_deref().and_then(website_host) != v.domain
                 });
                 if proof_moved {

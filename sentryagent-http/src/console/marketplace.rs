@@ -151,6 +151,16 @@ fn publisher_facts(ctx: &Ctx, t: &Tenant) -> Markup {
                 a href=(ctx.url(&format!("/publishers/{}", t.slug))) { (t.publisher.display_name) }
                 @if t.publisher.verified { " " span class="badge active" { "verified" } }
             }
+            @if let Some(v) = &t.publisher.verification {
+                dt { "Verified" }
+                dd data-verification=(v.method.as_str()) {
+                    @match &v.domain {
+                        Some(d) => { "owns " code { (d) } " (domain proof)" }
+                        None => { "by the operator" }
+                    }
+                    ", " (super::fmt::date(v.verified_at))
+                }
+            }
             @if let Some(w) = &t.publisher.website {
                 dt { "Website" }
                 dd {
