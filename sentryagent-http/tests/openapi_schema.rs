@@ -452,6 +452,48 @@ async fn live_answers_match_the_documented_schemas() {
         )
         .await,
     );
+    let proofs = format!("{t}/publisher/domain-proofs");
+    let proof = json!({"domain": "schema.example"});
+    status(
+        201,
+        call(
+            &s,
+            &c,
+            M::POST,
+            "/v1/tenants/{id}/publisher/domain-proofs",
+            &proofs,
+            op,
+            Some(&proof),
+        )
+        .await,
+    );
+    status(
+        422,
+        call(
+            &s,
+            &c,
+            M::POST,
+            "/v1/tenants/{id}/publisher/domain-proofs",
+            &proofs,
+            op,
+            Some(&json!({"domain": "10.0.0.1"})),
+        )
+        .await,
+    );
+    // No fetcher in this server: not configured.
+    status(
+        501,
+        call(
+            &s,
+            &c,
+            M::POST,
+            "/v1/tenants/{id}/publisher/domain-proofs/verify",
+            &format!("{proofs}/verify"),
+            op,
+            Some(&proof),
+        )
+        .await,
+    );
     let keys = format!("{t}/api-keys");
     let (st, k) = call(
         &s,
