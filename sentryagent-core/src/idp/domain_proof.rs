@@ -274,6 +274,8 @@ impl Idp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain_proof::{FetchFailure, FetchFailureKind};
+    use crate::tenant::PublisherVerificationMethod;
     use crate::{ManualClock, NewTenant, SystemClock};
     use std::sync::Arc;
 
@@ -338,6 +340,113 @@ mod tests {
         let fresh = idp.domain_proof_token(&t.id, "acme.example", idp.now().unix_secs());
         let both = format!("{token}\n{fresh}\n");
         assert_eq!(check(&t.id, "acme.example", &both), TokenCheck::Valid);
+    }
+
+    /// Serves one body for every domain, or fails as told.
+    #[derive(Debug)]
+    struct Served(std::sync::Mutex<std::result::Result<String, FetchFailure>>);
+
+    #[async_trait::async_trait]
+    impl crate::domain_proof::DomainProofFetcher for Served {
+        async fn fetch_proof_file(
+            &self,
+            _domain: &str,
+        ) -> std::result::Result<Vec<u8>, FetchFailure> {
+            self.0.lock().unwrap().clone().map(String::into_bytes)
+        }
+    }
+
+    fn publisher_update(website: Option<&str>, verified: Option<bool>) -> crate::PublisherUpdate {
+        crate::PublisherUpdate {
+            display_name: "Acme".into(),
+            website: website.map(str::to_owned),
+            verified,
+        }
+    }
+
+    #[tokio::test]
+    async fn verification_follows_the_proof_and_the_website() {
+        let served = Arc::new(Served(std::sync::Mutex::new(Err(FetchFailure::new(
+            FetchFailureKind::Refused,
+            "10.0.0.1",
+        )))));
+        let idp = Idp::builder("https://idp.example")
+            .domain_proofs(served.clone())
+            .build()
+            .await
+            .unwrap();
+        let op = Caller::system();
+        let t = idp
+            .create_tenant(
+                &op,
+                NewTenant {
+                    name: "Acme".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let c = idp
+            .start_publisher_domain_proof(&op, &t.id, "acme.example")
+            .await
+            .unwrap();
+        let e = idp
+            .verify_publisher_domain(&op, &t.id, "acme.example")
+            .await
+            .unwrap_err();
+        let Error::Invalid { message, .. } = e else {
+            panic!("{e}")
+        };
+        assert!(message.contains("(refused)"), "{message}");
+        assert!(!message.contains("10.0.0.1"), "{message}");
+        *served.0.lock().unwrap() = Ok(format!("{}\n", c.token));
+        let v = idp
+            .verify_publisher_domain(&op, &t.id, "acme.example")
+            .await
+            .unwrap();
+        assert!(v.publisher.verified);
+        assert_eq!(v.publisher.website.as_deref(), Some("https://acme.example"));
+        let proof = v.publisher.verification.clone().unwrap();
+        assert_eq!(proof.method, PublisherVerificationMethod::Domain);
+        assert_eq!(proof.domain.as_deref(), Some("acme.example"));
+
+        // Another path on the same host keeps it; the operator setting
+        // `verified: true` again keeps the domain proof.
+        let same = idp
+            .update_publisher(
+                &op,
+                &t.id,
+                publisher_update(Some("https://acme.example/about"), Some(true)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(same.publisher.verification, Some(proof));
+        // Another host drops it.
+        let moved = idp
+            .update_publisher(
+                &op,
+                &t.id,
+                publisher_update(Some("https://x.example"), None),
+            )
+            .await
+            .unwrap();
+        assert!(!moved.publisher.verified);
+        assert_eq!(moved.publisher.verification, None);
+        // The operator verifies; turning the flag off clears it.
+        let by_op = idp
+            .update_publisher(&op, &t.id, publisher_update(None, Some(true)))
+            .await
+            .unwrap();
+        assert_eq!(
+            by_op.publisher.verification.map(|v| v.method),
+            Some(PublisherVerificationMethod::Operator)
+        );
+        let off = idp
+            .update_publisher(&op, &t.id, publisher_update(None, Some(false)))
+            .await
+            .unwrap();
+        assert!(!off.publisher.verified);
+        assert_eq!(off.publisher.verification, None);
     }
 
     #[tokio::test]
