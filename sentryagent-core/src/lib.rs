@@ -102,7 +102,7 @@ pub use people::{
     SessionCredentials, SessionInfo, SignIn, SignUp, SignedIn, SignupMode, TenantMembership,
     TotpEnrollment, TotpState, User, UserStatus, normalize_email,
 };
-pub use ratelimit::{Decision, MAX_KEY_LEN, Quota, RateLimiter};
+pub use ratelimit::{Decision, Decisions, MAX_KEY_LEN, Quota, RateLimiter};
 pub use revocation::RevocationCache;
 pub use secret::{SecretHash, secrets_match};
 pub use store::{

@@ -355,6 +355,185 @@ fn micros(v: i128) -> Duration {
     Duration::from_micros(u64::try_from(v.max(0)).unwrap_or(u64::MAX))
 }
 
+/// Most checks one [`RateLimiter::check_all`] call takes; more are refused
+/// with [`Error::Invalid`] (field `"checks"`).
+pub const MAX_CHECKS: usize = 16;
+
+/// One check of a [`RateLimiter::check_all`] call: the key, its quota and
+/// the request's cost, as the arguments of [`RateLimiter::check`].
+pub type Check<'a> = (&'a str, &'a Quota, u32);
+
+/// The answer to [`RateLimiter::check_all`]: one decision per check, in
+/// the order of the checks, and which check refused the request, if any.
+///
+/// When the request is admitted (`refused` is `None`), every check with a
+/// cost above zero was admitted and charged, and each decision is what
+/// [`RateLimiter::check`] would have answered for it.
+///
+/// When it is refused, **no key was charged**: `decisions[i]` for the
+/// refusing check `i` is its refusal (its `retry_after` is the wait until it
+/// would pass), and every other decision is a peek (cost 0) of its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decisions {
+    /// One decision per check, in order.
+    pub decisions: Vec<Decision>,
+    /// The index of the check that refused the request (the first one, in
+    /// order), or `None` if it was admitted.
+    pub refused: Option<usize>,
+}
+
+impl Decisions {
+    /// Whether the request was admitted by every check.
+    pub fn allowed(&self) -> bool {
+        self.refused.is_none()
+    }
+
+    /// The refusing check's decision, if any.
+    pub fn refusal(&self) -> Option<&Decision> {
+        self.refused.and_then(|i| self.decisions.get(i))
+    }
+}
+
+/// Checks the input of a [`RateLimiter::check_all`] call: at most
+/// [`MAX_CHECKS`] checks, each valid for [`RateLimiter::check`]
+/// ([`Quota::validate_request`], [`validate_key`]).
+pub fn validate_checks(checks: &[Check<'_>]) -> Result<()> {
+    if checks.len() > MAX_CHECKS {
+        return Err(Error::invalid(
+            "checks",
+            format!("at most {MAX_CHECKS} checks in one call"),
+        ));
+    }
+    for (key, quota, cost) in checks {
+        quota.validate_request(*cost)?;
+        validate_key(key)?;
+    }
+    Ok(())
+}
+
+/// The [`gcra`] step of a whole [`RateLimiter::check_all`] call: the
+/// decisions for `checks` at `now`, given each check's stored TAT (`tats[i]`
+/// for `checks[i]`, as read before the call), and the TAT to store per
+/// check (`None` = leave it). When the request is refused, nothing is to be
+/// stored.
+///
+/// Checks run in order and a key checked twice sees its first charge. Writes
+/// are to be applied in order (for a repeated key, the last one wins). Like
+/// [`gcra`], this function is total.
+pub fn gcra_all(
+    checks: &[Check<'_>],
+    now: i64,
+    tats: &[Option<i64>],
+) -> (Decisions, Vec<Option<i64>>) {
+    let mut decisions = Vec::with_capacity(checks.len());
+    let mut writes: Vec<Option<i64>> = Vec::with_capacity(checks.len());
+    // The TAT each check leaves its key with.
+    let mut current: Vec<Option<i64>> = Vec::with_capacity(checks.len());
+    for (i, (key, quota, cost)) in checks.iter().enumerate() {
+        let stored = tats.get(i).copied().flatten();
+        let tat = (0..i)
+            .rev()
+            .find(|&j| checks[j].0 == *key)
+            .map_or(stored, |j| current[j]);
+        let (d, new) = gcra(tat, now, quota, *cost);
+        if *cost > 0 && !d.allowed {
+            // Refused: nothing is charged; the others are peeks.
+            let decisions = checks
+                .iter()
+                .enumerate()
+                .map(|(j, (_, q, _))| {
+                    if j == i {
+                        d
+                    } else {
+                        gcra(tats.get(j).copied().flatten(), now, q, 0).0
+                    }
+                })
+                .collect();
+            let refused = Decisions {
+                decisions,
+                refused: Some(i),
+            };
+            return (refused, vec![None; checks.len()]);
+        }
+        decisions.push(d);
+        writes.push(new);
+        current.push(new.or(tat));
+    }
+    let admitted = Decisions {
+        decisions,
+        refused: None,
+    };
+    (admitted, writes)
+}
+
+/// [`RateLimiter::check_all`] for any backend, from its single-key
+/// [`check`](RateLimiter::check): the default implementation.
+///
+/// With more than one charged check it first peeks every charged key
+/// (cost 0) and refuses, charging nothing, if one of them lacks the cells;
+/// only then does it charge the keys one after the other. A refusal found
+/// while charging (another request took the last cells between the peek
+/// and the charge) leaves the keys charged before it charged: the
+/// default is all-or-nothing except under such a race, which native
+/// implementations close by deciding every key in one step.
+pub async fn check_all_sequentially<L: RateLimiter + ?Sized>(
+    limiter: &L,
+    checks: &[Check<'_>],
+) -> Result<Decisions> {
+    validate_checks(checks)?;
+    let charged = checks.iter().filter(|c| c.2 > 0).count();
+    let mut peeks = Vec::new();
+    if charged > 1 {
+        for (key, quota, _) in checks {
+            peeks.push(limiter.check(key, quota, 0).await?);
+        }
+        for (i, ((_, quota, cost), peek)) in checks.iter().zip(&peeks).enumerate() {
+            if *cost > peek.remaining {
+                let mut decisions = peeks.clone();
+                decisions[i] = refusal_from_peek(peek, quota, *cost);
+                return Ok(Decisions {
+                    decisions,
+                    refused: Some(i),
+                });
+            }
+        }
+    }
+    let mut decisions = Vec::with_capacity(checks.len());
+    for (i, (key, quota, cost)) in checks.iter().enumerate() {
+        let d = limiter.check(key, quota, *cost).await?;
+        if *cost > 0 && !d.allowed {
+            decisions.push(d);
+            for (key, quota, _) in &checks[i + 1..] {
+                decisions.push(limiter.check(key, quota, 0).await?);
+            }
+            return Ok(Decisions {
+                decisions,
+                refused: Some(i),
+            });
+        }
+        decisions.push(d);
+    }
+    Ok(Decisions {
+        decisions,
+        refused: None,
+    })
+}
+
+/// The refusal of a request of `cost` cells, from a peek at the same key
+/// and time that shows fewer than `cost` cells left: what [`gcra`] answers.
+fn refusal_from_peek(peek: &Decision, quota: &Quota, cost: u32) -> Decision {
+    let t = i128::from(quota.emission_micros());
+    let d = i128::from(quota.burst) * t;
+    let backlog = i128::from(u64::try_from(peek.reset_after.as_micros()).unwrap_or(u64::MAX));
+    Decision {
+        allowed: false,
+        limit: quota.limit,
+        remaining: peek.remaining,
+        retry_after: micros(backlog + i128::from(cost) * t - d),
+        reset_after: peek.reset_after,
+    }
+}
+
 /// A rate limiter: GCRA state per key, in some backend.
 ///
 /// Every backend computes its decisions with [`gcra`], so all backends agree
@@ -378,6 +557,25 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     /// the input is invalid or the backend failed
     /// ([`Error::Unavailable`]).
     async fn check(&self, key: &str, quota: &Quota, cost: u32) -> Result<Decision>;
+
+    /// Checks every limit of one request at once: all-or-nothing. The
+    /// request is admitted only if every check with a cost above zero
+    /// admits it; then each is charged. If any refuses, **none is charged**
+    /// and the answer names the (first) refusing check; see [`Decisions`].
+    /// A key may appear more than once (checks run in order).
+    ///
+    /// Inputs are refused with [`Error::Invalid`] as by
+    /// [`check`](Self::check), and more than [`MAX_CHECKS`] checks with
+    /// field `"checks"`.
+    ///
+    /// The default implementation ([`check_all_sequentially`]) peeks and
+    /// then charges key by key, which is all-or-nothing except under a race
+    /// (see there); backends override it to decide every key in one atomic
+    /// step (memory: under the keys' locks; sled: one transaction; Redis:
+    /// one script call).
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Decisions> {
+        check_all_sequentially(self, checks).await
+    }
 
     /// Forgets `key`: its next request finds a full burst.
     async fn reset(&self, key: &str) -> Result<()>;

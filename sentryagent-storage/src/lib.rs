@@ -6,6 +6,7 @@
 //! | `sled://PATH` | yes | yes (per node) | yes | `sled` (default) |
 //! | `postgres://...`, `postgresql://...` | yes | no | yes | `postgres` |
 //! | `redis://...` | no | yes (shared) | yes | `redis` |
+//! | `redis+cluster://host:port,host:port` | no | yes (shared) | yes | `redis` |
 //!
 //! [`open`] turns URLs into [`Backends`], the parts an
 //! [`Idp`](sentryagent_core::Idp) is built from. The limiter and the meter
@@ -21,6 +22,10 @@
 //! SENTRYAGENT_LIMITER=redis://cache:6379?prefix=idp:&failure_policy=open
 //! SENTRYAGENT_METER=redis://cache:6379?prefix=idp:
 //! ```
+//!
+//! `redis+cluster://` names seed nodes of a Redis Cluster, separated by
+//! commas; the client discovers the rest of the cluster and follows slot
+//! moves (see [`redis::RedisOptions::cluster_nodes`]).
 //!
 //! Query parameters of each URL are documented by
 //! [`postgres::PostgresOptions`] and [`redis::RedisOptions`] (when the
@@ -171,7 +176,7 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
         "sled" => Arc::new(open_sled("store", store_url)?.store()),
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Arc::new(opened.postgres(store_url).await?),
-        "redis" => {
+        "redis" | "redis+cluster" => {
             return Err(Error::invalid(
                 "store",
                 "Redis holds no store: use postgres:// (or memory://) for the store, and redis:// \
@@ -187,7 +192,7 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
         #[cfg(feature = "sled")]
         "sled" => Arc::new(open_sled("limiter", limiter_url)?.rate_limiter(clock.clone())),
         #[cfg(feature = "redis")]
-        "redis" => {
+        "redis" | "redis+cluster" => {
             let l = Arc::new(opened.redis(limiter_url).await?.rate_limiter());
             limiter_health = Some(l.clone());
             l
@@ -208,7 +213,7 @@ pub async fn open(urls: &BackendUrls, clock: Arc<dyn Clock>) -> Result<Backends>
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Arc::new(opened.postgres(meter_url).await?.usage_meter()),
         #[cfg(feature = "redis")]
-        "redis" => Arc::new(opened.redis(meter_url).await?.usage_meter()),
+        "redis" | "redis+cluster" => Arc::new(opened.redis(meter_url).await?.usage_meter()),
         other => return Err(unsupported("meter", other)),
     };
     #[cfg(feature = "redis")]
@@ -238,6 +243,7 @@ fn known() -> String {
     }
     if cfg!(feature = "redis") {
         known.push("redis");
+        known.push("redis+cluster");
     }
     known.join(", ")
 }

@@ -87,66 +87,65 @@ pub(crate) fn tenant_quota(idp: &Idp, t: &Tenant) -> Quota {
 
 impl Idp {
     /// Admits one request of a client (token, introspection, revocation)
-    /// under its own per-client limit, when the tier sets one, and then its
-    /// tenant's rate limit: [`Error::RateLimited`] with the refusing
-    /// decision's figures otherwise.
+    /// under its own per-client limit, when the tier sets one, and its
+    /// tenant's rate limit, in one [`RateLimiter::check_all`] call (one
+    /// round trip to a shared limiter): [`Error::RateLimited`] with the
+    /// refusing decision's figures otherwise.
     ///
-    /// The client's limit comes first so that a request it refuses costs
-    /// the tenant nothing: a client hammering past its own limit cannot eat
-    /// the budget of the tenant's other clients.
+    /// The call is all-or-nothing: a request either limit refuses costs
+    /// neither anything, so a client hammering past its own limit cannot eat
+    /// the budget of the tenant's other clients, and a tenant out of budget
+    /// does not drain its clients' limits.
+    ///
+    /// The client's key is `tenant:<tenant id>/client:<agent id>`, under the
+    /// tenant's key `tenant:<tenant id>`, so that a backend that partitions
+    /// keys (Redis Cluster) keeps both in one place.
     ///
     /// Answers the decision to report to the client (its `RateLimit-*`
     /// headers): of the limits that admitted the request, the one with the
     /// fewest requests left.
+    ///
+    /// [`RateLimiter::check_all`]: crate::RateLimiter::check_all
     pub(super) async fn admit_client_request(
         &self,
         tenant: &Tenant,
         agent: &AgentId,
     ) -> Result<Decision> {
-        let refused = |d: Decision| Error::RateLimited {
-            retry_after: d.retry_after,
-            limit: u64::from(d.limit),
-        };
         let per_client = self
             .inner
             .config
             .tiers
             .limits(tenant.tier)
             .client_requests_per_minute;
-        let mut client = None;
-        if let Some(per_client) = per_client {
-            let quota = Quota {
-                limit: per_client.max(1),
-                period: Duration::from_secs(60),
-                burst: per_client.max(1),
-            };
-            let d = self
-                .inner
-                .limiter
-                .check(&format!("client:{agent}"), &quota, 1)
-                .await?;
-            if !d.allowed {
-                return Err(refused(d));
-            }
-            client = Some(d);
+        let tenant_key = tenant_limit_key(tenant);
+        let tenant_quota = tenant_quota(self, tenant);
+        let client_key = format!("{tenant_key}/client:{agent}");
+        let client_quota = per_client.map(|n| Quota {
+            limit: n.max(1),
+            period: Duration::from_secs(60),
+            burst: n.max(1),
+        });
+        let mut checks = Vec::with_capacity(2);
+        if let Some(q) = &client_quota {
+            checks.push((client_key.as_str(), q, 1));
         }
-        let d = self
-            .inner
-            .limiter
-            .check(&tenant_limit_key(tenant), &tenant_quota(self, tenant), 1)
-            .await?;
-        if !d.allowed {
-            return Err(refused(d));
+        checks.push((tenant_key.as_str(), &tenant_quota, 1));
+        let all = self.inner.limiter.check_all(&checks).await?;
+        if let Some(d) = all.refusal() {
+            return Err(Error::RateLimited {
+                retry_after: d.retry_after,
+                limit: u64::from(d.limit),
+            });
         }
-        Ok(match client {
-            Some(c)
-                if (c.remaining, std::cmp::Reverse(c.reset_after))
-                    < (d.remaining, std::cmp::Reverse(d.reset_after)) =>
-            {
-                c
-            }
-            _ => d,
-        })
+        // On a tie, the tenant's (the last) decision.
+        all.decisions
+            .into_iter()
+            .rev()
+            .min_by_key(|d| (d.remaining, std::cmp::Reverse(d.reset_after)))
+            .ok_or_else(|| Error::Internal {
+                message: "the rate limiter answered no decision".into(),
+                source: None,
+            })
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::ratelimit::{Decision, Quota, RateLimiter, gcra, validate_key};
+use crate::ratelimit::{
+    Check, Decision, Decisions, Quota, RateLimiter, gcra, gcra_all, validate_checks, validate_key,
+};
 
 /// Most shards a limiter uses.
 const MAX_SHARDS: usize = 64;
@@ -163,6 +165,65 @@ impl MemoryRateLimiter {
         Ok(decision)
     }
 
+    /// [`RateLimiter::check_all`], synchronously (the async method calls
+    /// this): every key's shard is locked (in shard order, so concurrent
+    /// calls cannot deadlock) while all the keys are decided and charged,
+    /// so the call is atomic. A new key that finds its shard full undoes
+    /// the call's other writes and fails with [`Error::Unavailable`].
+    pub fn check_all_sync(&self, checks: &[Check<'_>]) -> Result<Decisions> {
+        validate_checks(checks)?;
+        let now = self.clock.now().unix_micros();
+        let hashes: Vec<u64> = checks
+            .iter()
+            .map(|(key, _, _)| self.hasher.hash(key.as_bytes()))
+            .collect();
+        let index = |hash: u64| (hash >> 32) as usize & self.mask;
+        let mut order: Vec<usize> = hashes.iter().map(|&h| index(h)).collect();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> = order
+            .into_iter()
+            .map(|i| (i, lock(&self.shards[i].0)))
+            .collect();
+        let tats: Vec<Option<i64>> = checks
+            .iter()
+            .zip(&hashes)
+            .map(|((key, _, _), &h)| pick(&mut guards, index(h)).get_mut(h, key).map(|t| *t))
+            .collect();
+        let (decisions, writes) = gcra_all(checks, now, &tats);
+        // (key index, the TAT before) of each write, to undo them.
+        let mut done: Vec<(usize, Option<i64>)> = Vec::new();
+        for (i, write) in writes.iter().enumerate() {
+            let Some(new_tat) = *write else { continue };
+            let (key, h) = (checks[i].0, hashes[i]);
+            let shard = pick(&mut guards, index(h));
+            if let Some(tat) = shard.get_mut(h, key) {
+                done.push((i, Some(*tat)));
+                *tat = new_tat;
+            } else if shard.insert(h, key, new_tat, now) {
+                done.push((i, None));
+            } else {
+                for (j, before) in done.into_iter().rev() {
+                    let (key, h) = (checks[j].0, hashes[j]);
+                    let shard = pick(&mut guards, index(h));
+                    match before {
+                        Some(tat) => {
+                            if let Some(slot) = shard.get_mut(h, key) {
+                                *slot = tat;
+                            }
+                        }
+                        None => {
+                            shard.remove(h, key);
+                        }
+                    }
+                }
+                drop(guards);
+                return Err(self.full());
+            }
+        }
+        Ok(decisions)
+    }
+
     /// [`RateLimiter::reset`], synchronously (the async method calls this).
     pub fn reset_sync(&self, key: &str) -> Result<()> {
         validate_key(key)?;
@@ -221,6 +282,10 @@ impl RateLimiter for MemoryRateLimiter {
         self.check_sync(key, quota, cost)
     }
 
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Decisions> {
+        self.check_all_sync(checks)
+    }
+
     async fn reset(&self, key: &str) -> Result<()> {
         self.reset_sync(key)
     }
@@ -228,6 +293,13 @@ impl RateLimiter for MemoryRateLimiter {
     fn name(&self) -> &'static str {
         "memory"
     }
+}
+
+/// The locked shard `index` among `guards` (which hold every shard a
+/// `check_all` call touches).
+fn pick<'g>(guards: &'g mut [(usize, MutexGuard<'_, Shard>)], index: usize) -> &'g mut Shard {
+    let at = guards.iter().position(|(i, _)| *i == index).unwrap_or(0);
+    &mut guards[at].1
 }
 
 /// Nothing panics while a shard is locked, and every shard operation leaves

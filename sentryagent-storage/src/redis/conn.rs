@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{ErrorKind, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value};
 use sentryagent_core::{Error, Result};
 
 use super::options::RedisOptions;
@@ -24,11 +26,51 @@ impl Lua {
     }
 }
 
-/// One connection manager (a multiplexed connection that reconnects by
-/// itself), shared by every part opened from one [`RedisBackend`](super::RedisBackend).
+/// The connection to Redis: one server through a connection manager, or a
+/// Redis Cluster through the driver's cluster client (which follows `MOVED`
+/// and `ASK` redirections and refreshes its slot map by itself). Both are
+/// multiplexed and cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    /// One server (or a proxy in front of several).
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Handle {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Handle::Single(c) => c.req_packed_command(cmd),
+            Handle::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Handle::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Handle::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Handle::Single(c) => c.get_db(),
+            Handle::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// One connection (see [`Handle`]), shared by every part opened from one
+/// [`RedisBackend`](super::RedisBackend).
 #[derive(Clone)]
 pub(crate) struct Conn {
-    manager: ConnectionManager,
+    manager: Handle,
     pub(crate) options: Arc<RedisOptions>,
     script_loads: Arc<AtomicU64>,
 }
@@ -46,6 +88,32 @@ impl Conn {
     /// fails because Redis is down.
     pub(crate) fn open(options: RedisOptions) -> Result<Conn> {
         options.validate()?;
+        let manager = match options.cluster_nodes() {
+            Some(nodes) => Handle::Cluster(Self::open_cluster(&options, nodes)?),
+            None => Handle::Single(Self::open_single(&options)?),
+        };
+        Ok(Conn {
+            manager,
+            options: Arc::new(options),
+            script_loads: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// A cluster connection that connects in the background: opening
+    /// never fails because the cluster is down.
+    fn open_cluster(options: &RedisOptions, nodes: Vec<String>) -> Result<ClusterConnection> {
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.response_timeout)
+            .build()
+            .map_err(|e| Error::invalid("url", format!("not a Redis Cluster URL: {e}")))?;
+        let config = ClusterConfig::new()
+            .set_connection_timeout(options.connect_timeout)
+            .set_response_timeout(options.response_timeout);
+        Ok(client.get_pending_async_connection_with_config(config))
+    }
+
+    fn open_single(options: &RedisOptions) -> Result<ConnectionManager> {
         let client = redis::Client::open(options.url.as_str())
             .map_err(|e| Error::invalid("url", format!("not a Redis URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -55,17 +123,18 @@ impl Conn {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(100));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| Error::invalid("url", format!("redis: {e}")))?;
-        Ok(Conn {
-            manager,
-            options: Arc::new(options),
-            script_loads: Arc::new(AtomicU64::new(0)),
-        })
+        ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| Error::invalid("url", format!("redis: {e}")))
     }
 
-    pub(crate) fn manager(&self) -> ConnectionManager {
+    pub(crate) fn manager(&self) -> Handle {
         self.manager.clone()
+    }
+
+    /// Whether this is a Redis Cluster connection (every multi-key command
+    /// and script must then stay in one slot).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.manager, Handle::Cluster(_))
     }
 
     pub(crate) fn prefix(&self) -> &str {
@@ -144,4 +213,23 @@ pub(crate) fn bad_reply(what: &str, v: &Value) -> Error {
 /// Cluster slot per tag.
 pub(crate) fn tagged(prefix: &str, scope: &str, name: &str) -> String {
     format!("{{{prefix}{scope}:{name}}}")
+}
+
+/// The key of a name made of segments separated by `/`: the first segment
+/// is the hash tag, the rest follows it, `{<prefix><scope>:<first>}/<rest>`
+/// (a name without `/` is all tag, as [`tagged`]). Names that share their
+/// first segment share a Redis Cluster slot.
+pub(crate) fn tagged_by_first_segment(prefix: &str, scope: &str, name: &str) -> String {
+    match name.split_once('/') {
+        Some((first, rest)) => format!("{{{prefix}{scope}:{first}}}/{rest}"),
+        None => tagged(prefix, scope, name),
+    }
+}
+
+/// The hash tag of a key made by [`tagged`] or [`tagged_by_first_segment`]
+/// (what Redis Cluster hashes): between the first `{` and the next `}`.
+pub(crate) fn hash_tag(key: &str) -> &str {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map_or(key, |(tag, _)| tag)
 }

@@ -9,10 +9,13 @@ use async_trait::async_trait;
 use redis::RedisError;
 
 use sentryagent_core::{BackendHealth, HealthStatus};
-use sentryagent_core::{Decision, Quota, RateLimiter, ratelimit::gcra, ratelimit::validate_key};
+use sentryagent_core::ratelimit::{Check, check_all_sequentially, validate_checks};
+use sentryagent_core::{
+    Decision, Decisions, Quota, RateLimiter, ratelimit::gcra, ratelimit::validate_key,
+};
 use sentryagent_core::{Error, Result};
 
-use super::conn::{Conn, Lua, tagged, unavailable};
+use super::conn::{Conn, Lua, hash_tag, tagged_by_first_segment, unavailable};
 use super::options::FailurePolicy;
 
 /// The largest `burst × T` the Redis script computes exactly: 2^51 µs,
@@ -55,8 +58,20 @@ struct Failing {
 /// once; no other error is ever retried (a script that ran but whose reply
 /// was lost must not count twice).
 ///
-/// Keys are `{<prefix>rl:<key>}`: the braces make the whole key a Redis
-/// Cluster hash tag. Inputs are checked before Redis is called
+/// [`check_all`](RateLimiter::check_all) decides every key of a request in
+/// one `EVALSHA` of a second script (`gcra_all.lua`), atomically: one round
+/// trip per request, whatever the number of limits.
+///
+/// Keys are `{<prefix>rl:<first segment>}/<rest>`: the part of the key
+/// before its first `/` is the Redis Cluster hash tag (a key without `/` is
+/// all tag, `{<prefix>rl:<key>}`), so keys that share their first segment
+/// share a slot. The core names its keys so: `tenant:<tenant id>` and
+/// `tenant:<tenant id>/client:<agent id>` share the tenant's slot, and a
+/// request's limits are checked by one script even on a cluster. On a
+/// cluster, a `check_all` over keys of different tags cannot be one script:
+/// it falls back to
+/// [`check_all_sequentially`](sentryagent_core::ratelimit::check_all_sequentially).
+/// Inputs are checked before Redis is called
 /// ([`Quota::validate_request`], [`validate_key`]), and quotas whose
 /// `burst × T` exceeds [`MAX_BURST_OFFSET`] are refused (the script's
 /// arithmetic is exact below it).
@@ -79,8 +94,15 @@ pub struct RedisRateLimiter {
 static GCRA: std::sync::LazyLock<Lua> =
     std::sync::LazyLock::new(|| Lua::new(include_str!("gcra.lua")));
 
+static GCRA_ALL: std::sync::LazyLock<Lua> =
+    std::sync::LazyLock::new(|| Lua::new(include_str!("gcra_all.lua")));
+
 pub(crate) fn gcra_script() -> &'static Lua {
     &GCRA
+}
+
+pub(crate) fn gcra_all_script() -> &'static Lua {
+    &GCRA_ALL
 }
 
 impl RedisRateLimiter {
@@ -111,7 +133,7 @@ impl RedisRateLimiter {
     }
 
     fn redis_key(&self, key: &str) -> String {
-        tagged(self.conn.prefix(), "rl", key)
+        tagged_by_first_segment(self.conn.prefix(), "rl", key)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Failing> {
@@ -213,6 +235,85 @@ impl RedisRateLimiter {
         })
     }
 
+    /// One `EVALSHA` of `gcra_all.lua`.
+    async fn call_all(
+        &self,
+        checks: &[Check<'_>],
+        keys: &[String],
+        args: &[String],
+    ) -> std::result::Result<Decisions, RedisError> {
+        let reply: Vec<i64> = self.conn.eval(gcra_all_script(), keys, args).await?;
+        let bad = || {
+            RedisError::from((
+                redis::ErrorKind::Parse,
+                "the rate limit script returned an unexpected reply",
+            ))
+        };
+        let (&refused, values) = reply.split_first().ok_or_else(bad)?;
+        if values.len() != 4 * checks.len() {
+            return Err(bad());
+        }
+        let refused = match usize::try_from(refused) {
+            Ok(0) => None,
+            Ok(i) if i <= checks.len() => Some(i - 1),
+            _ => return Err(bad()),
+        };
+        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        let decisions = values
+            .chunks_exact(4)
+            .zip(checks)
+            .map(|(v, (_, quota, _))| Decision {
+                allowed: v[0] == 1,
+                limit: quota.limit,
+                remaining: u32::try_from(v[1]).unwrap_or(0),
+                retry_after: micros(v[2]),
+                reset_after: micros(v[3]),
+            })
+            .collect();
+        Ok(Decisions { decisions, refused })
+    }
+
+    /// A call to Redis answered: the cool-down (if any) ends.
+    fn succeeded(&self) {
+        self.lock().until = None;
+    }
+
+    /// A call to Redis failed: counted, remembered, and the cool-down starts.
+    fn failed(&self, e: &RedisError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut f = self.lock();
+        f.last_error = Some(e.to_string());
+        let cooldown = self.conn.options.failure_cooldown;
+        f.until = (!cooldown.is_zero()).then(|| Instant::now() + cooldown);
+    }
+
+    /// What the policy answers instead of Redis, for a whole request.
+    fn policy_all(&self, checks: &[Check<'_>], cause: Option<RedisError>) -> Result<Decisions> {
+        match self.failure_policy() {
+            FailurePolicy::Open => {
+                self.fail_open.fetch_add(1, Ordering::Relaxed);
+                Ok(Decisions {
+                    decisions: checks.iter().map(|(_, q, c)| gcra(None, 0, q, *c).0).collect(),
+                    refused: None,
+                })
+            }
+            FailurePolicy::Closed => Err(self.closed(cause)),
+        }
+    }
+
+    /// The error of [`FailurePolicy::Closed`], counted.
+    fn closed(&self, cause: Option<RedisError>) -> Error {
+        self.fail_closed.fetch_add(1, Ordering::Relaxed);
+        let message = "redis rate limiter unavailable (failure policy: closed)";
+        match cause {
+            Some(e) => unavailable(message, e),
+            None => Error::Unavailable {
+                message: format!("{message}; cooling down after a failure"),
+                source: None,
+            },
+        }
+    }
+
     /// What the policy answers instead of Redis.
     fn policy(&self, quota: &Quota, cost: u32, cause: Option<RedisError>) -> Result<Decision> {
         match self.failure_policy() {
@@ -222,17 +323,7 @@ impl RedisRateLimiter {
                 // plays no part.
                 Ok(gcra(None, 0, quota, cost).0)
             }
-            FailurePolicy::Closed => {
-                self.fail_closed.fetch_add(1, Ordering::Relaxed);
-                let message = "redis rate limiter unavailable (failure policy: closed)";
-                Err(match cause {
-                    Some(e) => unavailable(message, e),
-                    None => Error::Unavailable {
-                        message: format!("{message}; cooling down after a failure"),
-                        source: None,
-                    },
-                })
-            }
+            FailurePolicy::Closed => Err(self.closed(cause)),
         }
     }
 }
@@ -271,19 +362,50 @@ impl RateLimiter for RedisRateLimiter {
         let now = self.clock.as_ref().map(|c| c.now().unix_micros());
         match self.call(key, quota, t, d, cost, now).await {
             Ok(decision) => {
-                let mut f = self.lock();
-                f.until = None;
+                self.succeeded();
                 Ok(decision)
             }
             Err(e) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                {
-                    let mut f = self.lock();
-                    f.last_error = Some(e.to_string());
-                    let cooldown = self.conn.options.failure_cooldown;
-                    f.until = (!cooldown.is_zero()).then(|| Instant::now() + cooldown);
-                }
+                self.failed(&e);
                 self.policy(quota, cost, Some(e))
+            }
+        }
+    }
+
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Decisions> {
+        validate_checks(checks)?;
+        let mut keys = Vec::with_capacity(checks.len());
+        let mut args = Vec::with_capacity(3 * checks.len() + 1);
+        for (key, quota, cost) in checks {
+            let (t, d) = offsets(quota)?;
+            keys.push(self.redis_key(key));
+            args.extend([t.to_string(), d.to_string(), cost.to_string()]);
+        }
+        if keys.is_empty() {
+            return Ok(Decisions {
+                decisions: Vec::new(),
+                refused: None,
+            });
+        }
+        if self.conn.is_cluster() && keys.iter().any(|k| hash_tag(k) != hash_tag(&keys[0])) {
+            // Several slots: no single script can see every key.
+            return check_all_sequentially(self, checks).await;
+        }
+        let cooling = self.lock().until.is_some_and(|u| Instant::now() < u);
+        if cooling {
+            return self.policy_all(checks, None);
+        }
+        if let Some(clock) = &self.clock {
+            args.push(clock.now().unix_micros().to_string());
+        }
+        match self.call_all(checks, &keys, &args).await {
+            Ok(decisions) => {
+                self.succeeded();
+                Ok(decisions)
+            }
+            Err(e) => {
+                self.failed(&e);
+                self.policy_all(checks, Some(e))
             }
         }
     }

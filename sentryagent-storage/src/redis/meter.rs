@@ -46,7 +46,8 @@ pub(crate) fn usage_script() -> &'static Lua {
 /// part's idempotency key with `SET NX` and, only if it was not set before,
 /// applies the part's increments: each part counts exactly once, however
 /// often (or concurrently) the batch is delivered. The parts of one batch
-/// travel in one pipeline. [`record`](UsageMeter::record) returns `true` when
+/// travel in one pipeline (on Redis Cluster, one call per part, each in its
+/// tenant's slot). [`record`](UsageMeter::record) returns `true` when
 /// it applied any part; a delivery that fails half-way returns the error and
 /// the retry applies the parts still missing.
 ///
@@ -206,15 +207,23 @@ impl UsageMeter for RedisUsageMeter {
                 .map_err(|e| unavailable("record", e))?;
             return Ok(set.is_some());
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for p in &parts {
-            pipe.add_command(Conn::evalsha(usage_script(), &p.keys, &p.args));
-        }
-        let replies: Vec<RedisResult<i64>> = pipe
-            .query_async(&mut self.conn.manager())
-            .await
-            .map_err(|e| unavailable("record", e))?;
+        let replies: Vec<RedisResult<i64>> = if self.conn.is_cluster() {
+            // Each tenant's part is in its own slot: one call each.
+            let mut replies = Vec::with_capacity(parts.len());
+            for p in &parts {
+                replies.push(self.conn.eval(usage_script(), &p.keys, &p.args).await);
+            }
+            replies
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for p in &parts {
+                pipe.add_command(Conn::evalsha(usage_script(), &p.keys, &p.args));
+            }
+            pipe.query_async(&mut self.conn.manager())
+                .await
+                .map_err(|e| unavailable("record", e))?
+        };
         if replies.len() != parts.len() {
             return Err(Error::Internal {
                 message: "redis: the usage pipeline returned fewer replies than parts".into(),

@@ -29,16 +29,32 @@
 //! # Keys
 //!
 //! Every key starts with the configured prefix (default `sa:`) inside a
-//! Redis Cluster hash tag, so each script touches one slot: `{<prefix>rl:<key>}`
-//! for rate limits, `{<prefix>u:<tenant>}:...` for a tenant's usage,
-//! `{<prefix>rv:<jti>}` for revocations, `{<prefix>mk}:...` for one-time
-//! markers. This build connects to one Redis
-//! server (or a proxy in front of a cluster); the key layout is ready for a
-//! cluster-aware client.
+//! Redis Cluster hash tag, so each script touches one slot:
+//! `{<prefix>rl:<first segment>}/<rest>` for rate limits (the tag is the
+//! limit key up to its first `/`, so a tenant's limit `tenant:<id>` and its
+//! clients' limits `tenant:<id>/client:<agent>` share a slot),
+//! `{<prefix>u:<tenant>}:...` for a tenant's usage, `{<prefix>rv:<jti>}`
+//! for revocations, `{<prefix>mk}:...` for one-time markers.
+//!
+//! # Redis Cluster
+//!
+//! A `redis+cluster://host:port,host:port` URL (see
+//! [`RedisOptions::cluster_nodes`]) connects to a Redis Cluster through the
+//! driver's cluster client: it learns the slot map from the seed nodes,
+//! sends each command or script to the primary of its slot, follows `MOVED`
+//! and `ASK` redirections while slots move (resharding, fail-over) and
+//! retries `TRYAGAIN`, so callers see no error from a slot move. The usage
+//! meter then writes each tenant's part of a batch as its own script call
+//! (a pipeline must stay in one slot). `SCRIPT LOAD` goes to every
+//! primary. One difference from a single server: the cluster client also
+//! retries a command after a broken connection, so a rate-limit script
+//! whose reply was lost may run twice (one request charged twice; usage
+//! batches stay exact, their parts being idempotent).
 //!
 //! # Scripts
 //!
-//! The rate limiter and the usage meter each run one Lua script, loaded
+//! The rate limiter (one script per check, one for all the checks of a
+//! request) and the usage meter run Lua scripts, loaded
 //! with `SCRIPT LOAD` when the backend opens and called by `EVALSHA`. Only a
 //! `NOSCRIPT` reply (the server restarted, failed over or flushed its
 //! scripts) loads it again, and the call is retried once; other errors are
@@ -74,7 +90,11 @@ impl RedisBackend {
     /// options: an unreachable Redis is handled when the parts are used.
     pub async fn open(options: RedisOptions) -> Result<Self> {
         let conn = conn::Conn::open(options)?;
-        for lua in [limiter::gcra_script(), meter::usage_script()] {
+        for lua in [
+            limiter::gcra_script(),
+            limiter::gcra_all_script(),
+            meter::usage_script(),
+        ] {
             if conn.load(lua).await.is_err() {
                 break;
             }

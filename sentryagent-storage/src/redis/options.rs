@@ -107,7 +107,9 @@ impl Default for UsageRetention {
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisOptions {
     /// The connection URL given to the driver (`redis://`, `redis+unix://`
-    /// or `unix://`), without the parameters above.
+    /// or `unix://`), without the parameters above; or a
+    /// `redis+cluster://host:port,host:port` URL, which selects Redis
+    /// Cluster mode (see [`cluster_nodes`](Self::cluster_nodes)).
     pub url: String,
     /// Starts every key (inside its hash tag, see the module docs), so that
     /// several deployments can share a Redis. At most 64 bytes, no `{`, `}`
@@ -162,10 +164,13 @@ impl RedisOptions {
     /// docs); bad values are [`Error::Invalid`] (field `"url"`).
     pub fn from_url(url: &str) -> Result<Self> {
         let scheme = url.split_once("://").map(|(s, _)| s);
-        if !matches!(scheme, Some("redis" | "redis+unix" | "unix")) {
+        if !matches!(
+            scheme,
+            Some("redis" | "redis+unix" | "unix" | "redis+cluster")
+        ) {
             return Err(Error::invalid(
                 "url",
-                "expected a redis://, redis+unix:// or unix:// URL",
+                "expected a redis://, redis+cluster://, redis+unix:// or unix:// URL",
             ));
         }
         let mut params = Params::split(url)?;
@@ -188,6 +193,34 @@ impl RedisOptions {
         o.url = params.rest();
         o.validate()?;
         Ok(o)
+    }
+
+    /// The scheme that selects Redis Cluster mode.
+    pub const CLUSTER_SCHEME: &'static str = "redis+cluster://";
+
+    /// For a `redis+cluster://[user:password@]host:port,host:port[?params]`
+    /// URL, the `redis://` URL of each seed node (each with the user, the
+    /// password and the remaining query parameters); `None` for any other
+    /// URL. The client learns the other nodes and the slot map from the
+    /// seeds. A database number is refused by [`validate`](Self::validate):
+    /// Redis Cluster has only database 0.
+    pub fn cluster_nodes(&self) -> Option<Vec<String>> {
+        let rest = self.url.strip_prefix(Self::CLUSTER_SCHEME)?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, format!("?{q}")),
+            None => (rest, String::new()),
+        };
+        let (authority, _path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((u, h)) => (format!("{u}@"), h),
+            None => (String::new(), authority),
+        };
+        Some(
+            hosts
+                .split(',')
+                .map(|host| format!("redis://{userinfo}{host}{query}"))
+                .collect(),
+        )
     }
 
     /// The same options with another key prefix.
@@ -215,6 +248,23 @@ impl RedisOptions {
         }
         if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
             return Err(Error::invalid("url", "timeouts must be more than zero"));
+        }
+        if let Some(rest) = self.url.strip_prefix(Self::CLUSTER_SCHEME) {
+            let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if hosts.split(',').any(|h| h.trim().is_empty()) {
+                return Err(Error::invalid(
+                    "url",
+                    "redis+cluster:// needs host:port seed nodes separated by commas",
+                ));
+            }
+            if !matches!(path, "" | "0") {
+                return Err(Error::invalid(
+                    "url",
+                    "Redis Cluster has only database 0",
+                ));
+            }
         }
         let r = &self.retention;
         for d in [r.hours, r.days, r.months, r.batch_keys] {
@@ -250,6 +300,26 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_list_their_seed_nodes() {
+        let o = RedisOptions::from_url(
+            "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001?prefix=idp:&protocol=resp3",
+        )
+        .unwrap();
+        assert_eq!(o.key_prefix, "idp:");
+        assert_eq!(
+            o.cluster_nodes().unwrap(),
+            [
+                "redis://:pw@10.0.0.1:7000?protocol=resp3",
+                "redis://:pw@10.0.0.2:7001?protocol=resp3"
+            ]
+        );
+        assert!(!format!("{o:?}").contains("pw"));
+        let one = RedisOptions::from_url("redis+cluster://h:7000/").unwrap();
+        assert_eq!(one.cluster_nodes().unwrap(), ["redis://h:7000"]);
+        assert_eq!(RedisOptions::new("redis://h").cluster_nodes(), None);
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         for bad in [
             "postgres://h",
@@ -258,6 +328,9 @@ mod tests {
             "redis://h?failure_policy=maybe",
             "redis://h?connect_timeout=0s",
             "redis://h?response_timeout=x",
+            "redis+cluster://",
+            "redis+cluster://h:1,,h:2",
+            "redis+cluster://h:1/3",
         ] {
             assert!(
                 matches!(RedisOptions::from_url(bad), Err(Error::Invalid { .. })),

@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use sentryagent_core::{Clock, Error, Result};
-use sentryagent_core::{Decision, Quota, RateLimiter, ratelimit::gcra, ratelimit::validate_key};
+use sentryagent_core::ratelimit::{Check, gcra_all, validate_checks};
+use sentryagent_core::{
+    Decision, Decisions, Quota, RateLimiter, ratelimit::gcra, ratelimit::validate_key,
+};
 
 use super::Shared;
 use super::codec::{i64_from_key, i64_key, sled_error};
@@ -116,6 +119,52 @@ impl SledRateLimiter {
         })
     }
 
+    /// [`RateLimiter::check_all`], synchronously: every key is read,
+    /// decided and (if the request is admitted) written in one sled
+    /// transaction on the `rate_limits` tree, which sled retries when a
+    /// concurrent check of one of the keys commits first, so the call is
+    /// atomic.
+    pub fn check_all_sync(&self, checks: &[Check<'_>]) -> Result<Decisions> {
+        use ::sled::transaction::{ConflictableTransactionError, TransactionError};
+        validate_checks(checks)?;
+        let now = self.clock.now().unix_micros();
+        let tree = &self.shared.t.rate_limits;
+        let result = tree.transaction(|tx| {
+            let mut tats = Vec::with_capacity(checks.len());
+            let mut new_key = false;
+            for (key, _, _) in checks {
+                let tat = match tx.get(key)? {
+                    None => None,
+                    Some(v) => Some(
+                        i64_from_key(&v)
+                            .ok_or_else(|| ConflictableTransactionError::Abort(corrupt_tat()))?,
+                    ),
+                };
+                tats.push(tat);
+            }
+            let (decisions, writes) = gcra_all(checks, now, &tats);
+            for (i, write) in writes.iter().enumerate() {
+                if let Some(tat) = write {
+                    new_key |= tats[i].is_none();
+                    tx.insert(checks[i].0, &i64_key(*tat)[..])?;
+                }
+            }
+            Ok((decisions, new_key))
+        });
+        match result {
+            Ok((decisions, new_key)) => {
+                if new_key {
+                    self.sweep_some(now);
+                }
+                Ok(decisions)
+            }
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => {
+                Err(sled_error("transaction on rate-limit keys", e))
+            }
+        }
+    }
+
     /// [`RateLimiter::reset`], synchronously.
     pub fn reset_sync(&self, key: &str) -> Result<()> {
         validate_key(key)?;
@@ -193,6 +242,10 @@ impl SledRateLimiter {
 impl RateLimiter for SledRateLimiter {
     async fn check(&self, key: &str, quota: &Quota, cost: u32) -> Result<Decision> {
         self.check_sync(key, quota, cost)
+    }
+
+    async fn check_all(&self, checks: &[Check<'_>]) -> Result<Decisions> {
+        self.check_all_sync(checks)
     }
 
     async fn reset(&self, key: &str) -> Result<()> {
