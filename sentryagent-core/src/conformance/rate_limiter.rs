@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use crate::clock::ManualClock;
 use crate::error::{Error, Result};
-use crate::ratelimit::{Decision, MAX_KEY_LEN, NEVER, Quota, RateLimiter};
+use crate::ratelimit::{Decision, Decisions, MAX_CHECKS, MAX_KEY_LEN, NEVER, Quota, RateLimiter};
 
 /// The largest [`TimeControl::drift`] the suite supports.
 pub const MAX_DRIFT: Duration = Duration::from_millis(50);
@@ -99,6 +99,8 @@ pub async fn run_all(limiter: &Arc<dyn RateLimiter>, time: &dyn TimeControl, key
     decision_fields_are_consistent(l, time, key_prefix).await;
     invalid_input_is_refused(l, time, key_prefix).await;
     concurrent_checks_admit_exactly_burst(limiter, time, key_prefix).await;
+    check_all_is_all_or_nothing(l, time, key_prefix).await;
+    concurrent_check_all_charges_nothing_when_refused(limiter, time, key_prefix).await;
 }
 
 /// Assertion context: which backend, which check, what time allowance.
@@ -171,6 +173,58 @@ impl<'a> Ctx<'a> {
                 what,
                 format_args!("check({key:?}, cost {cost}) failed: {e}"),
             ),
+        }
+    }
+
+    /// `check_all`, with the invariants of every decision and of the
+    /// answer's shape.
+    async fn check_all(&self, checks: &[(&str, &Quota, u32)], what: &str) -> Decisions {
+        match self.limiter.check_all(checks).await {
+            Ok(all) => {
+                if all.decisions.len() != checks.len()
+                    || all.refused.is_some_and(|i| i >= checks.len())
+                {
+                    self.fail(what, format_args!("malformed answer {all:?}"));
+                }
+                for (d, (_, q, _)) in all.decisions.iter().zip(checks) {
+                    self.consistent(d, q, what);
+                }
+                all
+            }
+            Err(e) => self.fail(what, format_args!("check_all failed: {e}")),
+        }
+    }
+
+    /// Expects `check_all` to refuse at check `index`, with a `retry_after`
+    /// of about `retry_after`.
+    async fn expect_all_refused(
+        &self,
+        checks: &[(&str, &Quota, u32)],
+        index: usize,
+        retry_after: Duration,
+        what: &str,
+    ) -> Decisions {
+        let all = self.check_all(checks, what).await;
+        match all.refusal() {
+            Some(d) if all.refused == Some(index) && !d.allowed => {
+                self.about("retry_after", d.retry_after, retry_after, what);
+            }
+            _ => self.fail(
+                what,
+                format_args!("expected a refusal by check {index}, got {all:?}"),
+            ),
+        }
+        all
+    }
+
+    /// Expects a peek at `key` to show `remaining`.
+    async fn expect_remaining(&self, key: &str, quota: &Quota, remaining: u32, what: &str) {
+        let d = self.check(key, quota, 0, what).await;
+        if d.remaining != remaining {
+            self.fail(
+                what,
+                format_args!("expected remaining {remaining} (nothing charged), got {d:?}"),
+            );
         }
     }
 
@@ -819,6 +873,192 @@ pub async fn concurrent_checks_admit_exactly_burst(
                 q.burst
             ),
         );
+    }
+    c.done().await;
+}
+
+/// `check_all` decides a request's keys together: admitted only if every
+/// charged check admits it, and then each is charged as `check` would; if
+/// one refuses, nothing is charged, the answer names it, and the other
+/// decisions are peeks. Keys share their first `/` segment (as a tenant's
+/// and its clients' keys do), a key may repeat, peeks never refuse, and
+/// invalid input is refused with [`Error::Invalid`], charging nothing.
+pub async fn check_all_is_all_or_nothing(
+    limiter: &dyn RateLimiter,
+    time: &dyn TimeControl,
+    key_prefix: &str,
+) {
+    let c = Ctx::new(
+        limiter,
+        time,
+        key_prefix,
+        "check_all_is_all_or_nothing",
+        &["t", "t/client:a", "t/client:b", "t/dup"],
+    )
+    .await;
+    let (tenant, client_a, client_b, dup) = (c.k(0), c.k(1), c.k(2), c.k(3));
+    let tq = Quota::new(1, HOUR).with_burst(2);
+    let cq = Quota::new(1, HOUR).with_burst(3);
+
+    let empty = c.check_all(&[], "no checks").await;
+    if !empty.allowed() || !empty.decisions.is_empty() {
+        c.fail("no checks", format_args!("expected an empty admission, got {empty:?}"));
+    }
+
+    let all = c
+        .check_all(&[(client_a, &cq, 1), (tenant, &tq, 1)], "first request")
+        .await;
+    let remaining: Vec<u32> = all.decisions.iter().map(|d| d.remaining).collect();
+    if !all.allowed() || remaining != [2, 1] || all.decisions.iter().any(|d| !d.allowed) {
+        c.fail("first request", format_args!("expected admitted with remaining [2, 1], got {all:?}"));
+    }
+    c.about("reset_after", all.decisions[1].reset_after, HOUR, "first request");
+
+    // The second client takes the tenant's last request.
+    c.check_all(&[(client_b, &cq, 1), (tenant, &tq, 1)], "second client")
+        .await;
+    // Refused by the tenant: the client is not charged.
+    let refused = c
+        .expect_all_refused(
+            &[(client_a, &cq, 1), (tenant, &tq, 1)],
+            1,
+            HOUR,
+            "request over the tenant's limit",
+        )
+        .await;
+    let peek = refused.decisions[0];
+    if !peek.allowed || peek.remaining != 2 {
+        c.fail(
+            "request over the tenant's limit",
+            format_args!("the client's decision should be a peek with remaining 2, got {peek:?}"),
+        );
+    }
+    c.expect_remaining(client_a, &cq, 2, "client after the tenant's refusal")
+        .await;
+
+    // Refused by the first check (cost above what is left): the second key
+    // is not charged either.
+    c.expect_all_refused(
+        &[(client_a, &cq, 3), (dup, &tq, 1)],
+        0,
+        HOUR,
+        "refused by the first check",
+    )
+    .await;
+    c.expect_remaining(dup, &tq, 2, "second key after the first one refused")
+        .await;
+    c.expect_remaining(client_a, &cq, 2, "first key after its refusal")
+        .await;
+
+    // Peeks never refuse, even of an exhausted key.
+    let all = c
+        .check_all(&[(tenant, &tq, 0), (client_a, &cq, 1)], "peek of an exhausted key")
+        .await;
+    if !all.allowed() || all.decisions[0].allowed || all.decisions[1].remaining != 1 {
+        c.fail("peek of an exhausted key", format_args!("expected admitted, got {all:?}"));
+    }
+
+    // A repeated key sees its first charge.
+    let all = c
+        .check_all(&[(dup, &tq, 1), (dup, &tq, 1)], "a key twice")
+        .await;
+    let remaining: Vec<u32> = all.decisions.iter().map(|d| d.remaining).collect();
+    if !all.allowed() || remaining != [1, 0] {
+        c.fail("a key twice", format_args!("expected remaining [1, 0], got {all:?}"));
+    }
+    c.expect_all_refused(&[(dup, &tq, 1)], 0, HOUR, "the repeated key is exhausted")
+        .await;
+
+    // Invalid input: refused, nothing charged.
+    let expect_invalid = |what: &str, field: &str, r: Result<Decisions>| match r {
+        Err(Error::Invalid { field: f, .. }) if f == field => {}
+        other => c.fail(what, format_args!("expected Error::Invalid for {field:?}, got {other:?}")),
+    };
+    let too_many = vec![(client_b, &cq, 0); MAX_CHECKS + 1];
+    expect_invalid("more than MAX_CHECKS", "checks", limiter.check_all(&too_many).await);
+    expect_invalid(
+        "cost above the burst",
+        "cost",
+        limiter.check_all(&[(client_b, &cq, 1), (dup, &tq, 3)]).await,
+    );
+    let long = format!("{}{}", c.key("long:"), "x".repeat(MAX_KEY_LEN));
+    expect_invalid(
+        "key over MAX_KEY_LEN",
+        "key",
+        limiter.check_all(&[(client_b, &cq, 1), (&long, &tq, 1)]).await,
+    );
+    c.expect_remaining(client_b, &cq, 2, "after invalid calls").await;
+    c.done().await;
+}
+
+/// Many concurrent `check_all` calls of clients sharing one tenant limit:
+/// exactly the tenant's burst is admitted, and each client is charged
+/// exactly for its admitted requests (a refusal charges no key).
+pub async fn concurrent_check_all_charges_nothing_when_refused(
+    limiter: &Arc<dyn RateLimiter>,
+    time: &dyn TimeControl,
+    key_prefix: &str,
+) {
+    const TASKS: usize = 48;
+    const CLIENTS: usize = 4;
+    let c = Ctx::new(
+        &**limiter,
+        time,
+        key_prefix,
+        "concurrent_check_all_charges_nothing_when_refused",
+        &["t", "t/c0", "t/c1", "t/c2", "t/c3"],
+    )
+    .await;
+    let tq = Quota::new(1, HOUR).with_burst(10);
+    let cq = Quota::new(1, HOUR).with_burst(40);
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let handles: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let limiter = Arc::clone(limiter);
+            let barrier = Arc::clone(&barrier);
+            let tenant = c.k(0).to_owned();
+            let client = c.k(1 + i % CLIENTS).to_owned();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let all = limiter
+                    .check_all(&[(&client, &cq, 1), (&tenant, &tq, 1)])
+                    .await;
+                (i % CLIENTS, all)
+            })
+        })
+        .collect();
+    let mut admitted = [0u32; CLIENTS];
+    for handle in handles {
+        match handle.await {
+            Ok((client, Ok(all))) => {
+                if all.allowed() {
+                    admitted[client] += 1;
+                } else if all.refused != Some(1) {
+                    c.fail(
+                        "concurrent request",
+                        format_args!("only the tenant can refuse, got {all:?}"),
+                    );
+                }
+            }
+            Ok((_, Err(e))) => c.fail("concurrent request", format_args!("check_all failed: {e}")),
+            Err(e) => c.fail("concurrent request", format_args!("task failed: {e}")),
+        }
+    }
+    let total: u32 = admitted.iter().sum();
+    if total != tq.burst {
+        c.fail(
+            "concurrent requests",
+            format_args!("{total} of {TASKS} admitted, expected exactly {}", tq.burst),
+        );
+    }
+    for (i, n) in admitted.iter().enumerate() {
+        c.expect_remaining(
+            c.k(1 + i),
+            &cq,
+            cq.burst - n,
+            "a client is charged only for its admitted requests",
+        )
+        .await;
     }
     c.done().await;
 }

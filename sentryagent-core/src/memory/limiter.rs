@@ -542,6 +542,50 @@ mod tests {
         suite::run_all(&limiter, &advance, "").await;
     }
 
+    /// A limiter with only `check`: the trait's default `check_all`.
+    #[derive(Debug)]
+    struct SingleKeyOnly(MemoryRateLimiter);
+
+    #[async_trait::async_trait]
+    impl RateLimiter for SingleKeyOnly {
+        async fn check(&self, key: &str, quota: &Quota, cost: u32) -> Result<Decision> {
+            self.0.check_sync(key, quota, cost)
+        }
+
+        async fn reset(&self, key: &str) -> Result<()> {
+            self.0.reset_sync(key)
+        }
+
+        fn name(&self) -> &'static str {
+            "default check_all"
+        }
+    }
+
+    #[tokio::test]
+    async fn default_check_all_is_all_or_nothing_without_races() {
+        let clock = clock();
+        let limiter = SingleKeyOnly(MemoryRateLimiter::new(Arc::new(clock.clone())));
+        suite::check_all_is_all_or_nothing(&limiter, &clock, "default:").await;
+    }
+
+    #[test]
+    fn check_all_undoes_its_writes_when_a_new_key_finds_no_room() {
+        let c = clock();
+        let l = limiter(&c, 2);
+        let q = Quota::per_second(1).with_burst(3);
+        assert!(l.check_sync("old", &q, 1).unwrap().allowed);
+        // One shard of two keys: "old" and "new1" fit, "new2" does not.
+        let r = l.check_all_sync(&[("old", &q, 1), ("new1", &q, 1), ("new2", &q, 1)]);
+        assert!(matches!(r, Err(Error::Unavailable { .. })), "{r:?}");
+        assert_eq!(l.len(), 1, "the new key was removed");
+        assert_eq!(l.check_sync("old", &q, 0).unwrap().remaining, 2, "old restored");
+        let all = l
+            .check_all_sync(&[("old", &q, 1), ("new1", &q, 1)])
+            .unwrap();
+        assert!(all.allowed());
+        assert_eq!(l.len(), 2);
+    }
+
     #[test]
     fn shard_layout() {
         let c = clock();
