@@ -442,6 +442,101 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn keys_take_their_first_segment_as_hash_tag() {
+        use crate::redis::conn::{hash_tag, tagged_by_first_segment};
+        let tenant = tagged_by_first_segment("sa:", "rl", "tenant:T1");
+        let client = tagged_by_first_segment("sa:", "rl", "tenant:T1/client:A/x");
+        assert_eq!(tenant, "{sa:rl:tenant:T1}");
+        assert_eq!(client, "{sa:rl:tenant:T1}/client:A/x");
+        assert_eq!(hash_tag(&tenant), hash_tag(&client));
+        assert_eq!(hash_tag(&client), "sa:rl:tenant:T1");
+    }
+
+    /// `gcra_all.lua` against the core's `gcra_all()` on random requests
+    /// of two to four keys (some repeated) at random times: the same
+    /// decisions, the same refusing check and the same stored TATs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn script_all_matches_core_gcra_all() {
+        use sentryagent_core::ratelimit::gcra_all;
+        let url = std::env::var("SENTRYAGENT_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("sa-unit-all-{}:", std::process::id());
+        let backend = RedisBackend::open(RedisOptions::new(url.as_str()).with_prefix(&prefix))
+            .await
+            .unwrap();
+        if let Err(e) = backend.conn.ping().await {
+            kit::skip_or_fail("script_all_matches_core_gcra_all", "redis", &url, &e.to_string());
+            return;
+        }
+        let limiter = backend.rate_limiter();
+        let mut rng = kit::Rng::new(0x5851_f42d_4c95_7f2d);
+        let t0: i64 = kit::EPOCH.unix_micros();
+        let names = ["t", "t/c1", "t/c2", "u"];
+        for case in 0..60 {
+            let quotas: Vec<Quota> = (0..names.len())
+                .map(|_| {
+                    Quota::new(
+                        1 + rng.below(10) as u32,
+                        Duration::from_secs(100 + rng.below(3600)),
+                    )
+                    .with_burst(1 + rng.below(6) as u32)
+                })
+                .collect();
+            let keys: Vec<String> = names.iter().map(|n| format!("case{case}:{n}")).collect();
+            for k in &keys {
+                limiter.reset(k).await.unwrap();
+            }
+            let mut tats: Vec<Option<i64>> = vec![None; names.len()];
+            let mut now = t0 + rng.below(1 << 40) as i64;
+            for step in 0..30 {
+                now += rng.below(2 * quotas[0].emission_interval().as_micros() as u64) as i64;
+                let n = 2 + rng.below(3) as usize;
+                let picks: Vec<usize> = (0..n).map(|_| rng.below(names.len() as u64) as usize).collect();
+                let costs: Vec<u32> = picks
+                    .iter()
+                    .map(|&i| match rng.below(8) {
+                        0 => 0,
+                        _ => 1 + rng.below(u64::from(quotas[i].burst)) as u32,
+                    })
+                    .collect();
+                let checks: Vec<(&str, &Quota, u32)> = picks
+                    .iter()
+                    .zip(&costs)
+                    .map(|(&i, &c)| (keys[i].as_str(), &quotas[i], c))
+                    .collect();
+                let stored: Vec<Option<i64>> = picks.iter().map(|&i| tats[i]).collect();
+                let (want, writes) = gcra_all(&checks, now, &stored);
+                let mut args = Vec::new();
+                let mut rkeys = Vec::new();
+                for (k, q, c) in &checks {
+                    let (t, d) = offsets(q).unwrap();
+                    rkeys.push(limiter.redis_key(k));
+                    args.extend([t.to_string(), d.to_string(), c.to_string()]);
+                }
+                args.push(now.to_string());
+                let got = limiter.call_all(&checks, &rkeys, &args).await.unwrap();
+                assert_eq!(got, want, "case {case} step {step}: {checks:?} now {now} tats {stored:?}");
+                for (&i, w) in picks.iter().zip(&writes) {
+                    if let Some(w) = w {
+                        tats[i] = Some(*w);
+                    }
+                }
+                for (i, k) in keys.iter().enumerate() {
+                    let v: Option<i64> = redis::cmd("GET")
+                        .arg(limiter.redis_key(k))
+                        .query_async(&mut limiter.conn.manager())
+                        .await
+                        .unwrap();
+                    assert_eq!(v, tats[i], "case {case} step {step}: stored TAT of {k}");
+                }
+            }
+            for k in &keys {
+                limiter.reset(k).await.unwrap();
+            }
+        }
+    }
+
     /// The script against the core's `gcra()` on random sequences of
     /// quotas, times (including steps back) and costs: the same decisions
     /// and the same stored TAT, bit for bit.
