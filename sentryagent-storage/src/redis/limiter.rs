@@ -60,7 +60,16 @@ struct Failing {
 ///
 /// [`check_all`](RateLimiter::check_all) decides every key of a request in
 /// one `EVALSHA` of a second script (`gcra_all.lua`), atomically: one round
-/// trip per request, whatever the number of limits.
+/// trip per request, whatever the number of limits. On one server,
+/// concurrent `check_all` calls of a limiter are also **coalesced**: while a
+/// call is in flight, the requests that arrive wait, and the next call
+/// carries all of them (up to [`MAX_COALESCED`]), each still decided
+/// all-or-nothing and in arrival order. Nothing waits for a timer: a lone
+/// request is sent at once. Under load this makes fewer script calls than
+/// requests ([`with_coalescing`](Self::with_coalescing) turns it off). A
+/// failed call fails every request it carried (each then follows the
+/// [`FailurePolicy`]). Redis Cluster calls are not coalesced (requests of
+/// different tenants live in different slots).
 ///
 /// Keys are `{<prefix>rl:<first segment>}/<rest>`: the part of the key
 /// before its first `/` is the Redis Cluster hash tag (a key without `/` is
@@ -89,6 +98,8 @@ pub struct RedisRateLimiter {
     fail_closed: AtomicU64,
     failing: Mutex<Failing>,
     clock: Option<Arc<dyn sentryagent_core::Clock>>,
+    coalesce: bool,
+    queue: Arc<Mutex<Queue>>,
 }
 
 static GCRA: std::sync::LazyLock<Lua> =
@@ -114,6 +125,8 @@ impl RedisRateLimiter {
             fail_closed: AtomicU64::new(0),
             clock: None,
             failing: Mutex::new(Failing::default()),
+            coalesce: true,
+            queue: Arc::new(Mutex::new(Queue::default())),
         }
     }
 
@@ -235,42 +248,37 @@ impl RedisRateLimiter {
         })
     }
 
-    /// One `EVALSHA` of `gcra_all.lua`.
-    async fn call_all(
-        &self,
-        checks: &[Check<'_>],
-        keys: &[String],
-        args: &[String],
-    ) -> std::result::Result<Decisions, RedisError> {
-        let reply: Vec<i64> = self.conn.eval(gcra_all_script(), keys, args).await?;
-        let bad = || {
-            RedisError::from((
-                redis::ErrorKind::Parse,
-                "the rate limit script returned an unexpected reply",
-            ))
+    /// Queues `request` for the next coalesced call, starting the task
+    /// that sends them if none runs, and waits for its reply.
+    async fn coalesced(&self, request: Request) -> Reply {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.waiting.push((request, tx));
+            !std::mem::replace(&mut q.running, true)
         };
-        let (&refused, values) = reply.split_first().ok_or_else(bad)?;
-        if values.len() != 4 * checks.len() {
-            return Err(bad());
+        if start {
+            tokio::spawn(drain(
+                self.conn.clone(),
+                self.queue.clone(),
+                self.clock.clone(),
+            ));
         }
-        let refused = match usize::try_from(refused) {
-            Ok(0) => None,
-            Ok(i) if i <= checks.len() => Some(i - 1),
-            _ => return Err(bad()),
-        };
-        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
-        let decisions = values
-            .chunks_exact(4)
-            .zip(checks)
-            .map(|(v, (_, quota, _))| Decision {
-                allowed: v[0] == 1,
-                limit: quota.limit,
-                remaining: u32::try_from(v[1]).unwrap_or(0),
-                retry_after: micros(v[2]),
-                reset_after: micros(v[3]),
-            })
-            .collect();
-        Ok(Decisions { decisions, refused })
+        rx.await.unwrap_or_else(|_| {
+            Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "the coalesced rate limit call was dropped",
+            )))
+        })
+    }
+
+    /// Whether concurrent [`check_all`](RateLimiter::check_all) calls are
+    /// coalesced (on by default; see the type docs). Off, each call is one
+    /// script call of its own.
+    #[must_use]
+    pub fn with_coalescing(mut self, on: bool) -> Self {
+        self.coalesce = on;
+        self
     }
 
     /// A call to Redis answered: the cool-down (if any) ends.
@@ -328,6 +336,145 @@ impl RedisRateLimiter {
     }
 }
 
+/// Most requests one coalesced script call carries.
+pub const MAX_COALESCED: usize = 64;
+
+/// One request's part of a `gcra_all.lua` call.
+#[derive(Debug)]
+struct Request {
+    keys: Vec<String>,
+    /// `n`, then `T`, `D`, cost per check.
+    args: Vec<String>,
+    /// Each check's quota limit (for the decisions).
+    limits: Vec<u32>,
+}
+
+impl Request {
+    fn new(limiter: &RedisRateLimiter, checks: &[Check<'_>]) -> Result<Request> {
+        let mut r = Request {
+            keys: Vec::with_capacity(checks.len()),
+            args: Vec::with_capacity(1 + 3 * checks.len()),
+            limits: Vec::with_capacity(checks.len()),
+        };
+        r.args.push(checks.len().to_string());
+        for (key, quota, cost) in checks {
+            let (t, d) = offsets(quota)?;
+            r.keys.push(limiter.redis_key(key));
+            r.args
+                .extend([t.to_string(), d.to_string(), cost.to_string()]);
+            r.limits.push(quota.limit);
+        }
+        Ok(r)
+    }
+}
+
+/// One `EVALSHA` of `gcra_all.lua` for `requests`, in order; `now` replaces
+/// the server's `TIME` when given.
+async fn call_all(
+    conn: &Conn,
+    requests: &[&Request],
+    now: Option<i64>,
+) -> std::result::Result<Vec<Decisions>, RedisError> {
+    let mut keys = Vec::new();
+    let mut args = vec![requests.len().to_string()];
+    for r in requests {
+        keys.extend(r.keys.iter().cloned());
+        args.extend(r.args.iter().cloned());
+    }
+    if let Some(now) = now {
+        args.push(now.to_string());
+    }
+    let reply: Vec<i64> = conn.eval(gcra_all_script(), &keys, &args).await?;
+    let bad = || {
+        RedisError::from((
+            redis::ErrorKind::Parse,
+            "the rate limit script returned an unexpected reply",
+        ))
+    };
+    let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+    let mut rest = &reply[..];
+    let mut out = Vec::with_capacity(requests.len());
+    for r in requests {
+        let n = r.limits.len();
+        let (&refused, tail) = rest.split_first().ok_or_else(bad)?;
+        if tail.len() < 4 * n {
+            return Err(bad());
+        }
+        let (values, tail) = tail.split_at(4 * n);
+        rest = tail;
+        let refused = match usize::try_from(refused) {
+            Ok(0) => None,
+            Ok(i) if i <= n => Some(i - 1),
+            _ => return Err(bad()),
+        };
+        let decisions = values
+            .chunks_exact(4)
+            .zip(&r.limits)
+            .map(|(v, &limit)| Decision {
+                allowed: v[0] == 1,
+                limit,
+                remaining: u32::try_from(v[1]).unwrap_or(0),
+                retry_after: micros(v[2]),
+                reset_after: micros(v[3]),
+            })
+            .collect();
+        out.push(Decisions { decisions, refused });
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+type Reply = std::result::Result<Decisions, RedisError>;
+
+/// Requests waiting for the next coalesced call.
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: Vec<(Request, tokio::sync::oneshot::Sender<Reply>)>,
+    /// Whether a task is sending calls (it drains `waiting`).
+    running: bool,
+}
+
+/// The task that sends the queued requests, up to [`MAX_COALESCED`] per
+/// call, until the queue is empty.
+async fn drain(
+    conn: Conn,
+    queue: Arc<Mutex<Queue>>,
+    clock: Option<Arc<dyn sentryagent_core::Clock>>,
+) {
+    let lock = || queue.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let batch: Vec<_> = {
+            let mut q = lock();
+            if q.waiting.is_empty() {
+                q.running = false;
+                return;
+            }
+            let n = q.waiting.len().min(MAX_COALESCED);
+            q.waiting.drain(..n).collect()
+        };
+        let requests: Vec<&Request> = batch.iter().map(|(r, _)| r).collect();
+        let now = clock.as_ref().map(|c| c.now().unix_micros());
+        match call_all(&conn, &requests, now).await {
+            Ok(replies) => {
+                for ((_, tx), reply) in batch.into_iter().zip(replies) {
+                    let _ = tx.send(Ok(reply));
+                }
+            }
+            Err(e) => {
+                for (_, tx) in batch {
+                    let _ = tx.send(Err(RedisError::from((
+                        e.kind(),
+                        "coalesced rate limit call failed",
+                        e.to_string(),
+                    ))));
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl crate::HealthCheck for RedisRateLimiter {
     async fn health(&self) -> BackendHealth {
@@ -374,20 +521,15 @@ impl RateLimiter for RedisRateLimiter {
 
     async fn check_all(&self, checks: &[Check<'_>]) -> Result<Decisions> {
         validate_checks(checks)?;
-        let mut keys = Vec::with_capacity(checks.len());
-        let mut args = Vec::with_capacity(3 * checks.len() + 1);
-        for (key, quota, cost) in checks {
-            let (t, d) = offsets(quota)?;
-            keys.push(self.redis_key(key));
-            args.extend([t.to_string(), d.to_string(), cost.to_string()]);
-        }
-        if keys.is_empty() {
+        let request = Request::new(self, checks)?;
+        let Some(first) = request.keys.first() else {
             return Ok(Decisions {
                 decisions: Vec::new(),
                 refused: None,
             });
-        }
-        if self.conn.is_cluster() && keys.iter().any(|k| hash_tag(k) != hash_tag(&keys[0])) {
+        };
+        let cluster = self.conn.is_cluster();
+        if cluster && request.keys.iter().any(|k| hash_tag(k) != hash_tag(first)) {
             // Several slots: no single script can see every key.
             return check_all_sequentially(self, checks).await;
         }
@@ -395,10 +537,19 @@ impl RateLimiter for RedisRateLimiter {
         if cooling {
             return self.policy_all(checks, None);
         }
-        if let Some(clock) = &self.clock {
-            args.push(clock.now().unix_micros().to_string());
-        }
-        match self.call_all(checks, &keys, &args).await {
+        let reply = if self.coalesce && !cluster {
+            self.coalesced(request).await
+        } else {
+            let now = self.clock.as_ref().map(|c| c.now().unix_micros());
+            call_all(&self.conn, &[&request], now)
+                .await
+                .and_then(|mut all| {
+                    all.pop().ok_or_else(|| {
+                        RedisError::from((redis::ErrorKind::Parse, "no reply to the request"))
+                    })
+                })
+        };
+        match reply {
             Ok(decisions) => {
                 self.succeeded();
                 Ok(decisions)
@@ -505,21 +656,27 @@ mod tests {
                     .zip(&costs)
                     .map(|(&i, &c)| (keys[i].as_str(), &quotas[i], c))
                     .collect();
-                let stored: Vec<Option<i64>> = picks.iter().map(|&i| tats[i]).collect();
-                let (want, writes) = gcra_all(&checks, now, &stored);
-                let mut args = Vec::new();
-                let mut rkeys = Vec::new();
-                for (k, q, c) in &checks {
-                    let (t, d) = offsets(q).unwrap();
-                    rkeys.push(limiter.redis_key(k));
-                    args.extend([t.to_string(), d.to_string(), c.to_string()]);
-                }
-                args.push(now.to_string());
-                let got = limiter.call_all(&checks, &rkeys, &args).await.unwrap();
-                assert_eq!(got, want, "case {case} step {step}: {checks:?} now {now} tats {stored:?}");
-                for (&i, w) in picks.iter().zip(&writes) {
-                    if let Some(w) = w {
-                        tats[i] = Some(*w);
+                let request = Request::new(&limiter, &checks).unwrap();
+                // Sent twice in one call at even steps: the second sees the first.
+                let twice = step % 2 == 0;
+                let requests: Vec<&Request> = if twice {
+                    vec![&request, &request]
+                } else {
+                    vec![&request]
+                };
+                let replies = call_all(&limiter.conn, &requests, Some(now)).await.unwrap();
+                assert_eq!(replies.len(), requests.len());
+                for (r, got) in replies.iter().enumerate() {
+                    let stored: Vec<Option<i64>> = picks.iter().map(|&i| tats[i]).collect();
+                    let (want, writes) = gcra_all(&checks, now, &stored);
+                    assert_eq!(
+                        *got, want,
+                        "case {case} step {step} request {r}: {checks:?} now {now} tats {stored:?}"
+                    );
+                    for (&i, w) in picks.iter().zip(&writes) {
+                        if let Some(w) = w {
+                            tats[i] = Some(*w);
+                        }
                     }
                 }
                 for (i, k) in keys.iter().enumerate() {

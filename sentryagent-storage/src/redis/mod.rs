@@ -72,7 +72,7 @@ use std::sync::Arc;
 use sentryagent_core::BackendHealth;
 use sentryagent_core::{Clock, Result};
 
-pub use limiter::{MAX_BURST_OFFSET, RateLimiterStats, RedisRateLimiter};
+pub use limiter::{MAX_BURST_OFFSET, MAX_COALESCED, RateLimiterStats, RedisRateLimiter};
 pub use markers::RedisMarkerStore;
 pub use meter::{MAX_HOURLY_HOURS, RedisUsageMeter};
 pub use options::{FailurePolicy, RedisOptions, UsageRetention};
