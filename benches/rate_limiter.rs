@@ -312,7 +312,7 @@ fn redis(c: &mut Criterion) {
         Some(Arc::new(limiter))
     });
     let Some(limiter) = limiter else {
-        for id in ["redis_single_key", "redis_pipelined"] {
+        for id in REDIS_IDS {
             eprintln!("SKIPPED {id}: redis unreachable at {url}");
         }
         return;
@@ -362,12 +362,92 @@ fn redis(c: &mut Criterion) {
             }
         })
     });
+    // A token request's admission: the client's and the tenant's limits
+    // (keys sharing the tenant's slot), one `check_all` script call...
+    let tenant = KEY.to_owned();
+    let client = format!("{tenant}/client:bench");
+    g.bench_function("redis_token_admission", |b| {
+        b.to_async(&rt).iter(|| async {
+            let all = limiter
+                .check_all(&[(&client, &q, 1), (&tenant, &q, 1)])
+                .await
+                .expect("check_all");
+            assert!(all.allowed());
+        })
+    });
+    // ... against two checks one after the other, as before `check_all`.
+    g.bench_function("redis_token_admission_two_checks", |b| {
+        b.to_async(&rt).iter(|| async {
+            let c = limiter.check(&client, &q, 1).await.expect("check");
+            let t = limiter.check(&tenant, &q, 1).await.expect("check");
+            assert!(c.allowed && t.allowed);
+        })
+    });
+    // 64 admissions in flight (64 clients of one tenant), with the
+    // limiter's coalescing of concurrent calls and without; the time per
+    // iteration is the time per admission.
+    let uncoalesced = rt.block_on(async {
+        let options = RedisOptions::new(url.as_str())
+            .with_prefix(format!("sa-bench-{}:", std::process::id()))
+            .with_failure_policy(FailurePolicy::Closed);
+        let backend = RedisBackend::open(options).await.expect("open");
+        Arc::new(backend.rate_limiter().with_coalescing(false))
+    });
+    for (id, limiter) in [
+        ("redis_token_admission_64_concurrent", Arc::clone(&limiter)),
+        ("redis_token_admission_64_concurrent_uncoalesced", uncoalesced),
+    ] {
+        g.bench_function(id, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let limiter = Arc::clone(&limiter);
+                let tenant = tenant.clone();
+                async move {
+                    const TASKS: usize = 64;
+                    let per_task = iters.div_ceil(TASKS as u64);
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|i| {
+                            let limiter = Arc::clone(&limiter);
+                            let tenant = tenant.clone();
+                            let q = huge_quota();
+                            tokio::spawn(async move {
+                                let client = format!("{tenant}/client:{i}");
+                                for _ in 0..per_task {
+                                    let all = limiter
+                                        .check_all(&[(&client, &q, 1), (&tenant, &q, 1)])
+                                        .await
+                                        .expect("check_all");
+                                    assert!(all.allowed());
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("no task panicked");
+                    }
+                    start
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_task * TASKS as u64) as f64)
+                }
+            })
+        });
+    }
     g.finish();
 }
 
+/// Bench ids of the Redis group, for the skip lines.
+const REDIS_IDS: [&str; 6] = [
+    "redis_single_key",
+    "redis_pipelined",
+    "redis_token_admission",
+    "redis_token_admission_two_checks",
+    "redis_token_admission_64_concurrent",
+    "redis_token_admission_64_concurrent_uncoalesced",
+];
+
 #[cfg(not(feature = "redis"))]
 fn redis(_: &mut Criterion) {
-    for id in ["redis_single_key", "redis_pipelined"] {
+    for id in REDIS_IDS {
         eprintln!("SKIPPED {id}: built without the `redis` feature (cargo bench --features redis)");
     }
 }

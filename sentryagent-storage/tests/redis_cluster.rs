@@ -128,10 +128,11 @@ async fn redis_cluster_slot_move_under_load() {
                 let client = format!("{tenant}/client:{}", i % 8);
                 let (mut ok, mut refused, mut errors) = (0u64, 0u64, Vec::new());
                 while !stop.load(Ordering::Relaxed) {
+                    let at = start.elapsed();
                     match limiter.check_all(&[(&client, &cq, 1), (tenant, &tq, 1)]).await {
                         Ok(all) if all.allowed() => ok += 1,
                         Ok(_) => refused += 1,
-                        Err(e) => errors.push(e.to_string()),
+                        Err(e) => errors.push(format!("at {at:?}: {e}")),
                     }
                 }
                 (ok, refused, errors)
@@ -153,6 +154,8 @@ async fn redis_cluster_slot_move_under_load() {
         };
         tokio::task::spawn_blocking(move || {
             std::thread::sleep(Duration::from_millis(300));
+            let t0 = start;
+            eprintln!("{:?} importing", t0.elapsed());
             assert_eq!(cli(dst, &["cluster", "setslot", &slot, "importing", &src_id]).trim(), "OK");
             assert_eq!(cli(src, &["cluster", "setslot", &slot, "migrating", &dst_id]).trim(), "OK");
             let mut batches = 0;
@@ -166,9 +169,10 @@ async fn redis_cluster_slot_move_under_load() {
                 let mut args = vec!["migrate", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
                 args.extend(keys.iter().copied());
                 let out = cli(src, &args);
+                eprintln!("{:?} migrated {keys:?}", t0.elapsed());
                 assert!(out.contains("OK") || out.contains("NOKEY"), "MIGRATE: {out}");
                 batches += 1;
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(5));
             }
             for port in [dst, src, third] {
                 assert_eq!(cli(port, &["cluster", "setslot", &slot, "node", &dst_id]).trim(), "OK");
@@ -205,4 +209,58 @@ async fn redis_cluster_slot_move_under_load() {
     assert!(ok <= bound + bound / 100, "over-admission: {ok} admitted, bound {bound} (+1 %)");
     assert!(refused > 0, "the load exceeded the limit");
     assert!(ok >= u64::from(tq.burst), "the burst is usable: {ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zz_experiment() {
+    let Some(cluster) = cluster("zz").await else { return };
+    for absent in [false, true] {
+    let prefix = if absent { "ex1:" } else { "ex2:" };
+    let redis = RedisBackend::open(
+        RedisOptions::from_url(&cluster.url(prefix)).unwrap().with_failure_policy(FailurePolicy::Closed),
+    )
+    .await
+    .unwrap();
+    let limiter = Arc::new(redis.rate_limiter());
+    let tenant = "tenant:T";
+    let slot = cluster.slot(&format!("{{{prefix}rl:{tenant}}}"));
+    let src = cluster.owner(cluster.ports[0], slot);
+    let dst = *cluster.ports.iter().find(|&&p| p != src).unwrap();
+    let q = Quota::per_day(100000);
+    let cq = if absent { Quota::per_second(100_000) } else { Quota::per_day(100_000) };
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..16).map(|i| {
+        let limiter = limiter.clone(); let stop = stop.clone();
+        tokio::spawn(async move {
+            let client = format!("{tenant}/client:{i}");
+            let mut worst = Duration::ZERO; let mut errs = 0; let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if limiter.check_all(&[(&client, &cq, 1), (tenant, &q, 1)]).await.is_err() { errs += 1; }
+                worst = worst.max(t.elapsed()); n += 1;
+            }
+            (n, errs, worst)
+        })
+    }).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = slot.to_string();
+    let (src_id, dst_id) = (cluster.id(src), cluster.id(dst));
+    cluster.cli(dst, &["cluster", "setslot", &s, "importing", &src_id]);
+    cluster.cli(src, &["cluster", "setslot", &s, "migrating", &dst_id]);
+    eprintln!("{:?} migrating", start.elapsed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let keys = cluster.cli(src, &["cluster", "getkeysinslot", &s, "100"]);
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    let port = dst.to_string();
+    let mut args = vec!["migrate", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+    args.extend(keys.iter().copied());
+    eprintln!("{:?} migrate {} keys: {}", start.elapsed(), keys.len(), cluster.cli(src, &args).trim());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for p in cluster.ports.clone() { cluster.cli(p, &["cluster", "setslot", &s, "node", &dst_id]); }
+    eprintln!("{:?} done", start.elapsed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks { eprintln!("absent {absent}: {:?}", t.await.unwrap()); }
+    }
 }
