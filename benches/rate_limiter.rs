@@ -395,7 +395,10 @@ fn redis(c: &mut Criterion) {
     });
     for (id, limiter) in [
         ("redis_token_admission_64_concurrent", Arc::clone(&limiter)),
-        ("redis_token_admission_64_concurrent_uncoalesced", uncoalesced),
+        (
+            "redis_token_admission_64_concurrent_uncoalesced",
+            uncoalesced,
+        ),
     ] {
         g.bench_function(id, |b| {
             b.to_async(&rt).iter_custom(|iters| {

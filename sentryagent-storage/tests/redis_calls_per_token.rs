@@ -18,8 +18,8 @@ use sentryagent_storage::testing as services;
 use std::sync::Arc;
 
 use sentryagent_core::{
-    Caller, ClientCredentials, Error, Idp, NewAgent, NewTenant, SystemClock, TierLimits,
-    TierTable, TokenRequest,
+    Caller, ClientCredentials, Error, Idp, NewAgent, NewTenant, SystemClock, TierLimits, TierTable,
+    TokenRequest,
 };
 use sentryagent_storage::redis::{RedisBackend, RedisOptions};
 use sentryagent_storage::{BackendUrls, open};
@@ -68,13 +68,26 @@ async fn measure(
         .unwrap();
     let op = Caller::system();
     let t = idp
-        .create_tenant(&op, NewTenant { name: "Calls".into(), ..Default::default() })
+        .create_tenant(
+            &op,
+            NewTenant {
+                name: "Calls".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let mut requests = Vec::new();
     for i in 0..AGENTS {
         let reg = idp
-            .register_agent(&op, &t.id, NewAgent { name: format!("bot{i}"), ..Default::default() })
+            .register_agent(
+                &op,
+                &t.id,
+                NewAgent {
+                    name: format!("bot{i}"),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         requests.push(TokenRequest {

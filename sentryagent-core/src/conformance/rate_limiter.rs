@@ -902,7 +902,10 @@ pub async fn check_all_is_all_or_nothing(
 
     let empty = c.check_all(&[], "no checks").await;
     if !empty.allowed() || !empty.decisions.is_empty() {
-        c.fail("no checks", format_args!("expected an empty admission, got {empty:?}"));
+        c.fail(
+            "no checks",
+            format_args!("expected an empty admission, got {empty:?}"),
+        );
     }
 
     let all = c
@@ -910,9 +913,17 @@ pub async fn check_all_is_all_or_nothing(
         .await;
     let remaining: Vec<u32> = all.decisions.iter().map(|d| d.remaining).collect();
     if !all.allowed() || remaining != [2, 1] || all.decisions.iter().any(|d| !d.allowed) {
-        c.fail("first request", format_args!("expected admitted with remaining [2, 1], got {all:?}"));
+        c.fail(
+            "first request",
+            format_args!("expected admitted with remaining [2, 1], got {all:?}"),
+        );
     }
-    c.about("reset_after", all.decisions[1].reset_after, HOUR, "first request");
+    c.about(
+        "reset_after",
+        all.decisions[1].reset_after,
+        HOUR,
+        "first request",
+    );
 
     // The second client takes the tenant's last request.
     c.check_all(&[(client_b, &cq, 1), (tenant, &tq, 1)], "second client")
@@ -952,10 +963,16 @@ pub async fn check_all_is_all_or_nothing(
 
     // Peeks never refuse, even of an exhausted key.
     let all = c
-        .check_all(&[(tenant, &tq, 0), (client_a, &cq, 1)], "peek of an exhausted key")
+        .check_all(
+            &[(tenant, &tq, 0), (client_a, &cq, 1)],
+            "peek of an exhausted key",
+        )
         .await;
     if !all.allowed() || all.decisions[0].allowed || all.decisions[1].remaining != 1 {
-        c.fail("peek of an exhausted key", format_args!("expected admitted, got {all:?}"));
+        c.fail(
+            "peek of an exhausted key",
+            format_args!("expected admitted, got {all:?}"),
+        );
     }
 
     // A repeated key sees its first charge.
@@ -964,7 +981,10 @@ pub async fn check_all_is_all_or_nothing(
         .await;
     let remaining: Vec<u32> = all.decisions.iter().map(|d| d.remaining).collect();
     if !all.allowed() || remaining != [1, 0] {
-        c.fail("a key twice", format_args!("expected remaining [1, 0], got {all:?}"));
+        c.fail(
+            "a key twice",
+            format_args!("expected remaining [1, 0], got {all:?}"),
+        );
     }
     c.expect_all_refused(&[(dup, &tq, 1)], 0, HOUR, "the repeated key is exhausted")
         .await;
@@ -972,22 +992,34 @@ pub async fn check_all_is_all_or_nothing(
     // Invalid input: refused, nothing charged.
     let expect_invalid = |what: &str, field: &str, r: Result<Decisions>| match r {
         Err(Error::Invalid { field: f, .. }) if f == field => {}
-        other => c.fail(what, format_args!("expected Error::Invalid for {field:?}, got {other:?}")),
+        other => c.fail(
+            what,
+            format_args!("expected Error::Invalid for {field:?}, got {other:?}"),
+        ),
     };
     let too_many = vec![(client_b, &cq, 0); MAX_CHECKS + 1];
-    expect_invalid("more than MAX_CHECKS", "checks", limiter.check_all(&too_many).await);
+    expect_invalid(
+        "more than MAX_CHECKS",
+        "checks",
+        limiter.check_all(&too_many).await,
+    );
     expect_invalid(
         "cost above the burst",
         "cost",
-        limiter.check_all(&[(client_b, &cq, 1), (dup, &tq, 3)]).await,
+        limiter
+            .check_all(&[(client_b, &cq, 1), (dup, &tq, 3)])
+            .await,
     );
     let long = format!("{}{}", c.key("long:"), "x".repeat(MAX_KEY_LEN));
     expect_invalid(
         "key over MAX_KEY_LEN",
         "key",
-        limiter.check_all(&[(client_b, &cq, 1), (&long, &tq, 1)]).await,
+        limiter
+            .check_all(&[(client_b, &cq, 1), (&long, &tq, 1)])
+            .await,
     );
-    c.expect_remaining(client_b, &cq, 2, "after invalid calls").await;
+    c.expect_remaining(client_b, &cq, 2, "after invalid calls")
+        .await;
     c.done().await;
 }
 

@@ -578,7 +578,11 @@ mod tests {
         let r = l.check_all_sync(&[("old", &q, 1), ("new1", &q, 1), ("new2", &q, 1)]);
         assert!(matches!(r, Err(Error::Unavailable { .. })), "{r:?}");
         assert_eq!(l.len(), 1, "the new key was removed");
-        assert_eq!(l.check_sync("old", &q, 0).unwrap().remaining, 2, "old restored");
+        assert_eq!(
+            l.check_sync("old", &q, 0).unwrap().remaining,
+            2,
+            "old restored"
+        );
         let all = l
             .check_all_sync(&[("old", &q, 1), ("new1", &q, 1)])
             .unwrap();

@@ -6,20 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::{ClusterClient, ClusterConfig};
-use redis::cluster_async::ClusterConnection;
+
+use super::cluster::ClusterConn;
 use redis::{ErrorKind, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value};
 use sentryagent_core::{Error, Result};
 
 use super::options::RedisOptions;
 
-/// Retries of one cluster request by the driver (redirections,
-/// `TRYAGAIN`, reconnects).
-const CLUSTER_RETRIES: u32 = 8;
-
-/// How many response timeouts a cluster script call keeps retrying
-/// `TRYAGAIN` (a slot migration in progress), on top of the driver's
-/// retries.
+/// How many response timeouts a cluster command keeps retrying
+/// `TRYAGAIN` (a slot migration in progress) and `CLUSTERDOWN`.
 pub(crate) const TRYAGAIN_ROUNDS: u32 = 5;
 
 /// A Lua script: its source and SHA-1.
@@ -36,15 +31,15 @@ impl Lua {
 }
 
 /// The connection to Redis: one server through a connection manager, or a
-/// Redis Cluster through the driver's cluster client (which follows `MOVED`
-/// and `ASK` redirections and refreshes its slot map by itself). Both are
-/// multiplexed and cheap to clone.
+/// Redis Cluster through [`ClusterConn`] (which follows `MOVED` and `ASK`
+/// redirections and retries `TRYAGAIN`). Both are multiplexed and cheap to
+/// clone.
 #[derive(Clone)]
 pub(crate) enum Handle {
     /// One server (or a proxy in front of several).
     Single(ConnectionManager),
     /// A Redis Cluster.
-    Cluster(ClusterConnection),
+    Cluster(ClusterConn),
 }
 
 impl ConnectionLike for Handle {
@@ -108,27 +103,18 @@ impl Conn {
         })
     }
 
-    /// A cluster connection that connects in the background: opening
-    /// never fails because the cluster is down.
-    fn open_cluster(options: &RedisOptions, nodes: Vec<String>) -> Result<ClusterConnection> {
-        // The driver's defaults wait 1.28 s or more before retrying a
-        // `TRYAGAIN` (keys of a script split by a slot migration), longer
-        // than a response timeout: retry within milliseconds instead (and
-        // `eval` goes on retrying scripts), and bound each request
-        // (redirections and retries included) by three response timeouts.
-        let client = ClusterClient::builder(nodes)
-            .connection_timeout(options.connect_timeout)
-            .response_timeout(options.response_timeout)
-            .overall_response_timeout(Some(options.response_timeout.saturating_mul(3)))
-            .retries(CLUSTER_RETRIES)
-            .min_retry_wait(2)
-            .max_retry_wait(50)
-            .build()
-            .map_err(|e| Error::invalid("url", format!("not a Redis Cluster URL: {e}")))?;
-        let config = ClusterConfig::new()
-            .set_connection_timeout(options.connect_timeout)
-            .set_response_timeout(options.response_timeout);
-        Ok(client.get_pending_async_connection_with_config(config))
+    /// A cluster connection that connects on first use: opening never
+    /// fails because the cluster is down.
+    fn open_cluster(options: &RedisOptions, nodes: Vec<String>) -> Result<ClusterConn> {
+        for node in &nodes {
+            redis::Client::open(node.as_str())
+                .map_err(|e| Error::invalid("url", format!("not a Redis Cluster URL: {e}")))?;
+        }
+        Ok(ClusterConn::new(
+            nodes,
+            options.connect_timeout,
+            options.response_timeout,
+        ))
     }
 
     fn open_single(options: &RedisOptions) -> Result<ConnectionManager> {
@@ -184,33 +170,7 @@ impl Conn {
     /// lost its script cache: a restart, a fail-over, `SCRIPT FLUSH`) loads
     /// it again and retries, once: the script did not run, so the retry
     /// cannot count twice. Any other error is returned as is, never retried.
-    ///
-    /// On a cluster, a script whose keys are split by a slot migration
-    /// (some moved, some not, or some absent: an expired rate-limit key is
-    /// absent) gets `TRYAGAIN` until the slot's move completes; the script
-    /// did not run, so it is sent again every few milliseconds, for at most
-    /// [`TRYAGAIN_ROUNDS`] response timeouts.
     pub(crate) async fn eval<T: redis::FromRedisValue>(
-        &self,
-        lua: &Lua,
-        keys: &[String],
-        args: &[String],
-    ) -> RedisResult<T> {
-        if !self.is_cluster() {
-            return self.eval_once(lua, keys, args).await;
-        }
-        let deadline = Instant::now() + self.options.response_timeout * TRYAGAIN_ROUNDS;
-        loop {
-            match self.eval_once(lua, keys, args).await {
-                Err(e) if is_tryagain(&e) && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn eval_once<T: redis::FromRedisValue>(
         &self,
         lua: &Lua,
         keys: &[String],
@@ -234,10 +194,6 @@ impl Conn {
             .await?;
         Ok(start.elapsed())
     }
-}
-
-fn is_tryagain(e: &RedisError) -> bool {
-    e.kind() == ErrorKind::Server(ServerErrorKind::TryAgain)
 }
 
 pub(crate) fn is_noscript(e: &RedisError) -> bool {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::RedisError;
 
-use sentryagent_core::{BackendHealth, HealthStatus};
 use sentryagent_core::ratelimit::{Check, check_all_sequentially, validate_checks};
+use sentryagent_core::{BackendHealth, HealthStatus};
 use sentryagent_core::{
     Decision, Decisions, Quota, RateLimiter, ratelimit::gcra, ratelimit::validate_key,
 };
@@ -301,7 +301,10 @@ impl RedisRateLimiter {
             FailurePolicy::Open => {
                 self.fail_open.fetch_add(1, Ordering::Relaxed);
                 Ok(Decisions {
-                    decisions: checks.iter().map(|(_, q, c)| gcra(None, 0, q, *c).0).collect(),
+                    decisions: checks
+                        .iter()
+                        .map(|(_, q, c)| gcra(None, 0, q, *c).0)
+                        .collect(),
                     refused: None,
                 })
             }
@@ -617,7 +620,12 @@ mod tests {
             .await
             .unwrap();
         if let Err(e) = backend.conn.ping().await {
-            kit::skip_or_fail("script_all_matches_core_gcra_all", "redis", &url, &e.to_string());
+            kit::skip_or_fail(
+                "script_all_matches_core_gcra_all",
+                "redis",
+                &url,
+                &e.to_string(),
+            );
             return;
         }
         let limiter = backend.rate_limiter();
@@ -643,7 +651,9 @@ mod tests {
             for step in 0..30 {
                 now += rng.below(2 * quotas[0].emission_interval().as_micros() as u64) as i64;
                 let n = 2 + rng.below(3) as usize;
-                let picks: Vec<usize> = (0..n).map(|_| rng.below(names.len() as u64) as usize).collect();
+                let picks: Vec<usize> = (0..n)
+                    .map(|_| rng.below(names.len() as u64) as usize)
+                    .collect();
                 let costs: Vec<u32> = picks
                     .iter()
                     .map(|&i| match rng.below(8) {

@@ -39,17 +39,21 @@
 //! # Redis Cluster
 //!
 //! A `redis+cluster://host:port,host:port` URL (see
-//! [`RedisOptions::cluster_nodes`]) connects to a Redis Cluster through the
-//! driver's cluster client: it learns the slot map from the seed nodes,
-//! sends each command or script to the primary of its slot, follows `MOVED`
-//! and `ASK` redirections while slots move (resharding, fail-over) and
-//! retries `TRYAGAIN`, so callers see no error from a slot move. The usage
-//! meter then writes each tenant's part of a batch as its own script call
-//! (a pipeline must stay in one slot). `SCRIPT LOAD` goes to every
-//! primary. One difference from a single server: the cluster client also
-//! retries a command after a broken connection, so a rate-limit script
-//! whose reply was lost may run twice (one request charged twice; usage
-//! batches stay exact, their parts being idempotent).
+//! [`RedisOptions::cluster_nodes`]) connects to a Redis Cluster: the
+//! backend learns the slot map from the seed nodes (`CLUSTER SLOTS`), keeps
+//! one multiplexed connection per primary, sends each command or script to
+//! the primary of its key's slot, follows `MOVED` (updating its map) and
+//! `ASK` (with `ASKING` in the same pipeline as the command, so concurrent
+//! requests cannot separate them), and retries `TRYAGAIN` and `CLUSTERDOWN`
+//! every few milliseconds for up to five response timeouts, so callers see
+//! no error while a slot moves (resharding, fail-over). During a slot's
+//! migration, a script whose keys are split between the two nodes (or
+//! partly absent: an expired limit is an absent key) waits for the move to
+//! finish. Redirections are replies that mean the command did not run, so
+//! nothing counts twice; a broken connection is returned as an error, as on
+//! one server. The usage meter writes each tenant's part of a batch as its
+//! own script call (a pipeline must stay in one slot). `SCRIPT LOAD` goes
+//! to every primary.
 //!
 //! # Scripts
 //!
@@ -60,6 +64,7 @@
 //! scripts) loads it again, and the call is retried once; other errors are
 //! never retried, so nothing counts twice.
 
+mod cluster;
 mod conn;
 mod limiter;
 mod markers;

@@ -260,10 +260,7 @@ impl RedisOptions {
                 ));
             }
             if !matches!(path, "" | "0") {
-                return Err(Error::invalid(
-                    "url",
-                    "Redis Cluster has only database 0",
-                ));
+                return Err(Error::invalid("url", "Redis Cluster has only database 0"));
             }
         }
         let r = &self.retention;

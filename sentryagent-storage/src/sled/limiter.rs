@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use sentryagent_core::{Clock, Error, Result};
 use sentryagent_core::ratelimit::{Check, gcra_all, validate_checks};
+use sentryagent_core::{Clock, Error, Result};
 use sentryagent_core::{
     Decision, Decisions, Quota, RateLimiter, ratelimit::gcra, ratelimit::validate_key,
 };

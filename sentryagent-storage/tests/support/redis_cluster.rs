@@ -93,7 +93,11 @@ impl LocalCluster {
                 cli(port, &["ping"]).trim() == "PONG"
             });
         }
-        let nodes: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
         let out = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
@@ -125,7 +129,11 @@ impl LocalCluster {
 
     /// `redis+cluster://` URL of the seed nodes, with a key prefix.
     pub(crate) fn url(&self, prefix: &str) -> String {
-        let nodes: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
         format!("redis+cluster://{}?prefix={prefix}", nodes.join(","))
     }
 
@@ -141,7 +149,10 @@ impl LocalCluster {
 
     /// The slot of `key`.
     pub(crate) fn slot(&self, key: &str) -> u16 {
-        cli(self.ports[0], &["cluster", "keyslot", key]).trim().parse().unwrap()
+        cli(self.ports[0], &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// The port of the master serving `slot`, from `CLUSTER NODES` as the

@@ -22,7 +22,10 @@ impl Counts {
 }
 
 /// The commands in `after` not yet in `before`, by name, and their total.
-pub(crate) fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> (BTreeMap<String, u64>, u64) {
+pub(crate) fn delta(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> (BTreeMap<String, u64>, u64) {
     let mut d = BTreeMap::new();
     for (k, v) in after {
         let n = v - before.get(k).copied().unwrap_or(0);
@@ -92,7 +95,11 @@ fn parse_command(b: &[u8]) -> Option<(String, usize)> {
     if b.first()? != &b'*' {
         // An inline command (not sent by the driver): one line.
         let (l, used) = line(b)?;
-        let name = String::from_utf8_lossy(l).split(' ').next().unwrap_or("").to_uppercase();
+        let name = String::from_utf8_lossy(l)
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_uppercase();
         return Some((name, used));
     }
     let (l, mut at) = line(&b[1..])?;
