@@ -166,7 +166,6 @@ async fn redis_cluster_slot_move_under_load() {
         .collect();
 
     let moved = {
-        let cluster_ports = cluster.ports.clone();
         let (src_id, dst_id) = (cluster.id(src), cluster.id(dst));
         let slot = slot.to_string();
         let cli = move |port: u16, args: &[&str]| {
@@ -212,7 +211,6 @@ async fn redis_cluster_slot_move_under_load() {
                 );
             }
             std::thread::sleep(Duration::from_millis(300));
-            let _ = cluster_ports;
             batches
         })
         .await
