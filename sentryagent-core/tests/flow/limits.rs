@@ -388,6 +388,44 @@ async fn a_client_past_its_own_limit_does_not_spend_the_tenant_budget() {
     );
 }
 
+#[tokio::test]
+async fn a_request_the_tenant_refuses_costs_the_client_nothing() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |cfg| {
+        cfg.tiers.pro.client_requests_per_minute = Some(4);
+        cfg.tiers.pro.requests_per_minute = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let t = tenant(&idp, Tier::Pro).await;
+    let busy = agent(&idp, &t, "busy").await;
+    let idle = agent(&idp, &t, "idle").await;
+    for i in 0..3 {
+        issue(&idp, &secret_request(&busy, None))
+            .await
+            .unwrap_or_else(|e| panic!("request {i} of the tenant's budget: {e}"));
+    }
+    // Refused by the tenant every time, never by its own limit of 4: the
+    // refusals did not charge it (before both limits were checked at once,
+    // the fifth came from its own, exhausted limit).
+    for i in 0..6 {
+        let r = issue(&idp, &secret_request(&idle, None)).await;
+        assert!(
+            matches!(r, Err(Error::RateLimited { limit: 3, .. })),
+            "refusal {i}: {r:?}"
+        );
+    }
+    // A minute later the tenant is full again, and the client has its 4.
+    c.advance(std::time::Duration::from_secs(60));
+    for i in 0..3 {
+        issue(&idp, &secret_request(&idle, None))
+            .await
+            .unwrap_or_else(|e| panic!("request {i} after a minute: {e}"));
+    }
+}
+
 /// A usage meter whose writes wait until the test opens the gate.
 #[derive(Debug)]
 struct GatedMeter {
