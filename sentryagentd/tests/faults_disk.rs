@@ -18,8 +18,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use daemon::{Daemon, client, key, spawn};
-use faults::{Acked, Tenant, check_nothing_lost, get, tiers_file};
+use daemon::{Daemon, client, key};
+use faults::{Acked, Tenant, check_nothing_lost, get, spawn, tiers_file};
 use serde_json::{Value, json};
 
 const TEST: &str = "sled_on_a_full_disk_refuses_writes_clearly_and_recovers";
