@@ -3,10 +3,12 @@
 //! new ones for a few seconds (as a restarting database does), then lets
 //! them through again; the shared Postgres itself is never touched.
 //!
-//! Promises: during the outage requests fail with 503 and `Retry-After`
-//! within the pool's acquire timeout (no hang, no other error); the pool
-//! recovers by itself; no acknowledged write (201) is missing afterwards;
-//! the audit chain verifies.
+//! Promises: during the outage requests fail fast with 503 and
+//! `Retry-After` (the p99 of the refusals well under the pool's acquire
+//! timeout: the backend marks the database down instead of waiting for a
+//! connection; no hang, no other error); service comes back by itself
+//! within a few seconds of the restore; no acknowledged write (201) is
+//! missing afterwards; the audit chain verifies.
 #![cfg(feature = "postgres")]
 
 mod daemon;
@@ -26,7 +28,10 @@ const TEST: &str = "postgres_outage_fails_fast_recovers_and_loses_no_acknowledge
 /// The pool's default acquire timeout.
 const ACQUIRE: Duration = Duration::from_secs(5);
 /// Time the server has to be back to normal after Postgres returns.
-const RECOVERY: Duration = Duration::from_secs(10);
+const RECOVERY: Duration = Duration::from_secs(3);
+/// The bound on the p99 of refusal latency during the outage: well under
+/// the acquire timeout (a promise of failing fast, not a speed figure).
+const FAST_REFUSAL: Duration = Duration::from_secs(1);
 
 /// `url` with its `host:port` replaced by `addr`; and the replaced
 /// address.
@@ -98,6 +103,10 @@ async fn postgres_outage_fails_fast_recovers_and_loses_no_acknowledged_write() {
         })
         .await;
         assert!(recovered.is_some(), "tokens again within {RECOVERY:?}");
+        eprintln!(
+            "postgres outage: tokens again {:?} after the restore",
+            recovered.unwrap()
+        );
         let back = within(RECOVERY, || async {
             get(&format!("{b}/health/ready"), None).await.0 == 200
         })
@@ -145,6 +154,10 @@ async fn postgres_outage_fails_fast_recovers_and_loses_no_acknowledged_write() {
             all.len(),
             refusals.len(),
             percentile(&refusals, 50),
+        );
+        assert!(
+            p99 < FAST_REFUSAL,
+            "refusals during the outage are fast: p99 {p99:?} (acquire timeout {ACQUIRE:?})"
         );
         let refused_writes = write_samples.iter().filter(|s| s.status == 503).count();
         assert!(
