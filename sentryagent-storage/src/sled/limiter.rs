@@ -85,7 +85,7 @@ impl SledRateLimiter {
         quota.validate_request(cost)?;
         validate_key(key)?;
         let now = self.clock.now().unix_micros();
-        let tree = &self.shared.t.rate_limits;
+        let tree = &self.shared.open()?.t.rate_limits;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let current = tree
                 .get(key)
@@ -120,6 +120,7 @@ impl SledRateLimiter {
     pub fn reset_sync(&self, key: &str) -> Result<()> {
         validate_key(key)?;
         self.shared
+            .open()?
             .t
             .rate_limits
             .remove(key)
@@ -132,7 +133,7 @@ impl SledRateLimiter {
     /// incrementally.
     pub fn remove_expired(&self) -> Result<u64> {
         let now = self.clock.now().unix_micros();
-        let tree = &self.shared.t.rate_limits;
+        let tree = &self.shared.open()?.t.rate_limits;
         let mut removed = 0;
         for item in tree.iter() {
             let (k, v) = item.map_err(|e| sled_error("scan of rate-limit keys", e))?;
@@ -149,6 +150,7 @@ impl SledRateLimiter {
         if i64_from_key(v).is_some_and(|tat| tat <= now) {
             let r = self
                 .shared
+                .open()?
                 .t
                 .rate_limits
                 .compare_and_swap(k, Some(v), None::<&[u8]>)
@@ -168,8 +170,10 @@ impl SledRateLimiter {
             Some(c) => Bound::Excluded(c),
             None => Bound::Unbounded,
         };
-        let mut it = self
-            .shared
+        let Ok(open) = self.shared.open() else {
+            return;
+        };
+        let mut it = open
             .t
             .rate_limits
             .range::<Vec<u8>, _>((start, Bound::Unbounded));
