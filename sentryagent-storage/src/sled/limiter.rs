@@ -248,7 +248,7 @@ mod tests {
         }
         clock.advance(Duration::from_secs(1));
         assert_eq!(l.remove_expired().unwrap(), 20);
-        assert_eq!(l.shared.t.rate_limits.len(), 20);
+        assert_eq!(l.shared.open().unwrap().t.rate_limits.len(), 20);
         for i in 0..20 {
             // Swept keys are full again; live keys kept their state.
             let d = l.check_sync(&format!("short{i}"), &short, 0).unwrap();
@@ -268,7 +268,14 @@ mod tests {
         for i in 0..100 {
             l.check_sync(&format!("new{i:03}"), &q, 1).unwrap();
         }
-        let old_left = l.shared.t.rate_limits.scan_prefix("old").count();
+        let old_left = l
+            .shared
+            .open()
+            .unwrap()
+            .t
+            .rate_limits
+            .scan_prefix("old")
+            .count();
         assert!(old_left < 50, "the sweep removed nothing");
     }
 
@@ -283,7 +290,15 @@ mod tests {
         let d = l.check_sync("k", &q, 0).unwrap();
         assert!(!d.allowed);
         assert_eq!(d.reset_after, Duration::from_secs(1));
-        let stored = l.shared.t.rate_limits.get("k").unwrap().unwrap();
+        let stored = l
+            .shared
+            .open()
+            .unwrap()
+            .t
+            .rate_limits
+            .get("k")
+            .unwrap()
+            .unwrap();
         assert_eq!(i64_from_key(&stored), Some(now + 1_000_000));
         // Full again one burst later, however far the clock stepped back.
         clock.advance(Duration::from_secs(1));
@@ -293,7 +308,13 @@ mod tests {
     #[test]
     fn corrupt_state_is_an_error_until_reset() {
         let (_dir, l, _clock) = limiter();
-        l.shared.t.rate_limits.insert("bad", &b"xyz"[..]).unwrap();
+        l.shared
+            .open()
+            .unwrap()
+            .t
+            .rate_limits
+            .insert("bad", &b"xyz"[..])
+            .unwrap();
         let q = Quota::per_second(1);
         assert!(matches!(
             l.check_sync("bad", &q, 1),

@@ -395,8 +395,8 @@ mod tests {
         assert_eq!(m.purge_batch_keys().unwrap(), 1);
         assert_eq!(m.purge_batch_keys().unwrap(), 0);
         assert!(!m.record(&batch("b2", &ten)).await.unwrap());
-        assert_eq!(m.shared.t.usage_batches.len(), 1);
-        assert_eq!(m.shared.t.usage_batches_by_time.len(), 1);
+        assert_eq!(m.shared.open().unwrap().t.usage_batches.len(), 1);
+        assert_eq!(m.shared.open().unwrap().t.usage_batches_by_time.len(), 1);
         let day = Bucket::day_of(EPOCH);
         assert_eq!(m.get(&ten, UsageKind::ApiCall, &day).await.unwrap(), 2);
     }
@@ -414,7 +414,7 @@ mod tests {
         }
         clock.advance(SledUsageMeter::BATCH_KEY_RETENTION + Duration::from_secs(3600));
         assert!(m.record(&batch("new", &ten)).await.unwrap());
-        assert_eq!(m.shared.t.usage_batches.len(), 1);
+        assert_eq!(m.shared.open().unwrap().t.usage_batches.len(), 1);
     }
 
     #[test]
