@@ -137,6 +137,25 @@
 //!   what was last written (about half a second earlier): a client may get
 //!   back up to that half second of its quota, never more than a full burst.
 //!
+//! # I/O errors and recovery
+//!
+//! sled's write errors are sticky: once its log met an I/O error (a full
+//! disk), every later write of that handle fails. Every part reaches the
+//! database through one accessor (a read lock and an `Arc` clone of the
+//! open handle), so the handle can be replaced. When an I/O error is met,
+//! one background task (on the current Tokio runtime) checks the database
+//! with a small write and a flush. If they fail, the backend is
+//! *degraded*: writes fail with [`Error::Unavailable`], reads go on from the
+//! open handle, and `health()` reports `degraded`. Every second the task
+//! checks that the disk has room again (it writes, syncs and removes 1 MiB
+//! in the directory), takes the failed handle out (operations meanwhile
+//! fail with `Unavailable`), waits for the operations holding it, drops it,
+//! and opens the directory again; sled recovers its log up to the last
+//! durable write, which includes every acknowledged store write. The
+//! store's decoded copies are dropped with the old handle. Without a Tokio
+//! runtime nothing is reopened: a degraded database needs a new
+//! [`SledBackend::open`] after every handle to it was dropped.
+//!
 //! # Retention
 //!
 //! - Markers live until their expiry; `purge_markers` removes expired ones
