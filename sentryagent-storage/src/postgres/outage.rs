@@ -17,11 +17,16 @@
 //!   than [`SUSPECT_AFTER`] (at most once per [`SUSPECT_COOLDOWN`]), since an
 //!   operation waiting for a connection learns nothing before the acquire
 //!   timeout;
-//! - when an attempt fails the same way, the database is marked down:
+//! - when an attempt fails the same way (the connection refused, reset or
+//!   closed, an error of class 08 or 57P0x), the database is marked down:
 //!   operations waiting at that moment fail at once, new ones do not start;
 //!   the probe tries again every [`PROBE_EVERY`];
 //! - when Postgres answers (the query, or any error of the database itself,
-//!   such as too many connections), the mark is cleared and the probe ends.
+//!   such as too many connections), the mark is cleared and the probe ends;
+//! - an attempt that only runs out of time proves nothing (an overloaded
+//!   host is slow, not down): it never marks a database down, it only keeps
+//!   one marked down; the probe ends and operations wait for the pool as
+//!   they would without the tracker.
 //!
 //! A probe that succeeds at once is a false alarm (a slow query, one broken
 //! connection): nothing was refused. Nothing here touches the commit path:
@@ -49,7 +54,18 @@ pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) const SUSPECT_AFTER: Duration = Duration::from_millis(500);
 /// After a probe found the database up, slow operations start no new probe
 /// for this long (connection-class errors still do).
-pub(crate) const SUSPECT_COOLDOWN: Duration = Duration::from_secs(1);
+pub(crate) const SUSPECT_COOLDOWN: Duration = Duration::from_secs(5);
+
+/// What one probe attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Postgres answered.
+    Up,
+    /// The connection failed (refused, reset, closed, class 08 or 57P0x).
+    Unreachable,
+    /// Neither within [`PROBE_TIMEOUT`].
+    NoAnswer,
+}
 
 /// The outage state shared by every clone of a pool's `Db`.
 pub(crate) struct Outage {
@@ -180,10 +196,13 @@ impl Outage {
     }
 
     /// Probes until Postgres answers: marks the database down after each
-    /// failed attempt, clears the mark and ends when it answers.
+    /// attempt that could not connect, clears the mark and ends when it
+    /// answers (or when an attempt of a database not marked down only ran
+    /// out of time).
     async fn probe(self: Arc<Self>) {
         loop {
-            if self.answers().await {
+            let found = self.attempt().await;
+            if found == Probe::Up || (found == Probe::NoAnswer && !self.is_down()) {
                 *self.last_up.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
                 // Stop probing before clearing the mark: an error seen in
                 // between starts a new probe rather than being lost.
@@ -200,7 +219,7 @@ impl Outage {
 
     /// One attempt: a connection of its own and `SELECT 1`, within
     /// [`PROBE_TIMEOUT`]. Any answer of the database itself counts as up.
-    async fn answers(&self) -> bool {
+    async fn attempt(&self) -> Probe {
         let attempt = async {
             let mut conn = PgConnection::connect_with(&self.connect).await?;
             sqlx::query("SELECT 1").execute(&mut conn).await?;
@@ -208,9 +227,10 @@ impl Outage {
             Ok::<(), sqlx::Error>(())
         };
         match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => !is_connection_error(&e),
-            Err(_) => false,
+            Ok(Ok(())) => Probe::Up,
+            Ok(Err(e)) if is_connection_error(&e) => Probe::Unreachable,
+            Ok(Err(_)) => Probe::Up,
+            Err(_) => Probe::NoAnswer,
         }
     }
 }
