@@ -9,8 +9,8 @@ mod faults;
 
 use std::time::Duration;
 
-use daemon::{Daemon, key, spawn};
-use faults::{Tenant, WriteLoad, check_nothing_lost, tiers_file};
+use daemon::{Daemon, key};
+use faults::{Tenant, WriteLoad, check_nothing_lost, spawn, tiers_file};
 
 async fn start(store: &str, tiers: &str, op: &str) -> Daemon {
     spawn(

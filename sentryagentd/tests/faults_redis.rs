@@ -17,8 +17,10 @@ mod faults;
 
 use std::time::Duration;
 
-use daemon::{key, spawn};
-use faults::{PrivateRedis, Tenant, TokenLoad, between, get, tiers_file, token_status, within};
+use daemon::key;
+use faults::{
+    PrivateRedis, Tenant, TokenLoad, between, get, spawn, tiers_file, token_status, within,
+};
 
 /// Time the server has to be back to normal after Redis returns.
 const RECOVERY: Duration = Duration::from_secs(5);

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use daemon::{Daemon, client, key, post, spawn};
-use faults::{Tenant, token_status};
+use daemon::{Daemon, client, key, post};
+use faults::{Tenant, spawn, token_status};
 use sentryagent_storage::testing;
 use serde_json::{Value, json};
 

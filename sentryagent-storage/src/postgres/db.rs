@@ -14,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 use super::options::{PostgresOptions, validate_schema};
+use super::outage::Outage;
 
 /// The versioned migrations, embedded: `(version, description, SQL)`. Files
 /// in `migrations/` are named `<version>_<description>.sql`; a unit test
@@ -48,6 +49,8 @@ pub(crate) struct Db {
     schema: Arc<str>,
     max_connections: u32,
     in_flight: Arc<AtomicU64>,
+    /// Fast failure while the database cannot be reached.
+    outage: Arc<Outage>,
 }
 
 impl std::fmt::Debug for Db {
@@ -171,6 +174,7 @@ impl Db {
         }
         let schema: Arc<str> = options.schema.as_str().into();
         let set_path: Arc<str> = format!("SET search_path TO {}", quote_ident(&schema)).into();
+        let outage = Outage::new(connect.clone());
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .min_connections(options.min_connections)
@@ -192,6 +196,7 @@ impl Db {
             schema,
             max_connections: options.max_connections,
             in_flight: Arc::new(AtomicU64::new(0)),
+            outage,
         };
         db.create_schema().await?;
         db.migrate().await?;
@@ -234,7 +239,9 @@ impl Db {
     }
 
     /// Runs `op` (a whole operation, transaction included), retrying it on a
-    /// serialization failure or deadlock, and maps its error.
+    /// serialization failure or deadlock, and maps its error. While the
+    /// database is marked down (see [`Outage`](super::outage)) it fails at
+    /// once with [`Error::Unavailable`].
     pub(crate) async fn run<T, F, Fut>(&self, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -243,22 +250,40 @@ impl Db {
         let _guard = InFlight::new(&self.in_flight);
         let mut attempt = 0;
         loop {
-            match op().await {
+            let Some(step) = self.outage.guard(op()).await else {
+                return Err(Outage::refusal());
+            };
+            match step {
                 Ok(v) => return Ok(v),
                 Err(Fail::Done(e)) => return Err(e),
                 Err(Fail::Db(e)) if retryable(&e) && attempt < MAX_RETRIES => {
                     attempt += 1;
                     tokio::time::sleep(backoff(attempt)).await;
                 }
-                Err(Fail::Db(e)) => return Err(to_error(e)),
+                Err(Fail::Db(e)) => {
+                    self.outage.observe(&e);
+                    return Err(to_error(e));
+                }
             }
         }
     }
 
     /// Ping latency and pool figures.
+    /// While the database is marked down, `down` at once.
     pub(crate) async fn health(&self) -> BackendHealth {
         let start = Instant::now();
-        let ping = sqlx::query("SELECT 1").execute(&self.pool).await;
+        let ping = match self
+            .outage
+            .guard(sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+        {
+            Some(Ok(done)) => Ok(done),
+            Some(Err(e)) => {
+                self.outage.observe(&e);
+                Err(to_error(e))
+            }
+            None => Err(Outage::refusal()),
+        };
         let latency = start.elapsed();
         let size = u64::from(self.pool.size());
         let idle = u64::try_from(self.pool.num_idle()).unwrap_or(u64::MAX);
@@ -266,7 +291,7 @@ impl Db {
         let in_flight = self.in_flight.load(Ordering::Relaxed);
         let h = match ping {
             Ok(_) => BackendHealth::up("postgres", latency),
-            Err(e) => BackendHealth::down("postgres", to_error(e)),
+            Err(e) => BackendHealth::down("postgres", e),
         };
         h.with_detail("schema", self.schema.to_string())
             .with_detail("pool_max", self.max_connections)
@@ -275,6 +300,7 @@ impl Db {
             .with_detail("pool_in_use", in_use)
             .with_detail("operations_in_flight", in_flight)
             .with_detail("operations_waiting", in_flight.saturating_sub(in_use))
+            .with_detail("outage", self.outage.is_down())
     }
 }
 

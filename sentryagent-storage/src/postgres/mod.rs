@@ -41,12 +41,24 @@
 //! latency and the pool's size, idle and in-use connections, and the
 //! operations in flight and waiting for a connection.
 //!
+//! # Outages
+//!
+//! When an operation fails because the database cannot be reached (or
+//! waits more than half a second), one background probe connects on its
+//! own and runs `SELECT 1`; if that fails too the database is marked down
+//! and every operation fails at once with
+//! [`Error::Unavailable`](sentryagent_core::Error::Unavailable) (HTTP 503
+//! with `Retry-After`) instead of waiting for the pool's acquire timeout.
+//! The probe tries again every 250 ms and clears the mark as soon as
+//! Postgres answers; `health()` reports `outage: true` meanwhile.
+//!
 //! Queries are built at run time (`sqlx::query`), never by the compile-time
 //! checked macros: building needs no database.
 
 mod db;
 mod meter;
 mod options;
+mod outage;
 mod people;
 mod search;
 mod store;

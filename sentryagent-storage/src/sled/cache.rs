@@ -57,6 +57,13 @@ impl<T: Clone + DeserializeOwned> DecodedCache<T> {
         Ok(value)
     }
 
+    /// Drops every copy (after the database was reopened).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+
     /// Records kept now.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -7,6 +7,8 @@
 //! numbers, timestamps, counters) are fixed-width big-endian integers, so
 //! sled's byte order is their numeric order.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ::sled::transaction::{ConflictableTransactionError, TransactionError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,12 +40,25 @@ impl<T> OrAbort<T> for Result<T> {
     }
 }
 
+/// I/O errors met by any sled database of this process.
+static IO_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// The number of sled I/O errors mapped so far (each database compares it
+/// with the number it saw, and checks itself when it grew).
+pub(crate) fn io_errors() -> u64 {
+    IO_ERRORS.load(Ordering::Relaxed)
+}
+
 /// Maps a sled error: I/O failures are `Unavailable` (retry may help), the
 /// rest (corruption, a sled bug, an unsupported operation) is `Internal`;
-/// the sled error is kept as the source either way.
+/// the sled error is kept as the source either way. An I/O failure is
+/// counted (see [`io_errors`]).
 pub(crate) fn sled_error(what: &str, e: ::sled::Error) -> Error {
     match e {
-        ::sled::Error::Io(_) => Error::unavailable(format!("sled: {what}"), e),
+        ::sled::Error::Io(_) => {
+            IO_ERRORS.fetch_add(1, Ordering::Relaxed);
+            Error::unavailable(format!("sled: {what}"), e)
+        }
         other => Error::internal(format!("sled: {what}"), other),
     }
 }

@@ -88,7 +88,7 @@ impl SledRateLimiter {
         quota.validate_request(cost)?;
         validate_key(key)?;
         let now = self.clock.now().unix_micros();
-        let tree = &self.shared.t.rate_limits;
+        let tree = &self.shared.open()?.t.rate_limits;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let current = tree
                 .get(key)
@@ -169,6 +169,7 @@ impl SledRateLimiter {
     pub fn reset_sync(&self, key: &str) -> Result<()> {
         validate_key(key)?;
         self.shared
+            .open()?
             .t
             .rate_limits
             .remove(key)
@@ -181,7 +182,7 @@ impl SledRateLimiter {
     /// incrementally.
     pub fn remove_expired(&self) -> Result<u64> {
         let now = self.clock.now().unix_micros();
-        let tree = &self.shared.t.rate_limits;
+        let tree = &self.shared.open()?.t.rate_limits;
         let mut removed = 0;
         for item in tree.iter() {
             let (k, v) = item.map_err(|e| sled_error("scan of rate-limit keys", e))?;
@@ -198,6 +199,7 @@ impl SledRateLimiter {
         if i64_from_key(v).is_some_and(|tat| tat <= now) {
             let r = self
                 .shared
+                .open()?
                 .t
                 .rate_limits
                 .compare_and_swap(k, Some(v), None::<&[u8]>)
@@ -217,8 +219,10 @@ impl SledRateLimiter {
             Some(c) => Bound::Excluded(c),
             None => Bound::Unbounded,
         };
-        let mut it = self
-            .shared
+        let Ok(open) = self.shared.open() else {
+            return;
+        };
+        let mut it = open
             .t
             .rate_limits
             .range::<Vec<u8>, _>((start, Bound::Unbounded));
@@ -297,7 +301,7 @@ mod tests {
         }
         clock.advance(Duration::from_secs(1));
         assert_eq!(l.remove_expired().unwrap(), 20);
-        assert_eq!(l.shared.t.rate_limits.len(), 20);
+        assert_eq!(l.shared.open().unwrap().t.rate_limits.len(), 20);
         for i in 0..20 {
             // Swept keys are full again; live keys kept their state.
             let d = l.check_sync(&format!("short{i}"), &short, 0).unwrap();
@@ -317,7 +321,14 @@ mod tests {
         for i in 0..100 {
             l.check_sync(&format!("new{i:03}"), &q, 1).unwrap();
         }
-        let old_left = l.shared.t.rate_limits.scan_prefix("old").count();
+        let old_left = l
+            .shared
+            .open()
+            .unwrap()
+            .t
+            .rate_limits
+            .scan_prefix("old")
+            .count();
         assert!(old_left < 50, "the sweep removed nothing");
     }
 
@@ -332,7 +343,15 @@ mod tests {
         let d = l.check_sync("k", &q, 0).unwrap();
         assert!(!d.allowed);
         assert_eq!(d.reset_after, Duration::from_secs(1));
-        let stored = l.shared.t.rate_limits.get("k").unwrap().unwrap();
+        let stored = l
+            .shared
+            .open()
+            .unwrap()
+            .t
+            .rate_limits
+            .get("k")
+            .unwrap()
+            .unwrap();
         assert_eq!(i64_from_key(&stored), Some(now + 1_000_000));
         // Full again one burst later, however far the clock stepped back.
         clock.advance(Duration::from_secs(1));
@@ -342,7 +361,13 @@ mod tests {
     #[test]
     fn corrupt_state_is_an_error_until_reset() {
         let (_dir, l, _clock) = limiter();
-        l.shared.t.rate_limits.insert("bad", &b"xyz"[..]).unwrap();
+        l.shared
+            .open()
+            .unwrap()
+            .t
+            .rate_limits
+            .insert("bad", &b"xyz"[..])
+            .unwrap();
         let q = Quota::per_second(1);
         assert!(matches!(
             l.check_sync("bad", &q, 1),

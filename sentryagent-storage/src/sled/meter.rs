@@ -134,7 +134,7 @@ impl SledUsageMeter {
     /// [`BATCH_KEY_RETENTION`](Self::BATCH_KEY_RETENTION) ago; returns how
     /// many.
     pub fn purge_batch_keys(&self) -> Result<u64> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let now = self.clock.now();
         let cutoff = i64_key(now.minus(Self::BATCH_KEY_RETENTION).unix_micros());
         let mut purged = 0;
@@ -194,7 +194,7 @@ impl UsageMeter for SledUsageMeter {
     async fn record(&self, batch: &UsageBatch) -> Result<bool> {
         let now = self.clock.now();
         self.maybe_purge(now);
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let touches: Vec<Touch> = batch
             .increments
             .iter()
@@ -262,6 +262,7 @@ impl UsageMeter for SledUsageMeter {
     async fn get(&self, tenant: &TenantId, kind: UsageKind, bucket: &Bucket) -> Result<u64> {
         let v = self
             .shared
+            .open()?
             .t
             .usage
             .get(bucket_key(tenant, kind, bucket))
@@ -284,6 +285,7 @@ impl UsageMeter for SledUsageMeter {
         let mut out = Vec::new();
         for item in self
             .shared
+            .open()?
             .t
             .usage
             .range((Bound::Included(lo), Bound::Excluded(hi)))
@@ -317,7 +319,7 @@ impl UsageMeter for SledUsageMeter {
             return Ok(out);
         }
         let p = agent_month_prefix(tenant, kind, month);
-        for item in self.shared.t.usage_by_agent.scan_prefix(&p) {
+        for item in self.shared.open()?.t.usage_by_agent.scan_prefix(&p) {
             let (k, v) = item.map_err(|e| sled_error("scan of per-agent usage", e))?;
             let id = std::str::from_utf8(&k[p.len()..])
                 .ok()
@@ -337,6 +339,7 @@ impl UsageMeter for SledUsageMeter {
         }
         let v = self
             .shared
+            .open()?
             .t
             .active_agent_counts
             .get(active_count_key(tenant, month))
@@ -392,8 +395,8 @@ mod tests {
         assert_eq!(m.purge_batch_keys().unwrap(), 1);
         assert_eq!(m.purge_batch_keys().unwrap(), 0);
         assert!(!m.record(&batch("b2", &ten)).await.unwrap());
-        assert_eq!(m.shared.t.usage_batches.len(), 1);
-        assert_eq!(m.shared.t.usage_batches_by_time.len(), 1);
+        assert_eq!(m.shared.open().unwrap().t.usage_batches.len(), 1);
+        assert_eq!(m.shared.open().unwrap().t.usage_batches_by_time.len(), 1);
         let day = Bucket::day_of(EPOCH);
         assert_eq!(m.get(&ten, UsageKind::ApiCall, &day).await.unwrap(), 2);
     }
@@ -411,7 +414,7 @@ mod tests {
         }
         clock.advance(SledUsageMeter::BATCH_KEY_RETENTION + Duration::from_secs(3600));
         assert!(m.record(&batch("new", &ten)).await.unwrap());
-        assert_eq!(m.shared.t.usage_batches.len(), 1);
+        assert_eq!(m.shared.open().unwrap().t.usage_batches.len(), 1);
     }
 
     #[test]

@@ -137,6 +137,25 @@
 //!   what was last written (about half a second earlier): a client may get
 //!   back up to that half second of its quota, never more than a full burst.
 //!
+//! # I/O errors and recovery
+//!
+//! sled's write errors are sticky: once its log met an I/O error (a full
+//! disk), every later write of that handle fails. Every part reaches the
+//! database through one accessor (a read lock and an `Arc` clone of the
+//! open handle), so the handle can be replaced. When an I/O error is met,
+//! one background task (on the current Tokio runtime) checks the database
+//! with a small write and a flush. If they fail, the backend is
+//! *degraded*: writes fail with [`Error::Unavailable`], reads go on from the
+//! open handle, and `health()` reports `degraded`. Every second the task
+//! checks that the disk has room again (it writes, syncs and removes 1 MiB
+//! in the directory), takes the failed handle out (operations meanwhile
+//! fail with `Unavailable`), waits for the operations holding it, drops it,
+//! and opens the directory again; sled recovers its log up to the last
+//! durable write, which includes every acknowledged store write. The
+//! store's decoded copies are dropped with the old handle. Without a Tokio
+//! runtime nothing is reopened: a degraded database needs a new
+//! [`SledBackend::open`] after every handle to it was dropped.
+//!
 //! # Retention
 //!
 //! - Markers live until their expiry; `purge_markers` removes expired ones
@@ -163,10 +182,11 @@ mod trust_policies;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use sentryagent_core::BackendHealth;
+use sentryagent_core::{BackendHealth, HealthStatus};
 use sentryagent_core::{Clock, Error, Result};
 
 pub use limiter::SledRateLimiter;
@@ -181,12 +201,47 @@ const FORMAT: &[u8] = b"sentryagent-sled/1";
 /// Databases this process has open, by canonical path.
 static OPEN: Mutex<BTreeMap<PathBuf, Weak<Shared>>> = Mutex::new(BTreeMap::new());
 
-/// An open sled database and the trees of every part.
+/// A sled database of this process, shared by the store, the limiter and
+/// the meter: the open handle (swapped for a new one when the database is
+/// reopened after an I/O error, see [`Shared::open`]) and its state.
 pub(crate) struct Shared {
-    db: ::sled::Db,
     path: PathBuf,
+    /// The open database; `None` only while it is being reopened.
+    slot: RwLock<Option<Arc<Open>>>,
+    /// Writes failed with an I/O error and the handle is not yet replaced.
+    degraded: AtomicBool,
+    /// Whether the recovery task runs.
+    probing: AtomicBool,
+    /// The value of [`codec::io_errors`] last looked at.
+    io_errors_seen: AtomicU64,
+    /// Bumped by every reopen (decoded copies made before are dropped).
+    generation: AtomicU64,
+    /// The last I/O error that degraded the database (for `health()`).
+    last_error: Mutex<Option<String>>,
+}
+
+/// One open handle of the database and its trees.
+pub(crate) struct Open {
+    db: ::sled::Db,
     pub(crate) t: Trees,
 }
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        // Best effort on a clean shutdown: limiter state is then kept too.
+        let _ = self.db.flush();
+    }
+}
+
+/// How often a degraded database is checked for space and reopened.
+const RECOVERY_EVERY: Duration = Duration::from_secs(1);
+/// How long a reopen waits for the operations holding the failed handle.
+const HANDLE_RELEASE_WAIT: Duration = Duration::from_secs(5);
+/// Bytes written (and removed) to check that the disk has room again before
+/// a reopen: two of sled's default 512 KiB log segments.
+const SPACE_PROBE_BYTES: usize = 1 << 20;
+/// The space probe's file, in the database directory.
+const SPACE_PROBE_FILE: &str = "sentryagent-space-probe";
 
 /// Every tree (see the layout table in the module docs).
 pub(crate) struct Trees {
@@ -260,6 +315,48 @@ impl Trees {
 }
 
 impl Shared {
+    fn new(path: PathBuf, open: Open) -> Shared {
+        Shared {
+            path,
+            slot: RwLock::new(Some(Arc::new(open))),
+            degraded: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            io_errors_seen: AtomicU64::new(codec::io_errors()),
+            generation: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// The open handle: every read and write goes through it. Cheap (a
+    /// read lock and an `Arc` clone, no allocation). Fails with
+    /// [`Error::Unavailable`] only during a reopen.
+    ///
+    /// When an I/O error was met since the last call (by any sled database
+    /// of the process), it first starts the recovery task, which checks
+    /// this database (see [`Shared::recover`]).
+    pub(crate) fn open(self: &Arc<Self>) -> Result<Arc<Open>> {
+        let seen = codec::io_errors();
+        if seen != self.io_errors_seen.load(Ordering::Relaxed) {
+            self.io_errors_seen.store(seen, Ordering::Relaxed);
+            self.start_recovery();
+        }
+        match &*self.slot.read().unwrap_or_else(PoisonError::into_inner) {
+            Some(open) => Ok(Arc::clone(open)),
+            None => Err(Error::Unavailable {
+                message: format!(
+                    "sled: the database at {} is being reopened after an I/O error",
+                    self.path.display()
+                ),
+                source: None,
+            }),
+        }
+    }
+
+    /// Bumped by every reopen.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Makes every write so far durable: sled's synchronous flush (write
     /// out and fsync), on Tokio's blocking pool when in a Tokio runtime.
     ///
@@ -267,8 +364,14 @@ impl Shared {
     /// hang for ever (its flushes wait, on sled's own thread pool, for log
     /// writes queued on that same pool; upstream issues 1241 and 1308, fixed
     /// only in unreleased versions).
-    pub(crate) async fn flush(&self) -> Result<()> {
-        let db = self.db.clone();
+    ///
+    /// A write and the flush that follows it read the handle with no await
+    /// in between, and a reopen waits (at least [`RECOVERY_EVERY`] after the
+    /// failed handle stopped taking writes) for every holder of the failed
+    /// handle: a write is never made on one handle and flushed on another.
+    pub(crate) async fn flush(self: &Arc<Self>) -> Result<()> {
+        let open = self.open()?;
+        let db = open.db.clone();
         let flushed = match tokio::runtime::Handle::try_current() {
             Ok(rt) => rt
                 .spawn_blocking(move || db.flush())
@@ -276,17 +379,161 @@ impl Shared {
                 .map_err(|e| Error::internal("sled: the flush task failed", e))?,
             Err(_) => db.flush(),
         };
+        drop(open);
         flushed
             .map(drop)
             .map_err(|e| sled_error(&format!("flush of {}", self.path.display()), e))
     }
 
-    /// Health: a read of the format key, size on disk and record counts.
-    pub(crate) fn health(&self, part: &str) -> BackendHealth {
+    /// Starts the recovery task unless it runs (or no Tokio runtime is
+    /// current: then a degraded database needs a restart, as before).
+    fn start_recovery(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        rt.spawn(async move { Shared::recover(me).await });
+    }
+
+    /// The recovery task. It checks the database with a small write and a
+    /// flush: if they work, the I/O error was elsewhere or passing, and the
+    /// task ends. Otherwise the database is degraded (sled keeps failing
+    /// every write once its log met an I/O error; reads go on from the open
+    /// handle), and every [`RECOVERY_EVERY`] the task checks that the disk
+    /// has room again (writes, syncs and removes [`SPACE_PROBE_BYTES`]),
+    /// then reopens the database: it takes the failed handle out, waits for
+    /// the operations holding it to finish, drops it (sled's last flush
+    /// and lock release), opens the directory again (sled recovers its log
+    /// to the last durable write) and puts the new handle in. The task
+    /// holds no strong reference between attempts: it ends when the
+    /// database is closed.
+    async fn recover(me: Weak<Shared>) {
+        let Some(shared) = me.upgrade() else { return };
+        match shared.check_writes().await {
+            Ok(()) if !shared.degraded.load(Ordering::Acquire) => {
+                shared.probing.store(false, Ordering::Release);
+                return;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                *shared
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+                shared.degraded.store(true, Ordering::Release);
+            }
+        }
+        drop(shared);
+        loop {
+            tokio::time::sleep(RECOVERY_EVERY).await;
+            let Some(shared) = me.upgrade() else { return };
+            if shared.try_reopen().await {
+                shared.degraded.store(false, Ordering::Release);
+                *shared
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+                shared.probing.store(false, Ordering::Release);
+                return;
+            }
+        }
+    }
+
+    /// A small write and a flush on the open handle.
+    async fn check_writes(self: &Arc<Self>) -> Result<()> {
+        let open = self.open()?;
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        open.t
+            .meta
+            .insert("write_check", &at.to_be_bytes())
+            .map_err(|e| sled_error("write check", e))?;
+        drop(open);
+        self.flush().await
+    }
+
+    /// One reopen attempt; whether the database is open and writable again.
+    async fn try_reopen(self: &Arc<Self>) -> bool {
+        let path = self.path.clone();
+        let room = tokio::task::spawn_blocking(move || space_probe(&path)).await;
+        if !matches!(room, Ok(Ok(()))) {
+            return false;
+        }
+        // Take the failed handle out: new operations fail with
+        // `Unavailable` until the new one is in.
+        let old = self
+            .slot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(old) = old {
+            let deadline = Instant::now() + HANDLE_RELEASE_WAIT;
+            while Arc::strong_count(&old) > 1 {
+                if Instant::now() > deadline {
+                    // Still in use: put it back, try again later.
+                    *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(old);
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+        }
+        let path = self.path.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let shown = path.display().to_string();
+            open_handle(&path, &shown)
+        })
+        .await;
+        match opened {
+            Ok(Ok(open)) => {
+                *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(open));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+            // The slot stays empty (operations answer `Unavailable`); the
+            // next attempt opens again.
+            _ => false,
+        }
+    }
+
+    /// Health: a read of the format key, size on disk and record counts;
+    /// `degraded` while writes fail after an I/O error.
+    pub(crate) fn health(self: &Arc<Self>, part: &str) -> BackendHealth {
+        let open = match self.open() {
+            Ok(open) => open,
+            Err(e) => return BackendHealth::down("sled", e),
+        };
+        let mut h = Self::health_of(&open, &self.path, part);
+        if self.degraded.load(Ordering::Acquire) {
+            let why = self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default();
+            h.status = HealthStatus::Degraded;
+            h.error = Some(format!(
+                "writes fail after an I/O error ({why}); reads go on, the database is \
+                 reopened once the disk has room"
+            ));
+            h = h.with_detail("degraded", true);
+        }
+        h
+    }
+
+    fn health_of(open: &Open, path: &Path, part: &str) -> BackendHealth {
         /// Counting stops here, so a health check stays cheap.
         const COUNT_CAP: usize = 10_000;
         let start = Instant::now();
-        match self.t.meta.get("format") {
+        match open.t.meta.get("format") {
             Ok(Some(v)) if v.as_ref() == FORMAT => {}
             Ok(_) => return BackendHealth::down("sled", "format marker missing"),
             Err(e) => return BackendHealth::down("sled", e),
@@ -302,32 +549,38 @@ impl Shared {
         };
         let mut h = BackendHealth::up("sled", latency)
             .with_detail("part", part)
-            .with_detail("path", self.path.display().to_string())
-            .with_detail("trees", self.db.tree_names().len());
-        match self.db.size_on_disk() {
+            .with_detail("path", path.display().to_string())
+            .with_detail("trees", open.db.tree_names().len());
+        match open.db.size_on_disk() {
             Ok(n) => h = h.with_detail("size_on_disk_bytes", n),
             Err(e) => h = h.with_detail("size_on_disk_error", e.to_string()),
         }
         match part {
             "store" => h
-                .with_detail("tenants", count(&self.t.tenants))
-                .with_detail("agents", count(&self.t.agents))
-                .with_detail("marketplace_agents", count(&self.t.marketplace))
-                .with_detail("markers", count(&self.t.markers))
-                .with_detail("trust_policies", count(&self.t.trust_policies)),
+                .with_detail("tenants", count(&open.t.tenants))
+                .with_detail("agents", count(&open.t.agents))
+                .with_detail("marketplace_agents", count(&open.t.marketplace))
+                .with_detail("markers", count(&open.t.markers))
+                .with_detail("trust_policies", count(&open.t.trust_policies)),
             "meter" => h
-                .with_detail("usage_counters", count(&self.t.usage))
-                .with_detail("batch_keys", count(&self.t.usage_batches)),
-            _ => h.with_detail("rate_limit_keys", count(&self.t.rate_limits)),
+                .with_detail("usage_counters", count(&open.t.usage))
+                .with_detail("batch_keys", count(&open.t.usage_batches)),
+            _ => h.with_detail("rate_limit_keys", count(&open.t.rate_limits)),
         }
     }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // Best effort on a clean shutdown: limiter state is then kept too.
-        let _ = self.db.flush();
-    }
+/// Writes, syncs and removes [`SPACE_PROBE_BYTES`] in `dir`.
+fn space_probe(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let p = dir.join(SPACE_PROBE_FILE);
+    let written = (|| {
+        let mut f = std::fs::File::create(&p)?;
+        f.write_all(&vec![0u8; SPACE_PROBE_BYTES])?;
+        f.sync_all()
+    })();
+    let removed = std::fs::remove_file(&p);
+    written.and(removed)
 }
 
 /// An open sled database: hands out the [`SledStore`], the
@@ -369,7 +622,8 @@ impl SledBackend {
         if let Some(shared) = open.get(&canonical).and_then(Weak::upgrade) {
             return Ok(SledBackend { shared });
         }
-        let shared = Arc::new(open_shared(&canonical, &shown)?);
+        let handle = open_handle(&canonical, &shown)?;
+        let shared = Arc::new(Shared::new(canonical.clone(), handle));
         open.insert(canonical, Arc::downgrade(&shared));
         Ok(SledBackend { shared })
     }
@@ -401,7 +655,7 @@ impl SledBackend {
     }
 }
 
-fn open_shared(canonical: &Path, shown: &str) -> Result<Shared> {
+fn open_handle(canonical: &Path, shown: &str) -> Result<Open> {
     // sled recovers a damaged log by dropping everything from the first bad
     // record on, so a wholly damaged data file opens as an empty database.
     // A data file that held something but yields no format marker is
@@ -454,11 +708,7 @@ fn open_shared(canonical: &Path, shown: &str) -> Result<Shared> {
         }
         Err(e) => return Err(open_error(shown, e)),
     }
-    Ok(Shared {
-        db,
-        path: canonical.to_owned(),
-        t,
-    })
+    Ok(Open { db, t })
 }
 
 /// How long `open` waits for a directory locked by a closing handle.
@@ -477,4 +727,102 @@ fn open_error(shown: &str, e: ::sled::Error) -> Error {
         format!("cannot open the sled database at {shown}")
     };
     Error::unavailable(message, e)
+}
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+
+    fn setting(shared: &Arc<Shared>, name: &str) -> Option<Vec<u8>> {
+        let open = shared.open().unwrap();
+        open.t.settings.get(name).unwrap().map(|v| v.to_vec())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reopen_swaps_the_handle_and_keeps_every_durable_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SledBackend::open(dir.path()).unwrap();
+        let shared = backend.shared.clone();
+        shared
+            .open()
+            .unwrap()
+            .t
+            .settings
+            .insert("before", &b"1"[..])
+            .unwrap();
+        shared.flush().await.unwrap();
+        assert_eq!(shared.generation(), 0);
+
+        assert!(shared.try_reopen().await, "reopened");
+        assert_eq!(shared.generation(), 1);
+        assert_eq!(setting(&shared, "before").as_deref(), Some(&b"1"[..]));
+        // The new handle takes writes, durably.
+        shared
+            .open()
+            .unwrap()
+            .t
+            .settings
+            .insert("after", &b"2"[..])
+            .unwrap();
+        shared.flush().await.unwrap();
+        drop(shared);
+        drop(backend);
+        let again = SledBackend::open(dir.path()).unwrap();
+        assert_eq!(setting(&again.shared, "before").as_deref(), Some(&b"1"[..]));
+        assert_eq!(setting(&again.shared, "after").as_deref(), Some(&b"2"[..]));
+        assert!(
+            !dir.path().join(SPACE_PROBE_FILE).exists(),
+            "the space probe leaves nothing behind"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reopen_waits_for_the_operations_holding_the_old_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SledBackend::open(dir.path()).unwrap();
+        let shared = backend.shared.clone();
+        let held = shared.open().unwrap();
+        let reopen = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.try_reopen().await }
+        });
+        // While the old handle is held, it is out of the slot: new
+        // operations are refused (never served by a second handle).
+        let mut refused = false;
+        for _ in 0..200 {
+            if let Err(e) = shared.open() {
+                assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(refused, "operations wait for the reopen");
+        assert!(!reopen.is_finished(), "the reopen waits for the holder");
+        drop(held);
+        assert!(reopen.await.unwrap(), "reopened once the holder finished");
+        assert!(shared.open().is_ok());
+        assert_eq!(shared.generation(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_healthy_database_is_not_degraded_by_an_io_error_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SledBackend::open(dir.path()).unwrap();
+        let shared = backend.shared.clone();
+        // An I/O error of another database: this one checks itself and
+        // finds its writes working.
+        let _ = codec::sled_error("test", ::sled::Error::Io(std::io::ErrorKind::Other.into()));
+        let _ = shared.open().unwrap();
+        for _ in 0..200 {
+            if !shared.probing.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!shared.probing.load(Ordering::Acquire), "the check ended");
+        assert!(!shared.degraded.load(Ordering::Acquire));
+        assert_eq!(shared.generation(), 0, "no reopen");
+        assert_eq!(shared.health("store").status, HealthStatus::Up);
+    }
 }

@@ -1,6 +1,8 @@
 //! The people parts of [`SledStore`]: accounts, memberships, sessions and
 //! invitations (trees and rules in the [module docs](super)).
 
+use std::sync::Arc;
+
 use ::sled::transaction::Transactional;
 use async_trait::async_trait;
 
@@ -9,6 +11,7 @@ use sentryagent_core::{
     SecretHash, Session, SessionId, SessionStore, TenantId, Timestamp, User, UserId, UserStore,
 };
 
+use super::Open;
 use super::codec::{
     OrAbort, TxResult, abort, after_sep, counter, decode, encode, i64_key, key, prefix, tx_error,
 };
@@ -64,9 +67,20 @@ fn no_owner_left<T>() -> TxResult<T> {
     abort(Error::conflict("a tenant keeps at least one owner"))
 }
 
+/// The people trees of one open handle (holding the handle).
+struct People(Arc<Open>);
+
+impl std::ops::Deref for People {
+    type Target = PeopleTrees;
+    fn deref(&self) -> &PeopleTrees {
+        &self.0.t.people
+    }
+}
+
 impl SledStore {
-    fn people(&self) -> &PeopleTrees {
-        &self.shared.t.people
+    /// The people trees of the open handle.
+    fn people(&self) -> Result<People> {
+        self.shared.open().map(People)
     }
 
     /// Changes a membership (`None`: removes it), keeping the tenant's
@@ -77,7 +91,7 @@ impl SledStore {
         user: &UserId,
         role: Option<Role>,
     ) -> Result<Option<Membership>> {
-        let p = self.people();
+        let p = self.people()?;
         let mk = key(&[tenant.as_str().as_bytes(), user.as_str().as_bytes()]);
         let uk = key(&[user.as_str().as_bytes(), tenant.as_str().as_bytes()]);
         let tk = tenant.as_str().as_bytes();
@@ -121,7 +135,7 @@ impl SledStore {
     /// Removes sessions (each in its own transaction, skipping those gone
     /// meanwhile); returns how many were removed.
     fn remove_sessions(&self, ids: &[Vec<u8>]) -> Result<u64> {
-        let p = self.people();
+        let p = self.people()?;
         let mut n = 0;
         for id in ids {
             let removed = (
@@ -147,7 +161,7 @@ impl SledStore {
     }
 
     fn user_sessions(&self, user: &UserId) -> Result<Vec<Session>> {
-        let p = self.people();
+        let p = self.people()?;
         let mut out = Vec::new();
         for k in p
             .sessions_by_user
@@ -167,7 +181,7 @@ impl SledStore {
 #[async_trait]
 impl UserStore for SledStore {
     async fn create_user(&self, user: &User) -> Result<()> {
-        let p = self.people();
+        let p = self.people()?;
         let id = user.id.as_str().as_bytes();
         let email = user.email.as_bytes();
         let value = encode("account", user)?;
@@ -185,12 +199,12 @@ impl UserStore for SledStore {
     }
 
     async fn get_user(&self, id: &UserId) -> Result<User> {
-        record(&self.people().users, id.as_str().as_bytes(), "account")?
+        record(&self.people()?.users, id.as_str().as_bytes(), "account")?
             .ok_or(Error::not_found("account"))
     }
 
     async fn get_user_by_email(&self, email: &str) -> Result<User> {
-        let p = self.people();
+        let p = self.people()?;
         let id = read(&p.users_by_email, email.as_bytes(), "account email")?
             .ok_or(Error::not_found("account"))?;
         record(&p.users, &id, "account")?.ok_or_else(|| dangling("account"))
@@ -201,7 +215,7 @@ impl UserStore for SledStore {
         let mut next = user.clone();
         next.revision += 1;
         let value = encode("account", &next)?;
-        self.people()
+        self.people()?
             .users
             .transaction(|users| -> TxResult<()> {
                 let Some(raw) = users.get(id)? else {
@@ -226,7 +240,7 @@ impl UserStore for SledStore {
 #[async_trait]
 impl MembershipStore for SledStore {
     async fn add_membership(&self, m: &Membership) -> Result<()> {
-        let p = self.people();
+        let p = self.people()?;
         let (t, u) = (
             m.tenant_id.as_str().as_bytes(),
             m.user_id.as_str().as_bytes(),
@@ -254,11 +268,11 @@ impl MembershipStore for SledStore {
 
     async fn get_membership(&self, tenant: &TenantId, user: &UserId) -> Result<Membership> {
         let k = key(&[tenant.as_str().as_bytes(), user.as_str().as_bytes()]);
-        record(&self.people().memberships, &k, "membership")?.ok_or(Error::not_found("member"))
+        record(&self.people()?.memberships, &k, "membership")?.ok_or(Error::not_found("member"))
     }
 
     async fn list_members(&self, tenant: &TenantId) -> Result<Vec<Membership>> {
-        self.people()
+        self.people()?
             .memberships
             .scan_prefix(prefix(tenant.as_str().as_bytes()))
             .values()
@@ -267,7 +281,7 @@ impl MembershipStore for SledStore {
     }
 
     async fn list_memberships(&self, user: &UserId) -> Result<Vec<Membership>> {
-        let p = self.people();
+        let p = self.people()?;
         let mut out = Vec::new();
         for k in p
             .memberships_by_user
@@ -297,7 +311,7 @@ impl MembershipStore for SledStore {
 #[async_trait]
 impl SessionStore for SledStore {
     async fn create_session(&self, s: &Session) -> Result<()> {
-        let p = self.people();
+        let p = self.people()?;
         let id = s.id.as_str().as_bytes();
         let uk = key(&[s.user_id.as_str().as_bytes(), id]);
         let ek = expiry_key(s);
@@ -323,7 +337,7 @@ impl SessionStore for SledStore {
     }
 
     async fn get_session(&self, token_hash: &SecretHash) -> Result<Session> {
-        let p = self.people();
+        let p = self.people()?;
         let id = read(&p.sessions_by_hash, &token_hash.0, "session hash")?
             .ok_or(Error::not_found("session"))?;
         record(&p.sessions, &id, "session")?.ok_or(Error::not_found("session"))
@@ -335,7 +349,7 @@ impl SessionStore for SledStore {
         last_seen_at: Timestamp,
         idle_expires_at: Timestamp,
     ) -> Result<()> {
-        let p = self.people();
+        let p = self.people()?;
         let id = id.as_str().as_bytes();
         (&p.sessions, &p.sessions_by_expiry)
             .transaction(|(sessions, by_expiry)| -> TxResult<()> {
@@ -388,7 +402,7 @@ impl SessionStore for SledStore {
     }
 
     async fn purge_sessions(&self, now: Timestamp) -> Result<u64> {
-        let p = self.people();
+        let p = self.people()?;
         let limit = i64_key(now.unix_micros());
         let mut purged = 0u64;
         loop {
@@ -445,7 +459,7 @@ impl SessionStore for SledStore {
 #[async_trait]
 impl InvitationStore for SledStore {
     async fn create_invitation(&self, inv: &Invitation) -> Result<()> {
-        let p = self.people();
+        let p = self.people()?;
         let id = inv.id.as_str().as_bytes();
         let tk = key(&[inv.tenant_id.as_str().as_bytes(), id]);
         let value = encode("invitation", inv)?;
@@ -468,14 +482,14 @@ impl InvitationStore for SledStore {
     }
 
     async fn get_invitation_by_token(&self, token_hash: &SecretHash) -> Result<Invitation> {
-        let p = self.people();
+        let p = self.people()?;
         let id = read(&p.invitations_by_hash, &token_hash.0, "invitation hash")?
             .ok_or(Error::not_found("invitation"))?;
         record(&p.invitations, &id, "invitation")?.ok_or_else(|| dangling("invitation"))
     }
 
     async fn list_invitations(&self, tenant: &TenantId) -> Result<Vec<Invitation>> {
-        let p = self.people();
+        let p = self.people()?;
         let mut out = Vec::new();
         for k in p
             .invitations_by_tenant
@@ -498,7 +512,7 @@ impl InvitationStore for SledStore {
     ) -> Result<Invitation> {
         let k = id.as_str().as_bytes();
         let inv = self
-            .people()
+            .people()?
             .invitations
             .transaction(|invs| -> TxResult<Invitation> {
                 let Some(raw) = invs.get(k)? else {
@@ -530,7 +544,7 @@ impl InvitationStore for SledStore {
     ) -> Result<Invitation> {
         let k = id.as_str().as_bytes();
         let inv = self
-            .people()
+            .people()?
             .invitations
             .transaction(|invs| -> TxResult<Invitation> {
                 let Some(raw) = invs.get(k)? else {

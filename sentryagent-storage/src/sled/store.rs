@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::sled::IVec;
 use ::sled::transaction::Transactional;
@@ -49,6 +50,9 @@ struct HotRecords {
     agents: DecodedCache<Agent>,
     tenants: DecodedCache<Tenant>,
     secrets: DecodedCache<Vec<ClientSecret>>,
+    /// The database generation the copies were made from: after a reopen
+    /// (see `Shared::open`) every copy is dropped.
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for SledStore {
@@ -169,8 +173,22 @@ impl SledStore {
                 agents: DecodedCache::new(),
                 tenants: DecodedCache::new(),
                 secrets: DecodedCache::new(),
+                generation: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The decoded copies, emptied first if the database was reopened
+    /// since they were made.
+    fn hot(&self) -> &HotRecords {
+        let now = self.shared.generation();
+        if self.hot.generation.load(Ordering::Acquire) != now {
+            self.hot.agents.clear();
+            self.hot.tenants.clear();
+            self.hot.secrets.clear();
+            self.hot.generation.store(now, Ordering::Release);
+        }
+        &self.hot
     }
 
     pub(super) async fn durable(&self) -> Result<()> {
@@ -178,7 +196,7 @@ impl SledStore {
     }
 
     fn agent(&self, id: &[u8]) -> Result<Option<Agent>> {
-        record(&self.shared.t.agents, id, "agent")
+        record(&self.shared.open()?.t.agents, id, "agent")
     }
 
     /// Agents by the ids of an ordered index, past the cursor, filtered.
@@ -213,6 +231,7 @@ impl SledStore {
             let mut hits = BTreeSet::new();
             for k in self
                 .shared
+                .open()?
                 .t
                 .marketplace_terms
                 .scan_prefix(term.as_bytes())
@@ -247,7 +266,7 @@ impl Backend for SledStore {
 #[async_trait]
 impl TenantStore for SledStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = tenant.id.as_str().as_bytes();
         let slug = tenant.slug.as_bytes();
         let value = encode("tenant", tenant)?;
@@ -266,12 +285,13 @@ impl TenantStore for SledStore {
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Tenant> {
         let k = id.as_str().as_bytes();
-        let raw = read(&self.shared.t.tenants, k, "tenant")?.ok_or(Error::not_found("tenant"))?;
-        self.hot.tenants.decode("tenant", k, &raw)
+        let raw =
+            read(&self.shared.open()?.t.tenants, k, "tenant")?.ok_or(Error::not_found("tenant"))?;
+        self.hot().tenants.decode("tenant", k, &raw)
     }
 
     async fn get_tenant_by_slug(&self, slug: &str) -> Result<Tenant> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = read(&t.tenants_by_slug, slug.as_bytes(), "tenant slug")?
             .ok_or(Error::not_found("tenant"))?;
         record(&t.tenants, &id, "tenant")?.ok_or_else(|| dangling("tenant"))
@@ -283,6 +303,7 @@ impl TenantStore for SledStore {
         next.revision += 1;
         let value = encode("tenant", &next)?;
         self.shared
+            .open()?
             .t
             .tenants
             .transaction(|tenants| -> TxResult<()> {
@@ -308,7 +329,13 @@ impl TenantStore for SledStore {
         let size = page.size();
         let start = start_after(&[], page.cursor.as_deref());
         let mut out = Vec::with_capacity(size + 1);
-        for item in self.shared.t.tenants.range((start, Bound::Unbounded)) {
+        for item in self
+            .shared
+            .open()?
+            .t
+            .tenants
+            .range((start, Bound::Unbounded))
+        {
             let (_, v) = item.map_err(iter_error("tenants"))?;
             let tenant: Tenant = decode("tenant", &v)?;
             out.push((tenant.id.to_string(), tenant));
@@ -339,7 +366,7 @@ impl AgentStore for SledStore {
         secret: Option<&ClientSecret>,
         max_agents: Option<u64>,
     ) -> Result<()> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = agent.id.as_str().as_bytes();
         let tenant = agent.tenant_id.as_str().as_bytes();
         let value = encode("agent", agent)?;
@@ -400,19 +427,20 @@ impl AgentStore for SledStore {
 
     async fn get_agent(&self, id: &AgentId) -> Result<Agent> {
         let k = id.as_str().as_bytes();
-        let raw = read(&self.shared.t.agents, k, "agent")?.ok_or(Error::not_found("agent"))?;
-        self.hot.agents.decode("agent", k, &raw)
+        let raw =
+            read(&self.shared.open()?.t.agents, k, "agent")?.ok_or(Error::not_found("agent"))?;
+        self.hot().agents.decode("agent", k, &raw)
     }
 
     async fn get_agent_by_name(&self, tenant: &TenantId, name: &str) -> Result<Agent> {
         let k = key(&[tenant.as_str().as_bytes(), name.as_bytes()]);
-        let id = read(&self.shared.t.agents_by_name, &k, "agent name")?
+        let id = read(&self.shared.open()?.t.agents_by_name, &k, "agent name")?
             .ok_or(Error::not_found("agent"))?;
         self.agent(&id)?.ok_or_else(|| dangling("agent"))
     }
 
     async fn update_agent(&self, agent: &Agent) -> Result<Agent> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = agent.id.as_str().as_bytes();
         let tenant = agent.tenant_id.as_str().as_bytes();
         let mut next = agent.clone();
@@ -485,6 +513,7 @@ impl AgentStore for SledStore {
         let start = start_after(&p, page.cursor.as_deref());
         let ids = self
             .shared
+            .open()?
             .t
             .agents_by_tenant
             .range((start, prefix_end(tenant.as_str().as_bytes())))
@@ -498,7 +527,7 @@ impl AgentStore for SledStore {
 
     async fn count_agents(&self, tenant: &TenantId) -> Result<u64> {
         let v = read(
-            &self.shared.t.live_agents,
+            &self.shared.open()?.t.live_agents,
             tenant.as_str().as_bytes(),
             "live agent count",
         )?;
@@ -512,7 +541,7 @@ impl AgentStore for SledStore {
             state: LifecycleState,
         }
         let mut counts = AgentStateCounts::default();
-        for raw in self.shared.t.agents.iter().values() {
+        for raw in self.shared.open()?.t.agents.iter().values() {
             let raw = raw.map_err(iter_error("agents"))?;
             counts.add(decode::<StateOnly>("agent", &raw)?.state, 1);
         }
@@ -532,6 +561,7 @@ impl AgentStore for SledStore {
             let start = start_after(&[], page.cursor.as_deref());
             let ids = self
                 .shared
+                .open()?
                 .t
                 .marketplace
                 .range((start, Bound::Unbounded))
@@ -546,8 +576,8 @@ impl AgentStore for SledStore {
 
     async fn list_client_secrets(&self, agent: &AgentId) -> Result<Vec<ClientSecret>> {
         let k = agent.as_str().as_bytes();
-        match read(&self.shared.t.client_secrets, k, "client secrets")? {
-            Some(raw) => self.hot.secrets.decode("client secrets", k, &raw),
+        match read(&self.shared.open()?.t.client_secrets, k, "client secrets")? {
+            Some(raw) => self.hot().secrets.decode("client secrets", k, &raw),
             None => Ok(Vec::new()),
         }
     }
@@ -558,7 +588,7 @@ impl AgentStore for SledStore {
         new: &ClientSecret,
         old_valid_until: Timestamp,
     ) -> Result<()> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = agent.as_str().as_bytes();
         (&t.agents, &t.client_secrets)
             .transaction(|(agents, secrets)| -> TxResult<()> {
@@ -584,7 +614,7 @@ impl AgentStore for SledStore {
     }
 
     async fn revoke_client_secrets(&self, agent: &AgentId, at: Timestamp) -> Result<u64> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = agent.as_str().as_bytes();
         let n = (&t.agents, &t.client_secrets)
             .transaction(|(agents, secrets)| -> TxResult<u64> {
@@ -616,7 +646,7 @@ impl AgentStore for SledStore {
 #[async_trait]
 impl AdminKeyStore for SledStore {
     async fn create_admin_key(&self, k: &AdminKey) -> Result<()> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = k.id.as_str().as_bytes();
         let value = encode("admin key", k)?;
         let reach = key(&[chain_of(k.tenant_id.as_ref()), id]);
@@ -639,14 +669,14 @@ impl AdminKeyStore for SledStore {
     }
 
     async fn get_admin_key_by_prefix(&self, p: &str) -> Result<AdminKey> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = read(&t.admin_keys_by_prefix, p.as_bytes(), "admin key prefix")?
             .ok_or(Error::not_found("api_key"))?;
         record(&t.admin_keys, &id, "admin key")?.ok_or_else(|| dangling("admin key"))
     }
 
     async fn list_admin_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<AdminKey>> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let mut out = Vec::new();
         for k in t
             .admin_keys_by_tenant
@@ -691,6 +721,7 @@ impl SigningKeyStore for SledStore {
         let value = encode("signing key", k)?;
         match self
             .shared
+            .open()?
             .t
             .signing_keys
             .compare_and_swap(k.kid.as_bytes(), None::<&[u8]>, Some(value))
@@ -705,6 +736,7 @@ impl SigningKeyStore for SledStore {
         let value = encode("signing key", k)?;
         let kid = k.kid.as_bytes();
         self.shared
+            .open()?
             .t
             .signing_keys
             .transaction(|keys| -> TxResult<()> {
@@ -720,6 +752,7 @@ impl SigningKeyStore for SledStore {
 
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         self.shared
+            .open()?
             .t
             .signing_keys
             .iter()
@@ -731,6 +764,7 @@ impl SigningKeyStore for SledStore {
     async fn delete_signing_key(&self, kid: &str) -> Result<()> {
         let removed = self
             .shared
+            .open()?
             .t
             .signing_keys
             .remove(kid.as_bytes())
@@ -745,7 +779,7 @@ impl SigningKeyStore for SledStore {
 #[async_trait]
 impl SettingStore for SledStore {
     async fn setting_get_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
-        let settings = &self.shared.t.settings;
+        let settings = &self.shared.open()?.t.settings;
         let stored = loop {
             match settings
                 .compare_and_swap(name.as_bytes(), None::<&[u8]>, Some(value))
@@ -770,7 +804,7 @@ impl SettingStore for SledStore {
 #[async_trait]
 impl AuditLog for SledStore {
     async fn append_audit(&self, event: NewAuditEvent) -> Result<AuditEvent> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let chain = chain_of(event.tenant_id.as_ref());
         let at = i64_key(event.at.unix_micros());
         let sealed = (&t.audit, &t.audit_heads, &t.audit_by_time)
@@ -797,7 +831,7 @@ impl AuditLog for SledStore {
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Page<AuditEvent>> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let after = query.after_seq()?;
         let size = query.page_size();
         let chain = chain_of(query.tenant_id.as_ref());
@@ -859,7 +893,11 @@ impl AuditLog for SledStore {
     }
 
     async fn audit_head(&self, tenant: Option<&TenantId>) -> Result<Option<ChainHead>> {
-        record(&self.shared.t.audit_heads, chain_of(tenant), "audit head")
+        record(
+            &self.shared.open()?.t.audit_heads,
+            chain_of(tenant),
+            "audit head",
+        )
     }
 }
 
@@ -872,7 +910,7 @@ impl MarkerStore for SledStore {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let mk = marker_key(namespace, key);
         let expires = expires_at.unix_micros();
         let stored = (&t.markers, &t.markers_by_expiry)
@@ -899,7 +937,7 @@ impl MarkerStore for SledStore {
 
     async fn has_marker(&self, namespace: &str, key: &str, now: Timestamp) -> Result<bool> {
         match read(
-            &self.shared.t.markers,
+            &self.shared.open()?.t.markers,
             &marker_key(namespace, key),
             "marker",
         )? {
@@ -912,7 +950,7 @@ impl MarkerStore for SledStore {
     }
 
     async fn purge_markers(&self, now: Timestamp) -> Result<u64> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let limit = i64_key(now.unix_micros());
         let mut purged = 0u64;
         loop {
@@ -958,6 +996,7 @@ impl SledStore {
     ) -> Result<()> {
         let id = id.as_str().as_bytes();
         self.shared
+            .open()?
             .t
             .admin_keys
             .transaction(|keys| -> TxResult<()> {

@@ -20,7 +20,7 @@ use super::store::{
 #[async_trait]
 impl TrustPolicyStore for SledStore {
     async fn create_trust_policy(&self, p: &TrustPolicy) -> Result<()> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = p.id.as_str().as_bytes();
         let value = encode("trust policy", p)?;
         let listed = key(&[p.tenant_id.as_str().as_bytes(), id]);
@@ -39,7 +39,7 @@ impl TrustPolicyStore for SledStore {
 
     async fn get_trust_policy(&self, id: &TrustPolicyId) -> Result<TrustPolicy> {
         record(
-            &self.shared.t.trust_policies,
+            &self.shared.open()?.t.trust_policies,
             id.as_str().as_bytes(),
             "trust policy",
         )?
@@ -52,6 +52,7 @@ impl TrustPolicyStore for SledStore {
         next.revision += 1;
         let value = encode("trust policy", &next)?;
         self.shared
+            .open()?
             .t
             .trust_policies
             .transaction(|policies| -> TxResult<()> {
@@ -74,7 +75,7 @@ impl TrustPolicyStore for SledStore {
     }
 
     async fn delete_trust_policy(&self, id: &TrustPolicyId) -> Result<()> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let id = id.as_str().as_bytes();
         (&t.trust_policies, &t.trust_policies_by_tenant)
             .transaction(|(policies, by_tenant)| -> TxResult<()> {
@@ -94,7 +95,7 @@ impl TrustPolicyStore for SledStore {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> Result<Page<TrustPolicy>> {
-        let t = &self.shared.t;
+        let t = &self.shared.open()?.t;
         let size = page.size();
         let start = start_after(&prefix(tenant.as_str().as_bytes()), page.cursor.as_deref());
         let end: Bound<Vec<u8>> = prefix_end(tenant.as_str().as_bytes());

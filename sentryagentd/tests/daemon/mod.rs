@@ -5,6 +5,7 @@
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,10 +51,17 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// Spawns the `sentryagentd` that cargo built for these tests.
 pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    spawn_bin(Path::new(env!("CARGO_BIN_EXE_sentryagentd")), args, env).await
+}
+
+/// Spawns the server binary at `bin` on a free loopback port and waits
+/// until `/health` answers.
+pub async fn spawn_bin(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sentryagentd"));
+    let mut c = Command::new(bin);
     c.env_clear()
         .args(["--listen", &addr])
         .args(args)

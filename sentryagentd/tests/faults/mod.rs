@@ -16,7 +16,31 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::daemon::{Daemon, client, free_port, post};
+use crate::daemon::{Daemon, client, free_port, post, spawn_bin};
+
+/// The server binary the fault cases and the soak start: the path in
+/// `SENTRYAGENT_SERVER_BIN` (CI sets it to the release build), else the
+/// debug build cargo made for these tests.
+pub fn server_bin() -> PathBuf {
+    match std::env::var_os("SENTRYAGENT_SERVER_BIN") {
+        Some(p) if !p.is_empty() => {
+            let p = PathBuf::from(p);
+            assert!(
+                p.is_file(),
+                "SENTRYAGENT_SERVER_BIN names no file: {}",
+                p.display()
+            );
+            p
+        }
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_sentryagentd")),
+    }
+}
+
+/// Starts [`server_bin`] on a free loopback port (see
+/// [`crate::daemon::spawn_bin`]).
+pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    spawn_bin(&server_bin(), args, env).await
+}
 
 /// Limits high enough that a fault case's load never meets them (the
 /// token quota of the pro tier stays, so the meter is read on every token).
@@ -126,68 +150,91 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// A loopback TCP proxy in front of a backend that the test can cut (every
-/// open connection closed, new ones closed as soon as accepted, as a
-/// restarting database does) and restore.
+/// A loopback TCP proxy in front of a backend that the test can cut and
+/// restore. A cut closes every open connection and stops listening, so new
+/// connections are refused (`ECONNREFUSED`), as when a database is stopped
+/// or restarting; a restore listens again on the same address.
 pub struct CutProxy {
     pub addr: SocketAddr,
-    up: Arc<AtomicBool>,
+    target: SocketAddr,
     /// The forwarding tasks of open connections (aborted by a cut).
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
+    /// The accept loop (it owns the listener) while not cut.
+    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl CutProxy {
     pub async fn start(target: SocketAddr) -> CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, conns2) = (up.clone(), conns.clone());
-        let accept = tokio::spawn(async move {
+        let accept = Self::serve(listener, target, conns.clone());
+        CutProxy {
+            addr,
+            target,
+            conns,
+            accept: Mutex::new(Some(accept)),
+        }
+    }
+
+    fn serve(
+        listener: TcpListener,
+        target: SocketAddr,
+        conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     continue;
                 };
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
-                let mut c = conns2.lock().unwrap();
+                let mut c = conns.lock().unwrap();
                 c.retain(|t| !t.is_finished());
                 c.push(task);
             }
-        });
-        CutProxy {
-            addr,
-            up,
-            conns,
-            accept,
-        }
+        })
     }
 
-    /// Closes every open connection and refuses new ones.
+    /// Closes every open connection and stops listening: new connections
+    /// are refused.
     pub fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
+        if let Some(a) = self.accept.lock().unwrap().take() {
+            a.abort();
+        }
         for t in self.conns.lock().unwrap().drain(..) {
             t.abort();
         }
     }
 
-    /// Lets connections through again.
-    pub fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
+    /// Listens again on the same address (waiting for the aborted
+    /// listener to be closed).
+    pub async fn restore(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            match socket.bind(self.addr).and_then(|()| socket.listen(1024)) {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot listen again: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let accept = Self::serve(listener, self.target, self.conns.clone());
+        *self.accept.lock().unwrap() = Some(accept);
     }
 }
 
 impl Drop for CutProxy {
     fn drop(&mut self) {
-        self.accept.abort();
+        if let Some(a) = self.accept.lock().unwrap().take() {
+            a.abort();
+        }
         for t in self.conns.lock().unwrap().drain(..) {
             t.abort();
         }
