@@ -107,8 +107,9 @@ pub use revocation::RevocationCache;
 pub use secret::{SecretHash, secrets_match};
 pub use store::{
     AdminKeyStore, AgentStore, AuditLog, Backend, ClientRecord, IdpStore, IntrospectionRecord,
-    InvitationStore, MarkerStore, MembershipStore, SessionStore, SettingStore, SigningKeyRecord,
-    SigningKeyStore, StoreParts, TenantStore, TrustPolicyStore, UserStore,
+    InvitationStore, MAX_AGENT_BATCH, MarkerStore, MembershipStore, NewAgentRecord, SessionStore,
+    SettingStore, SigningKeyRecord, SigningKeyStore, StoreParts, TenantStore, TrustPolicyStore,
+    UserStore,
 };
 pub use tenant::{
     BillingInfo, NewTenant, Publisher, PublisherVerification, PublisherVerificationMethod,

@@ -33,9 +33,13 @@
 //!
 //! `sled://PATH` names a database directory, created if missing: relative
 //! (`sled://./sentryagent-data`, `sled://data`, from the working directory)
-//! or absolute (`sled:///var/lib/sentryagent`). The text after `sled://` is
-//! the path as is (no percent-decoding). Parts naming the same directory
-//! share one database (see the `sled` module).
+//! or absolute (`sled:///var/lib/sentryagent`). The text between `sled://`
+//! and the first `?` is the path as is (no percent-decoding). Parts naming
+//! the same directory share one database (see the `sled` module). One
+//! parameter: `cache_mb`, sled's page cache in MiB (default 1024), the bulk
+//! of the server's resident memory once the database outgrows it
+//! (`sled:///var/lib/sentryagent?cache_mb=128`; see
+//! `sled::SledOptions`).
 
 use std::sync::Arc;
 
@@ -48,7 +52,8 @@ pub mod redis;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-#[cfg(any(feature = "postgres", feature = "redis"))]
+#[cfg(any(feature = "postgres", feature = "redis", feature = "sled"))]
+#[cfg_attr(not(all(feature = "postgres", feature = "redis")), allow(dead_code))]
 mod url_params;
 
 use sentryagent_core::BackendHealth;
@@ -269,14 +274,14 @@ fn unsupported(part: &'static str, scheme: &str) -> Error {
 /// naming the same directory).
 #[cfg(feature = "sled")]
 fn open_sled(part: &'static str, url: &str) -> Result<crate::sled::SledBackend> {
-    let path = url.strip_prefix("sled://").unwrap_or_default();
+    let (path, options) = crate::sled::SledOptions::from_url(url)?;
     if path.is_empty() {
         return Err(Error::invalid(
             part,
             "a sled URL needs a directory: sled://PATH, e.g. sled://./sentryagent-data",
         ));
     }
-    crate::sled::SledBackend::open(path)
+    crate::sled::SledBackend::open_with(path, &options)
 }
 
 #[cfg(test)]

@@ -490,3 +490,66 @@ async fn sled_marketplace_index_equals_matches() {
         assert_eq!(got, want, "query {q:?}, pages of {size}");
     }
 }
+
+/// `cache_mb` in a sled URL reaches sled (the health report shows the
+/// cache the database was opened with); bad values and unknown parameters
+/// are refused; a second URL naming the open directory with another cache
+/// is refused, and one without the parameter shares the database.
+#[tokio::test]
+async fn sled_cache_mb_url_parameter() {
+    use sentryagent_storage::sled::SledOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cached");
+    let url = format!("sled://{}?cache_mb=64", path.display());
+    let (parsed, options) = SledOptions::from_url(&url).unwrap();
+    assert_eq!(parsed, path.display().to_string());
+    assert_eq!(options.cache_capacity, Some(64 * 1024 * 1024));
+    let (_, default) = SledOptions::from_url("sled://x").unwrap();
+    assert_eq!(
+        default.effective_cache_capacity(),
+        SledOptions::DEFAULT_CACHE_CAPACITY
+    );
+    for bad in [
+        "sled://x?cache_mb=0",
+        "sled://x?cache_mb=-1",
+        "sled://x?cache_mb=lots",
+        "sled://x?cache_mb=2000000",
+        "sled://x?cache_mb=1&cache_mb=2",
+        "sled://x?cache=64",
+    ] {
+        let r = SledOptions::from_url(bad);
+        assert!(matches!(r, Err(Error::Invalid { .. })), "{bad}: {r:?}");
+    }
+
+    let clock: Arc<dyn Clock> = Arc::new(clock());
+    let b = open(
+        &BackendUrls {
+            store: url.clone(),
+            limiter: None,
+            meter: None,
+        },
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let health = b.store.health().await;
+    assert_eq!(
+        health.details.get("cache_capacity_bytes"),
+        Some(&serde_json::json!(64 * 1024 * 1024)),
+        "{health:?}"
+    );
+    let backend = SledBackend::open(&path).unwrap();
+    assert_eq!(backend.cache_capacity(), 64 * 1024 * 1024);
+    let other = SledBackend::open_with(&path, &SledOptions::default().with_cache_capacity(1 << 20));
+    assert!(matches!(other, Err(Error::Invalid { .. })), "{other:?}");
+    let r = open(
+        &BackendUrls {
+            store: "sled://?cache_mb=8".into(),
+            limiter: None,
+            meter: None,
+        },
+        clock,
+    )
+    .await;
+    assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}");
+}

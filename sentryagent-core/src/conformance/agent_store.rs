@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use super::{sample_agent, sample_secret, sample_tenant, t, unique};
 use crate::page::PageRequest;
-use crate::store::{AgentStore, TenantStore};
+use crate::store::{AgentStore, MAX_AGENT_BATCH, NewAgentRecord, TenantStore};
 use crate::{
-    AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, MemoryStore, TenantId, Visibility,
+    Agent, AgentId, Error, LifecycleState, LimitKind, MarketplaceQuery, MemoryStore, TenantId,
+    Visibility,
 };
 
 /// Runs every check of the suite.
@@ -21,6 +22,11 @@ pub async fn run_all(store: Arc<dyn AgentStore>) {
     race_same_name(store.clone()).await;
     race_agent_limit(store.clone()).await;
     agents_by_state(store.as_ref()).await;
+    bulk_registration(store.as_ref()).await;
+    bulk_all_or_nothing(store.as_ref()).await;
+    bulk_agent_limit(store.as_ref()).await;
+    bulk_batch_limit(store.as_ref()).await;
+    race_bulk_agent_limit(store.clone()).await;
 }
 
 /// An agent by its name in its tenant (also after a rename), and an agent
@@ -738,4 +744,355 @@ pub async fn agents_by_state(store: &dyn AgentStore) {
         after.total() == before.total() + 7,
         "every agent counted once"
     );
+}
+
+/// `n` agents of `tenant` named `<prefix>-<i>`, cheap to make (copies of one
+/// sample agent with new ids and names), each with a first secret.
+fn batch_of(tenant: &TenantId, prefix: &str, n: usize) -> Vec<NewAgentRecord> {
+    let template = sample_agent(tenant, prefix);
+    (0..n)
+        .map(|i| {
+            let mut a: Agent = template.clone();
+            a.id = AgentId::generate();
+            a.name = format!("{prefix}-{i}");
+            let s = sample_secret(&a.id, i as u8);
+            NewAgentRecord::new(a, Some(s))
+        })
+        .collect()
+}
+
+/// Whether none of the batch's agents is stored.
+async fn none_stored(store: &dyn AgentStore, batch: &[NewAgentRecord]) -> bool {
+    for r in batch {
+        if store.get_agent(&r.agent.id).await.is_ok()
+            || !store
+                .list_client_secrets(&r.agent.id)
+                .await
+                .unwrap()
+                .is_empty()
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// A batch is stored as its agents one by one would be: each readable by
+/// id and name, with its secret, listed, counted (retired ones not) and in
+/// the marketplace when public and listed; an empty batch does nothing.
+pub async fn bulk_registration(store: &dyn AgentStore) {
+    let ten = sample_tenant("Bulk");
+    let tag = format!("bulk{}", unique());
+    let mut batch = batch_of(&ten.id, "bulk", 25);
+    for (i, r) in batch.iter_mut().enumerate() {
+        r.agent.tags = vec![tag.clone()];
+        match i % 5 {
+            0 => {
+                r.agent.visibility = Visibility::Public;
+                r.agent.state = LifecycleState::Listed;
+            }
+            1 => r.agent.state = LifecycleState::Retired,
+            2 => r.secret = None,
+            _ => {}
+        }
+    }
+    store.create_agents(&[]).await.unwrap();
+    store.create_agents(&batch).await.unwrap();
+    for r in &batch {
+        check!(
+            store,
+            store.get_agent(&r.agent.id).await.unwrap() == r.agent,
+            "a bulk-registered agent reads back as given"
+        );
+        check!(
+            store,
+            store
+                .get_agent_by_name(&ten.id, &r.agent.name)
+                .await
+                .unwrap()
+                .id
+                == r.agent.id,
+            "a bulk-registered agent is found by name"
+        );
+        let secrets = store.list_client_secrets(&r.agent.id).await.unwrap();
+        check!(
+            store,
+            secrets == r.secret.iter().cloned().collect::<Vec<_>>(),
+            "a bulk-registered agent has the secret it was given: {secrets:?}"
+        );
+    }
+    check!(
+        store,
+        store.count_agents(&ten.id).await.unwrap() == 20,
+        "25 agents, 5 retired: 20 counted"
+    );
+    let listed = store
+        .list_agents(&ten.id, &PageRequest::first(100))
+        .await
+        .unwrap();
+    check!(
+        store,
+        listed.items.len() == 25,
+        "every agent of the batch is listed"
+    );
+    let q = MarketplaceQuery {
+        tag: Some(tag.clone()),
+        text: Some("bulk".into()),
+        ..Default::default()
+    };
+    let found: BTreeSet<AgentId> = store
+        .search_marketplace(&q, &PageRequest::first(100))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    let public: BTreeSet<AgentId> = batch
+        .iter()
+        .step_by(5)
+        .map(|r| r.agent.id.clone())
+        .collect();
+    check!(
+        store,
+        found == public,
+        "the marketplace holds exactly the public listed agents of the batch"
+    );
+    let again = batch_of(&ten.id, "bulk", 1);
+    let r = store.create_agents(&again).await;
+    check!(
+        store,
+        matches!(r, Err(Error::AlreadyExists { .. })),
+        "a batch reusing a stored name: {r:?}"
+    );
+}
+
+/// A batch with one bad agent stores nothing: a name or id already
+/// stored, or given twice in the batch.
+pub async fn bulk_all_or_nothing(store: &dyn AgentStore) {
+    let ten = sample_tenant("Bulk Atomic");
+    let taken = sample_agent(&ten.id, "taken");
+    store
+        .create_agent(&taken, Some(&sample_secret(&taken.id, 1)), None)
+        .await
+        .unwrap();
+    let mut cases: Vec<(&str, Vec<NewAgentRecord>)> = Vec::new();
+    let mut stored_name = batch_of(&ten.id, "atomic-a", 10);
+    stored_name[9].agent.name = "taken".into();
+    cases.push(("a name already stored, last in the batch", stored_name));
+    let mut stored_id = batch_of(&ten.id, "atomic-b", 10);
+    stored_id[5].agent.id = taken.id.clone();
+    cases.push(("an id already stored", stored_id));
+    let mut twice_name = batch_of(&ten.id, "atomic-c", 10);
+    twice_name[7].agent.name = twice_name[2].agent.name.clone();
+    cases.push(("a name given twice", twice_name));
+    let mut twice_id = batch_of(&ten.id, "atomic-d", 10);
+    twice_id[8].agent.id = twice_id[1].agent.id.clone();
+    cases.push(("an id given twice", twice_id));
+    for (what, batch) in &cases {
+        let r = store.create_agents(batch).await;
+        check!(
+            store,
+            matches!(r, Err(Error::AlreadyExists { .. })),
+            "a batch with {what}: {r:?}"
+        );
+        // The clashing record's id may be the stored agent's: check the
+        // others.
+        let others: Vec<NewAgentRecord> = batch
+            .iter()
+            .filter(|r| r.agent.id != taken.id)
+            .cloned()
+            .collect();
+        check!(
+            store,
+            none_stored(store, &others).await,
+            "a refused batch ({what}) leaves none of its agents"
+        );
+    }
+    check!(
+        store,
+        store.count_agents(&ten.id).await.unwrap() == 1,
+        "refused batches leave the count alone"
+    );
+    check!(
+        store,
+        store.get_agent(&taken.id).await.unwrap() == taken,
+        "the stored agent is untouched"
+    );
+}
+
+/// A batch over its tenant's agent limit stores nothing; the limit counts
+/// the stored agents and the batch's own earlier agents, not retired ones.
+pub async fn bulk_agent_limit(store: &dyn AgentStore) {
+    let ten = sample_tenant("Bulk Limited");
+    let first = batch_of(&ten.id, "first", 2);
+    store.create_agents(&first).await.unwrap();
+    let over: Vec<NewAgentRecord> = batch_of(&ten.id, "over", 4)
+        .into_iter()
+        .map(|r| r.with_max_agents(Some(5)))
+        .collect();
+    let r = store.create_agents(&over).await;
+    check!(
+        store,
+        matches!(
+            r,
+            Err(Error::QuotaExceeded {
+                limit_kind: LimitKind::Agents,
+                used: 5,
+                limit: 5,
+                ..
+            })
+        ),
+        "2 stored + 4 in a batch over a limit of 5: {r:?}"
+    );
+    check!(
+        store,
+        none_stored(store, &over).await,
+        "a batch over the limit leaves none of its agents"
+    );
+    check!(
+        store,
+        store.count_agents(&ten.id).await.unwrap() == 2,
+        "still two agents"
+    );
+    let fits: Vec<NewAgentRecord> = batch_of(&ten.id, "fits", 3)
+        .into_iter()
+        .map(|r| r.with_max_agents(Some(5)))
+        .collect();
+    store.create_agents(&fits).await.unwrap();
+    check!(
+        store,
+        store.count_agents(&ten.id).await.unwrap() == 5,
+        "a batch up to the limit is stored"
+    );
+    // A retired agent takes no place from the agents after it.
+    let mut mixed: Vec<NewAgentRecord> = batch_of(&ten.id, "mixed", 2)
+        .into_iter()
+        .map(|r| r.with_max_agents(Some(7)))
+        .collect();
+    mixed[0].agent.state = LifecycleState::Retired;
+    let mut last = batch_of(&ten.id, "mixed-last", 1).remove(0);
+    last.max_agents = Some(7);
+    mixed.push(last);
+    store.create_agents(&mixed).await.unwrap();
+    check!(
+        store,
+        store.count_agents(&ten.id).await.unwrap() == 7,
+        "retired agents of a batch do not count"
+    );
+    let one_more: Vec<NewAgentRecord> = batch_of(&ten.id, "one-more", 1)
+        .into_iter()
+        .map(|r| r.with_max_agents(Some(7)))
+        .collect();
+    let r = store.create_agents(&one_more).await;
+    check!(
+        store,
+        matches!(r, Err(Error::QuotaExceeded { used: 7, .. })),
+        "a full tenant refuses a batch: {r:?}"
+    );
+}
+
+/// A batch larger than [`MAX_AGENT_BATCH`] is refused as invalid, and
+/// nothing of it is stored; one of exactly that size is stored.
+pub async fn bulk_batch_limit(store: &dyn AgentStore) {
+    let ten = sample_tenant("Bulk Size");
+    let too_big = batch_of(&ten.id, "big", MAX_AGENT_BATCH + 1);
+    let r = store.create_agents(&too_big).await;
+    check!(
+        store,
+        matches!(r, Err(Error::Invalid { .. })),
+        "a batch of {} agents: {r:?}",
+        MAX_AGENT_BATCH + 1
+    );
+    check!(
+        store,
+        store.count_agents(&ten.id).await.unwrap() == 0,
+        "nothing of a refused oversized batch is stored"
+    );
+    let full = batch_of(&ten.id, "full", MAX_AGENT_BATCH);
+    store.create_agents(&full).await.unwrap();
+    check!(
+        store,
+        store.count_agents(&ten.id).await.unwrap() == MAX_AGENT_BATCH as u64,
+        "a batch of exactly {MAX_AGENT_BATCH} agents is stored"
+    );
+    let last = &full[MAX_AGENT_BATCH - 1];
+    check!(
+        store,
+        store
+            .get_client(&last.agent.id)
+            .await
+            .unwrap()
+            .secrets
+            .len()
+            == 1,
+        "the last agent of a full batch has its secret"
+    );
+}
+
+/// Bulk and single registrations race against one agent limit: the limit
+/// is never exceeded, every batch is stored whole or not at all, and the
+/// count agrees with what was acknowledged.
+pub async fn race_bulk_agent_limit(store: Arc<dyn AgentStore>) {
+    const LIMIT: u64 = 10;
+    let ten = sample_tenant("Bulk Race");
+    let mut batches = Vec::new();
+    let mut tasks = Vec::new();
+    for b in 0..4 {
+        let batch: Vec<NewAgentRecord> = batch_of(&ten.id, &format!("race-b{b}"), 4)
+            .into_iter()
+            .map(|r| r.with_max_agents(Some(LIMIT)))
+            .collect();
+        batches.push(batch.clone());
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.create_agents(&batch).await.map(|()| 4u64)
+        }));
+    }
+    for i in 0..8u8 {
+        let store = store.clone();
+        let tid = ten.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let a = sample_agent(&tid, &format!("race-single-{i}"));
+            store
+                .create_agent(&a, Some(&sample_secret(&a.id, i)), Some(LIMIT))
+                .await
+                .map(|()| 1u64)
+        }));
+    }
+    let mut acknowledged = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(n) => acknowledged += n,
+            Err(Error::QuotaExceeded { .. }) => {}
+            Err(e) => panic!("[{}] unexpected error in race: {e:?}", store.name()),
+        }
+    }
+    let count = store.count_agents(&ten.id).await.unwrap();
+    check!(
+        store,
+        count == acknowledged,
+        "the count ({count}) is what was acknowledged ({acknowledged})"
+    );
+    // Refusals happen only when the request did not fit: the tenant ends
+    // with at least LIMIT - 3 agents (a batch of 4 refused at 7 or more).
+    check!(
+        store,
+        (LIMIT - 3..=LIMIT).contains(&count),
+        "a limit of {LIMIT} under racing bulk and single registrations: {count} stored"
+    );
+    for batch in &batches {
+        let mut present = 0;
+        for r in batch {
+            if store.get_agent(&r.agent.id).await.is_ok() {
+                present += 1;
+            }
+        }
+        check!(
+            store,
+            present == 0 || present == batch.len(),
+            "a batch is stored whole or not at all: {present} of {} present",
+            batch.len()
+        );
+    }
 }

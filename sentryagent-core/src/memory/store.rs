@@ -10,8 +10,9 @@ use crate::audit::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use crate::credentials::{AdminKey, ClientSecret};
 use crate::page::{Page, PageRequest};
 use crate::store::{
-    AdminKeyStore, AgentStore, AuditLog, Backend, IntrospectionRecord, MarkerStore, SettingStore,
-    SigningKeyRecord, SigningKeyStore, TenantStore,
+    AdminKeyStore, AgentStore, AuditLog, Backend, IntrospectionRecord, MarkerStore, NewAgentRecord,
+    SettingStore, SigningKeyRecord, SigningKeyStore, TenantStore, agent_batch_tenants,
+    check_agent_batch, check_agent_batch_limits,
 };
 use crate::{
     AdminKeyId, Agent, AgentId, AgentStateCounts, Error, LifecycleState, LimitKind,
@@ -197,6 +198,35 @@ impl AgentStore for MemoryStore {
         s.agents.insert(agent.id.clone(), agent.clone());
         s.secrets
             .insert(agent.id.clone(), secret.cloned().into_iter().collect());
+        Ok(())
+    }
+
+    /// The whole batch under one write lock: checked first, then stored.
+    async fn create_agents(&self, batch: &[NewAgentRecord]) -> Result<()> {
+        check_agent_batch(batch)?;
+        let mut s = self.write();
+        for r in batch {
+            let a = &r.agent;
+            if s.agents.contains_key(&a.id)
+                || s.agent_names
+                    .contains_key(&(a.tenant_id.clone(), a.name.clone()))
+            {
+                return Err(Error::already_exists("agent"));
+            }
+        }
+        let stored = agent_batch_tenants(batch)
+            .into_iter()
+            .map(|t| (t.clone(), live_agents(&s, t)))
+            .collect();
+        check_agent_batch_limits(batch, &stored)?;
+        for r in batch {
+            let a = &r.agent;
+            s.agent_names
+                .insert((a.tenant_id.clone(), a.name.clone()), a.id.clone());
+            s.agents.insert(a.id.clone(), a.clone());
+            s.secrets
+                .insert(a.id.clone(), r.secret.iter().cloned().collect());
+        }
         Ok(())
     }
 

@@ -1,13 +1,117 @@
 //! [`AgentStore`]: agents, their client secrets and the marketplace query.
 
+use std::collections::{BTreeMap, HashSet};
+
 use async_trait::async_trait;
 
 use super::{Backend, TenantStore};
 use crate::credentials::ClientSecret;
 use crate::page::{MAX_PAGE_SIZE, Page, PageRequest};
 use crate::{
-    Agent, AgentId, AgentStateCounts, MarketplaceQuery, Result, Tenant, TenantId, Timestamp,
+    Agent, AgentId, AgentStateCounts, Error, LifecycleState, LimitKind, MarketplaceQuery, Result,
+    Tenant, TenantId, Timestamp,
 };
+
+/// The most agents one [`AgentStore::create_agents`] call takes; a larger
+/// batch is refused with [`Error::Invalid`] before anything is written.
+pub const MAX_AGENT_BATCH: usize = 10_000;
+
+/// One agent of a bulk registration ([`AgentStore::create_agents`]): what
+/// one [`AgentStore::create_agent`] call takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAgentRecord {
+    /// The agent.
+    pub agent: Agent,
+    /// Its first client secret, if any.
+    pub secret: Option<ClientSecret>,
+    /// The agent limit of its tenant, checked as
+    /// [`create_agent`](AgentStore::create_agent) checks it, counting the
+    /// live agents earlier in the same batch as stored.
+    pub max_agents: Option<u64>,
+}
+
+impl NewAgentRecord {
+    /// A record of `agent` with its first `secret` and no agent limit.
+    pub fn new(agent: Agent, secret: Option<ClientSecret>) -> Self {
+        NewAgentRecord {
+            agent,
+            secret,
+            max_agents: None,
+        }
+    }
+
+    /// The same record checked against an agent limit of `max`.
+    pub fn with_max_agents(mut self, max: Option<u64>) -> Self {
+        self.max_agents = max;
+        self
+    }
+}
+
+/// What a batch can be checked for on its own, before any store is read:
+/// at most [`MAX_AGENT_BATCH`] records (else [`Error::Invalid`]), and no id
+/// or name (within a tenant) given twice (else [`Error::AlreadyExists`], as
+/// the second registration would fail). Every backend's
+/// [`create_agents`](AgentStore::create_agents) calls it first.
+pub fn check_agent_batch(batch: &[NewAgentRecord]) -> Result<()> {
+    if batch.len() > MAX_AGENT_BATCH {
+        return Err(Error::invalid(
+            "agents",
+            format!(
+                "a batch holds at most {MAX_AGENT_BATCH} agents, this one {}",
+                batch.len()
+            ),
+        ));
+    }
+    let mut ids = HashSet::with_capacity(batch.len());
+    let mut names = HashSet::with_capacity(batch.len());
+    for r in batch {
+        if !ids.insert(&r.agent.id) || !names.insert((&r.agent.tenant_id, &r.agent.name)) {
+            return Err(Error::already_exists("agent"));
+        }
+    }
+    Ok(())
+}
+
+/// The tenants of a batch, each once, in order (the order in which a
+/// backend takes per-tenant locks, so that two batches never wait for each
+/// other in a cycle).
+pub fn agent_batch_tenants(batch: &[NewAgentRecord]) -> Vec<&TenantId> {
+    let mut seen: Vec<&TenantId> = batch.iter().map(|r| &r.agent.tenant_id).collect();
+    seen.sort();
+    seen.dedup();
+    seen
+}
+
+/// The agent limits of a batch, checked in order as successive
+/// [`create_agent`](AgentStore::create_agent) calls check them: `stored`
+/// holds, for each tenant of the batch, its live (not retired) agents
+/// stored before the batch (a missing tenant counts none). Returns each
+/// tenant's live agents with the batch stored, or the
+/// [`Error::QuotaExceeded`] of the first record over its limit (`used` is
+/// the count that record saw).
+pub fn check_agent_batch_limits(
+    batch: &[NewAgentRecord],
+    stored: &BTreeMap<TenantId, u64>,
+) -> Result<BTreeMap<TenantId, u64>> {
+    let mut live = stored.clone();
+    for r in batch {
+        let used = live.entry(r.agent.tenant_id.clone()).or_insert(0);
+        if let Some(max) = r.max_agents
+            && *used >= max
+        {
+            return Err(Error::QuotaExceeded {
+                limit_kind: LimitKind::Agents,
+                tier: String::new(),
+                used: *used,
+                limit: max,
+            });
+        }
+        if r.agent.state != LifecycleState::Retired {
+            *used += 1;
+        }
+    }
+    Ok(live)
+}
 
 /// An agent with its client secrets ([`AgentStore::get_client`]), and its
 /// tenant when the backend read it in the same step.
@@ -59,6 +163,52 @@ pub trait AgentStore: Backend {
         secret: Option<&ClientSecret>,
         max_agents: Option<u64>,
     ) -> Result<()>;
+    /// Inserts a batch of agents with their first secrets, each as
+    /// [`create_agent`](Self::create_agent) would, in order (a record's
+    /// agent limit counts the live agents earlier in the batch), at most
+    /// [`MAX_AGENT_BATCH`] at once ([`check_agent_batch`]). An empty batch
+    /// does nothing.
+    ///
+    /// The backends of this project store a batch atomically: every agent
+    /// of it, with all its index entries, or none (the first failure is
+    /// returned), and concurrent registrations (single or bulk) never
+    /// exceed an agent limit.
+    ///
+    /// The default checks the batch ([`check_agent_batch`]), then whether
+    /// any id or name is taken and every agent limit
+    /// ([`count_agents`](Self::count_agents)), then creates the agents one
+    /// by one. Without concurrent writers that is all or nothing; a
+    /// registration racing it can still make a later agent fail after
+    /// earlier ones were stored (limits still hold: each create checks its
+    /// own). A backend with transactions overrides it.
+    async fn create_agents(&self, batch: &[NewAgentRecord]) -> Result<()> {
+        check_agent_batch(batch)?;
+        for r in batch {
+            match self.get_agent(&r.agent.id).await {
+                Ok(_) => return Err(Error::already_exists("agent")),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match self
+                .get_agent_by_name(&r.agent.tenant_id, &r.agent.name)
+                .await
+            {
+                Ok(_) => return Err(Error::already_exists("agent")),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut stored = BTreeMap::new();
+        for tenant in agent_batch_tenants(batch) {
+            stored.insert(tenant.clone(), self.count_agents(tenant).await?);
+        }
+        check_agent_batch_limits(batch, &stored)?;
+        for r in batch {
+            self.create_agent(&r.agent, r.secret.as_ref(), r.max_agents)
+                .await?;
+        }
+        Ok(())
+    }
     /// An agent by id (= client id).
     async fn get_agent(&self, id: &AgentId) -> Result<Agent>;
     /// The agent named `name` in `tenant`; `NotFound` if none. The default
@@ -298,6 +448,18 @@ mod tests {
         async fn revoke_client_secrets(&self, a: &AgentId, at: Timestamp) -> Result<u64> {
             self.0.revoke_client_secrets(a, at).await
         }
+    }
+
+    /// The default bulk registration (checks, then one create per agent)
+    /// passes every bulk check that has no concurrent writer.
+    #[tokio::test]
+    async fn the_default_bulk_registration_passes_the_suite() {
+        use crate::conformance::agent_store as suite;
+        let store = Walking::default();
+        suite::bulk_registration(&store).await;
+        suite::bulk_all_or_nothing(&store).await;
+        suite::bulk_agent_limit(&store).await;
+        suite::bulk_batch_limit(&store).await;
     }
 
     #[tokio::test]

@@ -53,7 +53,11 @@ use async_trait::async_trait;
 use crate::health::BackendHealth;
 
 pub use admin_keys::AdminKeyStore;
-pub use agents::{AgentStore, ClientRecord, IntrospectionRecord, introspection_record_in_process};
+pub use agents::{
+    AgentStore, ClientRecord, IntrospectionRecord, MAX_AGENT_BATCH, NewAgentRecord,
+    agent_batch_tenants, check_agent_batch, check_agent_batch_limits,
+    introspection_record_in_process,
+};
 pub use audit_log::AuditLog;
 pub use invitations::InvitationStore;
 pub use markers::MarkerStore;

@@ -1,5 +1,7 @@
 //! [`PostgresStore`]: every store trait on Postgres.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use sqlx::postgres::PgRow;
@@ -7,6 +9,9 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
 use sentryagent_core::BackendHealth;
+use sentryagent_core::store::{
+    NewAgentRecord, agent_batch_tenants, check_agent_batch, check_agent_batch_limits,
+};
 use sentryagent_core::{AdminKey, ClientSecret};
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, AgentStateCounts, Error, LifecycleState, LimitKind,
@@ -106,6 +111,49 @@ impl<'a> AgentRow<'a> {
             lexemes: search::lexemes(agent),
         })
     }
+}
+
+/// An agent row of a bulk insert, as one element of its JSON array.
+#[derive(serde::Serialize)]
+struct BulkAgentRow<'a> {
+    id: &'a str,
+    tenant_id: &'a str,
+    name: &'a str,
+    state: &'a str,
+    revision: i64,
+    in_marketplace: bool,
+    capabilities: &'a [String],
+    tags: &'a [String],
+    category: Option<&'a str>,
+    lexemes: Vec<String>,
+    doc: &'a Agent,
+}
+
+impl<'a> BulkAgentRow<'a> {
+    fn new(agent: &'a Agent) -> Result<Self> {
+        Ok(BulkAgentRow {
+            id: agent.id.as_str(),
+            tenant_id: agent.tenant_id.as_str(),
+            name: &agent.name,
+            state: agent.state.as_str(),
+            revision: to_i64(agent.revision, "revision")?,
+            in_marketplace: agent.is_in_marketplace(),
+            capabilities: &agent.capabilities,
+            tags: &agent.tags,
+            category: agent.category.as_deref(),
+            lexemes: search::lexemes(agent),
+            doc: agent,
+        })
+    }
+}
+
+/// A client-secret row of a bulk insert.
+#[derive(serde::Serialize)]
+struct BulkSecretRow<'a> {
+    id: &'a str,
+    agent_id: &'a str,
+    revoked: bool,
+    doc: &'a ClientSecret,
 }
 
 impl PostgresStore {
@@ -319,6 +367,121 @@ impl AgentStore for PostgresStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(unique("client_secret"))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// One transaction per batch: advisory locks on the tenants whose
+    /// limit is checked (in a fixed order), one multi-row `INSERT` of the
+    /// agents and one of their secrets (rows passed as one JSON array),
+    /// then the live-agent counts of the batch's tenants checked against
+    /// the limits; a violation rolls everything back.
+    async fn create_agents(&self, batch: &[NewAgentRecord]) -> Result<()> {
+        check_agent_batch(batch)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rows = batch
+            .iter()
+            .map(|r| BulkAgentRow::new(&r.agent))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = &Json(rows);
+        let secrets = &Json(
+            batch
+                .iter()
+                .filter_map(|r| r.secret.as_ref())
+                .map(|s| BulkSecretRow {
+                    id: s.id.as_str(),
+                    agent_id: s.agent_id.as_str(),
+                    revoked: s.revoked_at.is_some(),
+                    doc: s,
+                })
+                .collect::<Vec<_>>(),
+        );
+        let tenants: Vec<&str> = agent_batch_tenants(batch)
+            .into_iter()
+            .map(TenantId::as_str)
+            .collect();
+        let tenants = &tenants;
+        let limited = batch.iter().any(|r| r.max_agents.is_some());
+        let mut locks: Vec<i32> = batch
+            .iter()
+            .filter(|r| r.max_agents.is_some())
+            .map(|r| lock_key(self.db.schema(), r.agent.tenant_id.as_str()))
+            .collect();
+        locks.sort_unstable();
+        locks.dedup();
+        let locks = &locks;
+        self.db
+            .run(|| async move {
+                let mut tx = self.db.pool.begin().await?;
+                for lock in locks {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+                        .bind(LOCK_AGENT_LIMIT)
+                        .bind(*lock)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO agents (id, tenant_id, name, state, revision, in_marketplace, \
+                     capabilities, tags, category, search, doc) \
+                     SELECT r->>'id', r->>'tenant_id', r->>'name', r->>'state', \
+                     (r->>'revision')::bigint, (r->>'in_marketplace')::boolean, \
+                     ARRAY(SELECT jsonb_array_elements_text(r->'capabilities')), \
+                     ARRAY(SELECT jsonb_array_elements_text(r->'tags')), r->>'category', \
+                     array_to_tsvector(ARRAY(SELECT jsonb_array_elements_text(r->'lexemes'))), \
+                     r->'doc' \
+                     FROM jsonb_array_elements($1::jsonb) AS r",
+                )
+                .bind(rows)
+                .execute(&mut *tx)
+                .await
+                .map_err(unique("agent"))?;
+                if !secrets.0.is_empty() {
+                    sqlx::query(
+                        "INSERT INTO client_secrets (id, agent_id, revoked, doc) \
+                         SELECT s->>'id', s->>'agent_id', (s->>'revoked')::boolean, s->'doc' \
+                         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(s, n) \
+                         ORDER BY n",
+                    )
+                    .bind(secrets)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unique("client_secret"))?;
+                }
+                if limited {
+                    // Live agents now stored, the batch's own included.
+                    let counted: Vec<(String, i64)> = sqlx::query_as(
+                        "SELECT tenant_id, count(*) FROM agents \
+                         WHERE tenant_id = ANY($1) AND state <> 'retired' GROUP BY tenant_id",
+                    )
+                    .bind(tenants)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut stored = BTreeMap::new();
+                    for (tenant, n) in counted {
+                        let tenant = TenantId::parse(&tenant).map_err(|_| Error::Internal {
+                            message: format!(
+                                "postgres: an agent has the invalid tenant id {tenant:?}"
+                            ),
+                            source: None,
+                        })?;
+                        stored.insert(tenant, to_u64(n)?);
+                    }
+                    for r in batch {
+                        if r.agent.state != LifecycleState::Retired
+                            && let Some(n) = stored.get_mut(&r.agent.tenant_id)
+                        {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                    if let Err(e) = check_agent_batch_limits(batch, &stored) {
+                        tx.rollback().await?;
+                        return Err(e.into());
+                    }
                 }
                 tx.commit().await?;
                 Ok(())

@@ -156,6 +156,27 @@
 //! runtime nothing is reopened: a degraded database needs a new
 //! [`SledBackend::open`] after every handle to it was dropped.
 //!
+//! # Memory: the page cache
+//!
+//! sled keeps recently used pages in a cache of 1 GiB by default; once the
+//! database is larger than that, the cache is most of the process's
+//! resident memory. [`SledOptions::cache_capacity`] sets it
+//! (`sled://PATH?cache_mb=128` in a URL, [`SledBackend::open_with`] in
+//! code); a reopen after an I/O error keeps it. Pages that fall out of it
+//! are read again from the file (usually from the operating system's file
+//! cache, which is not counted in the process's resident memory). Measured
+//! resident memory of the server by database size and cache is in
+//! docs/benchmarks.md ("One million agents", `loadtest/rss_1m.sh`).
+//!
+//! # Bulk registration
+//!
+//! [`AgentStore::create_agents`](sentryagent_core::AgentStore::create_agents)
+//! writes a batch (at most
+//! [`MAX_AGENT_BATCH`](sentryagent_core::MAX_AGENT_BATCH) agents) in one
+//! transaction over the same trees as a single registration, and flushes
+//! once: every agent with all its index entries, the live-agent counters
+//! checked against each record's limit, or nothing.
+//!
 //! # Retention
 //!
 //! - Markers live until their expiry; `purge_markers` removes expired ones
@@ -198,6 +219,79 @@ use codec::sled_error;
 /// The on-disk format this version reads and writes.
 const FORMAT: &[u8] = b"sentryagent-sled/1";
 
+/// How to open a sled database ([`SledBackend::open_with`]); in a URL,
+/// `sled://PATH?cache_mb=N` ([`SledOptions::from_url`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SledOptions {
+    /// sled's page cache, in bytes; `None` keeps sled's default
+    /// ([`SledOptions::DEFAULT_CACHE_CAPACITY`], 1 GiB).
+    ///
+    /// The cache holds recently used pages of every tree; it is the bulk of
+    /// the process's resident memory once the database is larger than it.
+    /// A smaller cache bounds that memory at the price of more reads from
+    /// the operating system's file cache (reads that miss it decode the
+    /// page again).
+    pub cache_capacity: Option<u64>,
+}
+
+impl SledOptions {
+    /// sled's default page cache: 1 GiB.
+    pub const DEFAULT_CACHE_CAPACITY: u64 = 1024 * 1024 * 1024;
+    /// The largest `cache_mb` a URL may give (1 TiB).
+    pub const MAX_CACHE_MB: u64 = 1024 * 1024;
+
+    /// Options with a page cache of `bytes`.
+    pub fn with_cache_capacity(mut self, bytes: u64) -> Self {
+        self.cache_capacity = Some(bytes);
+        self
+    }
+
+    /// The page cache size these options open with.
+    pub fn effective_cache_capacity(&self) -> u64 {
+        self.cache_capacity.unwrap_or(Self::DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// Splits a `sled://PATH[?cache_mb=N]` URL into its directory and its
+    /// options. `cache_mb` is the page cache in MiB (1 to
+    /// [`MAX_CACHE_MB`](Self::MAX_CACHE_MB)); any other parameter is
+    /// [`Error::Invalid`]. The path is the text between `sled://` and the
+    /// first `?`, as is (no percent-decoding).
+    pub fn from_url(url: &str) -> Result<(String, SledOptions)> {
+        let rest = url
+            .strip_prefix("sled://")
+            .ok_or_else(|| Error::invalid("url", "a sled URL starts with sled://"))?;
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        let mut options = SledOptions::default();
+        if let Some(query) = query {
+            let mut params = crate::url_params::Params::split(&format!("?{query}"))?;
+            if let Some(v) = params.take("cache_mb")? {
+                let mb: u64 = crate::url_params::parse_number("cache_mb", &v)?;
+                if mb == 0 || mb > Self::MAX_CACHE_MB {
+                    return Err(Error::invalid(
+                        "url",
+                        format!("`cache_mb` must be 1 to {}", Self::MAX_CACHE_MB),
+                    ));
+                }
+                options.cache_capacity = Some(mb * 1024 * 1024);
+            }
+            let unknown = params.rest();
+            if !unknown.is_empty() {
+                return Err(Error::invalid(
+                    "url",
+                    format!(
+                        "unknown sled URL parameter in `{}` (known: cache_mb)",
+                        unknown.trim_start_matches('?')
+                    ),
+                ));
+            }
+        }
+        Ok((path.to_owned(), options))
+    }
+}
+
 /// Databases this process has open, by canonical path.
 static OPEN: Mutex<BTreeMap<PathBuf, Weak<Shared>>> = Mutex::new(BTreeMap::new());
 
@@ -218,6 +312,8 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     /// The last I/O error that degraded the database (for `health()`).
     last_error: Mutex<Option<String>>,
+    /// sled's page cache size in bytes, as opened (and reopened).
+    cache_capacity: u64,
 }
 
 /// One open handle of the database and its trees.
@@ -315,8 +411,9 @@ impl Trees {
 }
 
 impl Shared {
-    fn new(path: PathBuf, open: Open) -> Shared {
+    fn new(path: PathBuf, open: Open, cache_capacity: u64) -> Shared {
         Shared {
+            cache_capacity,
             path,
             slot: RwLock::new(Some(Arc::new(open))),
             degraded: AtomicBool::new(false),
@@ -489,7 +586,7 @@ impl Shared {
         let path = self.path.clone();
         let opened = tokio::task::spawn_blocking(move || {
             let shown = path.display().to_string();
-            open_handle(&path, &shown)
+            open_handle(&path, &shown, self.cache_capacity)
         })
         .await;
         match opened {
@@ -511,7 +608,8 @@ impl Shared {
             Ok(open) => open,
             Err(e) => return BackendHealth::down("sled", e),
         };
-        let mut h = Self::health_of(&open, &self.path, part);
+        let mut h = Self::health_of(&open, &self.path, part)
+            .with_detail("cache_capacity_bytes", self.cache_capacity);
         if self.degraded.load(Ordering::Acquire) {
             let why = self
                 .last_error
@@ -607,6 +705,15 @@ impl SledBackend {
     /// directory cannot be created or read, it is locked by another process,
     /// or it does not hold a sled database of this format.
     pub fn open(path: impl AsRef<Path>) -> Result<SledBackend> {
+        Self::open_with(path, &SledOptions::default())
+    }
+
+    /// Opens (creating if needed) the database in directory `path` with
+    /// `options`, as [`open`](Self::open) does. Options apply when this
+    /// process opens the directory first; opening it again returns the
+    /// open database, and an explicit cache size other than the one it was
+    /// opened with is [`Error::Invalid`].
+    pub fn open_with(path: impl AsRef<Path>, options: &SledOptions) -> Result<SledBackend> {
         let path = path.as_ref();
         if path.as_os_str().is_empty() {
             return Err(Error::invalid("path", "the sled directory path is empty"));
@@ -620,10 +727,23 @@ impl SledBackend {
         let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
         open.retain(|_, w| w.strong_count() > 0);
         if let Some(shared) = open.get(&canonical).and_then(Weak::upgrade) {
+            if let Some(asked) = options.cache_capacity
+                && asked != shared.cache_capacity
+            {
+                return Err(Error::invalid(
+                    "url",
+                    format!(
+                        "the sled database at {shown} is already open with a cache of {} bytes, \
+                         not {asked}: give every URL naming it the same cache_mb",
+                        shared.cache_capacity
+                    ),
+                ));
+            }
             return Ok(SledBackend { shared });
         }
-        let handle = open_handle(&canonical, &shown)?;
-        let shared = Arc::new(Shared::new(canonical.clone(), handle));
+        let capacity = options.effective_cache_capacity();
+        let handle = open_handle(&canonical, &shown, capacity)?;
+        let shared = Arc::new(Shared::new(canonical.clone(), handle, capacity));
         open.insert(canonical, Arc::downgrade(&shared));
         Ok(SledBackend { shared })
     }
@@ -631,6 +751,11 @@ impl SledBackend {
     /// The directory of the database (canonical).
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// sled's page cache size, in bytes, that the database was opened with.
+    pub fn cache_capacity(&self) -> u64 {
+        self.shared.cache_capacity
     }
 
     /// The agent store.
@@ -655,7 +780,7 @@ impl SledBackend {
     }
 }
 
-fn open_handle(canonical: &Path, shown: &str) -> Result<Open> {
+fn open_handle(canonical: &Path, shown: &str, cache_capacity: u64) -> Result<Open> {
     // sled recovers a damaged log by dropping everything from the first bad
     // record on, so a wholly damaged data file opens as an empty database.
     // A data file that held something but yields no format marker is
@@ -666,7 +791,10 @@ fn open_handle(canonical: &Path, shown: &str) -> Result<Open> {
     // lock before calling the directory busy.
     let deadline = Instant::now() + LOCK_WAIT;
     let db = loop {
-        match ::sled::Config::new().path(canonical).open() {
+        let config = ::sled::Config::new()
+            .path(canonical)
+            .cache_capacity(cache_capacity);
+        match config.open() {
             Err(e) if is_lock_error(&e) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }

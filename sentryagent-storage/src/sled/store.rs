@@ -1,7 +1,7 @@
 //! [`SledStore`]: every store trait on sled (layout and rules in the
 //! [module docs](super)).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -13,6 +13,9 @@ use async_trait::async_trait;
 
 use sentryagent_core::BackendHealth;
 use sentryagent_core::agent::agent_search_terms;
+use sentryagent_core::store::{
+    NewAgentRecord, agent_batch_tenants, check_agent_batch, check_agent_batch_limits,
+};
 use sentryagent_core::{AdminKey, ClientSecret};
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, AgentStateCounts, Error, LifecycleState, LimitKind,
@@ -157,6 +160,39 @@ fn corrupt(what: &str) -> Error {
 }
 
 /// The words under which an agent is indexed (none outside the marketplace).
+/// What `create_agents` writes for one agent, encoded before its
+/// transaction.
+struct BatchRow<'a> {
+    id: &'a [u8],
+    value: IVec,
+    secrets: IVec,
+    name_key: Vec<u8>,
+    tenant_key: Vec<u8>,
+    in_market: bool,
+    words: BTreeSet<String>,
+}
+
+impl<'a> BatchRow<'a> {
+    fn new(r: &'a NewAgentRecord) -> Result<Self> {
+        let agent = &r.agent;
+        let id = agent.id.as_str().as_bytes();
+        let tenant = agent.tenant_id.as_str().as_bytes();
+        Ok(BatchRow {
+            id,
+            value: encode("agent", agent)?.into(),
+            secrets: encode(
+                "client secrets",
+                &r.secret.iter().cloned().collect::<Vec<_>>(),
+            )?
+            .into(),
+            name_key: key(&[tenant, agent.name.as_bytes()]),
+            tenant_key: key(&[tenant, id]),
+            in_market: agent.is_in_marketplace(),
+            words: market_words(agent),
+        })
+    }
+}
+
 fn market_words(agent: &Agent) -> BTreeSet<String> {
     if agent.is_in_marketplace() {
         agent_search_terms(agent).into_iter().collect()
@@ -422,6 +458,69 @@ impl AgentStore for SledStore {
                 },
             )
             .map_err(|e| tx_error("create_agent", e))?;
+        self.durable().await
+    }
+
+    /// One transaction per batch over the trees `create_agent` writes:
+    /// every agent with all its index entries, the live-agent counters
+    /// checked against the limits, or nothing.
+    async fn create_agents(&self, batch: &[NewAgentRecord]) -> Result<()> {
+        check_agent_batch(batch)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rows = batch
+            .iter()
+            .map(BatchRow::new)
+            .collect::<Result<Vec<_>>>()?;
+        let tenants: Vec<TenantId> = agent_batch_tenants(batch).into_iter().cloned().collect();
+        let open = self.shared.open()?;
+        let t = &open.t;
+        (
+            &t.agents,
+            &t.agents_by_name,
+            &t.agents_by_tenant,
+            &t.live_agents,
+            &t.client_secrets,
+            &t.marketplace,
+            &t.marketplace_terms,
+        )
+            .transaction(
+                |(agents, names, by_tenant, live_agents, client_secrets, market, terms)| -> TxResult<()> {
+                    for r in &rows {
+                        if agents.get(r.id)?.is_some() || names.get(r.name_key.as_slice())?.is_some() {
+                            return abort(Error::already_exists("agent"));
+                        }
+                    }
+                    let mut stored = BTreeMap::new();
+                    for tenant in &tenants {
+                        let k = tenant.as_str().as_bytes();
+                        let n = counter("live agents", live_agents.get(k)?.as_deref()).or_abort()?;
+                        stored.insert(tenant.clone(), n);
+                    }
+                    let after = check_agent_batch_limits(batch, &stored).or_abort()?;
+                    for r in &rows {
+                        agents.insert(r.id, r.value.clone())?;
+                        names.insert(r.name_key.as_slice(), r.id)?;
+                        by_tenant.insert(r.tenant_key.as_slice(), EMPTY)?;
+                        client_secrets.insert(r.id, r.secrets.clone())?;
+                        if r.in_market {
+                            market.insert(r.id, EMPTY)?;
+                            for w in &r.words {
+                                terms.insert(key(&[w.as_bytes(), r.id]), EMPTY)?;
+                            }
+                        }
+                    }
+                    for (tenant, n) in &after {
+                        if stored.get(tenant) != Some(n) {
+                            live_agents.insert(tenant.as_str().as_bytes(), &n.to_be_bytes())?;
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| tx_error("create_agents", e))?;
+        drop(open);
         self.durable().await
     }
 
