@@ -31,7 +31,9 @@
 //! batches are skipped). `SENTRYAGENT_BENCH_1M_AGENTS` sets the number of
 //! agents (another count gets its own directory and schema, e.g.
 //! `sled-10000-v1`, `sa_bench_1m_10000`); `SENTRYAGENT_BENCH_1M_PREPARE_ONLY=1`
-//! builds the fixtures and measures nothing.
+//! builds the fixtures and measures nothing; `SENTRYAGENT_BENCH_1M_BACKENDS`
+//! (`sled`, `postgres` or both, comma-separated; default both) picks the
+//! backends.
 //!
 //! Time is wall time (the work includes sled's disk flushes and the
 //! Postgres server), async calls run on a current-thread Tokio runtime.
@@ -329,6 +331,13 @@ fn size() -> Size {
         agents.to_string()
     };
     Size { agents, label }
+}
+
+/// Whether `SENTRYAGENT_BENCH_1M_BACKENDS` (a comma-separated list,
+/// default every backend) names `backend`.
+fn wanted(backend: &str) -> bool {
+    std::env::var("SENTRYAGENT_BENCH_1M_BACKENDS")
+        .map_or(true, |v| v.split(',').any(|b| b.trim() == backend))
 }
 
 fn prepare_only() -> bool {
@@ -660,12 +669,16 @@ fn store_1m(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(1));
 
     #[cfg(feature = "sled")]
-    sled::bench(&mut g, &rt, &size);
+    if wanted("sled") {
+        sled::bench(&mut g, &rt, &size);
+    }
     #[cfg(not(feature = "sled"))]
     eprintln!("SKIPPED sled 1m ids: built without the `sled` feature");
 
     #[cfg(feature = "postgres")]
-    postgres::bench(&mut g, &rt, &size);
+    if wanted("postgres") {
+        postgres::bench(&mut g, &rt, &size);
+    }
     #[cfg(not(feature = "postgres"))]
     eprintln!(
         "SKIPPED postgres 1m ids: built without the `postgres` feature (cargo bench --features postgres)"
