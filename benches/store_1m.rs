@@ -228,7 +228,7 @@ fn tenant(t: usize, label: &str) -> Tenant {
         publisher: Publisher {
             display_name: format!("Publisher {t}"),
             website: None,
-            verified: t % 3 == 0,
+            verified: t.is_multiple_of(3),
         },
         allowed_audiences: vec![],
         settings: Default::default(),
