@@ -229,6 +229,7 @@ fn tenant(t: usize, label: &str) -> Tenant {
             display_name: format!("Publisher {t}"),
             website: None,
             verified: t.is_multiple_of(3),
+            verification: None,
         },
         allowed_audiences: vec![],
         settings: Default::default(),
