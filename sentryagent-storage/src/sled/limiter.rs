@@ -128,7 +128,8 @@ impl SledRateLimiter {
         use ::sled::transaction::{ConflictableTransactionError, TransactionError};
         validate_checks(checks)?;
         let now = self.clock.now().unix_micros();
-        let tree = &self.shared.t.rate_limits;
+        let open = self.shared.open()?;
+        let tree = &open.t.rate_limits;
         let result = tree.transaction(|tx| {
             let mut tats = Vec::with_capacity(checks.len());
             let mut new_key = false;

@@ -584,9 +584,10 @@ impl Shared {
             let _ = tokio::task::spawn_blocking(move || drop(old)).await;
         }
         let path = self.path.clone();
+        let capacity = self.cache_capacity;
         let opened = tokio::task::spawn_blocking(move || {
             let shown = path.display().to_string();
-            open_handle(&path, &shown, self.cache_capacity)
+            open_handle(&path, &shown, capacity)
         })
         .await;
         match opened {
