@@ -47,6 +47,9 @@
 //! | `client_secrets` | agent id | the agent's secrets, oldest first |
 //! | `marketplace` | agent id of every public listed/active agent | ∅ |
 //! | `marketplace_terms` | search word, 0, agent id (same agents) | ∅ |
+//! | `marketplace_keys` | directory key (`kind:value`), 0, agent id (same agents) | ∅ |
+//! | `marketplace_key_counts` | directory key | u64: agents with it |
+//! | `marketplace_publishers` | publisher key, 0, tenant id | ∅ |
 //! | `admin_keys` | key id | admin key |
 //! | `admin_keys_by_prefix` | visible prefix | key id |
 //! | `admin_keys_by_tenant` | tenant id (empty for operator keys), 0, key id | ∅ |
@@ -155,6 +158,7 @@
 mod cache;
 mod codec;
 mod limiter;
+mod marketplace;
 mod meter;
 mod people;
 mod store;
@@ -200,6 +204,9 @@ pub(crate) struct Trees {
     client_secrets: ::sled::Tree,
     marketplace: ::sled::Tree,
     marketplace_terms: ::sled::Tree,
+    marketplace_keys: ::sled::Tree,
+    marketplace_key_counts: ::sled::Tree,
+    marketplace_publishers: ::sled::Tree,
     admin_keys: ::sled::Tree,
     admin_keys_by_prefix: ::sled::Tree,
     admin_keys_by_tenant: ::sled::Tree,
@@ -235,6 +242,9 @@ impl Trees {
             client_secrets: db.open_tree("client_secrets")?,
             marketplace: db.open_tree("marketplace")?,
             marketplace_terms: db.open_tree("marketplace_terms")?,
+            marketplace_keys: db.open_tree("marketplace_keys")?,
+            marketplace_key_counts: db.open_tree("marketplace_key_counts")?,
+            marketplace_publishers: db.open_tree("marketplace_publishers")?,
             admin_keys: db.open_tree("admin_keys")?,
             admin_keys_by_prefix: db.open_tree("admin_keys_by_prefix")?,
             admin_keys_by_tenant: db.open_tree("admin_keys_by_tenant")?,
@@ -454,6 +464,7 @@ fn open_shared(canonical: &Path, shown: &str) -> Result<Shared> {
         }
         Err(e) => return Err(open_error(shown, e)),
     }
+    marketplace::build_index(&t)?;
     Ok(Shared {
         db,
         path: canonical.to_owned(),
