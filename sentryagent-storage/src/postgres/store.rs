@@ -52,8 +52,10 @@ const LOCK_AUDIT_CHAIN: i32 = 0x5341_0002;
 ///   <= now RETURNING`;
 /// - **marketplace**: a `tsvector` of the agent's words with a GIN index and
 ///   prefix `tsquery`s (see the `search` module), GIN indexes on
-///   capabilities and tags, cursor paging by id (never `OFFSET`); results are
-///   exactly [`MarketplaceQuery::matches`];
+///   capabilities and tags, the directory keys (`market_keys` with a GIN
+///   index, `agent_market_keys` for prefixes and counts; see the
+///   `directory` module), cursor paging by id (never `OFFSET`); results are
+///   exactly [`MarketplaceQuery::matches_listing`];
 /// - **audit queries**: by chain and sequence number (primary key) or time
 ///   (index `(chain, at, seq)`); the cursor is the sequence number.
 ///

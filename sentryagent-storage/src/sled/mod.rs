@@ -82,6 +82,11 @@
 //! | `invitations_by_hash` | token hash (32 bytes) | invitation id |
 //! | `invitations_by_tenant` | tenant id, 0, invitation id | ∅ |
 //!
+//! The directory trees (`marketplace_keys`, `marketplace_key_counts`,
+//! `marketplace_publishers`) are built from the agents and tenants at open
+//! when the `meta` key `marketplace_index` does not name their current
+//! layout (a database written before them); see the `marketplace` module.
+//!
 //! The audit chain of a tenant is keyed by its id, the system chain by the
 //! empty string. Marker keys are length-prefixed because a marker key (a
 //! token's `jti`) may contain any byte.
@@ -92,7 +97,9 @@
 //! over all the trees involved, so secondary indexes never disagree with the
 //! records: an agent, its name, its tenant listing, its first secret, the
 //! live-agent counter (checked against `max_agents` in the same
-//! transaction) and its marketplace entries are written together; an audit
+//! transaction) and its marketplace entries (words, directory keys and
+//! their counts) are written together; a tenant and its publisher keys
+//! too; an audit
 //! event is sealed ([`AuditEvent::seal`](sentryagent_core::AuditEvent::seal))
 //! after the head read in the transaction that stores it and moves the head.
 //! sled 0.34 serializes transactions (they hold a process-wide lock while
