@@ -192,9 +192,7 @@ fn agent(tenant: &TenantId, i: usize, did: &str) -> (Agent, ClientSecret) {
         version: "1.0.0".into(),
         capabilities: (0..3)
             .map(|k| CAPABILITIES[(i * 7 + k * 3) % CAPABILITIES.len()].to_owned())
-            .chain(std::iter::once(
-                oasf_skills()[i % OASF_SKILLS].name.clone(),
-            ))
+            .chain(std::iter::once(oasf_skills()[i % OASF_SKILLS].name.clone()))
             .collect(),
         tags: vec![w(2).to_owned(), w(13).to_owned()],
         category: Some(w(19).to_owned()),
@@ -409,7 +407,11 @@ fn bench_directory<'a, M: Measurement>(
         filled();
         b.to_async(rt).iter(|| async {
             let mut n = 0;
-            for kind in [IndexKind::Category, IndexKind::Capability, IndexKind::SkillName] {
+            for kind in [
+                IndexKind::Category,
+                IndexKind::Capability,
+                IndexKind::SkillName,
+            ] {
                 n += store.marketplace_counts(kind).await.expect("counts").len();
             }
             n

@@ -51,6 +51,9 @@ async fn names(s: &Server, pairs: &[(&str, &str)], limit: usize) -> Vec<String> 
     panic!("paging does not end");
 }
 
+/// Query pairs.
+type Pairs = Vec<(&'static str, String)>;
+
 fn search_path(pairs: &[(&str, &str)]) -> String {
     format!("/v1/marketplace/agents?{}", serde_urlencoded(pairs))
 }
@@ -130,7 +133,7 @@ async fn every_directory_query_kind_over_http() {
         v.extend(extra.iter().cloned());
         v
     };
-    let cases: Vec<(Vec<(&str, String)>, Vec<String>)> = vec![
+    let cases: Vec<(Pairs, Vec<String>)> = vec![
         (scoped(&[]), set(&[&alpha, &alphabet, &beta])),
         (
             scoped(&[("agent", ids[1].to_uppercase())]),

@@ -137,6 +137,9 @@ pub(super) fn build_index(t: &Trees) -> Result<()> {
     Ok(())
 }
 
+/// Index keys with their counts.
+type KeyCounts = Vec<(Vec<u8>, u64)>;
+
 /// Where a search takes its candidates from.
 enum Driver {
     /// The agents of one index key.
@@ -237,7 +240,7 @@ impl SledStore {
 
     /// The index keys starting with `p` (from the counts tree) with their
     /// counts; `None` when there are more than `max`.
-    fn keys_with_prefix(&self, p: &str, max: usize) -> Result<Option<Vec<(Vec<u8>, u64)>>> {
+    fn keys_with_prefix(&self, p: &str, max: usize) -> Result<Option<KeyCounts>> {
         let mut out = Vec::new();
         for item in self
             .shared
