@@ -14,7 +14,15 @@
 //! secret, into a store that keeps growing), `<backend>_lookup_by_client_id`
 //! (among 100k agents) and `<backend>_marketplace_search_100k` (a text query
 //! and a capability filter over 100k listed public agents, first page; the
-//! in-memory id is `marketplace_search_100k`).
+//! in-memory id is `marketplace_search_100k`). For sled and Postgres, the
+//! directory query kinds over the same agents:
+//! `<backend>_marketplace_search_skill_100k` (an OASF skill id),
+//! `<backend>_marketplace_search_verified_100k` (verified publishers only),
+//! `<backend>_marketplace_search_and_100k` (name prefix, skill id and
+//! verified together), first page each, and
+//! `<backend>_marketplace_categories_100k` (the counts of categories,
+//! capabilities and OASF skills that `GET /v1/marketplace/categories`
+//! reads).
 
 use std::cell::OnceCell;
 use std::sync::Arc;
@@ -31,6 +39,7 @@ use sentryagent::{
 };
 use sentryagent::{BillingInfo, Publisher};
 use sentryagent_core::conformance::kit;
+use sentryagent_core::marketplace_index::IndexKind;
 use support::{ThreadCpuTime, cpu_time_criterion};
 use tokio::runtime::Runtime;
 
@@ -41,6 +50,23 @@ mod support;
 const AGENTS: usize = 100_000;
 /// Agents created at once while filling a store.
 const FILL_CONCURRENCY: usize = 32;
+/// Publishers (tenants) the agents are spread over; every other one is
+/// verified.
+const PUBLISHERS: usize = 100;
+/// OASF skills the agents are given (one each, in turn, as a fourth
+/// capability by its full name).
+const OASF_SKILLS: usize = 20;
+
+/// The OASF skills of the generated agents: the first [`OASF_SKILLS`]
+/// nested skills of the shipped taxonomy.
+fn oasf_skills() -> Vec<&'static sentryagent_core::oasf::TaxonomyClass> {
+    sentryagent_core::oasf::taxonomy()
+        .skills
+        .iter()
+        .filter(|s| s.name.matches('/').count() >= 1)
+        .take(OASF_SKILLS)
+        .collect()
+}
 
 /// Words the generated agents are described with.
 const WORDS: [&str; 40] = [
@@ -117,6 +143,11 @@ fn runtime() -> Runtime {
 }
 
 fn tenant() -> Tenant {
+    publisher(false)
+}
+
+/// A tenant whose publisher is `verified` or not.
+fn publisher(verified: bool) -> Tenant {
     let at = kit::EPOCH;
     let id = TenantId::generate();
     Tenant {
@@ -129,7 +160,7 @@ fn tenant() -> Tenant {
         publisher: Publisher {
             display_name: "Acme".into(),
             website: None,
-            verified: false,
+            verified,
             verification: None,
         },
         allowed_audiences: vec![],
@@ -161,6 +192,7 @@ fn agent(tenant: &TenantId, i: usize, did: &str) -> (Agent, ClientSecret) {
         version: "1.0.0".into(),
         capabilities: (0..3)
             .map(|k| CAPABILITIES[(i * 7 + k * 3) % CAPABILITIES.len()].to_owned())
+            .chain(std::iter::once(oasf_skills()[i % OASF_SKILLS].name.clone()))
             .collect(),
         tags: vec![w(2).to_owned(), w(13).to_owned()],
         category: Some(w(19).to_owned()),
@@ -187,15 +219,19 @@ fn agent(tenant: &TenantId, i: usize, did: &str) -> (Agent, ClientSecret) {
     (agent, secret)
 }
 
-/// Fills `store` with a tenant and `n` listed agents (created
+/// Fills `store` with [`PUBLISHERS`] tenants (every other one verified)
+/// and `n` listed agents spread over them in turn (created
 /// [`FILL_CONCURRENCY`] at a time); returns their ids.
 fn fill(rt: &Runtime, store: &Arc<dyn IdpStore>, n: usize, did: &str) -> Vec<AgentId> {
-    let t = tenant();
+    let tenants: Vec<Tenant> = (0..PUBLISHERS).map(|i| publisher(i % 2 == 0)).collect();
+    let tenants = &tenants;
     rt.block_on(async {
-        store.create_tenant(&t).await.expect("tenant");
+        for t in tenants {
+            store.create_tenant(t).await.expect("tenant");
+        }
         stream::iter(0..n)
             .map(|i| {
-                let (a, s) = agent(&t.id, i, did);
+                let (a, s) = agent(&tenants[i % PUBLISHERS].id, i, did);
                 async move {
                     store.create_agent(&a, Some(&s), None).await.expect("agent");
                     a.id
@@ -279,6 +315,10 @@ fn bench_backend<M: Measurement>(
         })
     });
 
+    if backend != "memory" {
+        bench_directory(g, rt, backend, &store, &filled);
+    }
+
     // Registration: one agent with its first client secret, into the store
     // (which keeps growing during the run, as a real one does).
     let t = tenant();
@@ -301,6 +341,81 @@ fn bench_backend<M: Measurement>(
             },
             BatchSize::SmallInput,
         )
+    });
+}
+
+/// The directory ids of one backend (see the crate docs), on the filled
+/// store.
+fn bench_directory<'a, M: Measurement>(
+    g: &mut BenchmarkGroup<'_, M>,
+    rt: &Runtime,
+    backend: &str,
+    store: &Arc<dyn IdpStore>,
+    filled: &dyn Fn() -> &'a Vec<AgentId>,
+) {
+    // Skill 4 is on agents 4, 24, 44, ... (all of verified publishers);
+    // names start with `scraper` on agents 4, 44, 84, ...: the AND query
+    // matches 2,500 agents.
+    let skill = oasf_skills()[4];
+    let searches = [
+        (
+            "skill",
+            MarketplaceQuery {
+                skill_id: Some(skill.id.to_string()),
+                ..Default::default()
+            },
+        ),
+        (
+            "verified",
+            MarketplaceQuery {
+                verified: Some(true),
+                ..Default::default()
+            },
+        ),
+        (
+            "and",
+            MarketplaceQuery {
+                name: Some("scraper*".into()),
+                skill_id: Some(skill.id.to_string()),
+                verified: Some(true),
+                ..Default::default()
+            },
+        ),
+    ];
+    let page = PageRequest::default();
+    for (kind, query) in searches {
+        g.bench_function(format!("{backend}_marketplace_search_{kind}_100k"), |b| {
+            filled();
+            let found = rt
+                .block_on(store.search_marketplace(&query, &page))
+                .expect("search");
+            eprintln!(
+                "{backend}: the {kind} search's first page has {} agents (more: {})",
+                found.items.len(),
+                found.next_cursor.is_some()
+            );
+            assert!(!found.items.is_empty(), "the {kind} query matches agents");
+            b.to_async(rt).iter(|| async {
+                store
+                    .search_marketplace(std::hint::black_box(&query), &page)
+                    .await
+                    .expect("search")
+            })
+        });
+    }
+    g.bench_function(format!("{backend}_marketplace_categories_100k"), |b| {
+        filled();
+        b.to_async(rt).iter(|| async {
+            let mut n = 0;
+            for kind in [
+                IndexKind::Category,
+                IndexKind::Capability,
+                IndexKind::SkillName,
+            ] {
+                n += store.marketplace_counts(kind).await.expect("counts").len();
+            }
+            n
+        })
     });
 }
 

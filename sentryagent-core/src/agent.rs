@@ -252,6 +252,13 @@ impl Agent {
 }
 
 /// The marketplace query (public agents, listed or active).
+///
+/// Every filter given must match (AND). The directory filters (`agent`
+/// to `annotation`) compare without regard to case, exactly, or as a prefix
+/// when the value ends with `*`; they match the agent's OASF record
+/// ([`crate::oasf::record`]) through the keys of
+/// [`crate::marketplace_index`]. [`validate`](Self::validate) refuses
+/// empty, too long or malformed values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarketplaceQuery {
     /// Words matched (case-insensitively, all of them) against name,
@@ -265,6 +272,42 @@ pub struct MarketplaceQuery {
     pub category: Option<String>,
     /// Must be published by this tenant.
     pub publisher: Option<TenantId>,
+    /// The agent's id.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The agent's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The agent's version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The id of an OASF skill of one of its capabilities (digits).
+    #[serde(default)]
+    pub skill_id: Option<String>,
+    /// The name of an OASF skill of one of its capabilities
+    /// (`ai_ml_engineering/agent_development/agent_memory`).
+    #[serde(default)]
+    pub skill_name: Option<String>,
+    /// A locator of its OASF record, as a path below the issuer
+    /// (`/v1/marketplace/agents/<id>`, or that followed by
+    /// `/agent-card.json`); [`Idp::search_marketplace`](crate::Idp::search_marketplace)
+    /// also takes absolute URLs under its issuer.
+    #[serde(default)]
+    pub locator: Option<String>,
+    /// The OASF domain of its category, by name or id.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The publisher's display name or slug.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// `Some(true)`: verified publishers only; `Some(false)`: unverified
+    /// ones only.
+    #[serde(default)]
+    pub verified: Option<bool>,
+    /// An annotation of its OASF record, `key=value` (a trailing `*` makes
+    /// the value a prefix).
+    #[serde(default)]
+    pub annotation: Option<String>,
 }
 
 impl MarketplaceQuery {
@@ -273,19 +316,28 @@ impl MarketplaceQuery {
         search_terms(self.text.as_deref().unwrap_or(""))
     }
 
-    /// Whether `agent` matches (used by backends that filter in process).
-    /// To test many agents, prepare the query once with
-    /// [`matcher`](Self::matcher).
+    /// Whether `agent` matches (used by backends that filter in process),
+    /// for a query without publisher filters (`author`, `verified`,
+    /// publisher annotations): with them, use
+    /// [`matches_listing`](Self::matches_listing). To test many agents,
+    /// prepare the query once with [`matcher`](Self::matcher).
     pub fn matches(&self, agent: &Agent) -> bool {
         self.matcher().matches(agent)
     }
 
+    /// Whether `agent`, published by `tenant`, matches. Without the tenant
+    /// (`None`), a query with publisher filters matches nothing.
+    pub fn matches_listing(&self, agent: &Agent, tenant: Option<&crate::Tenant>) -> bool {
+        self.matcher().matches_listing(agent, tenant)
+    }
+
     /// The query prepared for testing many agents: its words split and
-    /// lowercased once.
+    /// lowercased once, its directory filters turned into index keys.
     pub fn matcher(&self) -> MarketplaceMatcher<'_> {
         MarketplaceMatcher {
             query: self,
             terms: self.terms(),
+            directory: self.directory_plan(),
         }
     }
 }
@@ -296,12 +348,52 @@ impl MarketplaceQuery {
 pub struct MarketplaceMatcher<'a> {
     query: &'a MarketplaceQuery,
     terms: Vec<String>,
+    directory: crate::marketplace_index::IndexPlan,
 }
 
 impl MarketplaceMatcher<'_> {
     /// Whether `agent` matches: the same answer as
     /// [`MarketplaceQuery::matches`], without allocating for ASCII words.
     pub fn matches(&self, agent: &Agent) -> bool {
+        self.matches_listing(agent, None)
+    }
+
+    /// Whether the query filters on the publisher (then
+    /// [`matches_listing`](Self::matches_listing) needs the tenant).
+    pub fn filters_publisher(&self) -> bool {
+        !self.directory.publisher.is_empty()
+    }
+
+    /// Whether `agent`, published by `tenant`, matches: the same answer as
+    /// [`MarketplaceQuery::matches_listing`].
+    pub fn matches_listing(&self, agent: &Agent, tenant: Option<&crate::Tenant>) -> bool {
+        if !self.matches_agent(agent) {
+            return false;
+        }
+        if !self.directory.agent.is_empty() {
+            let keys = crate::marketplace_index::agent_keys(agent);
+            if !self.directory.agent.iter().all(|m| m.matches_any(&keys)) {
+                return false;
+            }
+        }
+        if !self.directory.publisher.is_empty() {
+            let Some(tenant) = tenant.filter(|t| t.id == agent.tenant_id) else {
+                return false;
+            };
+            let keys = crate::marketplace_index::publisher_keys(tenant);
+            if !self
+                .directory
+                .publisher
+                .iter()
+                .all(|m| m.matches_any(&keys))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn matches_agent(&self, agent: &Agent) -> bool {
         let q = self.query;
         if !agent.is_in_marketplace() {
             return false;

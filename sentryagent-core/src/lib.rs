@@ -30,6 +30,7 @@ mod ids;
 pub mod jcs;
 pub mod jose;
 mod keys;
+pub mod marketplace_index;
 #[doc(hidden)]
 pub mod memory;
 pub mod oasf;
@@ -84,9 +85,9 @@ pub use idp::{
     ATTESTATION_TYP, Admission, AgentPatch, AgentUsageRow, AuditTail, BADGE_RENEWAL, BADGE_TYPE,
     BillingOutcome, Caller, CategoryCount, CheckOutcome, CredentialVerification,
     DOMAIN_PROOF_ATTEMPTS, DailyCount, Ed25519PrivateJwk, Idp, IdpBuilder, IdpConfig, LimitUsage,
-    MAX_TRUST_POLICIES, MarketplaceCategories, NewAgent, PublisherUpdate, RegisteredAgent,
-    SECRET_HASH_KEY_SETTING, STATUS_LIST_BITS, STATUS_LIST_PATH, SkillCount, Subscription,
-    TenantUpdate, UsageSummary,
+    MAX_TRUST_POLICIES, MarketplaceCategories, NewAgent, OasfSkillCount, PublisherUpdate,
+    RegisteredAgent, SECRET_HASH_KEY_SETTING, STATUS_LIST_BITS, STATUS_LIST_PATH, SkillCount,
+    Subscription, TenantUpdate, UsageSummary,
 };
 pub use ids::{
     AdminKeyId, AgentId, InvitationId, SecretId, SessionId, TenantId, TrustPolicyId, UserId,

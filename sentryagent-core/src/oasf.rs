@@ -224,37 +224,14 @@ pub struct Descriptor {
     pub urls: Vec<String>,
 }
 
-/// The OASF record of a marketplace agent published by `tenant`, with its
-/// entry at `entry_url` and its signed A2A card `card` served at
-/// `card_url`.
-pub fn record(
-    agent: &Agent,
-    tenant: &Tenant,
-    entry_url: &str,
-    card_url: &str,
-    card: Value,
-) -> Record {
+/// The annotations of an agent's [`Record`] that come from the agent
+/// itself: its id, DID, state, last change, tags, and the capabilities and
+/// category without an OASF class (see the module docs).
+pub fn agent_annotations(agent: &Agent) -> BTreeMap<String, String> {
     let t = taxonomy();
-    let mut skills: Vec<ClassRef> = Vec::new();
-    let mut unmapped = Vec::new();
-    for c in &agent.capabilities {
-        match t.skill_for(c) {
-            Some(s) if !skills.iter().any(|k| k.id == s.id) => skills.push(ClassRef {
-                id: s.id,
-                name: s.name.clone(),
-            }),
-            Some(_) => {}
-            None => unmapped.push(c.as_str()),
-        }
-    }
     let mut annotations = BTreeMap::from([
         ("sentryagent.agent_id".to_owned(), agent.id.to_string()),
         ("sentryagent.did".to_owned(), agent.did.clone()),
-        ("sentryagent.publisher".to_owned(), tenant.slug.clone()),
-        (
-            "sentryagent.publisher_verified".to_owned(),
-            tenant.publisher.verified.to_string(),
-        ),
         (
             "sentryagent.state".to_owned(),
             agent.state.as_str().to_owned(),
@@ -267,21 +244,73 @@ pub fn record(
     if !agent.tags.is_empty() {
         annotations.insert("sentryagent.tags".into(), agent.tags.join(" "));
     }
+    let unmapped: Vec<&str> = agent
+        .capabilities
+        .iter()
+        .filter(|c| t.skill_for(c).is_none())
+        .map(String::as_str)
+        .collect();
     if !unmapped.is_empty() {
         annotations.insert(UNMAPPED_CAPABILITIES.into(), unmapped.join(" "));
     }
-    let mut domains = Vec::new();
-    if let Some(category) = &agent.category {
-        match t.domain_for(category) {
-            Some(d) => domains.push(ClassRef {
-                id: d.id,
-                name: d.name.clone(),
-            }),
-            None => {
-                annotations.insert(UNMAPPED_CATEGORY.into(), category.clone());
-            }
+    if let Some(category) = &agent.category
+        && t.domain_for(category).is_none()
+    {
+        annotations.insert(UNMAPPED_CATEGORY.into(), category.clone());
+    }
+    annotations
+}
+
+/// Annotation naming the publisher (its slug).
+pub const PUBLISHER: &str = "sentryagent.publisher";
+
+/// Annotation saying whether the publisher is verified (`true`/`false`).
+pub const PUBLISHER_VERIFIED: &str = "sentryagent.publisher_verified";
+
+/// The annotations of a [`Record`] that come from the publisher:
+/// [`PUBLISHER`] and [`PUBLISHER_VERIFIED`].
+pub fn publisher_annotations(tenant: &Tenant) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (PUBLISHER.to_owned(), tenant.slug.clone()),
+        (
+            PUBLISHER_VERIFIED.to_owned(),
+            tenant.publisher.verified.to_string(),
+        ),
+    ])
+}
+
+/// The OASF record of a marketplace agent published by `tenant`, with its
+/// entry at `entry_url` and its signed A2A card `card` served at
+/// `card_url`.
+pub fn record(
+    agent: &Agent,
+    tenant: &Tenant,
+    entry_url: &str,
+    card_url: &str,
+    card: Value,
+) -> Record {
+    let t = taxonomy();
+    let mut skills: Vec<ClassRef> = Vec::new();
+    for s in agent.capabilities.iter().filter_map(|c| t.skill_for(c)) {
+        if !skills.iter().any(|k| k.id == s.id) {
+            skills.push(ClassRef {
+                id: s.id,
+                name: s.name.clone(),
+            });
         }
     }
+    let mut annotations = agent_annotations(agent);
+    annotations.extend(publisher_annotations(tenant));
+    let domains: Vec<ClassRef> = agent
+        .category
+        .as_deref()
+        .and_then(|c| t.domain_for(c))
+        .map(|d| ClassRef {
+            id: d.id,
+            name: d.name.clone(),
+        })
+        .into_iter()
+        .collect();
     let a2a_id = t.module(A2A_MODULE).map_or(0, |m| m.id);
     Record {
         name: agent.name.clone(),

@@ -26,7 +26,10 @@ use crate::views::{
     PublisherPage, PublisherView, TimedOut,
 };
 
-/// Searches public agents in the listed or active state.
+/// Searches public agents in the listed or active state: words, the
+/// exact filters, and the directory query kinds (agent, name, version,
+/// OASF skill id and name, locator, OASF domain, author, verified,
+/// annotation), all combined with AND; cursor paging by id.
 #[utoipa::path(
     get, path = "/v1/marketplace/agents", tag = "public", params(MarketplaceParams),
     responses((status = 200, description = "a page of marketplace agents (with `ETag`)", body = Page<PublicAgent>), (status = 304, description = "not modified (conditional GET: `If-None-Match` or `If-Modified-Since`)"), AuthErrors, InputErrors)
@@ -42,6 +45,16 @@ pub(crate) async fn search(
         tag: q.tag,
         category: q.category,
         publisher: q.publisher,
+        agent: q.agent,
+        name: q.name,
+        version: q.version,
+        skill_id: q.skill_id,
+        skill_name: q.skill_name,
+        locator: q.locator,
+        domain: q.domain,
+        author: q.author,
+        verified: q.verified,
+        annotation: q.annotation,
     };
     let page = PageRequest {
         cursor: q.cursor,

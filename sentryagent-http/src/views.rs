@@ -305,7 +305,32 @@ pub(crate) struct MarketplaceParams {
     pub(crate) category: Option<String>,
     /// Publisher (tenant) id.
     pub(crate) publisher: Option<TenantId>,
-    /// Cursor from the previous page.
+    /// Agent id. This and the other directory filters below compare
+    /// without regard to case, exactly, or as a prefix when the value ends
+    /// with `*`; 1 to 200 characters.
+    pub(crate) agent: Option<String>,
+    /// Agent name.
+    pub(crate) name: Option<String>,
+    /// Agent version.
+    pub(crate) version: Option<String>,
+    /// OASF skill id of a capability (digits), as in the OASF record.
+    pub(crate) skill_id: Option<String>,
+    /// OASF skill name of a capability
+    /// (`ai_ml_engineering/agent_development/agent_memory`).
+    pub(crate) skill_name: Option<String>,
+    /// A locator of the OASF record: the entry or card URL (or its path
+    /// below the issuer).
+    pub(crate) locator: Option<String>,
+    /// OASF domain of the category, by name or id.
+    pub(crate) domain: Option<String>,
+    /// Publisher display name or slug.
+    pub(crate) author: Option<String>,
+    /// `true`: verified publishers only; `false`: unverified ones only.
+    pub(crate) verified: Option<bool>,
+    /// An OASF record annotation, `key=value` (`sentryagent.tags=finance`;
+    /// a trailing `*` makes the value a prefix).
+    pub(crate) annotation: Option<String>,
+    /// Opaque cursor: `next_cursor` of the previous page (same filters).
     pub(crate) cursor: Option<String>,
     /// Page size (1 to 500, default 50).
     pub(crate) limit: Option<usize>,

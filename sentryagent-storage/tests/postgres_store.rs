@@ -45,7 +45,7 @@ async fn postgres_migrations_run_concurrently_from_two_stores() {
             .unwrap();
             assert_eq!(
                 applied,
-                vec![(1, true), (2, true), (3, true), (4, true)],
+                vec![(1, true), (2, true), (3, true), (4, true), (5, true)],
                 "each migration applied once"
             );
             conn.close().await.unwrap();
@@ -394,4 +394,44 @@ async fn postgres_unreachable_server_is_unavailable() {
             .unwrap();
     let r = PostgresStore::connect(&options).await;
     assert!(matches!(r, Err(Error::Unavailable { .. })), "{r:?}");
+}
+
+/// Agents and tenants written before the directory migration (their
+/// `market_keys` NULL) are back-filled when a store connects: every query
+/// kind finds them, and later writes keep the index right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_marketplace_keys_are_backfilled() {
+    services::with_schema(
+        "postgres_marketplace_keys_are_backfilled",
+        |url, schema| async move {
+            let options = PostgresOptions::from_url(&url).unwrap();
+            let store = PostgresStore::connect(&options).await.unwrap();
+            let fixture = sentryagent_core::conformance::marketplace::seed(&store).await;
+            store.close().await;
+            let mut conn = sqlx::postgres::PgConnection::connect(&services::postgres_url())
+                .await
+                .unwrap();
+            for table in ["agents", "tenants"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE \"{schema}\".{table} SET market_keys = NULL"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+            let (left,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM \"{schema}\".agent_market_keys"
+            )))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(left, 0, "the trigger empties the key table with the keys");
+            conn.close().await.unwrap();
+            let store = PostgresStore::connect(&options).await.unwrap();
+            sentryagent_core::conformance::marketplace::finds(&store, &fixture).await;
+            sentryagent_core::conformance::marketplace::changes(&store, &fixture).await;
+            store.close().await;
+        },
+    )
+    .await;
 }

@@ -473,6 +473,11 @@ async fn sled_marketplace_index_equals_matches() {
             tag: (rng.below(6) == 0).then(|| (*rng.pick(WORDS)).to_owned()),
             category: (rng.below(5) == 0).then(|| "language".to_owned()),
             publisher: (rng.below(4) == 0).then(|| tenants[rng.below(2) as usize].id.clone()),
+            // Directory filters: a name prefix, a version, an annotation.
+            name: (rng.below(4) == 0).then(|| format!("{}*", &rng.pick(WORDS)[..2])),
+            version: (rng.below(8) == 0).then(|| "1.0.0".to_owned()),
+            annotation: (rng.below(8) == 0).then(|| "sentryagent.state=list*".to_owned()),
+            ..Default::default()
         };
         let want: Vec<_> = agents.values().filter(|a| q.matches(a)).cloned().collect();
         let size = 1 + rng.below(7) as usize;
@@ -552,4 +557,60 @@ async fn sled_cache_mb_url_parameter() {
     )
     .await;
     assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}");
+}
+
+/// A database written before the marketplace directory index (its trees
+/// and version marker absent) gets the index built at open: every query
+/// kind finds the agents stored before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sled_marketplace_index_is_built_for_older_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = {
+        let backend = SledBackend::open(dir.path()).unwrap();
+        let fixture = conformance::marketplace::seed(&backend.store()).await;
+        backend.flush().await.unwrap();
+        fixture
+    };
+    // Remove the index as an older version would have left the database.
+    let raw = {
+        let mut tries = 0;
+        loop {
+            match sled::Config::new().path(dir.path()).open() {
+                Ok(db) => break db,
+                Err(e) if tries < 200 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopen raw: {e}"),
+            }
+        }
+    };
+    for tree in [
+        "marketplace_keys",
+        "marketplace_key_counts",
+        "marketplace_publishers",
+    ] {
+        assert!(raw.drop_tree(tree).unwrap(), "{tree} existed");
+    }
+    raw.open_tree("meta")
+        .unwrap()
+        .remove("marketplace_index")
+        .unwrap()
+        .expect("the index version was recorded");
+    raw.flush().unwrap();
+    drop(raw);
+    let backend = SledBackend::open(dir.path()).unwrap();
+    let store = backend.store();
+    conformance::marketplace::finds(&store, &fixture).await;
+    let counts = store
+        .marketplace_counts(sentryagent_core::marketplace_index::IndexKind::Category)
+        .await
+        .unwrap();
+    assert!(
+        counts.contains(&(fixture.unmapped_category(), 1)),
+        "{counts:?}"
+    );
+    // The rebuilt index is kept right by later writes.
+    conformance::marketplace::changes(&store, &fixture).await;
 }

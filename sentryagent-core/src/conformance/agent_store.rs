@@ -858,6 +858,25 @@ pub async fn bulk_registration(store: &dyn AgentStore) {
         found == public,
         "the marketplace holds exactly the public listed agents of the batch"
     );
+    let first = &batch[0].agent;
+    let q = MarketplaceQuery {
+        tag: Some(tag.clone()),
+        name: Some(first.name.clone()),
+        ..Default::default()
+    };
+    let by_name: Vec<AgentId> = store
+        .search_marketplace(&q, &PageRequest::first(10))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    check!(
+        store,
+        by_name == vec![first.id.clone()],
+        "a bulk-registered agent is in the directory index (name filter): {by_name:?}"
+    );
     let again = batch_of(&ten.id, "bulk", 1);
     let r = store.create_agents(&again).await;
     check!(

@@ -34,6 +34,7 @@ pub mod audit_log;
 pub mod invitation_store;
 pub mod kit;
 pub mod marker_store;
+pub mod marketplace;
 pub mod membership_store;
 pub mod rate_limiter;
 pub mod session_store;

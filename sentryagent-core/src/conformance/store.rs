@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use super::{
-    admin_key_store, agent_store, audit_log, invitation_store, marker_store, membership_store,
-    sample_agent, sample_secret, sample_tenant, session_store, setting_store, signing_key_store,
-    tenant_store, trust_policy_store, user_store,
+    admin_key_store, agent_store, audit_log, invitation_store, marker_store, marketplace,
+    membership_store, sample_agent, sample_secret, sample_tenant, session_store, setting_store,
+    signing_key_store, tenant_store, trust_policy_store, user_store,
 };
 use crate::store::IdpStore;
 
-/// Runs the suite of each store trait, then [`client_record_tenant`].
+/// Runs the suite of each store trait and the marketplace directory suite
+/// ([`marketplace`]), then [`client_record_tenant`].
 pub async fn run_all(store: Arc<dyn IdpStore>) {
     tenant_store::run_all(store.clone()).await;
     agent_store::run_all(store.clone()).await;
@@ -24,6 +25,7 @@ pub async fn run_all(store: Arc<dyn IdpStore>) {
     session_store::run_all(store.clone()).await;
     invitation_store::run_all(store.clone()).await;
     trust_policy_store::run_all(store.clone()).await;
+    marketplace::run_all(store.clone()).await;
     client_record_tenant(store.as_ref()).await;
     introspection_record(store.as_ref()).await;
 }

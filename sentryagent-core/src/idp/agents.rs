@@ -702,19 +702,41 @@ impl Idp {
 
     // ---- public ----
 
-    /// Searches the marketplace (public agents, listed or active).
+    /// Searches the marketplace (public agents, listed or active), by id.
+    ///
+    /// Refuses, with [`Error::Invalid`] naming the field, what
+    /// [`MarketplaceQuery::validate`] refuses and a cursor that is not one
+    /// this listing hands out. A `locator` may be an absolute URL under the
+    /// issuer (the locators of the OASF record); one elsewhere matches
+    /// nothing.
     pub async fn search_marketplace(
         &self,
         query: &MarketplaceQuery,
         page: &PageRequest,
     ) -> Result<Page<Agent>> {
-        if query.text.as_ref().is_some_and(|t| t.len() > 200) {
-            return Err(Error::invalid("q", "at most 200 characters"));
+        query.validate()?;
+        if let Some(c) = &page.cursor
+            && AgentId::parse(c).is_err()
+        {
+            return Err(Error::invalid("cursor", "not a cursor of this listing"));
+        }
+        let mut query = std::borrow::Cow::Borrowed(query);
+        if let Some(locator) = &query.locator {
+            match locator_path(&self.config().issuer, locator) {
+                LocatorPath::Path(p) => query.to_mut().locator = Some(p),
+                LocatorPath::Everything => query.to_mut().locator = None,
+                LocatorPath::Nothing => {
+                    return Ok(Page {
+                        items: vec![],
+                        next_cursor: None,
+                    });
+                }
+            }
         }
         self.inner
             .store
             .agents
-            .search_marketplace(query, page)
+            .search_marketplace(&query, page)
             .await
     }
 
@@ -769,5 +791,72 @@ impl Idp {
     /// How many agents count against a tenant's limit (not retired).
     pub(crate) async fn agent_count(&self, tenant: &TenantId) -> Result<u64> {
         self.inner.store.agents.count_agents(tenant).await
+    }
+}
+
+/// What a `locator` filter means below an issuer.
+#[derive(Debug, PartialEq, Eq)]
+enum LocatorPath {
+    /// The filter on the path below the issuer (`*` kept).
+    Path(String),
+    /// Every listing's locators match (a prefix of the issuer itself).
+    Everything,
+    /// No listing's locator matches (another host).
+    Nothing,
+}
+
+/// A `locator` filter as a path below `issuer`: paths (`/...`) stay; an
+/// absolute URL loses the issuer, compared without regard to case.
+fn locator_path(issuer: &str, locator: &str) -> LocatorPath {
+    if locator.starts_with('/') {
+        return LocatorPath::Path(locator.to_owned());
+    }
+    let issuer = issuer.trim_end_matches('/').to_lowercase();
+    let lower = locator.to_lowercase();
+    let (value, prefix) = match lower.strip_suffix('*') {
+        Some(v) => (v, true),
+        None => (lower.as_str(), false),
+    };
+    match value.strip_prefix(issuer.as_str()) {
+        Some(rest) if rest.starts_with('/') => {
+            LocatorPath::Path(format!("{rest}{}", if prefix { "*" } else { "" }))
+        }
+        Some("") if prefix => LocatorPath::Everything,
+        _ if prefix && issuer.starts_with(value) => LocatorPath::Everything,
+        _ => LocatorPath::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod locator_tests {
+    use super::{LocatorPath, locator_path};
+
+    #[test]
+    fn locators_become_paths_below_the_issuer() {
+        let iss = "https://idp.example";
+        assert_eq!(
+            locator_path(iss, "HTTPS://idp.example/v1/marketplace/agents/agt_1"),
+            LocatorPath::Path("/v1/marketplace/agents/agt_1".into())
+        );
+        assert_eq!(
+            locator_path(iss, "https://idp.example/v1/marketplace/*"),
+            LocatorPath::Path("/v1/marketplace/*".into())
+        );
+        assert_eq!(
+            locator_path(iss, "https://idp.ex*"),
+            LocatorPath::Everything
+        );
+        assert_eq!(
+            locator_path(iss, "https://other.example/v1/marketplace/agents/agt_1"),
+            LocatorPath::Nothing
+        );
+        assert_eq!(
+            locator_path(iss, "https://idp.example.evil/v1/x"),
+            LocatorPath::Nothing
+        );
+        assert_eq!(
+            locator_path(iss, "/v1/marketplace/agents/x"),
+            LocatorPath::Path("/v1/marketplace/agents/x".into())
+        );
     }
 }

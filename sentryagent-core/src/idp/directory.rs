@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::marketplace_index::IndexKind;
 use crate::oasf::{ClassRef, taxonomy};
-use crate::{Idp, MarketplaceQuery, PageRequest, Result};
+use crate::{Idp, Result};
 
 /// The categories and skills of the marketplace
 /// ([`Idp::marketplace_categories`]).
@@ -18,6 +19,22 @@ pub struct MarketplaceCategories {
     /// Each capability with its number of agents and its OASF skill, most
     /// used first.
     pub skills: Vec<SkillCount>,
+    /// Each OASF skill of the agents' capabilities with its number of
+    /// agents (an agent counts once per skill), most used first: what the
+    /// `skill_id` and `skill_name` filters find.
+    pub oasf_skills: Vec<OasfSkillCount>,
+}
+
+/// An OASF skill and how many marketplace agents have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OasfSkillCount {
+    /// The OASF id.
+    pub id: u32,
+    /// The OASF name (`a/b/c`).
+    pub name: String,
+    /// Agents having it.
+    pub count: u64,
 }
 
 /// A category and how many marketplace agents have it.
@@ -49,33 +66,29 @@ fn ranked(counts: BTreeMap<String, u64>) -> Vec<(String, u64)> {
 }
 
 impl Idp {
-    /// The categories and capabilities of the agents the marketplace lists
-    /// (what `search_marketplace` returns), with counts. Reads the whole
-    /// marketplace: one pass over its pages.
+    /// The categories, capabilities and OASF skills of the agents the
+    /// marketplace lists (what `search_marketplace` returns), with counts,
+    /// from the store's index ([`AgentStore::marketplace_counts`](crate::AgentStore::marketplace_counts)).
     ///
     /// # Errors
     /// Store errors.
     pub async fn marketplace_categories(&self) -> Result<MarketplaceCategories> {
-        let mut categories: BTreeMap<String, u64> = BTreeMap::new();
-        let mut skills: BTreeMap<String, u64> = BTreeMap::new();
-        let mut page = PageRequest::first(crate::MAX_PAGE_SIZE);
-        loop {
-            let found = self
-                .search_marketplace(&MarketplaceQuery::default(), &page)
-                .await?;
-            for agent in &found.items {
-                if let Some(c) = &agent.category {
-                    *categories.entry(c.clone()).or_default() += 1;
-                }
-                for c in &agent.capabilities {
-                    *skills.entry(c.clone()).or_default() += 1;
-                }
-            }
-            match found.next_cursor {
-                Some(cursor) => page.cursor = Some(cursor),
-                None => break,
-            }
-        }
+        let agents = &self.inner.store.agents;
+        let categories: BTreeMap<String, u64> = agents
+            .marketplace_counts(IndexKind::Category)
+            .await?
+            .into_iter()
+            .collect();
+        let skills: BTreeMap<String, u64> = agents
+            .marketplace_counts(IndexKind::Capability)
+            .await?
+            .into_iter()
+            .collect();
+        let oasf_skills: BTreeMap<String, u64> = agents
+            .marketplace_counts(IndexKind::SkillName)
+            .await?
+            .into_iter()
+            .collect();
         let t = taxonomy();
         Ok(MarketplaceCategories {
             categories: ranked(categories)
@@ -91,6 +104,16 @@ impl Idp {
                     }),
                     capability,
                     count,
+                })
+                .collect(),
+            oasf_skills: ranked(oasf_skills)
+                .into_iter()
+                .filter_map(|(name, count)| {
+                    t.skill_for(&name).map(|s| OasfSkillCount {
+                        id: s.id,
+                        name: s.name.clone(),
+                        count,
+                    })
                 })
                 .collect(),
         })

@@ -13,7 +13,7 @@ pub use badges::{
     BADGE_RENEWAL, BADGE_TYPE, CheckOutcome, CredentialVerification, STATUS_LIST_BITS,
     STATUS_LIST_PATH,
 };
-pub use directory::{CategoryCount, MarketplaceCategories, SkillCount};
+pub use directory::{CategoryCount, MarketplaceCategories, OasfSkillCount, SkillCount};
 mod billing;
 pub use billing::{BillingOutcome, Subscription};
 mod accounts;

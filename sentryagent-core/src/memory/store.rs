@@ -300,7 +300,7 @@ impl AgentStore for MemoryStore {
         Ok(page_by_key(
             s.agents
                 .iter()
-                .filter(|(_, a)| matcher.matches(a))
+                .filter(|(_, a)| matcher.matches_listing(a, s.tenants.get(&a.tenant_id)))
                 .map(|(k, v)| (k.clone(), v.clone())),
             page,
         ))

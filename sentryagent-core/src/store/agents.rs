@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::{Backend, TenantStore};
 use crate::credentials::ClientSecret;
+use crate::marketplace_index::IndexKind;
 use crate::page::{MAX_PAGE_SIZE, Page, PageRequest};
 use crate::{
     Agent, AgentId, AgentStateCounts, Error, LifecycleState, LimitKind, MarketplaceQuery, Result,
@@ -241,6 +242,38 @@ pub trait AgentStore: Backend {
         query: &MarketplaceQuery,
         page: &PageRequest,
     ) -> Result<Page<Agent>>;
+
+    /// How many marketplace agents have each index key of `kind` (an agent
+    /// kind of [`IndexKind`]; see [`crate::marketplace_index`]), as
+    /// `(value, count)` with the value after `kind:`, by value; values no
+    /// agent has are left out.
+    ///
+    /// The default reads the whole marketplace
+    /// ([`search_marketplace`](Self::search_marketplace), page by page) and
+    /// computes the keys; a backend with an index overrides it (sled: a
+    /// count tree; Postgres: the key table).
+    async fn marketplace_counts(&self, kind: IndexKind) -> Result<Vec<(String, u64)>> {
+        let prefix = kind.prefix();
+        let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let found = self
+                .search_marketplace(&MarketplaceQuery::default(), &page)
+                .await?;
+            for agent in &found.items {
+                for key in crate::marketplace_index::agent_keys(agent) {
+                    if let Some(value) = key.strip_prefix(prefix.as_str()) {
+                        *counts.entry(value.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            match found.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
 
     /// An agent's secrets (usable or not), oldest first.
     async fn list_client_secrets(&self, agent: &AgentId) -> Result<Vec<ClientSecret>>;

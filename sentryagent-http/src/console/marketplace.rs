@@ -84,6 +84,7 @@ pub(crate) async fn search(ctx: Ctx, PageQuery(p): PageQuery<SearchParams>) -> P
                     .as_ref()
                     .and_then(|p| p.as_ref())
                     .map(|t| t.id.clone()),
+                ..Default::default()
             };
             let page = PageRequest {
                 cursor: non_empty(&p.cursor),

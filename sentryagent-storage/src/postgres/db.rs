@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "federation",
         include_str!("../../migrations/0004_federation.sql"),
     ),
+    (
+        5,
+        "marketplace_directory",
+        include_str!("../../migrations/0005_marketplace_directory.sql"),
+    ),
 ];
 
 /// The table recording applied migrations (in the store's schema).

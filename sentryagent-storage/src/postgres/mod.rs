@@ -56,6 +56,7 @@
 //! checked macros: building needs no database.
 
 mod db;
+mod directory;
 mod meter;
 mod options;
 mod outage;

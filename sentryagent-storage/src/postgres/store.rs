@@ -25,9 +25,11 @@ use sentryagent_core::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use sentryagent_core::{Page, PageRequest};
 
 use super::db::{Db, Step, lock_key, to_i64, to_u64, unique};
+use super::directory;
 use super::meter::PostgresUsageMeter;
 use super::options::PostgresOptions;
 use super::search;
+use sentryagent_core::marketplace_index::IndexKind;
 
 /// Advisory-lock namespace of a tenant's agent count (`max_agents`).
 const LOCK_AGENT_LIMIT: i32 = 0x5341_0001;
@@ -55,8 +57,10 @@ const LOCK_AUDIT_CHAIN: i32 = 0x5341_0002;
 ///   <= now RETURNING`;
 /// - **marketplace**: a `tsvector` of the agent's words with a GIN index and
 ///   prefix `tsquery`s (see the `search` module), GIN indexes on
-///   capabilities and tags, cursor paging by id (never `OFFSET`); results are
-///   exactly [`MarketplaceQuery::matches`];
+///   capabilities and tags, the directory keys (`market_keys` with a GIN
+///   index, `agent_market_keys` for prefixes and counts; see the
+///   `directory` module), cursor paging by id (never `OFFSET`); results are
+///   exactly [`MarketplaceQuery::matches_listing`];
 /// - **audit queries**: by chain and sequence number (primary key) or time
 ///   (index `(chain, at, seq)`); the cursor is the sequence number.
 ///
@@ -101,6 +105,8 @@ struct AgentRow<'a> {
     agent: &'a Agent,
     revision: i64,
     lexemes: Vec<String>,
+    /// Its marketplace directory keys (`market_keys`).
+    market_keys: Vec<String>,
 }
 
 impl<'a> AgentRow<'a> {
@@ -109,6 +115,7 @@ impl<'a> AgentRow<'a> {
             agent,
             revision: to_i64(agent.revision, "revision")?,
             lexemes: search::lexemes(agent),
+            market_keys: directory::agent_keys(agent),
         })
     }
 }
@@ -126,6 +133,7 @@ struct BulkAgentRow<'a> {
     tags: &'a [String],
     category: Option<&'a str>,
     lexemes: Vec<String>,
+    market_keys: Vec<String>,
     doc: &'a Agent,
 }
 
@@ -142,6 +150,7 @@ impl<'a> BulkAgentRow<'a> {
             tags: &agent.tags,
             category: agent.category.as_deref(),
             lexemes: search::lexemes(agent),
+            market_keys: directory::agent_keys(agent),
             doc: agent,
         })
     }
@@ -160,9 +169,11 @@ impl PostgresStore {
     /// Connects, creates the schema if missing and applies the migrations.
     /// Several nodes may open the same database at once.
     pub async fn connect(options: &PostgresOptions) -> Result<Self> {
-        Ok(PostgresStore {
+        let store = PostgresStore {
             db: Db::connect(options).await?,
-        })
+        };
+        directory::backfill(&store.db).await?;
+        Ok(store)
     }
 
     /// A usage meter on the same pool.
@@ -220,12 +231,14 @@ impl TenantStore for PostgresStore {
         self.db
             .run(|| async {
                 sqlx::query(
-                    "INSERT INTO tenants (id, slug, revision, doc) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO tenants (id, slug, revision, doc, market_keys) \
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(tenant.id.as_str())
                 .bind(&tenant.slug)
                 .bind(revision)
                 .bind(Json(tenant))
+                .bind(directory::publisher_keys(tenant))
                 .execute(&self.db.pool)
                 .await
                 .map_err(unique("tenant"))?;
@@ -260,7 +273,7 @@ impl TenantStore for PostgresStore {
         self.db
             .run(|| async {
                 let done = sqlx::query(
-                    "UPDATE tenants SET doc = $4, revision = $3 \
+                    "UPDATE tenants SET doc = $4, revision = $3, market_keys = $6 \
                      WHERE id = $1 AND revision = $2 AND slug = $5",
                 )
                 .bind(tenant.id.as_str())
@@ -268,6 +281,7 @@ impl TenantStore for PostgresStore {
                 .bind(revision)
                 .bind(Json(next))
                 .bind(&tenant.slug)
+                .bind(directory::publisher_keys(next))
                 .execute(&self.db.pool)
                 .await?;
                 if done.rows_affected() == 1 {
@@ -427,13 +441,14 @@ impl AgentStore for PostgresStore {
                 }
                 sqlx::query(
                     "INSERT INTO agents (id, tenant_id, name, state, revision, in_marketplace, \
-                     capabilities, tags, category, search, doc) \
+                     capabilities, tags, category, search, doc, market_keys) \
                      SELECT r->>'id', r->>'tenant_id', r->>'name', r->>'state', \
                      (r->>'revision')::bigint, (r->>'in_marketplace')::boolean, \
                      ARRAY(SELECT jsonb_array_elements_text(r->'capabilities')), \
                      ARRAY(SELECT jsonb_array_elements_text(r->'tags')), r->>'category', \
                      array_to_tsvector(ARRAY(SELECT jsonb_array_elements_text(r->'lexemes'))), \
-                     r->'doc' \
+                     r->'doc', \
+                     ARRAY(SELECT jsonb_array_elements_text(r->'market_keys')) \
                      FROM jsonb_array_elements($1::jsonb) AS r",
                 )
                 .bind(rows)
@@ -524,7 +539,7 @@ impl AgentStore for PostgresStore {
                 let done = sqlx::query(
                     "UPDATE agents SET name = $3, state = $4, revision = $5, in_marketplace = $6, \
                      capabilities = $7, tags = $8, category = $9, \
-                     search = array_to_tsvector($10::text[]), doc = $11 \
+                     search = array_to_tsvector($10::text[]), doc = $11, market_keys = $13 \
                      WHERE id = $1 AND revision = $2 AND tenant_id = $12",
                 )
                 .bind(agent.id.as_str())
@@ -539,6 +554,7 @@ impl AgentStore for PostgresStore {
                 .bind(&row.lexemes)
                 .bind(Json(row.agent))
                 .bind(agent.tenant_id.as_str())
+                .bind(&row.market_keys)
                 .execute(&self.db.pool)
                 .await
                 .map_err(unique("agent"))?;
@@ -628,7 +644,14 @@ impl AgentStore for PostgresStore {
         let tsquery = search::tsquery(query);
         // Only the filters present enter the statement, so each shape gets
         // a plan that uses its index; values are always bound.
-        let mut sql = String::from("SELECT id, doc FROM agents WHERE in_marketplace AND id > $1");
+        let mut sql = if directory::Filters::of(query).needs_tenant() {
+            String::from(
+                "SELECT id, doc, (SELECT t.doc FROM tenants t WHERE t.id = agents.tenant_id) \
+                 AS tenant_doc FROM agents WHERE in_marketplace AND id > $1",
+            )
+        } else {
+            String::from("SELECT id, doc FROM agents WHERE in_marketplace AND id > $1")
+        };
         let mut n = 1;
         let mut next = |sql: &mut String, fragment: &str| {
             n += 1;
@@ -649,7 +672,10 @@ impl AgentStore for PostgresStore {
         if query.publisher.is_some() {
             next(&mut sql, " AND tenant_id = ?");
         }
+        let filters = directory::Filters::of(query);
+        filters.push_sql(&mut sql, &mut next);
         next(&mut sql, " ORDER BY id LIMIT ?");
+        let filters = &filters;
         let sql = &sql;
         let tsquery = &tsquery;
         self.db
@@ -674,12 +700,19 @@ impl AgentStore for PostgresStore {
                     if let Some(p) = &query.publisher {
                         q = q.bind(p.to_string());
                     }
+                    q = filters.bind(q);
                     let rows = q.bind(limit_of(size)).fetch_all(&self.db.pool).await?;
                     let exhausted = rows.len() <= size;
                     for r in &rows {
                         cursor = r.try_get("id")?;
                         let agent: Agent = doc(r, "doc")?;
-                        if matcher.matches(&agent) {
+                        let tenant: Option<Tenant> = if filters.needs_tenant() {
+                            let t: Option<Json<Tenant>> = r.try_get("tenant_doc")?;
+                            t.map(|Json(t)| t)
+                        } else {
+                            None
+                        };
+                        if matcher.matches_listing(&agent, tenant.as_ref()) {
                             items.push(agent);
                             if items.len() > size {
                                 break;
@@ -693,6 +726,11 @@ impl AgentStore for PostgresStore {
                 Ok(page_of(items, size, |a| a.id.to_string()))
             })
             .await
+    }
+
+    /// From the `agent_market_keys` table (see the `directory` module).
+    async fn marketplace_counts(&self, kind: IndexKind) -> Result<Vec<(String, u64)>> {
+        directory::counts(&self.db, kind).await
     }
 
     /// One query (one snapshot) instead of three: the token path's read,
@@ -1199,8 +1237,8 @@ async fn insert_agent(tx: &mut Tx, row: &AgentRow<'_>) -> Step<()> {
     let a = row.agent;
     sqlx::query(
         "INSERT INTO agents (id, tenant_id, name, state, revision, in_marketplace, \
-         capabilities, tags, category, search, doc) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, array_to_tsvector($10::text[]), $11)",
+         capabilities, tags, category, search, doc, market_keys) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, array_to_tsvector($10::text[]), $11, $12)",
     )
     .bind(a.id.as_str())
     .bind(a.tenant_id.as_str())
@@ -1213,6 +1251,7 @@ async fn insert_agent(tx: &mut Tx, row: &AgentRow<'_>) -> Step<()> {
     .bind(a.category.as_deref())
     .bind(&row.lexemes)
     .bind(Json(a))
+    .bind(&row.market_keys)
     .execute(&mut **tx)
     .await
     .map_err(unique("agent"))?;

@@ -47,6 +47,9 @@
 //! | `client_secrets` | agent id | the agent's secrets, oldest first |
 //! | `marketplace` | agent id of every public listed/active agent | ∅ |
 //! | `marketplace_terms` | search word, 0, agent id (same agents) | ∅ |
+//! | `marketplace_keys` | directory key (`kind:value`), 0, agent id (same agents) | ∅ |
+//! | `marketplace_key_counts` | directory key | u64: agents with it |
+//! | `marketplace_publishers` | publisher key, 0, tenant id | ∅ |
 //! | `admin_keys` | key id | admin key |
 //! | `admin_keys_by_prefix` | visible prefix | key id |
 //! | `admin_keys_by_tenant` | tenant id (empty for operator keys), 0, key id | ∅ |
@@ -79,6 +82,11 @@
 //! | `invitations_by_hash` | token hash (32 bytes) | invitation id |
 //! | `invitations_by_tenant` | tenant id, 0, invitation id | ∅ |
 //!
+//! The directory trees (`marketplace_keys`, `marketplace_key_counts`,
+//! `marketplace_publishers`) are built from the agents and tenants at open
+//! when the `meta` key `marketplace_index` does not name their current
+//! layout (a database written before them); see the `marketplace` module.
+//!
 //! The audit chain of a tenant is keyed by its id, the system chain by the
 //! empty string. Marker keys are length-prefixed because a marker key (a
 //! token's `jti`) may contain any byte.
@@ -89,7 +97,9 @@
 //! over all the trees involved, so secondary indexes never disagree with the
 //! records: an agent, its name, its tenant listing, its first secret, the
 //! live-agent counter (checked against `max_agents` in the same
-//! transaction) and its marketplace entries are written together; an audit
+//! transaction) and its marketplace entries (words, directory keys and
+//! their counts) are written together; a tenant and its publisher keys
+//! too; an audit
 //! event is sealed ([`AuditEvent::seal`](sentryagent_core::AuditEvent::seal))
 //! after the head read in the transaction that stores it and moves the head.
 //! sled 0.34 serializes transactions (they hold a process-wide lock while
@@ -195,6 +205,7 @@
 mod cache;
 mod codec;
 mod limiter;
+mod marketplace;
 mod meter;
 mod people;
 mod store;
@@ -351,6 +362,9 @@ pub(crate) struct Trees {
     client_secrets: ::sled::Tree,
     marketplace: ::sled::Tree,
     marketplace_terms: ::sled::Tree,
+    marketplace_keys: ::sled::Tree,
+    marketplace_key_counts: ::sled::Tree,
+    marketplace_publishers: ::sled::Tree,
     admin_keys: ::sled::Tree,
     admin_keys_by_prefix: ::sled::Tree,
     admin_keys_by_tenant: ::sled::Tree,
@@ -386,6 +400,9 @@ impl Trees {
             client_secrets: db.open_tree("client_secrets")?,
             marketplace: db.open_tree("marketplace")?,
             marketplace_terms: db.open_tree("marketplace_terms")?,
+            marketplace_keys: db.open_tree("marketplace_keys")?,
+            marketplace_key_counts: db.open_tree("marketplace_key_counts")?,
+            marketplace_publishers: db.open_tree("marketplace_publishers")?,
             admin_keys: db.open_tree("admin_keys")?,
             admin_keys_by_prefix: db.open_tree("admin_keys_by_prefix")?,
             admin_keys_by_tenant: db.open_tree("admin_keys_by_tenant")?,
@@ -837,6 +854,7 @@ fn open_handle(canonical: &Path, shown: &str, cache_capacity: u64) -> Result<Ope
         }
         Err(e) => return Err(open_error(shown, e)),
     }
+    marketplace::build_index(&t)?;
     Ok(Open { db, t })
 }
 

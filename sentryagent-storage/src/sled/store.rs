@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use sentryagent_core::BackendHealth;
 use sentryagent_core::agent::agent_search_terms;
+use sentryagent_core::marketplace_index::{self, IndexKind};
 use sentryagent_core::store::{
     NewAgentRecord, agent_batch_tenants, check_agent_batch, check_agent_batch_limits,
 };
@@ -34,6 +35,7 @@ use super::codec::{
     OrAbort, SEP, TxResult, abort, after_sep, counter, decode, encode, i64_from_key, i64_key, key,
     prefix, push_sized, sled_error, tx_error,
 };
+use super::marketplace::{write_agent_keys, write_publisher_keys};
 
 pub(super) const EMPTY: &[u8] = &[];
 
@@ -170,6 +172,7 @@ struct BatchRow<'a> {
     tenant_key: Vec<u8>,
     in_market: bool,
     words: BTreeSet<String>,
+    index_keys: BTreeSet<String>,
 }
 
 impl<'a> BatchRow<'a> {
@@ -189,6 +192,7 @@ impl<'a> BatchRow<'a> {
             tenant_key: key(&[tenant, id]),
             in_market: agent.is_in_marketplace(),
             words: market_words(agent),
+            index_keys: marketplace_index::agent_keys(agent),
         })
     }
 }
@@ -306,13 +310,15 @@ impl TenantStore for SledStore {
         let id = tenant.id.as_str().as_bytes();
         let slug = tenant.slug.as_bytes();
         let value = encode("tenant", tenant)?;
-        (&t.tenants, &t.tenants_by_slug)
-            .transaction(|(tenants, slugs)| -> TxResult<()> {
+        let publisher_keys = marketplace_index::publisher_keys(tenant);
+        (&t.tenants, &t.tenants_by_slug, &t.marketplace_publishers)
+            .transaction(|(tenants, slugs, publishers)| -> TxResult<()> {
                 if tenants.get(id)?.is_some() || slugs.get(slug)?.is_some() {
                     return abort(Error::already_exists("tenant"));
                 }
                 tenants.insert(id, value.clone())?;
                 slugs.insert(slug, id)?;
+                write_publisher_keys(publishers, id, &BTreeSet::new(), &publisher_keys)?;
                 Ok(())
             })
             .map_err(|e| tx_error("create_tenant", e))?;
@@ -338,11 +344,11 @@ impl TenantStore for SledStore {
         let mut next = tenant.clone();
         next.revision += 1;
         let value = encode("tenant", &next)?;
-        self.shared
-            .open()?
-            .t
-            .tenants
-            .transaction(|tenants| -> TxResult<()> {
+        let new_keys = marketplace_index::publisher_keys(&next);
+        let open = self.shared.open()?;
+        let t = &open.t;
+        (&t.tenants, &t.marketplace_publishers)
+            .transaction(|(tenants, publishers)| -> TxResult<()> {
                 let Some(raw) = tenants.get(id)? else {
                     return abort(Error::not_found("tenant"));
                 };
@@ -353,6 +359,8 @@ impl TenantStore for SledStore {
                 if stored.slug != tenant.slug {
                     return abort(Error::invalid("slug", "cannot change"));
                 }
+                let old_keys = marketplace_index::publisher_keys(&stored);
+                write_publisher_keys(publishers, id, &old_keys, &new_keys)?;
                 tenants.insert(id, value.clone())?;
                 Ok(())
             })
@@ -415,6 +423,7 @@ impl AgentStore for SledStore {
         let live = agent.state != LifecycleState::Retired;
         let in_market = agent.is_in_marketplace();
         let words = market_words(agent);
+        let index_keys = marketplace_index::agent_keys(agent);
         (
             &t.agents,
             &t.agents_by_name,
@@ -423,14 +432,27 @@ impl AgentStore for SledStore {
             &t.client_secrets,
             &t.marketplace,
             &t.marketplace_terms,
+            &t.marketplace_keys,
+            &t.marketplace_key_counts,
         )
             .transaction(
-                |(agents, names, by_tenant, live_agents, client_secrets, market, terms)| -> TxResult<()> {
+                |(
+                    agents,
+                    names,
+                    by_tenant,
+                    live_agents,
+                    client_secrets,
+                    market,
+                    terms,
+                    keys,
+                    counts,
+                )|
+                 -> TxResult<()> {
                     if agents.get(id)?.is_some() || names.get(name_key.as_slice())?.is_some() {
                         return abort(Error::already_exists("agent"));
                     }
-                    let used = counter("live agents", live_agents.get(tenant)?.as_deref())
-                        .or_abort()?;
+                    let used =
+                        counter("live agents", live_agents.get(tenant)?.as_deref()).or_abort()?;
                     if let Some(max) = max_agents
                         && used >= max
                     {
@@ -454,6 +476,7 @@ impl AgentStore for SledStore {
                             terms.insert(key(&[w.as_bytes(), id]), EMPTY)?;
                         }
                     }
+                    write_agent_keys(keys, counts, id, &BTreeSet::new(), &index_keys)?;
                     Ok(())
                 },
             )
@@ -484,18 +507,34 @@ impl AgentStore for SledStore {
             &t.client_secrets,
             &t.marketplace,
             &t.marketplace_terms,
+            &t.marketplace_keys,
+            &t.marketplace_key_counts,
         )
             .transaction(
-                |(agents, names, by_tenant, live_agents, client_secrets, market, terms)| -> TxResult<()> {
+                |(
+                    agents,
+                    names,
+                    by_tenant,
+                    live_agents,
+                    client_secrets,
+                    market,
+                    terms,
+                    keys,
+                    counts,
+                )|
+                 -> TxResult<()> {
                     for r in &rows {
-                        if agents.get(r.id)?.is_some() || names.get(r.name_key.as_slice())?.is_some() {
+                        if agents.get(r.id)?.is_some()
+                            || names.get(r.name_key.as_slice())?.is_some()
+                        {
                             return abort(Error::already_exists("agent"));
                         }
                     }
                     let mut stored = BTreeMap::new();
                     for tenant in &tenants {
                         let k = tenant.as_str().as_bytes();
-                        let n = counter("live agents", live_agents.get(k)?.as_deref()).or_abort()?;
+                        let n =
+                            counter("live agents", live_agents.get(k)?.as_deref()).or_abort()?;
                         stored.insert(tenant.clone(), n);
                     }
                     let after = check_agent_batch_limits(batch, &stored).or_abort()?;
@@ -510,6 +549,7 @@ impl AgentStore for SledStore {
                                 terms.insert(key(&[w.as_bytes(), r.id]), EMPTY)?;
                             }
                         }
+                        write_agent_keys(keys, counts, r.id, &BTreeSet::new(), &r.index_keys)?;
                     }
                     for (tenant, n) in &after {
                         if stored.get(tenant) != Some(n) {
@@ -548,15 +588,18 @@ impl AgentStore for SledStore {
         let new_words = market_words(agent);
         let in_market = agent.is_in_marketplace();
         let live = agent.state != LifecycleState::Retired;
+        let new_keys = marketplace_index::agent_keys(&next);
         (
             &t.agents,
             &t.agents_by_name,
             &t.live_agents,
             &t.marketplace,
             &t.marketplace_terms,
+            &t.marketplace_keys,
+            &t.marketplace_key_counts,
         )
             .transaction(
-                |(agents, names, live_agents, market, terms)| -> TxResult<()> {
+                |(agents, names, live_agents, market, terms, keys, counts)| -> TxResult<()> {
                     let Some(raw) = agents.get(id)? else {
                         return abort(Error::not_found("agent"));
                     };
@@ -598,6 +641,8 @@ impl AgentStore for SledStore {
                         }
                         _ => {}
                     }
+                    let old_keys = marketplace_index::agent_keys(&stored);
+                    write_agent_keys(keys, counts, id, &old_keys, &new_keys)?;
                     agents.insert(id, value.clone())?;
                     Ok(())
                 },
@@ -652,6 +697,9 @@ impl AgentStore for SledStore {
         query: &MarketplaceQuery,
         page: &PageRequest,
     ) -> Result<Page<Agent>> {
+        if let Some(found) = self.directory_search(query, page)? {
+            return Ok(found);
+        }
         let terms: BTreeSet<String> = query.terms().into_iter().collect();
         let matcher = query.matcher();
         let cursor = page.cursor.as_deref().map(str::as_bytes);
@@ -671,6 +719,11 @@ impl AgentStore for SledStore {
         let candidates = self.term_candidates(&terms)?;
         let ids = candidates.into_iter().filter(|id| after(id)).map(Ok);
         self.agents_by_ids(ids, page.size(), |a| matcher.matches(a))
+    }
+
+    /// From the `marketplace_key_counts` tree.
+    async fn marketplace_counts(&self, kind: IndexKind) -> Result<Vec<(String, u64)>> {
+        self.key_counts(kind)
     }
 
     async fn list_client_secrets(&self, agent: &AgentId) -> Result<Vec<ClientSecret>> {
