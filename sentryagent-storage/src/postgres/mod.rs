@@ -55,6 +55,7 @@
 //! Queries are built at run time (`sqlx::query`), never by the compile-time
 //! checked macros: building needs no database.
 
+mod client_cache;
 mod db;
 mod meter;
 mod options;
