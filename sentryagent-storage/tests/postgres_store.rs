@@ -45,7 +45,7 @@ async fn postgres_migrations_run_concurrently_from_two_stores() {
             .unwrap();
             assert_eq!(
                 applied,
-                vec![(1, true), (2, true), (3, true), (4, true)],
+                vec![(1, true), (2, true), (3, true), (4, true), (5, true)],
                 "each migration applied once"
             );
             conn.close().await.unwrap();
