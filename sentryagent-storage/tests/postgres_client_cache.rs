@@ -337,6 +337,41 @@ async fn the_cache_holds_at_most_its_capacity() {
     .await;
 }
 
+/// Requests that find the same record due for its version check wait for
+/// one check rather than each making one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_share_one_revalidation() {
+    services::with_schema(
+        "concurrent_requests_share_one_revalidation",
+        |url, _| async move {
+            let s = store(&url, "&client_cache_revalidate_ms=1000").await;
+            let t = sample_tenant("Busy");
+            s.create_tenant(&t).await.unwrap();
+            let agent = sample_agent(&t.id, "busy");
+            s.create_agent(&agent, Some(&sample_secret(&agent.id, 1)), None)
+                .await
+                .unwrap();
+            s.get_client(&agent.id).await.unwrap();
+            let before = detail(&s.health().await, "client_cache_revalidations");
+            assert_eq!(before, 0);
+            // Let the record come due for its check.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let mut tasks = Vec::new();
+            for _ in 0..32 {
+                let (s, id) = (s.clone(), agent.id.clone());
+                tasks.push(tokio::spawn(async move { s.get_client(&id).await }));
+            }
+            for task in tasks {
+                assert_eq!(task.await.unwrap().unwrap().agent.id, agent.id);
+            }
+            let h = s.health().await;
+            assert_eq!(detail(&h, "client_cache_revalidations"), 1, "{h:?}");
+            s.close().await;
+        },
+    )
+    .await;
+}
+
 /// The store suite passes with the cache off too (it runs with the cache on
 /// in `postgres_conformance_store`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

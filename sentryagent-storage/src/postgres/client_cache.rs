@@ -128,6 +128,15 @@ impl Entry {
         checked.elapsed() < bound
     }
 
+    /// Whether a check that started at or after `t` found it current.
+    fn checked_since(&self, t: Instant) -> bool {
+        *self
+            .checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            >= t
+    }
+
     fn checked_at(&self, at: Instant) {
         *self
             .checked
@@ -237,11 +246,14 @@ impl ClientCache {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(entry.record.clone());
         }
+        let arrived = Instant::now();
         let _one_check = entry.revalidating.lock().await;
-        // Another request may have checked it, or replaced it, meanwhile.
+        // Another request may have checked it, or replaced it, meanwhile: a
+        // check or a read that started after this request arrived is as
+        // good as its own.
         match self.lookup(id) {
             Some(current) if Arc::ptr_eq(&current, &entry) => {}
-            Some(current) if current.fresh(self.revalidate) => {
+            Some(current) if current.checked_since(arrived) || current.fresh(self.revalidate) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(current.record.clone());
             }
@@ -250,7 +262,7 @@ impl ClientCache {
                 return self.fetch(db, id).await;
             }
         }
-        if entry.fresh(self.revalidate) {
+        if entry.checked_since(arrived) || entry.fresh(self.revalidate) {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(entry.record.clone());
         }
