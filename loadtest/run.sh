@@ -20,6 +20,7 @@
 #   SENTRYAGENT_TEST_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/test
 #   SENTRYAGENT_TEST_REDIS_URL     default redis://127.0.0.1:6379
 #   SKIP_PG=1     leave out the Postgres + Redis runs
+#   SKIP_PEER=1   leave out oidc-provider (no npm install; its ratio is n/a)
 #   RESULTS=path  also append the RESULT lines to this file
 
 # The node snippets below are in single quotes on purpose (JavaScript, not
@@ -40,6 +41,7 @@ CONNECTIONS="${CONNECTIONS:-64}"
 PG_BASE="${SENTRYAGENT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 REDIS_BASE="${SENTRYAGENT_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 SKIP_PG="${SKIP_PG:-0}"
+SKIP_PEER="${SKIP_PEER:-0}"
 RESULTS="${RESULTS:-}"
 
 # ---- checks ---------------------------------------------------------------
@@ -56,7 +58,7 @@ fi
 need wrk "install it with: sudo apt-get update && sudo apt-get install -y wrk"
 need curl "install it with: sudo apt-get update && sudo apt-get install -y curl"
 need node "install Node.js 20 or later (Debian: sudo apt-get install -y nodejs npm)"
-need npm "install npm (Debian: sudo apt-get install -y npm)"
+[[ "$SKIP_PEER" == 1 ]] || need npm "install npm (Debian: sudo apt-get install -y npm)"
 need cargo "install a Rust toolchain (https://rustup.rs)"
 need base64 "it is part of coreutils"
 
@@ -200,10 +202,13 @@ else
     bench_sentryagent pg+redis "$pg_url" "$redis_url" "$redis_url"
 fi
 
-bench_peer
+if [[ "$SKIP_PEER" == 1 ]]; then
+    say "peer: left out (SKIP_PEER=1)"
+else
+    bench_peer
+fi
 
 # ---- summary --------------------------------------------------------------
-
 
 printf '\n%-34s %12s %10s %10s %8s %7s\n' "run" "req/s" "p50 ms" "p99 ms" "errors" "load1"
 printf '%-34s %12s %10s %10s %8s %7s\n' "---" "-----" "------" "------" "------" "-----"
@@ -211,6 +216,9 @@ sled_rps=""
 peer_rps=""
 sled_p99=""
 sled_err=""
+pg_rps=""
+pg_p99=""
+pg_err=""
 for row in "${ROWS[@]}"; do
     label=$(field "$row" label)
     printf '%-34s %12s %10s %10s %8s %7s\n' "$label" "$(field "$row" rps)" \
@@ -221,6 +229,11 @@ for row in "${ROWS[@]}"; do
             sled_rps=$(field "$row" rps)
             sled_p99=$(field "$row" p99_ms)
             sled_err=$(field "$row" errors)
+            ;;
+        sentryagent-pg+redis-token)
+            pg_rps=$(field "$row" rps)
+            pg_p99=$(field "$row" p99_ms)
+            pg_err=$(field "$row" errors)
             ;;
         oidc-provider-token) peer_rps=$(field "$row" rps) ;;
     esac
@@ -235,4 +248,15 @@ printf 'target (ratio >= 5, p99 < 5 ms, 0 errors on sentryagent-sled-token): %s 
     "$verdict" "$ratio" "$sled_p99" "$sled_err"
 if [[ -n "$RESULTS" ]]; then
     printf 'RATIO sled_token_over_peer=%s target=%s\n' "$ratio" "$verdict" >>"$RESULTS"
+fi
+if [[ -n "$pg_rps" ]]; then
+    pg_ratio=$(awk -v a="$pg_rps" -v b="$sled_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    pg_verdict=$(awk -v r="$pg_ratio" -v p="$pg_p99" -v e="$pg_err" 'BEGIN {
+        ok = (r + 0 >= 0.6) && (p + 0 < 10) && (e + 0 == 0);
+        print (ok ? "met" : "missed") }')
+    printf 'ratio sentryagent-pg+redis-token / sentryagent-sled-token throughput: %s; target (ratio >= 0.6, p99 < 10 ms, 0 errors): %s (p99 %s ms, errors %s)\n' \
+        "$pg_ratio" "$pg_verdict" "$pg_p99" "$pg_err"
+    if [[ -n "$RESULTS" ]]; then
+        printf 'RATIO pg_token_over_sled=%s target=%s\n' "$pg_ratio" "$pg_verdict" >>"$RESULTS"
+    fi
 fi
