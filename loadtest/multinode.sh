@@ -83,13 +83,15 @@ printf '{"free": {"requests_per_minute": %d, "client_requests_per_minute": null,
 
 OP_KEY="sa_ak_$(random_chars 40)"
 declare -a PORTS=()
-for i in $(seq 0 $((NODES - 1))); do PORTS+=("$(free_port)"); done
-ISSUER="http://127.0.0.1:${PORTS[0]}"
+ISSUER=""
 
 # Node 0 first (it creates the signing key and the operator key), then the
 # others, as nodes of one deployment usually start.
 for i in $(seq 0 $((NODES - 1))); do
-    port="${PORTS[$i]}"
+    # Picked just before use: the nodes' own connections take ports too.
+    port=$(free_port)
+    PORTS+=("$port")
+    [[ -n "$ISSUER" ]] || ISSUER="http://127.0.0.1:$port"
     log="$WORK/node-$i.log"
     say "node $i: sentryagentd on 127.0.0.1:$port (RUST_LOG=warn)"
     env -u SENTRYAGENT_STRIPE_SECRET_KEY -u SENTRYAGENT_CONFIG \
