@@ -312,6 +312,13 @@ async fn the_cache_holds_at_most_its_capacity() {
                     .unwrap();
                 ids.push(agent.id);
             }
+            // Each secret's insert sends a notification: let them all
+            // arrive before caching, so that none drops a record later.
+            let start = Instant::now();
+            while detail(&s.health().await, "client_cache_invalidations") < 20 {
+                assert!(start.elapsed() < Duration::from_secs(5), "notified");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             for id in &ids {
                 assert_eq!(&s.get_client(id).await.unwrap().agent.id, id);
                 let h = s.health().await;
@@ -351,6 +358,13 @@ async fn concurrent_requests_share_one_revalidation() {
             s.create_agent(&agent, Some(&sample_secret(&agent.id, 1)), None)
                 .await
                 .unwrap();
+            // The secret's insert sends a notification: let it arrive
+            // before caching, so that it does not drop the record later.
+            let start = Instant::now();
+            while detail(&s.health().await, "client_cache_invalidations") == 0 {
+                assert!(start.elapsed() < Duration::from_secs(5), "notified");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             s.get_client(&agent.id).await.unwrap();
             let before = detail(&s.health().await, "client_cache_revalidations");
             assert_eq!(before, 0);
