@@ -128,7 +128,7 @@ impl SledRateLimiter {
         use ::sled::transaction::{ConflictableTransactionError, TransactionError};
         validate_checks(checks)?;
         let now = self.clock.now().unix_micros();
-        let tree = &self.shared.t.rate_limits;
+        let tree = &self.shared.open()?.t.rate_limits;
         let result = tree.transaction(|tx| {
             let mut tats = Vec::with_capacity(checks.len());
             let mut new_key = false;
