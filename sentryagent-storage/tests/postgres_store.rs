@@ -45,7 +45,14 @@ async fn postgres_migrations_run_concurrently_from_two_stores() {
             .unwrap();
             assert_eq!(
                 applied,
-                vec![(1, true), (2, true), (3, true), (4, true), (5, true)],
+                vec![
+                    (1, true),
+                    (2, true),
+                    (3, true),
+                    (4, true),
+                    (5, true),
+                    (6, true)
+                ],
                 "each migration applied once"
             );
             conn.close().await.unwrap();

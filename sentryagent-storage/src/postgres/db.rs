@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "marketplace_directory",
         include_str!("../../migrations/0005_marketplace_directory.sql"),
     ),
+    (
+        6,
+        "client_notify",
+        include_str!("../../migrations/0006_client_notify.sql"),
+    ),
 ];
 
 /// The table recording applied migrations (in the store's schema).
@@ -51,6 +56,9 @@ const MAX_RETRIES: u32 = 5;
 #[derive(Clone)]
 pub(crate) struct Db {
     pub(crate) pool: PgPool,
+    /// How the pool's connections are opened (for connections of its own,
+    /// such as the client cache's listener).
+    pub(crate) connect: Arc<PgConnectOptions>,
     schema: Arc<str>,
     max_connections: u32,
     in_flight: Arc<AtomicU64>,
@@ -109,6 +117,21 @@ pub(crate) fn unique(kind: &'static str) -> impl FnOnce(sqlx::Error) -> Fail {
 
 fn retryable(e: &sqlx::Error) -> bool {
     matches!(sqlstate(e).as_deref(), Some("40001" | "40P01"))
+}
+
+/// Whether the connection an operation ran on was dead: its socket closed
+/// or reset, or the server ended the session (administrator shutdown,
+/// crash recovery, SQLSTATE class 08). Without a ping before acquiring, a
+/// connection that died while idle shows up this way on first use.
+fn dead_connection(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(_) => matches!(
+            sqlstate(e).as_deref(),
+            Some("57P01" | "57P02" | "57P03") | Some("08000" | "08003" | "08006")
+        ),
+        _ => false,
+    }
 }
 
 /// Maps a driver error onto the core's meanings.
@@ -180,7 +203,14 @@ impl Db {
         let schema: Arc<str> = options.schema.as_str().into();
         let set_path: Arc<str> = format!("SET search_path TO {}", quote_ident(&schema)).into();
         let outage = Outage::new(connect.clone());
+        // No ping when a connection leaves the idle queue
+        // (`test_before_acquire`): a connection that died while idle fails
+        // the operation that gets it with `Unavailable` (and is then
+        // dropped), rather than costing every operation a round trip.
+        // Reads on the token path retry once on a dead connection
+        // (`run_read`).
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(options.max_connections)
             .min_connections(options.min_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -193,11 +223,12 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(to_error)?;
         let db = Db {
             pool,
+            connect: Arc::new(connect),
             schema,
             max_connections: options.max_connections,
             in_flight: Arc::new(AtomicU64::new(0)),
@@ -247,13 +278,22 @@ impl Db {
     /// serialization failure or deadlock, and maps its error. While the
     /// database is marked down (see [`Outage`](super::outage)) it fails at
     /// once with [`Error::Unavailable`].
-    pub(crate) async fn run<T, F, Fut>(&self, mut op: F) -> Result<T>
+    pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Step<T>>,
+    {
+        self.run_with(op, false).await
+    }
+
+    async fn run_with<T, F, Fut>(&self, mut op: F, read_only: bool) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Step<T>>,
     {
         let _guard = InFlight::new(&self.in_flight);
         let mut attempt = 0;
+        let mut reconnected = false;
         loop {
             let Some(step) = self.outage.guard(op()).await else {
                 return Err(Outage::refusal());
@@ -265,12 +305,29 @@ impl Db {
                     attempt += 1;
                     tokio::time::sleep(backoff(attempt)).await;
                 }
+                // The retry observes its own error, if any.
+                Err(Fail::Db(e)) if read_only && !reconnected && dead_connection(&e) => {
+                    reconnected = true;
+                }
                 Err(Fail::Db(e)) => {
                     self.outage.observe(&e);
                     return Err(to_error(e));
                 }
             }
         }
+    }
+
+    /// [`run`](Self::run) for an operation that only reads: it is also
+    /// retried once when its connection turns out to be dead (the pool does
+    /// not ping a connection before handing it out; the dead one is dropped,
+    /// so the retry gets another). Writes are not retried that way, since a
+    /// write whose connection died may have committed.
+    pub(crate) async fn run_read<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Step<T>>,
+    {
+        self.run_with(op, true).await
     }
 
     /// Ping latency and pool figures.
@@ -407,7 +464,7 @@ mod tests {
         }
         let m = migrator();
         let versions: Vec<i64> = m.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2, 3, 4]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5]);
         assert_eq!(m.table_name, MIGRATIONS_TABLE);
     }
 

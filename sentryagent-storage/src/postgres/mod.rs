@@ -41,6 +41,11 @@
 //! latency and the pool's size, idle and in-use connections, and the
 //! operations in flight and waiting for a connection.
 //!
+//! A connection is not pinged when it leaves the idle queue (sqlx's
+//! `test_before_acquire` is off): one that died while idle fails the
+//! operation that gets it with `Unavailable` and is dropped; the token
+//! path's read is retried once on another connection.
+//!
 //! # Outages
 //!
 //! When an operation fails because the database cannot be reached (or
@@ -52,9 +57,17 @@
 //! The probe tries again every 250 ms and clears the mark as soon as
 //! Postgres answers; `health()` reports `outage: true` meanwhile.
 //!
+//! # Client cache
+//!
+//! The token path's client records are cached in the process, invalidated
+//! across nodes by `LISTEN`/`NOTIFY` and revalidated by version: see
+//! [the client cache](PostgresStore#client-cache) and the `client_cache*`
+//! options of [`PostgresOptions`].
+//!
 //! Queries are built at run time (`sqlx::query`), never by the compile-time
 //! checked macros: building needs no database.
 
+mod client_cache;
 mod db;
 mod directory;
 mod meter;

@@ -21,6 +21,9 @@ use crate::url_params::{self, Params};
 /// | `idle_timeout` | [`idle_timeout`](Self::idle_timeout) (`none` keeps idle connections) | `10m` |
 /// | `max_lifetime` | [`max_lifetime`](Self::max_lifetime) (`none`: no limit) | `30m` |
 /// | `statement_cache_capacity` | [`statement_cache_capacity`](Self::statement_cache_capacity) | 100 |
+/// | `client_cache` | [`client_cache`](Self::client_cache): `on` or `off` | `on` |
+/// | `client_cache_capacity` | [`client_cache_capacity`](Self::client_cache_capacity) | 4096 |
+/// | `client_cache_revalidate_ms` | [`client_cache_revalidate`](Self::client_cache_revalidate), in milliseconds | 250 |
 ///
 /// Durations are an integer with a unit: `ms`, `s`, `m` or `h` (a bare
 /// integer is seconds). For example
@@ -59,6 +62,16 @@ pub struct PostgresOptions {
     pub max_lifetime: Option<Duration>,
     /// Prepared statements cached per connection.
     pub statement_cache_capacity: usize,
+    /// Whether the token path's client records (agent, client secrets,
+    /// tenant) are cached in the process, invalidated across nodes by
+    /// `LISTEN`/`NOTIFY` and revalidated by version (see
+    /// [`PostgresStore`](super::PostgresStore#client-cache)).
+    pub client_cache: bool,
+    /// Most client records the cache keeps (at least 1).
+    pub client_cache_capacity: usize,
+    /// A cached record older than this is checked against the database's
+    /// version of it before use (at most 60 s; zero checks on every use).
+    pub client_cache_revalidate: Duration,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -72,6 +85,9 @@ impl std::fmt::Debug for PostgresOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
+            .field("client_cache", &self.client_cache)
+            .field("client_cache_capacity", &self.client_cache_capacity)
+            .field("client_cache_revalidate", &self.client_cache_revalidate)
             .finish()
     }
 }
@@ -87,6 +103,12 @@ impl PostgresOptions {
     pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(1800);
     /// Default `statement_cache_capacity`.
     pub const DEFAULT_STATEMENT_CACHE_CAPACITY: usize = 100;
+    /// Default `client_cache_capacity`.
+    pub const DEFAULT_CLIENT_CACHE_CAPACITY: usize = 4096;
+    /// Default `client_cache_revalidate`.
+    pub const DEFAULT_CLIENT_CACHE_REVALIDATE: Duration = Duration::from_millis(250);
+    /// Largest `client_cache_revalidate`.
+    pub const MAX_CLIENT_CACHE_REVALIDATE: Duration = Duration::from_secs(60);
 
     /// Defaults for a connection URL (used as is: no parameter is read).
     pub fn new(url: impl Into<String>) -> Self {
@@ -99,6 +121,9 @@ impl PostgresOptions {
             idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
             max_lifetime: Some(Self::DEFAULT_MAX_LIFETIME),
             statement_cache_capacity: Self::DEFAULT_STATEMENT_CACHE_CAPACITY,
+            client_cache: true,
+            client_cache_capacity: Self::DEFAULT_CLIENT_CACHE_CAPACITY,
+            client_cache_revalidate: Self::DEFAULT_CLIENT_CACHE_REVALIDATE,
         }
     }
 
@@ -138,6 +163,20 @@ impl PostgresOptions {
         if let Some(v) = params.take("statement_cache_capacity")? {
             o.statement_cache_capacity = url_params::parse_number("statement_cache_capacity", &v)?;
         }
+        if let Some(v) = params.take("client_cache")? {
+            o.client_cache = match v.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => return Err(Error::invalid("url", "`client_cache` must be on or off")),
+            };
+        }
+        if let Some(v) = params.take("client_cache_capacity")? {
+            o.client_cache_capacity = url_params::parse_number("client_cache_capacity", &v)?;
+        }
+        if let Some(v) = params.take("client_cache_revalidate_ms")? {
+            let ms: u64 = url_params::parse_number("client_cache_revalidate_ms", &v)?;
+            o.client_cache_revalidate = Duration::from_millis(ms);
+        }
         o.url = params.rest();
         o.validate()?;
         Ok(o)
@@ -166,6 +205,18 @@ impl PostgresOptions {
             return Err(Error::invalid(
                 "url",
                 "acquire_timeout must be more than zero",
+            ));
+        }
+        if self.client_cache_capacity == 0 {
+            return Err(Error::invalid(
+                "url",
+                "client_cache_capacity must be at least 1 (client_cache=off turns the cache off)",
+            ));
+        }
+        if self.client_cache_revalidate > Self::MAX_CLIENT_CACHE_REVALIDATE {
+            return Err(Error::invalid(
+                "url",
+                "client_cache_revalidate_ms must be at most 60000",
             ));
         }
         Ok(())
@@ -199,7 +250,8 @@ mod tests {
     fn parameters_are_read_and_removed() {
         let o = PostgresOptions::from_url(
             "postgresql://u:p@h:5433/db?application_name=x&schema=s_1&min_connections=2&max_connections=4\
-             &idle_timeout=none&max_lifetime=90m&acquire_timeout=250ms&statement_cache_capacity=7",
+             &idle_timeout=none&max_lifetime=90m&acquire_timeout=250ms&statement_cache_capacity=7\
+             &client_cache=off&client_cache_capacity=16&client_cache_revalidate_ms=100",
         )
         .unwrap();
         assert_eq!(o.url, "postgresql://u:p@h:5433/db?application_name=x");
@@ -209,6 +261,9 @@ mod tests {
         assert_eq!(o.max_lifetime, Some(Duration::from_secs(5400)));
         assert_eq!(o.acquire_timeout, Duration::from_millis(250));
         assert_eq!(o.statement_cache_capacity, 7);
+        assert!(!o.client_cache);
+        assert_eq!(o.client_cache_capacity, 16);
+        assert_eq!(o.client_cache_revalidate, Duration::from_millis(100));
         assert!(
             !format!("{o:?}").contains(":p@"),
             "the password is not printed"
@@ -219,6 +274,9 @@ mod tests {
     fn defaults_and_refusals() {
         let o = PostgresOptions::from_url("postgres://h/db").unwrap();
         assert_eq!(o, PostgresOptions::new("postgres://h/db"));
+        assert!(o.client_cache);
+        assert_eq!(o.client_cache_capacity, 4096);
+        assert_eq!(o.client_cache_revalidate, Duration::from_millis(250));
         for bad in [
             "redis://h",
             "postgres://h/db?schema=1abc",
@@ -230,6 +288,10 @@ mod tests {
             "postgres://h/db?acquire_timeout=0s",
             "postgres://h/db?acquire_timeout=5 parsecs",
             "postgres://h/db?schema=a&schema=b",
+            "postgres://h/db?client_cache=yes",
+            "postgres://h/db?client_cache_capacity=0",
+            "postgres://h/db?client_cache_revalidate_ms=60001",
+            "postgres://h/db?client_cache_revalidate_ms=1s",
         ] {
             assert!(
                 matches!(PostgresOptions::from_url(bad), Err(Error::Invalid { .. })),

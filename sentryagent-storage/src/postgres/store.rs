@@ -24,6 +24,9 @@ use sentryagent_core::{
 use sentryagent_core::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use sentryagent_core::{Page, PageRequest};
 
+use std::sync::Arc;
+
+use super::client_cache::{self, ClientCache, Forget};
 use super::db::{Db, Step, lock_key, to_i64, to_u64, unique};
 use super::directory;
 use super::meter::PostgresUsageMeter;
@@ -72,9 +75,37 @@ const LOCK_AUDIT_CHAIN: i32 = 0x5341_0002;
 ///
 /// JSONB keeps numbers as decimals: a float in an agent's `custom_claims`
 /// written in exponent form (`1e16`) is read back as the equal integer.
+///
+/// # Client cache
+///
+/// [`get_client`](AgentStore::get_client), what the token endpoint reads
+/// on every request (the agent, its client secrets and its tenant), is
+/// served from a cache in the process when [`PostgresOptions::client_cache`]
+/// is on (the default; URL parameter `client_cache=off` turns it off):
+///
+/// - triggers (migration 6) send a notification on the channel
+///   `sentryagent_clients` when an agent, a client secret or a tenant
+///   changes (rotation, revocation, suspension, any update), and each store
+///   `LISTEN`s on a connection of its own (`application_name`
+///   `sentryagent-listen:<schema>`) and drops the records named, so other
+///   nodes see a change within milliseconds of its commit; this store drops
+///   them itself before the write returns;
+/// - records are cached only while that listener is connected; when it
+///   reconnects, the cache is emptied (notifications may have been missed);
+/// - a record older than [`PostgresOptions::client_cache_revalidate`]
+///   (default 250 ms) is checked before use by one query comparing the
+///   version (`xmin`) of its rows, so even a lost notification keeps a
+///   revoked secret usable on a node for at most that long;
+/// - at most [`PostgresOptions::client_cache_capacity`] records (default
+///   4,096); unknown clients are not cached.
+///
+/// `health()` reports the cache's figures (`client_cache_*`: entries, hits,
+/// misses, revalidations, invalidations, listener connects).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pub(super) db: Db,
+    /// The token path's client records, when the cache is on.
+    clients: Option<Arc<ClientCache>>,
 }
 
 pub(super) fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
@@ -169,11 +200,21 @@ impl PostgresStore {
     /// Connects, creates the schema if missing and applies the migrations.
     /// Several nodes may open the same database at once.
     pub async fn connect(options: &PostgresOptions) -> Result<Self> {
-        let store = PostgresStore {
-            db: Db::connect(options).await?,
+        let db = Db::connect(options).await?;
+        directory::backfill(&db).await?;
+        let clients = if options.client_cache {
+            Some(
+                ClientCache::start(
+                    &db,
+                    options.client_cache_capacity,
+                    options.client_cache_revalidate,
+                )
+                .await,
+            )
+        } else {
+            None
         };
-        directory::backfill(&store.db).await?;
-        Ok(store)
+        Ok(PostgresStore { db, clients })
     }
 
     /// A usage meter on the same pool.
@@ -189,6 +230,9 @@ impl PostgresStore {
     /// Closes the pool, which its [`usage_meter`](Self::usage_meter)s share
     /// (waiting for connections in use to come back).
     pub async fn close(&self) {
+        if let Some(c) = &self.clients {
+            c.stop();
+        }
         self.db.pool.close().await;
     }
 
@@ -220,7 +264,11 @@ impl Backend for PostgresStore {
     }
 
     async fn health(&self) -> BackendHealth {
-        self.db.health().await
+        let health = self.db.health().await;
+        match &self.clients {
+            Some(c) => c.report(health),
+            None => health.with_detail("client_cache_live", false),
+        }
     }
 }
 
@@ -270,6 +318,7 @@ impl TenantStore for PostgresStore {
             .ok_or_else(|| Error::invalid("revision", "too large"))?;
         let revision = to_i64(next.revision, "revision")?;
         let next = &next;
+        let _forget = Forget::Tenant(self.clients.as_deref(), &tenant.id);
         self.db
             .run(|| async {
                 let done = sqlx::query(
@@ -534,6 +583,7 @@ impl AgentStore for PostgresStore {
             .ok_or_else(|| Error::invalid("revision", "too large"))?;
         let row = AgentRow::new(&next)?;
         let row = &row;
+        let _forget = Forget::Agent(self.clients.as_deref(), &agent.id);
         self.db
             .run(|| async move {
                 let done = sqlx::query(
@@ -734,31 +784,13 @@ impl AgentStore for PostgresStore {
     }
 
     /// One query (one snapshot) instead of three: the token path's read,
-    /// the agent's tenant included when this database has it.
+    /// the agent's tenant included when this database has it; served from
+    /// the client cache when it is on and holds a current copy.
     async fn get_client(&self, id: &AgentId) -> Result<ClientRecord> {
-        self.db
-            .run(|| async {
-                let row = sqlx::query(
-                    "SELECT a.doc AS agent, t.doc AS tenant, \
-                     COALESCE((SELECT jsonb_agg(s.doc ORDER BY s.seq) FROM client_secrets s \
-                               WHERE s.agent_id = a.id), '[]'::jsonb) AS secrets \
-                     FROM agents a LEFT JOIN tenants t ON t.id = a.tenant_id WHERE a.id = $1",
-                )
-                .bind(id.as_str())
-                .fetch_optional(&self.db.pool)
-                .await?;
-                let Some(row) = row else {
-                    return Err(Error::not_found("agent").into());
-                };
-                Ok(ClientRecord {
-                    agent: doc(&row, "agent")?,
-                    secrets: doc(&row, "secrets")?,
-                    tenant: row
-                        .try_get::<Option<Json<Tenant>>, _>("tenant")?
-                        .map(|Json(t)| t),
-                })
-            })
-            .await
+        match &self.clients {
+            Some(cache) => cache.get(&self.db, id).await,
+            None => client_cache::load(&self.db, id).await.map(|(r, _)| r),
+        }
     }
 
     async fn introspection_record(
@@ -829,6 +861,7 @@ impl AgentStore for PostgresStore {
         new: &ClientSecret,
         old_valid_until: Timestamp,
     ) -> Result<()> {
+        let _forget = Forget::Agent(self.clients.as_deref(), agent);
         self.db
             .run(|| async {
                 let mut tx = self.db.pool.begin().await?;
@@ -859,6 +892,7 @@ impl AgentStore for PostgresStore {
     }
 
     async fn revoke_client_secrets(&self, agent: &AgentId, at: Timestamp) -> Result<u64> {
+        let _forget = Forget::Agent(self.clients.as_deref(), agent);
         self.db
             .run(|| async {
                 let mut tx = self.db.pool.begin().await?;
