@@ -628,6 +628,16 @@ async fn each_role_is_allowed_exactly_its_scopes_on_every_management_route() {
         (M::GET, "/v1/tenants/{id}", Anyone),
         (M::PATCH, "/v1/tenants/{id}", Operator),
         (M::PUT, "/v1/tenants/{id}/publisher", Scope("admin")),
+        (
+            M::POST,
+            "/v1/tenants/{id}/publisher/domain-proofs",
+            Scope("admin"),
+        ),
+        (
+            M::POST,
+            "/v1/tenants/{id}/publisher/domain-proofs/verify",
+            Scope("admin"),
+        ),
         (M::PATCH, "/v1/tenants/{id}/settings", Scope("admin")),
         (
             M::POST,
@@ -813,6 +823,10 @@ async fn each_role_is_allowed_exactly_its_scopes_on_every_management_route() {
                 "/v1/tenants" => json!({"name": "Nope"}),
                 "/v1/tenants/{id}" => json!({"tier": "pro"}),
                 "/v1/tenants/{id}/publisher" => json!({"display_name": "Roles"}),
+                "/v1/tenants/{id}/publisher/domain-proofs"
+                | "/v1/tenants/{id}/publisher/domain-proofs/verify" => {
+                    json!({"domain": "roles.example"})
+                }
                 "/v1/tenants/{id}/settings" => json!({"require_totp_for_admins": false}),
                 "/v1/tenants/{id}/api-keys" | "/v1/api-keys" => {
                     json!({"name": "k", "scopes": ["agents_read"]})
