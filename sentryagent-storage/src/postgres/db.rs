@@ -464,7 +464,7 @@ mod tests {
         }
         let m = migrator();
         let versions: Vec<i64> = m.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(m.table_name, MIGRATIONS_TABLE);
     }
 
