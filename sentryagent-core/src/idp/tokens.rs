@@ -119,18 +119,26 @@ impl Idp {
             .client_requests_per_minute;
         let tenant_key = tenant_limit_key(tenant);
         let tenant_quota = tenant_quota(self, tenant);
-        let client_key = format!("{tenant_key}/client:{agent}");
-        let client_quota = per_client.map(|n| Quota {
-            limit: n.max(1),
-            period: Duration::from_secs(60),
-            burst: n.max(1),
+        // The client's key is made only when its tier limits clients; the
+        // checks live on the stack (this runs on every token request).
+        let client = per_client.map(|n| {
+            let quota = Quota {
+                limit: n.max(1),
+                period: Duration::from_secs(60),
+                burst: n.max(1),
+            };
+            (format!("{tenant_key}/client:{agent}"), quota)
         });
-        let mut checks = Vec::with_capacity(2);
-        if let Some(q) = &client_quota {
-            checks.push((client_key.as_str(), q, 1));
-        }
-        checks.push((tenant_key.as_str(), &tenant_quota, 1));
-        let all = self.inner.limiter.check_all(&checks).await?;
+        let tenant_check = (tenant_key.as_str(), &tenant_quota, 1);
+        let both;
+        let checks: &[_] = match &client {
+            Some((key, quota)) => {
+                both = [(key.as_str(), quota, 1), tenant_check];
+                &both
+            }
+            None => std::slice::from_ref(&tenant_check),
+        };
+        let all = self.inner.limiter.check_all(checks).await?;
         if let Some(d) = all.refusal() {
             return Err(Error::RateLimited {
                 retry_after: d.retry_after,
