@@ -176,11 +176,23 @@ $(tail -n 30 "$log")"
 wrk_to() {
     local out="$1" rc=0
     shift
-    wrk "$@" >"$out" &
+    on_cpus "${WRK_CPUS:-}" wrk "$@" >"$out" &
     WRK_PID=$!
     wait "$WRK_PID" || rc=$?
     WRK_PID=""
     return "$rc"
+}
+
+# on_cpus CPUS COMMAND...: runs COMMAND on the CPU list CPUS (taskset -c),
+# or unpinned when CPUS is empty.
+on_cpus() {
+    local cpus="$1"
+    shift
+    if [[ -n "$cpus" ]]; then
+        taskset -c "$cpus" "$@"
+    else
+        "$@"
+    fi
 }
 
 # ---- tenants and agents ---------------------------------------------------

@@ -21,6 +21,10 @@
 #   SENTRYAGENT_TEST_REDIS_URL     default redis://127.0.0.1:6379
 #   SKIP_PG=1     leave out the Postgres + Redis runs
 #   SKIP_PEER=1   leave out oidc-provider (no npm install; its ratio is n/a)
+#   SERVER_CPUS   CPU list the servers run on (taskset -c), e.g. 1
+#   WRK_CPUS      CPU list wrk runs on (taskset -c), e.g. 0
+#   PIN=1         shorthand for SERVER_CPUS=1 WRK_CPUS=0 THREADS=1: the load
+#                 generator and the server each on a core of their own
 #   RESULTS=path  also append the RESULT lines to this file
 
 # The node snippets below are in single quotes on purpose (JavaScript, not
@@ -36,6 +40,12 @@ source "$HERE/lib.sh"
 
 DURATION="${DURATION:-20}"
 WARMUP="${WARMUP:-3}"
+PIN="${PIN:-0}"
+if [[ "$PIN" == 1 ]]; then
+    THREADS="${THREADS:-1}"
+    SERVER_CPUS="${SERVER_CPUS:-1}"
+    WRK_CPUS="${WRK_CPUS:-0}"
+fi
 THREADS="${THREADS:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
 PG_BASE="${SENTRYAGENT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
@@ -43,6 +53,8 @@ REDIS_BASE="${SENTRYAGENT_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 SKIP_PG="${SKIP_PG:-0}"
 SKIP_PEER="${SKIP_PEER:-0}"
 RESULTS="${RESULTS:-}"
+SERVER_CPUS="${SERVER_CPUS:-}"
+WRK_CPUS="${WRK_CPUS:-}"
 
 # ---- checks ---------------------------------------------------------------
 
@@ -51,6 +63,13 @@ is_int_in "$WARMUP" 0 60 || die "WARMUP must be whole seconds from 0 to 60, not 
 is_int_in "$THREADS" 1 64 || die "THREADS must be from 1 to 64, not '$THREADS'"
 is_int_in "$CONNECTIONS" 1 10000 || die "CONNECTIONS must be from 1 to 10000, not '$CONNECTIONS'"
 (( 10#$CONNECTIONS >= 10#$THREADS )) || die "CONNECTIONS must be at least THREADS"
+for cpus in "$SERVER_CPUS" "$WRK_CPUS"; do
+    [[ -z "$cpus" || "$cpus" =~ ^[0-9]+([,-][0-9]+)*$ ]] \
+        || die "SERVER_CPUS and WRK_CPUS are CPU lists such as 1 or 0-1, not '$cpus'"
+done
+if [[ -n "$SERVER_CPUS$WRK_CPUS" ]]; then
+    need taskset "it is part of util-linux"
+fi
 if (( 10#$DURATION > 20 )); then
     printf 'loadtest: note: one enterprise tenant may issue 600,000 tokens in a burst plus 10,000 a second; a token or introspection run faster than 10,000 a second for more than about 20 s gets 429 answers, counted as errors\n' >&2
 fi
@@ -117,10 +136,13 @@ bench_sentryagent() {
     )
     [[ -n "$limiter" ]] && envs+=("SENTRYAGENT_LIMITER=$limiter")
     [[ -n "$meter" ]] && envs+=("SENTRYAGENT_METER=$meter")
+    # taskset execs the server, so the PID below is the server's.
+    local -a run=("$SERVER_BIN")
+    [[ -n "$SERVER_CPUS" ]] && run=(taskset -c "$SERVER_CPUS" "$SERVER_BIN")
     # Billing off: no Stripe settings reach the server.
     env -u SENTRYAGENT_STRIPE_SECRET_KEY -u SENTRYAGENT_ISSUER \
         -u SENTRYAGENT_LIMITER -u SENTRYAGENT_METER "${envs[@]}" \
-        "$SERVER_BIN" >"$log" 2>&1 &
+        "${run[@]}" >"$log" 2>&1 &
     SERVER_PID=$!
     wait_http "$base/health" "$SERVER_PID" "$log"
 
@@ -191,6 +213,9 @@ bench_peer() {
 # ---- main -----------------------------------------------------------------
 
 say "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ -n "$SERVER_CPUS$WRK_CPUS" ]]; then
+    say "pinned: servers on CPUs ${SERVER_CPUS:-any}, wrk on CPUs ${WRK_CPUS:-any} (wrk -t$THREADS)"
+fi
 build_server
 
 bench_sentryagent sled "sled://$WORK/sled-data"

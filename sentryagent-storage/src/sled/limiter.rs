@@ -1,9 +1,10 @@
-//! [`SledRateLimiter`]: GCRA state in the `rate_limits` tree, updated by
-//! compare-and-swap.
+//! [`SledRateLimiter`]: GCRA state in the `rate_limits` tree, each key
+//! read and written under its lock stripe.
 
 use std::fmt;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
@@ -16,9 +17,8 @@ use sentryagent_core::{
 use super::Shared;
 use super::codec::{i64_from_key, i64_key, sled_error};
 
-/// Compare-and-swap attempts before a check gives up (each failure means
-/// another check of the same key succeeded meanwhile).
-const MAX_CAS_ATTEMPTS: usize = 1_000;
+/// Lock stripes of [`KeyLocks`].
+const LOCK_STRIPES: usize = 256;
 
 /// Stored keys examined for expiry per new key stored.
 const SWEEP_PER_NEW_KEY: usize = 2;
@@ -27,13 +27,23 @@ const SWEEP_PER_NEW_KEY: usize = 2;
 /// the shared sled database, so limits survive a restart.
 ///
 /// Decisions come from the core's pure [`gcra`] step, exactly as in
-/// [`MemoryRateLimiter`](sentryagent_core::MemoryRateLimiter): a check reads
-/// the key's TAT, computes the decision at the injected clock's `now`, and
-/// stores the new TAT with a compare-and-swap against the value it read,
-/// retrying from the read if another check of the key won the race. So
-/// concurrent checks of one key never admit more than the quota allows,
-/// and a TAT further than `burst × T` ahead of `now` is stored back clamped
-/// (see *Clock steps* in [`ratelimit`](sentryagent_core::ratelimit)).
+/// [`MemoryRateLimiter`](sentryagent_core::MemoryRateLimiter): a check takes
+/// the lock stripe of its key (of each key, in stripe order, for
+/// [`check_all`](RateLimiter::check_all)), reads the TATs, computes the
+/// decisions at the injected clock's `now` and stores the new TATs before
+/// letting go. So concurrent checks of one key never admit more than the
+/// quota allows, `check_all` is all-or-nothing, and a TAT further than
+/// `burst × T` ahead of `now` is stored back clamped (see *Clock steps* in
+/// [`ratelimit`](sentryagent_core::ratelimit)).
+///
+/// The locks are the process's: sled opens a database for one process
+/// only, and every limiter of a [`SledBackend`](super::SledBackend) shares
+/// them. They replace a sled transaction, which gave the same atomicity
+/// but made sled seal and write its log buffer on every commit, so that a
+/// token request cost a disk write on sled's I/O threads (see
+/// docs/load-test.md). The one writer that takes no lock, the expiry
+/// sweep, removes a key only if it still holds the expired value it read,
+/// and an expired key decides exactly like an absent one.
 /// Invalid quotas, costs above the burst and keys longer than
 /// [`MAX_KEY_LEN`](sentryagent_core::MAX_KEY_LEN) are refused
 /// with [`Error::Invalid`]; peeks and refusals store nothing.
@@ -42,7 +52,9 @@ const SWEEP_PER_NEW_KEY: usize = 2;
 ///
 /// Checks are never flushed explicitly (a flush per request would cost an
 /// fsync); sled's background flush writes them within about half a second.
-/// After a crash each key restarts from at most what was last written.
+/// After a crash each key restarts from at most what was last written (the
+/// keys of one `check_all` are separate writes, so a crash may keep one of
+/// them and not the other: at most one request's charge on one key).
 ///
 /// A key whose TAT is at or before `now` is back to a full burst and
 /// behaves exactly like an absent key, so removing it changes no decision.
@@ -73,6 +85,60 @@ fn corrupt_tat() -> Error {
     }
 }
 
+/// The stored TAT of `key`, if any.
+fn read_tat(tree: &::sled::Tree, key: &str) -> Result<Option<i64>> {
+    match tree
+        .get(key)
+        .map_err(|e| sled_error("read of a rate-limit key", e))?
+    {
+        None => Ok(None),
+        Some(v) => i64_from_key(&v).map(Some).ok_or_else(corrupt_tat),
+    }
+}
+
+/// Striped locks over rate-limit keys: a key's stripe is a keyed hash of
+/// the key, fixed for the life of the process.
+pub(crate) struct KeyLocks {
+    stripes: Box<[Mutex<()>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl KeyLocks {
+    pub(crate) fn new() -> Self {
+        KeyLocks {
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn stripe(&self, key: &str) -> usize {
+        let mut h = self.hasher.build_hasher();
+        h.write(key.as_bytes());
+        // The remainder is below LOCK_STRIPES, so it fits.
+        usize::try_from(h.finish() % LOCK_STRIPES as u64).unwrap_or(0)
+    }
+
+    /// Locks the stripe of `key`. A poisoned stripe is taken as is: it
+    /// guards no data, the tree holds the state.
+    fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+        self.stripes[self.stripe(key)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks the stripes of all `keys`, each once, in ascending stripe
+    /// order (so two calls never wait on each other in a cycle).
+    fn lock_all<'a>(&self, keys: impl Iterator<Item = &'a str>) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = keys.map(|k| self.stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .into_iter()
+            .map(|i| self.stripes[i].lock().unwrap_or_else(PoisonError::into_inner))
+            .collect()
+    }
+}
+
 impl SledRateLimiter {
     pub(crate) fn new(shared: Arc<Shared>, clock: Arc<dyn Clock>) -> Self {
         SledRateLimiter {
@@ -88,90 +154,58 @@ impl SledRateLimiter {
         quota.validate_request(cost)?;
         validate_key(key)?;
         let now = self.clock.now().unix_micros();
-        let tree = &self.shared.open()?.t.rate_limits;
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let current = tree
-                .get(key)
-                .map_err(|e| sled_error("read of a rate-limit key", e))?;
-            let tat = match &current {
-                None => None,
-                Some(v) => Some(i64_from_key(v).ok_or_else(corrupt_tat)?),
-            };
-            let (decision, new_tat) = gcra(tat, now, quota, cost);
-            let Some(new_tat) = new_tat else {
-                return Ok(decision);
-            };
-            let swapped = tree
-                .compare_and_swap(key, current.as_ref(), Some(&i64_key(new_tat)))
+        let open = self.shared.open()?;
+        let tree = &open.t.rate_limits;
+        let _guard = self.shared.limiter_locks.lock(key);
+        let tat = read_tat(tree, key)?;
+        let (decision, new_tat) = gcra(tat, now, quota, cost);
+        if let Some(new_tat) = new_tat {
+            tree.insert(key, &i64_key(new_tat)[..])
                 .map_err(|e| sled_error("write of a rate-limit key", e))?;
-            if swapped.is_ok() {
-                if current.is_none() {
-                    self.sweep_some(now);
-                }
-                return Ok(decision);
+            if tat.is_none() {
+                self.sweep_some(now);
             }
         }
-        Err(Error::Unavailable {
-            message: format!(
-                "sled rate limiter: key still contended after {MAX_CAS_ATTEMPTS} attempts"
-            ),
-            source: None,
-        })
+        Ok(decision)
     }
 
     /// [`RateLimiter::check_all`], synchronously: every key is read,
-    /// decided and (if the request is admitted) written in one sled
-    /// transaction on the `rate_limits` tree, which sled retries when a
-    /// concurrent check of one of the keys commits first, so the call is
-    /// atomic.
+    /// decided and (if the request is admitted) written under the keys'
+    /// locks, so the call is atomic with respect to every other check.
     pub fn check_all_sync(&self, checks: &[Check<'_>]) -> Result<Decisions> {
-        use ::sled::transaction::{ConflictableTransactionError, TransactionError};
         validate_checks(checks)?;
         let now = self.clock.now().unix_micros();
         let open = self.shared.open()?;
         let tree = &open.t.rate_limits;
-        let result = tree.transaction(|tx| {
-            let mut tats = Vec::with_capacity(checks.len());
-            let mut new_key = false;
-            for (key, _, _) in checks {
-                let tat = match tx.get(key)? {
-                    None => None,
-                    Some(v) => Some(
-                        i64_from_key(&v)
-                            .ok_or_else(|| ConflictableTransactionError::Abort(corrupt_tat()))?,
-                    ),
-                };
-                tats.push(tat);
-            }
-            let (decisions, writes) = gcra_all(checks, now, &tats);
-            for (i, write) in writes.iter().enumerate() {
-                if let Some(tat) = write {
-                    new_key |= tats[i].is_none();
-                    tx.insert(checks[i].0, &i64_key(*tat)[..])?;
-                }
-            }
-            Ok((decisions, new_key))
-        });
-        match result {
-            Ok((decisions, new_key)) => {
-                if new_key {
-                    self.sweep_some(now);
-                }
-                Ok(decisions)
-            }
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => {
-                Err(sled_error("transaction on rate-limit keys", e))
+        let _guards = self
+            .shared
+            .limiter_locks
+            .lock_all(checks.iter().map(|(key, _, _)| *key));
+        let mut tats = Vec::with_capacity(checks.len());
+        for (key, _, _) in checks {
+            tats.push(read_tat(tree, key)?);
+        }
+        let (decisions, writes) = gcra_all(checks, now, &tats);
+        let mut new_key = false;
+        for (i, write) in writes.iter().enumerate() {
+            if let Some(tat) = write {
+                new_key |= tats[i].is_none();
+                tree.insert(checks[i].0, &i64_key(*tat)[..])
+                    .map_err(|e| sled_error("write of a rate-limit key", e))?;
             }
         }
+        if new_key {
+            self.sweep_some(now);
+        }
+        Ok(decisions)
     }
 
     /// [`RateLimiter::reset`], synchronously.
     pub fn reset_sync(&self, key: &str) -> Result<()> {
         validate_key(key)?;
-        self.shared
-            .open()?
-            .t
+        let open = self.shared.open()?;
+        let _guard = self.shared.limiter_locks.lock(key);
+        open.t
             .rate_limits
             .remove(key)
             .map_err(|e| sled_error("removal of a rate-limit key", e))?;

@@ -325,6 +325,9 @@ pub(crate) struct Shared {
     last_error: Mutex<Option<String>>,
     /// sled's page cache size in bytes, as opened (and reopened).
     cache_capacity: u64,
+    /// The rate limiter's per-key locks (shared by every limiter of this
+    /// database, and kept across a reopen).
+    pub(crate) limiter_locks: limiter::KeyLocks,
 }
 
 /// One open handle of the database and its trees.
@@ -431,6 +434,7 @@ impl Shared {
     fn new(path: PathBuf, open: Open, cache_capacity: u64) -> Shared {
         Shared {
             cache_capacity,
+            limiter_locks: limiter::KeyLocks::new(),
             path,
             slot: RwLock::new(Some(Arc::new(open))),
             degraded: AtomicBool::new(false),
