@@ -2,8 +2,8 @@
 //! read and written under its lock stripe.
 
 use std::fmt;
-use std::ops::Bound;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -134,7 +134,11 @@ impl KeyLocks {
         stripes.dedup();
         stripes
             .into_iter()
-            .map(|i| self.stripes[i].lock().unwrap_or_else(PoisonError::into_inner))
+            .map(|i| {
+                self.stripes[i]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            })
             .collect()
     }
 }
