@@ -9,25 +9,39 @@
 //! | `marketplace_key_counts` | index key | u64: marketplace agents with it |
 //! | `marketplace_publishers` | publisher key, 0, tenant id | ∅ |
 //!
-//! A search picks, among its filters, the one with the fewest agents (the
-//! counts tree says; a prefix is the union of the values it covers) and
-//! walks that filter's agents in id order from the cursor, merging the
-//! ranges of a union; every candidate is checked against the other exact
-//! filters in the index, then read and checked with
-//! [`MarketplaceQuery::matches_listing`]. Publisher filters (`author`,
-//! `verified`, publisher annotations) resolve to the matching tenants
-//! first, whose `publisher` keys then act as one filter.
+//! A search turns each filter into a posting (its agents in id order, see
+//! the `postings` module): an exact key is one range of `marketplace_keys`;
+//! a key prefix the ranges of the keys it covers (the counts tree names
+//! them); publisher filters (`author`, `verified`, publisher annotations)
+//! the ranges of the `publisher` keys of the matching tenants; a word of
+//! the text the ranges of `marketplace_terms` of the words starting with
+//! it (found one seek per word). The postings are intersected by
+//! leapfrogging from the cursor, and every id they agree on is read and
+//! checked with [`MarketplaceQuery::matches_listing`] until the page (and
+//! one more, to know whether there is a next page) is full. A search thus
+//! reads index entries up to the end of its page, not the whole posting
+//! list of a common word.
+//!
+//! A filter covering more than `MAX_MERGED_RANGES` words or keys is
+//! collected instead (its entries past the cursor, at most
+//! `MAX_COLLECTED`); one with more entries still is not intersected but
+//! left to the re-check. When no filter is left (no filter at all, or
+//! only such wide ones), the search walks the `marketplace` tree in id
+//! order from the cursor and re-checks each agent: a wide filter matches
+//! many agents, so a page fills after about its size divided by the
+//! share of agents matching.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
 use ::sled::transaction::TransactionalTree;
 use sentryagent_core::marketplace_index::{IndexKind, KeyMatch, agent_keys, publisher_keys};
-use sentryagent_core::{Agent, Error, MarketplaceQuery, Page, PageRequest, Result, Tenant};
+use sentryagent_core::{Agent, MarketplaceQuery, Page, PageRequest, Result, Tenant};
 
 use super::Trees;
-use super::codec::{TxResult, counter, decode, key, prefix, sled_error};
-use super::store::{EMPTY, SledStore, iter_error, page_of, prefix_end, record};
+use super::codec::{SEP, TxResult, counter, decode, key, prefix, sled_error};
+use super::postings::{Intersection, Posting};
+use super::store::{EMPTY, SledStore, iter_error, page_of, prefix_end, record, start_after};
 
 /// The meta key holding the version of the index layout.
 const INDEX_META: &str = "marketplace_index";
@@ -37,9 +51,14 @@ const INDEX_META: &str = "marketplace_index";
 /// open.
 const INDEX_VERSION: &[u8] = b"1";
 
-/// Distinct values a prefix filter may cover and still be merged range by
-/// range; a wider prefix collects its agents instead.
-const MAX_MERGED_RANGES: usize = 512;
+/// Distinct values (words, keys, publishers) a filter may cover and still
+/// be merged range by range; a wider filter collects its agents instead.
+/// (Smaller in unit tests, so that small stores take every path.)
+const MAX_MERGED_RANGES: usize = if cfg!(test) { 16 } else { 512 };
+
+/// Index entries a wide filter may read to collect its agents; a filter
+/// with more is not intersected, only re-checked on each candidate.
+const MAX_COLLECTED: usize = if cfg!(test) { 100 } else { 50_000 };
 
 /// Applies the change of an agent's index keys from `old` to `new`, in a
 /// transaction over `marketplace_keys` and `marketplace_key_counts`.
@@ -140,91 +159,7 @@ pub(super) fn build_index(t: &Trees) -> Result<()> {
 /// Index keys with their counts.
 type KeyCounts = Vec<(Vec<u8>, u64)>;
 
-/// Where a search takes its candidates from.
-enum Driver {
-    /// The agents of one index key.
-    Key(Vec<u8>),
-    /// The agents of any of these index keys.
-    Union(Vec<Vec<u8>>),
-    /// Agents collected beforehand, ascending (past the cursor).
-    Collected(BTreeSet<Vec<u8>>),
-}
-
-/// A merge, ascending and without repeats, of sorted id streams.
-struct Merge<I: Iterator<Item = Result<Vec<u8>>>> {
-    heads: BinaryHeap<std::cmp::Reverse<(Vec<u8>, usize)>>,
-    streams: Vec<I>,
-    last: Option<Vec<u8>>,
-    failed: Option<Error>,
-}
-
-impl<I: Iterator<Item = Result<Vec<u8>>>> Merge<I> {
-    fn new(streams: Vec<I>) -> Self {
-        let mut m = Merge {
-            heads: BinaryHeap::new(),
-            streams,
-            last: None,
-            failed: None,
-        };
-        for i in 0..m.streams.len() {
-            m.pull(i);
-        }
-        m
-    }
-
-    fn pull(&mut self, i: usize) {
-        match self.streams[i].next() {
-            Some(Ok(id)) => self.heads.push(std::cmp::Reverse((id, i))),
-            Some(Err(e)) => self.failed = Some(e),
-            None => {}
-        }
-    }
-}
-
-impl<I: Iterator<Item = Result<Vec<u8>>>> Iterator for Merge<I> {
-    type Item = Result<Vec<u8>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(e) = self.failed.take() {
-                return Some(Err(e));
-            }
-            let std::cmp::Reverse((id, i)) = self.heads.pop()?;
-            self.pull(i);
-            if self.last.as_ref() != Some(&id) {
-                self.last = Some(id.clone());
-                return Some(Ok(id));
-            }
-        }
-    }
-}
-
 impl SledStore {
-    /// Agents with index key `k` past `cursor`, ascending.
-    fn key_ids<'a>(
-        t: &'a Trees,
-        k: &'a [u8],
-        cursor: Option<&str>,
-    ) -> impl Iterator<Item = Result<Vec<u8>>> + 'a {
-        let p = prefix(k);
-        let start = match cursor {
-            Some(c) => {
-                let mut s = p.clone();
-                s.extend_from_slice(c.as_bytes());
-                Bound::Excluded(s)
-            }
-            None => Bound::Included(p.clone()),
-        };
-        let skip = p.len();
-        t.marketplace_keys
-            .range((start, prefix_end(k)))
-            .keys()
-            .map(move |r| {
-                r.map(|key| key[skip..].to_vec())
-                    .map_err(iter_error("marketplace keys"))
-            })
-    }
-
     /// How many marketplace agents have index key `k`.
     fn key_count(&self, k: &[u8]) -> Result<u64> {
         let v = self
@@ -287,61 +222,123 @@ impl SledStore {
         Ok(found.unwrap_or_default())
     }
 
-    /// The agents of the keys of `matches`, past the cursor, collected.
-    fn collect_ids(&self, m: &KeyMatch, cursor: Option<&str>) -> Result<BTreeSet<Vec<u8>>> {
-        let scan = match m {
-            KeyMatch::Exact(k) => prefix(k.as_bytes()),
-            KeyMatch::Prefix(p) => p.as_bytes().to_vec(),
-        };
-        let mut out = BTreeSet::new();
-        for k in self
-            .shared
-            .open()?
-            .t
-            .marketplace_keys
-            .scan_prefix(scan)
-            .keys()
-        {
-            let k = k.map_err(iter_error("marketplace keys"))?;
-            let id = k
-                .iter()
-                .rposition(|&b| b == super::codec::SEP)
-                .map_or(&k[..], |i| &k[i + 1..]);
-            if cursor.is_none_or(|c| id > c.as_bytes()) {
-                out.insert(id.to_vec());
+    /// The distinct words of `marketplace_terms` starting with `term`
+    /// (one seek per word); `None` when there are more than `max`.
+    fn words_with_prefix(t: &Trees, term: &[u8], max: usize) -> Result<Option<Vec<Vec<u8>>>> {
+        let mut words = Vec::new();
+        let mut from = term.to_vec();
+        loop {
+            let next = t
+                .marketplace_terms
+                .range((Bound::Included(from), Bound::Unbounded))
+                .keys()
+                .next();
+            let Some(k) = next else { break };
+            let k = k.map_err(iter_error("marketplace terms"))?;
+            if !k.starts_with(term) {
+                break;
             }
+            if words.len() == max {
+                return Ok(None);
+            }
+            let word = k.split(|&b| b == SEP).next().unwrap_or(&k[..]).to_vec();
+            from = word.clone();
+            from.push(SEP + 1);
+            words.push(word);
         }
-        Ok(out)
+        Ok(Some(words))
     }
 
-    /// A search with index filters (see the module docs); `None` when the
-    /// query has none.
-    pub(super) fn directory_search(
+    /// The ids after `from` of the index keys yielded by `keys` (the id is
+    /// the part after the last [`SEP`]), or `None` once more than
+    /// [`MAX_COLLECTED`] entries were read.
+    fn collect_ids(
+        keys: impl Iterator<Item = ::sled::Result<::sled::IVec>>,
+        from: &[u8],
+        read: &mut usize,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<bool> {
+        for k in keys {
+            let k = k.map_err(iter_error("marketplace index"))?;
+            *read += 1;
+            if *read > MAX_COLLECTED {
+                return Ok(false);
+            }
+            let id = k
+                .iter()
+                .rposition(|&b| b == SEP)
+                .map_or(&k[..], |i| &k[i + 1..]);
+            if id >= from {
+                out.push(id.to_vec());
+            }
+        }
+        Ok(true)
+    }
+
+    /// The posting of the ranges `parts` (each followed by [`SEP`] and an
+    /// id) of `tree`: merged when they are few, else collected when they
+    /// hold at most [`MAX_COLLECTED`] entries, else `None` (the filter is
+    /// left to the re-check).
+    fn posting_of(
+        tree: &::sled::Tree,
+        parts: Option<&[Vec<u8>]>,
+        scan_prefix: &[u8],
+        from: &[u8],
+    ) -> Result<Option<Posting>> {
+        if let Some(parts) = parts.filter(|p| p.len() <= MAX_MERGED_RANGES) {
+            return Posting::merged(tree, parts, from).map(Some);
+        }
+        let mut read = 0;
+        let mut ids = Vec::new();
+        let complete = match parts {
+            Some(parts) => {
+                let mut complete = true;
+                for p in parts {
+                    let lo = key(&[p, from]);
+                    let hi = prefix_end(p);
+                    if !Self::collect_ids(
+                        tree.range((Bound::Included(lo), hi)).keys(),
+                        from,
+                        &mut read,
+                        &mut ids,
+                    )? {
+                        complete = false;
+                        break;
+                    }
+                }
+                complete
+            }
+            None => Self::collect_ids(
+                tree.scan_prefix(scan_prefix).keys(),
+                from,
+                &mut read,
+                &mut ids,
+            )?,
+        };
+        Ok(complete.then(|| Posting::collected(ids)))
+    }
+
+    /// A marketplace search (see the module docs).
+    pub(super) fn market_search(
         &self,
         query: &MarketplaceQuery,
         page: &PageRequest,
-    ) -> Result<Option<Page<Agent>>> {
+    ) -> Result<Page<Agent>> {
         let plan = query.index_plan();
-        if plan.is_empty() {
-            return Ok(None);
-        }
         let open = self.shared.open()?;
         let t = &open.t;
         let size = page.size();
-        let cursor = page.cursor.as_deref();
+        let cursor = page.cursor.as_deref().map(str::as_bytes);
+        // Every id from here on is ≥ `from` (after the cursor).
+        let from = cursor.map_or_else(Vec::new, |c| key(&[c, &[]]));
         let empty = || {
-            Ok(Some(Page {
+            Ok(Page {
                 items: vec![],
                 next_cursor: None,
-            }))
+            })
         };
-        // Candidate drivers with their estimated sizes.
-        let mut best: Option<(u64, Driver)> = None;
-        let mut consider = |n: u64, d: Driver| {
-            if best.as_ref().is_none_or(|(m, _)| n < *m) {
-                best = Some((n, d));
-            }
-        };
+        // Postings with their estimated sizes (text words: unknown).
+        let mut postings: Vec<(u64, Posting)> = Vec::new();
         for m in &plan.agent {
             match m {
                 KeyMatch::Exact(k) => {
@@ -349,16 +346,32 @@ impl SledStore {
                     if n == 0 {
                         return empty();
                     }
-                    consider(n, Driver::Key(k.as_bytes().to_vec()));
-                }
-                KeyMatch::Prefix(p) => match self.keys_with_prefix(p, MAX_MERGED_RANGES)? {
-                    Some(keys) if keys.is_empty() => return empty(),
-                    Some(keys) => {
-                        let n = keys.iter().map(|(_, n)| n).sum();
-                        consider(n, Driver::Union(keys.into_iter().map(|(k, _)| k).collect()));
+                    let parts = [k.as_bytes().to_vec()];
+                    if let Some(p) =
+                        Self::posting_of(&t.marketplace_keys, Some(&parts), &[], &from)?
+                    {
+                        postings.push((n, p));
                     }
-                    None => consider(u64::MAX - 1, Driver::Collected(BTreeSet::new())),
-                },
+                }
+                KeyMatch::Prefix(p) => {
+                    let keys = self.keys_with_prefix(p, MAX_MERGED_RANGES)?;
+                    if keys.as_ref().is_some_and(Vec::is_empty) {
+                        return empty();
+                    }
+                    let n = keys
+                        .as_ref()
+                        .map_or(u64::MAX - 1, |k| k.iter().map(|(_, n)| n).sum());
+                    let parts: Option<Vec<Vec<u8>>> =
+                        keys.map(|k| k.into_iter().map(|(k, _)| k).collect());
+                    if let Some(posting) = Self::posting_of(
+                        &t.marketplace_keys,
+                        parts.as_deref(),
+                        p.as_bytes(),
+                        &from,
+                    )? {
+                        postings.push((n, posting));
+                    }
+                }
             }
         }
         if !plan.publisher.is_empty() {
@@ -366,67 +379,65 @@ impl SledStore {
             if tenants.is_empty() {
                 return empty();
             }
-            let mut keys = Vec::with_capacity(tenants.len());
+            let mut parts = Vec::with_capacity(tenants.len());
             let mut n = 0u64;
-            for t in &tenants {
+            for tenant in &tenants {
                 let mut k = IndexKind::Publisher.prefix().into_bytes();
-                k.extend_from_slice(t);
-                n = n.saturating_add(self.key_count(&k)?);
-                keys.push(k);
+                k.extend_from_slice(tenant);
+                if tenants.len() <= MAX_MERGED_RANGES {
+                    n = n.saturating_add(self.key_count(&k)?);
+                }
+                parts.push(k);
             }
-            if n == 0 {
+            if tenants.len() <= MAX_MERGED_RANGES && n == 0 {
                 return empty();
             }
-            consider(n, Driver::Union(keys));
+            if tenants.len() > MAX_MERGED_RANGES {
+                n = u64::MAX - 1;
+            }
+            if let Some(p) = Self::posting_of(&t.marketplace_keys, Some(&parts), &[], &from)? {
+                postings.push((n, p));
+            }
         }
-        let Some((_, mut driver)) = best else {
-            return Ok(None);
-        };
-        if let Driver::Collected(_) = driver {
-            // Every filter is a wide prefix: collect the first one's agents.
-            let first = plan.agent.first().ok_or_else(|| Error::Internal {
-                message: "sled: a marketplace plan without agent filters".into(),
-                source: None,
-            })?;
-            driver = Driver::Collected(self.collect_ids(first, cursor)?);
+        let terms: BTreeSet<String> = query.terms().into_iter().collect();
+        for term in &terms {
+            let words = Self::words_with_prefix(t, term.as_bytes(), MAX_MERGED_RANGES)?;
+            if words.as_ref().is_some_and(Vec::is_empty) {
+                return empty();
+            }
+            if let Some(p) = Self::posting_of(
+                &t.marketplace_terms,
+                words.as_deref(),
+                term.as_bytes(),
+                &from,
+            )? {
+                postings.push((u64::MAX, p));
+            }
         }
-        let driver_key = match &driver {
-            Driver::Key(k) => Some(k.clone()),
-            _ => None,
-        };
-        // Exact filters checked in the index before reading the agent.
-        let exact: Vec<&[u8]> = plan
-            .agent
-            .iter()
-            .filter_map(|m| match m {
-                KeyMatch::Exact(k) if Some(k.as_bytes()) != driver_key.as_deref() => {
-                    Some(k.as_bytes())
-                }
-                _ => None,
-            })
-            .collect();
-        let ids: Box<dyn Iterator<Item = Result<Vec<u8>>> + '_> = match &driver {
-            Driver::Key(k) => Box::new(Self::key_ids(t, k, cursor)),
-            Driver::Union(keys) => Box::new(Merge::new(
-                keys.iter().map(|k| Self::key_ids(t, k, cursor)).collect(),
-            )),
-            Driver::Collected(ids) => Box::new(ids.iter().cloned().map(Ok)),
+        // The smallest postings lead the leapfrog.
+        postings.sort_by_key(|(n, _)| *n);
+        let ids: Box<dyn Iterator<Item = Result<Vec<u8>>> + '_> = if postings.is_empty() {
+            // No filter, or only filters too wide to intersect: walk the
+            // marketplace in id order; the re-check does the filtering.
+            let start = start_after(&[], page.cursor.as_deref());
+            Box::new(
+                t.marketplace
+                    .range((start, Bound::Unbounded))
+                    .keys()
+                    .map(|k| k.map(|k| k.to_vec()).map_err(iter_error("marketplace"))),
+            )
+        } else {
+            Box::new(Intersection::new(
+                postings.into_iter().map(|(_, p)| p).collect(),
+                &from,
+            ))
         };
         let matcher = query.matcher();
         let needs_tenant = matcher.filters_publisher();
         let mut tenants: HashMap<String, Option<Tenant>> = HashMap::new();
         let mut out = Vec::with_capacity(size + 1);
-        'candidates: for id in ids {
+        for id in ids {
             let id = id?;
-            for k in &exact {
-                let hit = t
-                    .marketplace_keys
-                    .contains_key(key(&[k, &id]))
-                    .map_err(|e| sled_error("read of a marketplace key", e))?;
-                if !hit {
-                    continue 'candidates;
-                }
-            }
             // The index may name an agent changed since: read and re-check.
             let Some(agent) = record::<Agent>(&t.agents, &id, "agent")? else {
                 continue;
@@ -448,7 +459,7 @@ impl SledStore {
                 }
             }
         }
-        Ok(Some(page_of(out, size)))
+        Ok(page_of(out, size))
     }
 
     /// Marketplace agents per key of `kind`, from the counts tree.
@@ -470,5 +481,131 @@ impl SledStore {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
+    use sentryagent_core::{
+        Agent, AgentStore, LifecycleState, MarketplaceQuery, PageRequest, TenantStore, Visibility,
+    };
+
+    use super::super::{SledBackend, SledStore};
+
+    /// Every page of a search, checked page by page against the matcher's
+    /// answer in id order.
+    async fn check_pages(store: &SledStore, q: &MarketplaceQuery, all: &[Agent], size: usize) {
+        let want: Vec<&Agent> = all.iter().filter(|a| q.matches(a)).collect();
+        let mut req = PageRequest::first(size);
+        let mut at = 0;
+        loop {
+            let p = store.search_marketplace(q, &req).await.unwrap();
+            let end = (at + size).min(want.len());
+            let expected: Vec<&Agent> = want[at..end].iter().copied().collect();
+            assert_eq!(
+                p.items.iter().collect::<Vec<_>>(),
+                expected,
+                "query {q:?}, page of {size} from {at}"
+            );
+            at = end;
+            match p.next_cursor {
+                Some(c) => {
+                    assert!(at < want.len(), "a next page only when there is one");
+                    assert_eq!(Some(c.as_str()), p.items.last().map(|a| a.id.as_str()));
+                    req.cursor = Some(c);
+                }
+                None => {
+                    assert_eq!(at, want.len(), "every match, for {q:?}");
+                    break;
+                }
+            }
+        }
+        // A cursor that is no agent's id: the agents after it.
+        if let Some(mid) = want.get(want.len() / 2) {
+            let cursor = format!("{}-", &mid.id.as_str()[..mid.id.as_str().len() - 1]);
+            let mut req = PageRequest::first(500);
+            req.cursor = Some(cursor.clone());
+            let p = store.search_marketplace(q, &req).await.unwrap();
+            let after: Vec<&Agent> = want
+                .iter()
+                .copied()
+                .filter(|a| a.id.as_str() > cursor.as_str())
+                .collect();
+            assert_eq!(
+                p.items.iter().collect::<Vec<_>>(),
+                after,
+                "{q:?} after {cursor}"
+            );
+        }
+    }
+
+    /// Terms covering one word, a few words (merged), many words (collected)
+    /// and more entries than may be collected (a walk of the marketplace),
+    /// alone, together and with filters: the same agents as the matcher,
+    /// in id order, page after page.
+    #[tokio::test]
+    async fn searches_page_like_the_matcher_on_every_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledBackend::open(dir.path()).unwrap().store();
+        let ten = sample_tenant("Postings");
+        store.create_tenant(&ten).await.unwrap();
+        let mut all = Vec::new();
+        for i in 0..120 {
+            let mut a = sample_agent(&ten.id, &format!("agent {i}"));
+            a.visibility = if i % 11 == 0 {
+                Visibility::Private
+            } else {
+                Visibility::Public
+            };
+            a.state = LifecycleState::Listed;
+            a.description = format!(
+                "w{i:03} common {} {}",
+                if i % 3 == 0 { "alpha" } else { "beta" },
+                if i % 7 == 0 { "gamma" } else { "delta" }
+            );
+            a.capabilities = vec![
+                if i % 2 == 0 {
+                    "pdf.extract"
+                } else {
+                    "web.search"
+                }
+                .into(),
+            ];
+            store
+                .create_agent(&a, Some(&sample_secret(&a.id, 1)), None)
+                .await
+                .unwrap();
+            all.push(a);
+        }
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        let q = |text: &str, capability: Option<&str>, name: Option<&str>| MarketplaceQuery {
+            text: (!text.is_empty()).then(|| text.to_owned()),
+            capability: capability.map(str::to_owned),
+            name: name.map(str::to_owned),
+            ..Default::default()
+        };
+        let queries = [
+            q("", None, None),
+            q("gamma", None, None),
+            q("alpha gamma", None, None),
+            q("w00", None, None),
+            q("w0", None, None),
+            q("w", None, None),
+            q("w0 alpha", None, None),
+            q("w alpha", None, None),
+            q("common w1", Some("pdf.extract"), None),
+            q("a", None, None),
+            q("d gam", Some("web.search"), None),
+            q("zzz", None, None),
+            q("", Some("pdf.extract"), None),
+            q("alpha", None, Some("agent 1*")),
+            q("", None, Some("agent *")),
+        ];
+        for query in &queries {
+            for size in [1, 4, 50] {
+                check_pages(&store, query, &all, size).await;
+            }
+        }
     }
 }

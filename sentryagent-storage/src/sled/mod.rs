@@ -38,6 +38,7 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `meta` | `format` | `sentryagent-sled/1`, checked at open |
+//! | `meta` | `bulk_registration`, `bulk_registration_done` | a batch of agents being written and its chunks stored (see the `bulk` module) |
 //! | `tenants` | tenant id | tenant |
 //! | `tenants_by_slug` | slug | tenant id |
 //! | `agents` | agent id | agent |
@@ -94,7 +95,8 @@
 //! # Transactions
 //!
 //! Every write that touches more than one key runs in one sled transaction
-//! over all the trees involved, so secondary indexes never disagree with the
+//! over all the trees involved (a batch of agents excepted: see "Bulk
+//! registration"), so secondary indexes never disagree with the
 //! records: an agent, its name, its tenant listing, its first secret, the
 //! live-agent counter (checked against `max_agents` in the same
 //! transaction) and its marketplace entries (words, directory keys and
@@ -182,10 +184,15 @@
 //!
 //! [`AgentStore::create_agents`](sentryagent_core::AgentStore::create_agents)
 //! writes a batch (at most
-//! [`MAX_AGENT_BATCH`](sentryagent_core::MAX_AGENT_BATCH) agents) in one
-//! transaction over the same trees as a single registration, and flushes
-//! once: every agent with all its index entries, the live-agent counters
-//! checked against each record's limit, or nothing.
+//! [`MAX_AGENT_BATCH`](sentryagent_core::MAX_AGENT_BATCH) agents) in small
+//! transactions, not one: a check-and-reserve transaction (ids and names
+//! free, the live-agent counters checked against each record's limit and
+//! raised, the batch recorded in `meta`), then one transaction per chunk of
+//! agents with all their index entries, then the record is removed; it
+//! flushes once. The writers of agents wait for a batch meanwhile, and a
+//! batch interrupted by an error or a crash is rolled back (by the call, or
+//! at the next open), so a batch is stored whole or not at all. Why: see
+//! the `bulk` module.
 //!
 //! # Retention
 //!
@@ -202,12 +209,14 @@
 //! - Everything else (tenants, agents, secrets, keys, the audit trail,
 //!   usage counts) is kept until deleted by the trait's operations.
 
+mod bulk;
 mod cache;
 mod codec;
 mod limiter;
 mod marketplace;
 mod meter;
 mod people;
+mod postings;
 mod store;
 mod trust_policies;
 
@@ -328,6 +337,11 @@ pub(crate) struct Shared {
     /// The rate limiter's per-key locks (shared by every limiter of this
     /// database, and kept across a reopen).
     pub(crate) limiter_locks: limiter::KeyLocks,
+    /// Held by the writers of agents (`create_agent`, `create_agents`,
+    /// `update_agent`): a batch is written in several transactions, and no
+    /// other write may contradict its checks meanwhile (see the `bulk`
+    /// module).
+    agent_writes: Mutex<()>,
 }
 
 /// One open handle of the database and its trees.
@@ -442,7 +456,15 @@ impl Shared {
             io_errors_seen: AtomicU64::new(codec::io_errors()),
             generation: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            agent_writes: Mutex::new(()),
         }
+    }
+
+    /// The agent-write lock (see the field).
+    pub(crate) fn agent_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.agent_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The open handle: every read and write goes through it. Cheap (a
@@ -858,6 +880,7 @@ fn open_handle(canonical: &Path, shown: &str, cache_capacity: u64) -> Result<Ope
         }
         Err(e) => return Err(open_error(shown, e)),
     }
+    bulk::roll_back(&t)?;
     marketplace::build_index(&t)?;
     Ok(Open { db, t })
 }

@@ -1,7 +1,7 @@
 //! [`SledStore`]: every store trait on sled (layout and rules in the
 //! [module docs](super)).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -12,11 +12,8 @@ use ::sled::transaction::Transactional;
 use async_trait::async_trait;
 
 use sentryagent_core::BackendHealth;
-use sentryagent_core::agent::agent_search_terms;
 use sentryagent_core::marketplace_index::{self, IndexKind};
-use sentryagent_core::store::{
-    NewAgentRecord, agent_batch_tenants, check_agent_batch, check_agent_batch_limits,
-};
+use sentryagent_core::store::{NewAgentRecord, agent_batch_tenants, check_agent_batch};
 use sentryagent_core::{AdminKey, ClientSecret};
 use sentryagent_core::{
     AdminKeyId, Agent, AgentId, AgentStateCounts, Error, LifecycleState, LimitKind,
@@ -30,6 +27,7 @@ use sentryagent_core::{AuditEvent, AuditQuery, ChainHead, NewAuditEvent};
 use sentryagent_core::{Page, PageRequest};
 
 use super::Shared;
+use super::bulk::{self, BatchRow, market_words};
 use super::cache::DecodedCache;
 use super::codec::{
     OrAbort, SEP, TxResult, abort, after_sep, counter, decode, encode, i64_from_key, i64_key, key,
@@ -161,50 +159,6 @@ fn corrupt(what: &str) -> Error {
     }
 }
 
-/// The words under which an agent is indexed (none outside the marketplace).
-/// What `create_agents` writes for one agent, encoded before its
-/// transaction.
-struct BatchRow<'a> {
-    id: &'a [u8],
-    value: IVec,
-    secrets: IVec,
-    name_key: Vec<u8>,
-    tenant_key: Vec<u8>,
-    in_market: bool,
-    words: BTreeSet<String>,
-    index_keys: BTreeSet<String>,
-}
-
-impl<'a> BatchRow<'a> {
-    fn new(r: &'a NewAgentRecord) -> Result<Self> {
-        let agent = &r.agent;
-        let id = agent.id.as_str().as_bytes();
-        let tenant = agent.tenant_id.as_str().as_bytes();
-        Ok(BatchRow {
-            id,
-            value: encode("agent", agent)?.into(),
-            secrets: encode(
-                "client secrets",
-                &r.secret.iter().cloned().collect::<Vec<_>>(),
-            )?
-            .into(),
-            name_key: key(&[tenant, agent.name.as_bytes()]),
-            tenant_key: key(&[tenant, id]),
-            in_market: agent.is_in_marketplace(),
-            words: market_words(agent),
-            index_keys: marketplace_index::agent_keys(agent),
-        })
-    }
-}
-
-fn market_words(agent: &Agent) -> BTreeSet<String> {
-    if agent.is_in_marketplace() {
-        agent_search_terms(agent).into_iter().collect()
-    } else {
-        BTreeSet::new()
-    }
-}
-
 impl SledStore {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         SledStore {
@@ -258,37 +212,6 @@ impl SledStore {
             }
         }
         Ok(page_of(out, size))
-    }
-
-    /// Ids of marketplace agents having, for every term, a word starting
-    /// with it (from the inverted index), ascending.
-    fn term_candidates(&self, terms: &BTreeSet<String>) -> Result<BTreeSet<Vec<u8>>> {
-        // Longer prefixes match fewer words: start with them.
-        let mut ordered: Vec<&String> = terms.iter().collect();
-        ordered.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        let mut candidates: Option<BTreeSet<Vec<u8>>> = None;
-        for term in ordered {
-            let mut hits = BTreeSet::new();
-            for k in self
-                .shared
-                .open()?
-                .t
-                .marketplace_terms
-                .scan_prefix(term.as_bytes())
-                .keys()
-            {
-                let k = k.map_err(iter_error("marketplace terms"))?;
-                let id = after_sep(&k);
-                if candidates.as_ref().is_none_or(|c| c.contains(id)) {
-                    hits.insert(id.to_vec());
-                }
-            }
-            if hits.is_empty() {
-                return Ok(hits);
-            }
-            candidates = Some(hits);
-        }
-        Ok(candidates.unwrap_or_default())
     }
 }
 
@@ -424,6 +347,7 @@ impl AgentStore for SledStore {
         let in_market = agent.is_in_marketplace();
         let words = market_words(agent);
         let index_keys = marketplace_index::agent_keys(agent);
+        let writing = self.shared.agent_writes();
         (
             &t.agents,
             &t.agents_by_name,
@@ -481,12 +405,12 @@ impl AgentStore for SledStore {
                 },
             )
             .map_err(|e| tx_error("create_agent", e))?;
+        drop(writing);
         self.durable().await
     }
 
-    /// One transaction per batch over the trees `create_agent` writes:
-    /// every agent with all its index entries, the live-agent counters
-    /// checked against the limits, or nothing.
+    /// Small transactions under the agent-write lock, rolled back on
+    /// failure: see the `bulk` module.
     async fn create_agents(&self, batch: &[NewAgentRecord]) -> Result<()> {
         check_agent_batch(batch)?;
         if batch.is_empty() {
@@ -497,70 +421,11 @@ impl AgentStore for SledStore {
             .map(BatchRow::new)
             .collect::<Result<Vec<_>>>()?;
         let tenants: Vec<TenantId> = agent_batch_tenants(batch).into_iter().cloned().collect();
-        let open = self.shared.open()?;
-        let t = &open.t;
-        (
-            &t.agents,
-            &t.agents_by_name,
-            &t.agents_by_tenant,
-            &t.live_agents,
-            &t.client_secrets,
-            &t.marketplace,
-            &t.marketplace_terms,
-            &t.marketplace_keys,
-            &t.marketplace_key_counts,
-        )
-            .transaction(
-                |(
-                    agents,
-                    names,
-                    by_tenant,
-                    live_agents,
-                    client_secrets,
-                    market,
-                    terms,
-                    keys,
-                    counts,
-                )|
-                 -> TxResult<()> {
-                    for r in &rows {
-                        if agents.get(r.id)?.is_some()
-                            || names.get(r.name_key.as_slice())?.is_some()
-                        {
-                            return abort(Error::already_exists("agent"));
-                        }
-                    }
-                    let mut stored = BTreeMap::new();
-                    for tenant in &tenants {
-                        let k = tenant.as_str().as_bytes();
-                        let n =
-                            counter("live agents", live_agents.get(k)?.as_deref()).or_abort()?;
-                        stored.insert(tenant.clone(), n);
-                    }
-                    let after = check_agent_batch_limits(batch, &stored).or_abort()?;
-                    for r in &rows {
-                        agents.insert(r.id, r.value.clone())?;
-                        names.insert(r.name_key.as_slice(), r.id)?;
-                        by_tenant.insert(r.tenant_key.as_slice(), EMPTY)?;
-                        client_secrets.insert(r.id, r.secrets.clone())?;
-                        if r.in_market {
-                            market.insert(r.id, EMPTY)?;
-                            for w in &r.words {
-                                terms.insert(key(&[w.as_bytes(), r.id]), EMPTY)?;
-                            }
-                        }
-                        write_agent_keys(keys, counts, r.id, &BTreeSet::new(), &r.index_keys)?;
-                    }
-                    for (tenant, n) in &after {
-                        if stored.get(tenant) != Some(n) {
-                            live_agents.insert(tenant.as_str().as_bytes(), &n.to_be_bytes())?;
-                        }
-                    }
-                    Ok(())
-                },
-            )
-            .map_err(|e| tx_error("create_agents", e))?;
-        drop(open);
+        {
+            let open = self.shared.open()?;
+            let _writing = self.shared.agent_writes();
+            bulk::register(&open.t, batch, &rows, &tenants)?;
+        }
         self.durable().await
     }
 
@@ -589,6 +454,7 @@ impl AgentStore for SledStore {
         let in_market = agent.is_in_marketplace();
         let live = agent.state != LifecycleState::Retired;
         let new_keys = marketplace_index::agent_keys(&next);
+        let writing = self.shared.agent_writes();
         (
             &t.agents,
             &t.agents_by_name,
@@ -648,6 +514,7 @@ impl AgentStore for SledStore {
                 },
             )
             .map_err(|e| tx_error("update_agent", e))?;
+        drop(writing);
         self.durable().await?;
         Ok(next)
     }
@@ -697,28 +564,7 @@ impl AgentStore for SledStore {
         query: &MarketplaceQuery,
         page: &PageRequest,
     ) -> Result<Page<Agent>> {
-        if let Some(found) = self.directory_search(query, page)? {
-            return Ok(found);
-        }
-        let terms: BTreeSet<String> = query.terms().into_iter().collect();
-        let matcher = query.matcher();
-        let cursor = page.cursor.as_deref().map(str::as_bytes);
-        let after = |id: &[u8]| cursor.is_none_or(|c| id > c);
-        if terms.is_empty() {
-            let start = start_after(&[], page.cursor.as_deref());
-            let ids = self
-                .shared
-                .open()?
-                .t
-                .marketplace
-                .range((start, Bound::Unbounded))
-                .keys()
-                .map(|k| k.map(|k| k.to_vec()).map_err(iter_error("marketplace")));
-            return self.agents_by_ids(ids, page.size(), |a| matcher.matches(a));
-        }
-        let candidates = self.term_candidates(&terms)?;
-        let ids = candidates.into_iter().filter(|id| after(id)).map(Ok);
-        self.agents_by_ids(ids, page.size(), |a| matcher.matches(a))
+        self.market_search(query, page)
     }
 
     /// From the `marketplace_key_counts` tree.
