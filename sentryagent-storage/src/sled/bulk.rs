@@ -3,13 +3,15 @@
 //! agents, stored whole or not at all.
 //!
 //! One sled transaction over the nine agent trees for a whole batch (about
-//! 45 writes per marketplace agent: 450,000 for a full batch) is slow in
-//! sled 0.34 and gets slower as the database grows: every write in a
-//! transaction first reads the key's old value from the tree, the commit
-//! holds one epoch guard and one log reservation across every write (so
-//! nothing written meanwhile can be reclaimed or made stable), and the
-//! process-wide transaction lock is held all along. Measured: 350 to 460
-//! agents per second (docs/benchmarks.md, "One million agents").
+//! 45 writes per marketplace agent: 450,000 for a full batch) holds sled's
+//! process-wide transaction lock, one epoch guard and one log reservation
+//! for seconds: every other transaction of the process (audit appends,
+//! markers, secret rotations) waits that long, and nothing written
+//! meanwhile can be reclaimed or made stable. Every write in a transaction
+//! also first reads the key's old value. Splitting the batch bounds all of
+//! that by a chunk. It does not remove the main cost of a write in sled
+//! 0.34 (a copy of the tree node written to, which grows with the tree):
+//! see docs/benchmarks.md, "One million agents".
 //!
 //! So a batch is written in steps, each a small transaction:
 //!

@@ -502,7 +502,7 @@ mod tests {
         loop {
             let p = store.search_marketplace(q, &req).await.unwrap();
             let end = (at + size).min(want.len());
-            let expected: Vec<&Agent> = want[at..end].iter().copied().collect();
+            let expected: Vec<&Agent> = want[at..end].to_vec();
             assert_eq!(
                 p.items.iter().collect::<Vec<_>>(),
                 expected,
