@@ -12,8 +12,8 @@ use sentryagent_core::HealthStatus;
 use sentryagent_core::MemoryStore;
 use sentryagent_core::PageRequest;
 use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
-use sentryagent_core::{Error, LifecycleState, MarketplaceQuery, Visibility};
-use sentryagent_storage::postgres::{PostgresOptions, PostgresStore};
+use sentryagent_core::{Error, LifecycleState, MarketplaceQuery, NewAgentRecord, Tier, Visibility};
+use sentryagent_storage::postgres::{PostgresOptions, PostgresStore, SEARCH_SPARSE_CAP};
 use sqlx::Connection;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -94,6 +94,124 @@ async fn postgres_schemas_are_isolated() {
 
 fn names(page: &[sentryagent_core::Agent]) -> BTreeSet<String> {
     page.iter().map(|a| a.name.clone()).collect()
+}
+
+/// Text searches page the same whatever path they take: rare words (by the
+/// statistics) read from the text index and paged by id, common words by
+/// the id index walked, and a word the statistics still count as rare but
+/// now on more agents than `SEARCH_SPARSE_CAP` (walked first, then, once
+/// the matches after the cursor are fewer than the cap, read from the text
+/// index): every page and cursor equal the in-memory store's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_marketplace_text_search_pages_across_the_sparse_cap() {
+    services::with_schema(
+        "postgres_marketplace_text_search_pages_across_the_sparse_cap",
+        |url, schema| async move {
+            let pg = PostgresStore::connect(&PostgresOptions::from_url(&url).unwrap())
+                .await
+                .unwrap();
+            let mem = MemoryStore::new();
+            let mut t = sample_tenant("Paging");
+            t.tier = Tier::Enterprise;
+            pg.create_tenant(&t).await.unwrap();
+            mem.create_tenant(&t).await.unwrap();
+            let agents = |from: usize,
+                          count: usize,
+                          word: &dyn Fn(usize) -> String|
+             -> Vec<NewAgentRecord> {
+                (from..from + count)
+                    .map(|i| {
+                        let mut a = sample_agent(&t.id, &format!("Agent {i}"));
+                        a.description = word(i);
+                        a.capabilities = if i % 50 == 3 {
+                            vec!["cap-few".into()]
+                        } else {
+                            vec!["cap-many".into()]
+                        };
+                        a.visibility = if i % 97 == 5 {
+                            Visibility::Private
+                        } else {
+                            Visibility::Public
+                        };
+                        a.state = LifecycleState::Listed;
+                        let s = sample_secret(&a.id, 1);
+                        NewAgentRecord::new(a, Some(s))
+                    })
+                    .collect()
+            };
+            // `common` on nine agents in ten (more than half the cap: a
+            // common word), `rare` on one in a hundred.
+            let first = agents(0, 2_600, &|i| {
+                let word = if i % 10 == 9 { "other" } else { "common" };
+                let extra = if i % 100 == 7 { " rare" } else { "" };
+                format!("{word} words{extra}")
+            });
+            pg.create_agents(&first).await.unwrap();
+            mem.create_agents(&first).await.unwrap();
+            let mut conn = sqlx::postgres::PgConnection::connect(&services::postgres_url())
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE \"{schema}\".agents")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let q = |text: &str, capability: Option<&str>| MarketplaceQuery {
+                text: Some(text.to_owned()),
+                capability: capability.map(str::to_owned),
+                ..Default::default()
+            };
+            let pages = |query: MarketplaceQuery, size: usize, least: usize| {
+                let (pg, mem) = (&pg, &mem);
+                async move {
+                    let mut cursor = None;
+                    let mut seen = 0;
+                    let mut n = 0;
+                    loop {
+                        let page = PageRequest {
+                            cursor: cursor.clone(),
+                            limit: Some(size),
+                        };
+                        let want = mem.search_marketplace(&query, &page).await.unwrap();
+                        let got = pg.search_marketplace(&query, &page).await.unwrap();
+                        let ids = |p: &sentryagent_core::Page<sentryagent_core::Agent>| {
+                            p.items.iter().map(|a| a.id.clone()).collect::<Vec<_>>()
+                        };
+                        assert_eq!(ids(&got), ids(&want), "{query:?} page {n}");
+                        assert_eq!(got.next_cursor, want.next_cursor, "{query:?} page {n}");
+                        assert!(got.items.len() <= size);
+                        seen += got.items.len();
+                        n += 1;
+                        match got.next_cursor {
+                            Some(c) => cursor = Some(c),
+                            None => break,
+                        }
+                    }
+                    // Private agents (one in 97) are left out.
+                    assert!(seen >= least, "{query:?}: {seen}");
+                    assert_eq!(least == 0, seen == 0, "{query:?}: {seen}");
+                }
+            };
+            pages(q("common", None), 500, 2_250).await;
+            pages(q("comm", None), 97, 2_250).await;
+            pages(q("words", Some("cap-many")), 450, 2_450).await;
+            pages(q("words", Some("cap-few")), 10, 45).await;
+            pages(q("rare", None), 4, 22).await;
+            pages(q("common rare", None), 3, 22).await;
+            pages(q("rare", Some("cap-few")), 3, 0).await;
+            pages(q("nothing", None), 10, 0).await;
+            // More agents with `rare` than the cap, written after the
+            // statistics: still taken for rare, too many to read from the
+            // text index at first.
+            let second = agents(2_600, SEARCH_SPARSE_CAP + 100, &|_| "rare words".to_owned());
+            pg.create_agents(&second).await.unwrap();
+            mem.create_agents(&second).await.unwrap();
+            pages(q("rare", None), 500, SEARCH_SPARSE_CAP).await;
+            pages(q("rar", None), 333, SEARCH_SPARSE_CAP).await;
+            pages(q("rare common", None), 7, 22).await;
+            conn.close().await.unwrap();
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

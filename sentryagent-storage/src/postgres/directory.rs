@@ -87,6 +87,14 @@ impl Filters {
         f
     }
 
+    /// Whether there is any directory filter.
+    pub(crate) fn any(&self) -> bool {
+        !self.exact.is_empty()
+            || !self.prefixes.is_empty()
+            || !self.publisher_exact.is_empty()
+            || !self.publisher_prefixes.is_empty()
+    }
+
     /// Whether matching needs the publisher (`tenant_doc` is selected).
     pub(crate) fn needs_tenant(&self) -> bool {
         !self.publisher_exact.is_empty() || !self.publisher_prefixes.is_empty()

@@ -80,4 +80,4 @@ mod trust_policies;
 
 pub use meter::PostgresUsageMeter;
 pub use options::PostgresOptions;
-pub use store::PostgresStore;
+pub use store::{PostgresStore, SEARCH_SPARSE_CAP};

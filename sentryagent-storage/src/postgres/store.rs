@@ -34,6 +34,12 @@ use super::options::PostgresOptions;
 use super::search;
 use sentryagent_core::marketplace_index::IndexKind;
 
+/// Most agents a marketplace text search reads from the text index for its
+/// rare words (after its cursor) before paging over them in id order; with
+/// more, it walks the marketplace's id index instead. Words the statistics
+/// count on at most half this many agents are rare.
+pub const SEARCH_SPARSE_CAP: usize = 4096;
+
 /// Advisory-lock namespace of a tenant's agent count (`max_agents`).
 const LOCK_AGENT_LIMIT: i32 = 0x5341_0001;
 /// Advisory-lock namespace of an audit chain.
@@ -106,6 +112,8 @@ pub struct PostgresStore {
     pub(super) db: Db,
     /// The token path's client records, when the cache is on.
     clients: Option<Arc<ClientCache>>,
+    /// Lexeme frequencies for marketplace text search.
+    lexemes: Arc<search::LexemeStats>,
 }
 
 pub(super) fn doc<T: DeserializeOwned>(row: &PgRow, column: &str) -> Step<T> {
@@ -214,7 +222,11 @@ impl PostgresStore {
         } else {
             None
         };
-        Ok(PostgresStore { db, clients })
+        Ok(PostgresStore {
+            db,
+            clients,
+            lexemes: Arc::default(),
+        })
     }
 
     /// A usage meter on the same pool.
@@ -685,73 +697,150 @@ impl AgentStore for PostgresStore {
             .await
     }
 
+    /// How a text search is read (see [`SEARCH_SPARSE_CAP`]): the query's
+    /// rare words (by the planner's lexeme statistics, read once a minute)
+    /// are first looked up alone in the text index, at most
+    /// `SEARCH_SPARSE_CAP + 1` agents; when they are no more than that, the
+    /// page is read from those ids in id order (primary key), every filter
+    /// applied. Otherwise, and when every word is common, the marketplace's
+    /// id index is walked in order (bitmap scans off: the planner, misled
+    /// by word frequencies it cannot combine, would otherwise read every
+    /// match of common words to sort them). Both paths test the same
+    /// conditions, re-check with the core's rule and page by id, so results
+    /// and cursors are the same. Without statistics (a table never
+    /// analyzed), or with other filters and only common words, the planner
+    /// chooses.
     async fn search_marketplace(
         &self,
         query: &MarketplaceQuery,
         page: &PageRequest,
     ) -> Result<Page<Agent>> {
         let size = page.size();
-        let tsquery = search::tsquery(query);
+        let terms = search::terms(query);
+        let tsquery = search::tsquery_of(&terms);
+        let filters = directory::Filters::of(query);
+        let columns = if filters.needs_tenant() {
+            "SELECT id, doc, (SELECT t.doc FROM tenants t WHERE t.id = agents.tenant_id) \
+             AS tenant_doc FROM agents"
+        } else {
+            "SELECT id, doc FROM agents"
+        };
         // Only the filters present enter the statement, so each shape gets
         // a plan that uses its index; values are always bound.
-        let mut sql = if directory::Filters::of(query).needs_tenant() {
-            String::from(
-                "SELECT id, doc, (SELECT t.doc FROM tenants t WHERE t.id = agents.tenant_id) \
-                 AS tenant_doc FROM agents WHERE in_marketplace AND id > $1",
-            )
-        } else {
-            String::from("SELECT id, doc FROM agents WHERE in_marketplace AND id > $1")
-        };
+        let mut condition = String::from(" WHERE in_marketplace AND id > $1");
         let mut n = 1;
         let mut next = |sql: &mut String, fragment: &str| {
             n += 1;
             sql.push_str(&fragment.replace('?', &format!("${n}")));
         };
         if tsquery.is_some() {
-            next(&mut sql, " AND search @@ ?::tsquery");
+            next(&mut condition, " AND search @@ ?::tsquery");
         }
         if query.capability.is_some() {
-            next(&mut sql, " AND capabilities @> ARRAY[?::text]");
+            next(&mut condition, " AND capabilities @> ARRAY[?::text]");
         }
         if query.tag.is_some() {
-            next(&mut sql, " AND tags @> ARRAY[?::text]");
+            next(&mut condition, " AND tags @> ARRAY[?::text]");
         }
         if query.category.is_some() {
-            next(&mut sql, " AND category = ?");
+            next(&mut condition, " AND category = ?");
         }
         if query.publisher.is_some() {
-            next(&mut sql, " AND tenant_id = ?");
+            next(&mut condition, " AND tenant_id = ?");
         }
-        let filters = directory::Filters::of(query);
-        filters.push_sql(&mut sql, &mut next);
-        next(&mut sql, " ORDER BY id LIMIT ?");
-        let filters = &filters;
-        let sql = &sql;
-        let tsquery = &tsquery;
+        filters.push_sql(&mut condition, &mut next);
+        let mut tail = String::new();
+        next(&mut tail, " ?");
+        let last = tail.trim();
+        // The walk: the marketplace's id index in order, each row tested.
+        let walk = format!("{columns}{condition} ORDER BY id LIMIT {last}");
+        // The page among probed ids (bound in the limit's place, before
+        // it), in order.
+        let after = format!("${}", n + 1);
+        let among =
+            format!("{columns}{condition} AND id = ANY({last}::text[]) ORDER BY id LIMIT {after}");
+        let others = query.category.is_some() || query.publisher.is_some() || filters.any();
+        let (rare, walk_only) = match &tsquery {
+            None => (None, false),
+            Some(_) => {
+                let lexemes = self.lexemes.get(&self.db).await;
+                let most = (SEARCH_SPARSE_CAP / 2) as f64;
+                let rare = search::tsquery_of(&lexemes.rare(&terms, most));
+                let known = lexemes.known();
+                (rare, known && !others)
+            }
+        };
+        let (filters, tsquery, rare) = (&filters, &tsquery, &rare);
+        let (walk, among) = (&walk, &among);
+        // The statement with the cursor and every filter's value bound; the
+        // last values (ids, limit) are the caller's.
+        let bind_all = move |sql: &String, cursor: String| {
+            let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(cursor);
+            if let Some(t) = tsquery {
+                q = q.bind(t.clone());
+            }
+            for v in [&query.capability, &query.tag, &query.category]
+                .into_iter()
+                .flatten()
+            {
+                q = q.bind(v.clone());
+            }
+            if let Some(p) = &query.publisher {
+                q = q.bind(p.to_string());
+            }
+            filters.bind(q)
+        };
         self.db
             .run(|| async move {
+                let start = page.cursor.clone().unwrap_or_default();
+                let matcher = query.matcher();
+                let mut items: Vec<Agent> = Vec::with_capacity(size + 1);
+                let mut tx = self.db.pool.begin().await?;
+                let mut ids: Option<Vec<String>> = None;
+                if let Some(rare) = rare {
+                    // Only the text index can answer (a bitmap scan); its
+                    // matches are read up to the cap, in no order.
+                    sqlx::raw_sql(
+                        "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    let found: Vec<String> = sqlx::query(
+                        "SELECT id FROM agents WHERE in_marketplace AND id > $1 \
+                         AND search @@ $2::tsquery LIMIT $3",
+                    )
+                    .bind(&start)
+                    .bind(rare)
+                    .bind(limit_of(SEARCH_SPARSE_CAP))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get("id"))
+                    .collect::<std::result::Result<_, _>>()?;
+                    if found.len() <= SEARCH_SPARSE_CAP {
+                        ids = Some(found);
+                    }
+                }
+                if rare.is_some() || walk_only {
+                    // The page: by primary key among the probed ids, or
+                    // the id index walked; never a bitmap of every match.
+                    sqlx::raw_sql(
+                        "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = on; \
+                         SET LOCAL enable_bitmapscan = off",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 // The index may return a few candidates that the exact rule
                 // refuses (words longer than a lexeme): keep reading until a
                 // page and one more are found, or the rows end.
-                let mut cursor = page.cursor.clone().unwrap_or_default();
-                let mut items: Vec<Agent> = Vec::with_capacity(size + 1);
-                let matcher = query.matcher();
-                loop {
-                    let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(cursor.clone());
-                    if let Some(t) = tsquery {
-                        q = q.bind(t.clone());
-                    }
-                    for v in [&query.capability, &query.tag, &query.category]
-                        .into_iter()
-                        .flatten()
-                    {
-                        q = q.bind(v.clone());
-                    }
-                    if let Some(p) = &query.publisher {
-                        q = q.bind(p.to_string());
-                    }
-                    q = filters.bind(q);
-                    let rows = q.bind(limit_of(size)).fetch_all(&self.db.pool).await?;
+                let mut cursor = start;
+                'rows: loop {
+                    let q = match &ids {
+                        Some(ids) => bind_all(among, cursor.clone()).bind(ids),
+                        None => bind_all(walk, cursor.clone()),
+                    };
+                    let rows = q.bind(limit_of(size)).fetch_all(&mut *tx).await?;
                     let exhausted = rows.len() <= size;
                     for r in &rows {
                         cursor = r.try_get("id")?;
@@ -765,14 +854,15 @@ impl AgentStore for PostgresStore {
                         if matcher.matches_listing(&agent, tenant.as_ref()) {
                             items.push(agent);
                             if items.len() > size {
-                                break;
+                                break 'rows;
                             }
                         }
                     }
-                    if items.len() > size || exhausted {
+                    if exhausted {
                         break;
                     }
                 }
+                tx.commit().await?;
                 Ok(page_of(items, size, |a| a.id.to_string()))
             })
             .await
