@@ -24,14 +24,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
 use sentryagent::JWT_BEARER_ASSERTION_TYPE;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sentryagent::federation::{
-    ExchangeRequest, ExchangeTarget, ID_TOKEN_TYPE, NewTrustPolicy, TrustGrant,
-    parse_subject_token,
+    ExchangeRequest, ExchangeTarget, ID_TOKEN_TYPE, NewTrustPolicy, TrustGrant, parse_subject_token,
 };
 use sentryagent::http::{JwksFetcher, JwksFetcherConfig};
 use sentryagent::jose::Algorithm;
@@ -282,7 +281,10 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
     ec_point.extend(b64(&ec_jwk["y"]));
     let split = |t: &str| {
         let (input, sig) = t.rsplit_once('.').expect("compact JWS");
-        (input.as_bytes().to_vec(), URL_SAFE_NO_PAD.decode(sig).expect("sig"))
+        (
+            input.as_bytes().to_vec(),
+            URL_SAFE_NO_PAD.decode(sig).expect("sig"),
+        )
     };
     let (rsa_input, rsa_sig) = split(&subject_tokens[0]);
     let (ec_input, ec_sig) = split(&subject_tokens[1]);
