@@ -11,6 +11,10 @@
 //! the JWKS are read once before the measurement, then every exchange takes
 //! the keys from the fetcher's cache and verifies the subject token for
 //! real, matches the trust policy and signs the agent's token.
+//! `token/rsa_verify_raw` and `token/es256_verify_raw` are ring's
+//! verification of those subject tokens alone (the floor of the foreign
+//! signature), and `token/subject_verify_rs256` the subject-token verifier
+//! on the RS256 one (parse, key, signature, claims).
 //!
 //! Async calls are driven by criterion's `to_async` on a current-thread Tokio
 //! runtime (one `block_on` per sample, as a server polls them inside its
@@ -20,11 +24,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
 use sentryagent::JWT_BEARER_ASSERTION_TYPE;
 use sentryagent::federation::{
-    ExchangeRequest, ExchangeTarget, ID_TOKEN_TYPE, NewTrustPolicy, TrustGrant,
+    ExchangeRequest, ExchangeTarget, ID_TOKEN_TYPE, NewTrustPolicy, TrustGrant, parse_subject_token,
 };
 use sentryagent::http::{JwksFetcher, JwksFetcherConfig};
 use sentryagent::jose::Algorithm;
@@ -253,12 +259,76 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
         sentryagent::Timestamp::from_unix_secs(i64::try_from(now()).expect("time")),
     );
     claims["exp"] = (now() + 3000).into();
-    for (id, kid) in [
-        ("exchange_warm_jwks_rs256", "rsa1"),
-        ("exchange_warm_jwks_es256", "ec1"),
+    let subject_tokens = [
+        s.subject_issuer.sign("rsa1", &claims),
+        s.subject_issuer.sign("ec1", &claims),
+    ];
+
+    // The floors of an exchange's foreign signature: ring's RS256 and ES256
+    // verification alone, over the subject tokens' own signing inputs with
+    // the issuer's keys (what the verifier hands ring), and the verifier
+    // itself on the RS256 token (parse, key lookup, signature, claims).
+    let jwks = s.subject_issuer.jwks();
+    let b64 = |v: &serde_json::Value| {
+        URL_SAFE_NO_PAD
+            .decode(v.as_str().expect("JWK member"))
+            .expect("base64url")
+    };
+    let (rsa_jwk, ec_jwk) = (&jwks["keys"][0], &jwks["keys"][1]);
+    let (rsa_n, rsa_e) = (b64(&rsa_jwk["n"]), b64(&rsa_jwk["e"]));
+    let mut ec_point = vec![4u8];
+    ec_point.extend(b64(&ec_jwk["x"]));
+    ec_point.extend(b64(&ec_jwk["y"]));
+    let split = |t: &str| {
+        let (input, sig) = t.rsplit_once('.').expect("compact JWS");
+        (
+            input.as_bytes().to_vec(),
+            URL_SAFE_NO_PAD.decode(sig).expect("sig"),
+        )
+    };
+    let (rsa_input, rsa_sig) = split(&subject_tokens[0]);
+    let (ec_input, ec_sig) = split(&subject_tokens[1]);
+    g.bench_function("rsa_verify_raw", |b| {
+        b.iter(|| {
+            ring::signature::RsaPublicKeyComponents {
+                n: &rsa_n,
+                e: &rsa_e,
+            }
+            .verify(
+                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                std::hint::black_box(&rsa_input),
+                &rsa_sig,
+            )
+            .expect("verifies")
+        })
+    });
+    g.bench_function("es256_verify_raw", |b| {
+        b.iter(|| {
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                &ec_point,
+            )
+            .verify(std::hint::black_box(&ec_input), &ec_sig)
+            .expect("verifies")
+        })
+    });
+    let key_set = s.subject_issuer.key_set();
+    let verify_at = sentryagent::Timestamp::from_unix_secs(i64::try_from(now()).expect("time"));
+    g.bench_function("subject_verify_rs256", |b| {
+        b.iter(|| {
+            parse_subject_token(std::hint::black_box(&subject_tokens[0]))
+                .expect("parses")
+                .verify(&key_set, verify_at)
+                .expect("verifies")
+        })
+    });
+
+    for (id, subject_token) in [
+        ("exchange_warm_jwks_rs256", &subject_tokens[0]),
+        ("exchange_warm_jwks_es256", &subject_tokens[1]),
     ] {
         let exchange = ExchangeRequest {
-            subject_token: s.subject_issuer.sign(kid, &claims),
+            subject_token: subject_token.clone(),
             subject_token_type: ID_TOKEN_TYPE.into(),
             target: ExchangeTarget::Agent(s.agent.agent.id.to_string()),
             scope: Some("invoices:read".into()),

@@ -21,7 +21,6 @@
 //!
 //! Nothing here panics, whatever the bytes.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -172,45 +171,77 @@ impl SubjectKey {
         }
     }
 
-    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// This key in the form its verification reads.
+    fn prepare(&self) -> Prepared {
         match self {
-            SubjectKey::Rsa { n, e } => ring::signature::RsaPublicKeyComponents { n, e }
-                .verify(
-                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-                    message,
-                    signature,
-                )
-                .is_ok(),
+            SubjectKey::Rsa { .. } => Prepared::Rsa,
+            SubjectKey::Jose(VerifyingKey::Es256(k)) => {
+                let point = k.to_sec1_point(false);
+                let mut sec1 = [0u8; 65];
+                // An uncompressed SEC1 point of P-256 is `04 || x || y`, 65
+                // bytes; anything else cannot verify.
+                match <&[u8; 65]>::try_from(point.as_bytes()) {
+                    Ok(p) => {
+                        sec1.copy_from_slice(p);
+                        Prepared::Es256(sec1)
+                    }
+                    Err(_) => Prepared::Unusable,
+                }
+            }
+            SubjectKey::Jose(VerifyingKey::Ed25519(_)) => Prepared::Ed25519,
+        }
+    }
+
+    fn verify(&self, prepared: &Prepared, message: &[u8], signature: &[u8]) -> bool {
+        match (self, prepared) {
+            // ring 0.17 has no pre-parsed RSA public key: each call checks
+            // the modulus and sets up its Montgomery constants again (see
+            // docs/benchmarks.md, the exchange).
+            (SubjectKey::Rsa { n, e }, Prepared::Rsa) => {
+                ring::signature::RsaPublicKeyComponents { n, e }
+                    .verify(
+                        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                        message,
+                        signature,
+                    )
+                    .is_ok()
+            }
             // P-256 through ring (its assembly verifies about four times as
             // fast as the `p256` crate: see docs/benchmarks.md, the
             // exchange); the same rules: `r || s` of 64 bytes, each in
-            // `1..n`, over SHA-256.
-            SubjectKey::Jose(k) if k.alg() == crate::jose::Algorithm::ES256 => {
-                let jwk = k.to_jwk();
-                let coordinate = |c: Option<&String>| {
-                    c.and_then(|c| b64_decode(c).ok()).filter(|c| c.len() == 32)
-                };
-                let (Some(x), Some(y)) = (coordinate(jwk.x.as_ref()), coordinate(jwk.y.as_ref()))
-                else {
-                    return false;
-                };
-                let mut point = Vec::with_capacity(65);
-                point.push(4);
-                point.extend_from_slice(&x);
-                point.extend_from_slice(&y);
+            // `1..n`, over SHA-256. The point was encoded when the key set
+            // was read.
+            (SubjectKey::Jose(_), Prepared::Es256(point)) => {
                 signature.len() == 64
                     && ring::signature::UnparsedPublicKey::new(
                         &ring::signature::ECDSA_P256_SHA256_FIXED,
-                        point,
+                        &point[..],
                     )
                     .verify(message, signature)
                     .is_ok()
             }
-            SubjectKey::Jose(k) => {
+            (SubjectKey::Jose(k @ VerifyingKey::Ed25519(_)), Prepared::Ed25519) => {
                 <&[u8; 64]>::try_from(signature).is_ok_and(|sig| k.verify(message, sig).is_ok())
             }
+            _ => false,
         }
     }
+}
+
+/// A key in the form its verification reads, made once when a key set is
+/// built (a JWKS is read once per fetch; its keys verify a token on every
+/// exchange).
+#[derive(Clone, PartialEq, Eq)]
+enum Prepared {
+    /// RSA: ring reads `n` and `e` as they are.
+    Rsa,
+    /// P-256: the uncompressed SEC1 point (`04 || x || y`) ring reads.
+    Es256([u8; 65]),
+    /// Ed25519: the parsed key itself.
+    Ed25519,
+    /// A key that verifies nothing (a P-256 point that does not encode in
+    /// 65 bytes; not expected from a parsed key).
+    Unusable,
 }
 
 /// A key of an issuer with its `kid`.
@@ -223,10 +254,21 @@ pub struct IssuerKey {
 }
 
 /// An issuer's usable public keys, read from its JWKS.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct IssuerKeySet {
     keys: Vec<IssuerKey>,
+    /// `keys[i]` as its verification reads it, made once with the set.
+    prepared: Vec<Prepared>,
     skipped: usize,
+}
+
+impl fmt::Debug for IssuerKeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerKeySet")
+            .field("keys", &self.keys)
+            .field("skipped", &self.skipped)
+            .finish()
+    }
 }
 
 /// A JWK as read from a JWKS: public members, and the presence of private
@@ -313,7 +355,16 @@ impl RawJwk {
 impl IssuerKeySet {
     /// A set of keys.
     pub fn new(keys: Vec<IssuerKey>) -> Self {
-        IssuerKeySet { keys, skipped: 0 }
+        Self::with_skipped(keys, 0)
+    }
+
+    fn with_skipped(keys: Vec<IssuerKey>, skipped: usize) -> Self {
+        let prepared = keys.iter().map(|k| k.key.prepare()).collect();
+        IssuerKeySet {
+            keys,
+            prepared,
+            skipped,
+        }
     }
 
     /// Reads a JWKS document (RFC 7517 §5). Keys that cannot verify a
@@ -339,10 +390,8 @@ impl IssuerKeySet {
         if keys.is_empty() {
             return Err(JwksError::NoUsableKey);
         }
-        Ok(IssuerKeySet {
-            skipped: total - keys.len(),
-            keys,
-        })
+        let skipped = total - keys.len();
+        Ok(IssuerKeySet::with_skipped(keys, skipped))
     }
 
     /// The keys.
@@ -528,33 +577,26 @@ impl UnverifiedSubject<'_> {
         keys: &IssuerKeySet,
         now: Timestamp,
     ) -> Result<VerifiedSubject, SubjectError> {
-        let named: Vec<&IssuerKey> = match &self.kid {
-            Some(kid) => keys
-                .keys
+        let kid = self.kid.as_deref();
+        // The keys named by `kid` (every key when the token names none),
+        // then those of the token's algorithm: no allocation, a set holds
+        // at most MAX_JWKS_KEYS keys.
+        let named = || {
+            keys.keys
                 .iter()
-                .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
-                .collect(),
-            None => keys.keys.iter().collect(),
+                .zip(&keys.prepared)
+                .filter(move |(k, _)| kid.is_none() || k.kid.as_deref() == kid)
         };
-        if named.is_empty() {
-            return Err(SubjectError::UnknownKey);
-        }
-        let usable: Vec<&IssuerKey> = named
-            .into_iter()
-            .filter(|k| k.key.alg() == self.alg)
-            .collect();
-        if usable.is_empty() {
-            return Err(if self.kid.is_some() {
-                SubjectError::KeyAlgorithmMismatch
-            } else {
+        let mut usable = named().filter(|(k, _)| k.key.alg() == self.alg).peekable();
+        if usable.peek().is_none() {
+            return Err(if named().next().is_none() || kid.is_none() {
                 SubjectError::UnknownKey
+            } else {
+                SubjectError::KeyAlgorithmMismatch
             });
         }
         let message = self.signing_input.as_bytes();
-        if !usable
-            .iter()
-            .any(|k| k.key.verify(message, &self.signature))
-        {
+        if !usable.any(|(k, p)| k.key.verify(p, message, &self.signature)) {
             return Err(SubjectError::BadSignature);
         }
         let claims = self.claims;
@@ -665,7 +707,8 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
-        let mut out: BTreeMap<String, Value> = BTreeMap::new();
+        // Straight into the claims map (no second map to copy from).
+        let mut out = Map::new();
         while let Some(k) = map.next_key::<String>()? {
             if out.contains_key(&k) {
                 return Err(de::Error::custom("repeated member"));
@@ -673,7 +716,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
             let Strict(v) = map.next_value::<Strict>()?;
             out.insert(k, v);
         }
-        Ok(Strict(Value::Object(out.into_iter().collect())))
+        Ok(Strict(Value::Object(out)))
     }
 }
 

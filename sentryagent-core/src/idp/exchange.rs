@@ -41,9 +41,13 @@ impl Refused {
     }
 
     fn with(mut self, key: &str, value: impl Into<String>) -> Self {
-        let v: String = value.into();
-        self.details
-            .insert(key.to_owned(), v.chars().take(512).collect());
+        let mut v: String = value.into();
+        // At most 512 characters, cut on a character boundary (a value
+        // that short already is kept as it is, without a copy).
+        if let Some((at, _)) = v.char_indices().nth(512) {
+            v.truncate(at);
+        }
+        self.details.insert(key.to_owned(), v);
         self
     }
 }
@@ -219,7 +223,7 @@ impl Idp {
         request: &RequestMeta,
     ) -> Result<ExchangeResponse, Stop> {
         let target = self.exchange_target(&req.target).await?;
-        let tenant = target.tenant().clone();
+        let tenant = target.tenant();
         let refuse = |reason: &str| Refused::new(Some(&tenant.id), reason);
         if tenant.status == TenantStatus::Suspended {
             return Err(refuse("the tenant is suspended").into());
@@ -236,12 +240,8 @@ impl Idp {
             }
             Target::Tenant(t) => self.admit_tenant_request(t).await?,
         };
-        let policies: Vec<TrustPolicy> = self
-            .all_trust_policies(&tenant.id)
-            .await?
-            .into_iter()
-            .filter(|p| target.granted_by(p))
-            .collect();
+        let mut policies: Vec<TrustPolicy> = self.all_trust_policies(&tenant.id).await?;
+        policies.retain(|p| target.granted_by(p));
         if policies.is_empty() {
             return Err(refuse("no trust policy grants this target").into());
         }
@@ -314,7 +314,7 @@ impl Idp {
                     .into());
             }
         }
-        self.check_token_quota(&tenant, now).await?;
+        self.check_token_quota(tenant, now).await?;
         let ttl = Duration::from_secs(policy.max_token_ttl_seconds);
         let act = Actor {
             iss: subject.iss.clone(),
