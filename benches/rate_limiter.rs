@@ -100,9 +100,9 @@ fn single_key(c: &mut Criterion<ThreadCpuTime>) {
         b.iter(|| governor::clock::Clock::now(std::hint::black_box(&gov_clock)))
     });
 
-    // The sled limiter: compare-and-swap of the key's TAT in a sled tree,
-    // on a temporary directory (sled writes to disk in the background; the
-    // check itself does no I/O).
+    // The sled limiter: the key's TAT read and written in a sled tree under
+    // its lock stripe, on a temporary directory (sled writes to disk in the
+    // background; the check itself does no I/O).
     #[cfg(feature = "sled")]
     {
         let dir = tempfile::tempdir().expect("temporary directory");

@@ -25,7 +25,7 @@
 //!   `now + backlog + n × T`. A refused request changes nothing.
 //!
 //! All arithmetic is on integers (128-bit inside, no floating point, no
-//! overflow), so a sled compare-and-swap loop or a Redis script computing the
+//! overflow), so a sled tree under per-key locks or a Redis script computing the
 //! same steps gets bit-identical decisions.
 //!
 //! # The burst convention
@@ -571,7 +571,7 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     /// The default implementation ([`check_all_sequentially`]) peeks and
     /// then charges key by key, which is all-or-nothing except under a race
     /// (see there); backends override it to decide every key in one atomic
-    /// step (memory: under the keys' locks; sled: one transaction; Redis:
+    /// step (memory: under the keys' locks; sled: under per-key locks; Redis:
     /// one script call).
     async fn check_all(&self, checks: &[Check<'_>]) -> Result<Decisions> {
         check_all_sequentially(self, checks).await

@@ -191,9 +191,21 @@ fn reserve(
         .map_err(|e| tx_error("create_agents", e))
 }
 
-/// Step 2: chunk `index` of the batch, in one transaction.
-fn write_chunk(t: &Trees, rows: &[BatchRow<'_>], index: usize) -> Result<()> {
-    let done = (index as u64 + 1).to_be_bytes();
+/// The trees a chunk writes (and its roll-back removes from), in the order
+/// the transactions below name them.
+type ChunkTrees<'a> = (
+    &'a ::sled::Tree,
+    &'a ::sled::Tree,
+    &'a ::sled::Tree,
+    &'a ::sled::Tree,
+    &'a ::sled::Tree,
+    &'a ::sled::Tree,
+    &'a ::sled::Tree,
+    &'a ::sled::Tree,
+    &'a ::sled::Tree,
+);
+
+fn chunk_trees(t: &Trees) -> ChunkTrees<'_> {
     (
         &t.agents,
         &t.agents_by_name,
@@ -205,6 +217,12 @@ fn write_chunk(t: &Trees, rows: &[BatchRow<'_>], index: usize) -> Result<()> {
         &t.marketplace_key_counts,
         &t.meta,
     )
+}
+
+/// Step 2: chunk `index` of the batch, in one transaction.
+fn write_chunk(t: &Trees, rows: &[BatchRow<'_>], index: usize) -> Result<()> {
+    let done = (index as u64 + 1).to_be_bytes();
+    chunk_trees(t)
         .transaction(
             |(agents, names, by_tenant, client_secrets, market, terms, keys, counts, meta)|
              -> TxResult<()> {
@@ -262,17 +280,7 @@ pub(super) fn roll_back(t: &Trees) -> Result<()> {
 /// them, and records that only the chunks before it remain.
 fn remove_chunk(t: &Trees, ids: &[String], index: usize) -> Result<()> {
     let done = (index as u64).to_be_bytes();
-    (
-        &t.agents,
-        &t.agents_by_name,
-        &t.agents_by_tenant,
-        &t.client_secrets,
-        &t.marketplace,
-        &t.marketplace_terms,
-        &t.marketplace_keys,
-        &t.marketplace_key_counts,
-        &t.meta,
-    )
+    chunk_trees(t)
         .transaction(
             |(agents, names, by_tenant, client_secrets, market, terms, keys, counts, meta)|
              -> TxResult<()> {
