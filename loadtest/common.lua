@@ -1,4 +1,4 @@
--- Shared by token.lua and introspect.lua (loaded with dofile by path):
+-- Shared by token.lua, introspect.lua and exchange.lua (loaded with dofile by path):
 -- counts bad answers (not 200) per thread and prints one machine-readable line.
 --
 --   RESULT label=<label> requests=<n> duration_s=<s> rps=<req/s>
@@ -13,8 +13,10 @@
 -- (the URL's host still names the Host header): one wrk, one latency
 -- histogram, load spread over several servers. A script may set
 -- `M.expect` to a plain substring every 200 body must contain; a 200 without
--- it counts as an error too. `M.post_form(body)` sets up the request both
--- scripts send: a form POST with client_secret_basic from LOADTEST_BASIC.
+-- it counts as an error too. `M.post_form(body)` sets up the request token.lua and
+-- introspect.lua send: a form POST with client_secret_basic from
+-- LOADTEST_BASIC; `M.post_form_anonymous(body)` the same without
+-- credentials (exchange.lua).
 
 local M = {}
 
@@ -84,6 +86,17 @@ function M.done(summary, latency, _requests)
     limited))
 end
 
+-- A form POST of `body` without client authentication, counted as above.
+function M.post_form_anonymous(body)
+  wrk.method = "POST"
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  setup = M.setup
+  init = M.init
+  response = M.response
+  done = M.done
+end
+
 -- A form POST of `body` with client_secret_basic credentials (LOADTEST_BASIC,
 -- base64 of client_id:client_secret), counted as above.
 function M.post_form(body)
@@ -91,14 +104,8 @@ function M.post_form(body)
   if not basic or basic == "" then
     error("LOADTEST_BASIC (base64 of client_id:client_secret) is not set")
   end
-  wrk.method = "POST"
-  wrk.body = body
-  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  M.post_form_anonymous(body)
   wrk.headers["Authorization"] = "Basic " .. basic
-  setup = M.setup
-  init = M.init
-  response = M.response
-  done = M.done
 end
 
 return M
