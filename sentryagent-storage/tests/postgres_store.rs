@@ -51,7 +51,8 @@ async fn postgres_migrations_run_concurrently_from_two_stores() {
                     (3, true),
                     (4, true),
                     (5, true),
-                    (6, true)
+                    (6, true),
+                    (7, true)
                 ],
                 "each migration applied once"
             );
@@ -555,6 +556,125 @@ async fn postgres_marketplace_keys_are_backfilled() {
             let store = PostgresStore::connect(&options).await.unwrap();
             sentryagent_core::conformance::marketplace::finds(&store, &fixture).await;
             sentryagent_core::conformance::marketplace::changes(&store, &fixture).await;
+            store.close().await;
+        },
+    )
+    .await;
+}
+
+/// The per-key counts of the directory (`market_key_counts`, migration
+/// 0007; categories, capabilities, skill names) equal a count of the key
+/// rows after concurrent registrations,
+/// category changes, pauses and retirements on shared keys (count rows
+/// several transactions lock at once) and a bulk batch; the answers of
+/// `marketplace_counts` are those counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_market_key_counts_follow_concurrent_writes() {
+    services::with_schema(
+        "postgres_market_key_counts_follow_concurrent_writes",
+        |url, schema| async move {
+            let options = PostgresOptions::from_url(&url).unwrap();
+            let store = std::sync::Arc::new(PostgresStore::connect(&options).await.unwrap());
+            let mut ten = sample_tenant("Key Counts");
+            ten.tier = Tier::Enterprise;
+            store.create_tenant(&ten).await.unwrap();
+            let tenant_id = ten.id.clone();
+            let listed = move |name: String, i: usize| {
+                let mut a = sample_agent(&tenant_id, &name);
+                a.visibility = Visibility::Public;
+                a.state = LifecycleState::Listed;
+                a.category = Some(["finance", "legal", "media"][i % 3].into());
+                a.capabilities = vec![
+                    ["pdf.extract", "web.search"][i % 2].into(),
+                    ["mail.send", "db.query", "code.run"][i % 3].into(),
+                ];
+                a
+            };
+            let tasks: Vec<_> = (0..8)
+                .map(|t| {
+                    let store = store.clone();
+                    let listed = listed.clone();
+                    tokio::spawn(async move {
+                        for i in 0..12 {
+                            let a = listed(format!("task {t} agent {i}"), t + i);
+                            store.create_agent(&a, None, None).await.unwrap();
+                            let mut a = store.get_agent(&a.id).await.unwrap();
+                            match i % 4 {
+                                0 => a.category = Some(["legal", "media", "finance"][t % 3].into()),
+                                1 => a.state = LifecycleState::Paused,
+                                2 => a.state = LifecycleState::Retired,
+                                _ => a.capabilities.reverse(),
+                            }
+                            store.update_agent(&a).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let batch: Vec<NewAgentRecord> = (0..40)
+                .map(|i| NewAgentRecord::new(listed(format!("bulk {i}"), i), None))
+                .collect();
+            store.create_agents(&batch).await.unwrap();
+
+            let mut conn = sqlx::postgres::PgConnection::connect(&services::postgres_url())
+                .await
+                .unwrap();
+            let kept: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT key, sum(n)::bigint FROM \"{schema}\".market_key_counts \
+                 GROUP BY key HAVING sum(n) <> 0 ORDER BY key"
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let counted: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT key, count(*) FROM \"{schema}\".agent_market_keys \
+                 WHERE \"{schema}\".market_key_counted(key) GROUP BY key ORDER BY key"
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            conn.close().await.unwrap();
+            let kept_map: std::collections::BTreeMap<_, _> = kept.iter().cloned().collect();
+            let counted_map: std::collections::BTreeMap<_, _> = counted.iter().cloned().collect();
+            let differ: Vec<_> = kept_map
+                .keys()
+                .chain(counted_map.keys())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|k| kept_map.get(*k) != counted_map.get(*k))
+                .map(|k| (k, kept_map.get(k), counted_map.get(k)))
+                .collect();
+            assert!(
+                differ.is_empty(),
+                "kept counts that differ from the counted rows (key, kept, counted): {differ:?}"
+            );
+            let finance = kept
+                .iter()
+                .find(|(k, _)| k == "category:finance")
+                .map(|(_, n)| *n);
+            assert!(finance.is_some_and(|n| n > 0), "{kept:?}");
+            let categories = store
+                .marketplace_counts(sentryagent_core::marketplace_index::IndexKind::Category)
+                .await
+                .unwrap();
+            // A kind not counted in the table is grouped from the key rows.
+            let versions = store
+                .marketplace_counts(sentryagent_core::marketplace_index::IndexKind::Version)
+                .await
+                .unwrap();
+            assert!(
+                versions.iter().map(|(_, n)| *n).sum::<u64>() > 0,
+                "{versions:?}"
+            );
+            assert_eq!(
+                categories.iter().map(|(_, n)| *n).sum::<u64>(),
+                kept.iter()
+                    .filter(|(k, _)| k.starts_with("category:"))
+                    .map(|(_, n)| u64::try_from(*n).unwrap())
+                    .sum::<u64>()
+            );
             store.close().await;
         },
     )

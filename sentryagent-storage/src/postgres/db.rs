@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "client_notify",
         include_str!("../../migrations/0006_client_notify.sql"),
     ),
+    (
+        7,
+        "market_key_counts",
+        include_str!("../../migrations/0007_market_key_counts.sql"),
+    ),
 ];
 
 /// The table recording applied migrations (in the store's schema).
@@ -464,7 +469,7 @@ mod tests {
         }
         let m = migrator();
         let versions: Vec<i64> = m.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(m.table_name, MIGRATIONS_TABLE);
     }
 

@@ -2,7 +2,8 @@
 //! [`sentryagent_core::marketplace_index`] in `agents.market_keys` (GIN
 //! index: exact keys, `@>`) and `tenants.market_keys`, mirrored by a
 //! trigger into `agent_market_keys (key, agent_id)` (prefix filters are
-//! ranges of its primary key; counts are index-only scans of it).
+//! ranges of its primary key); the same trigger keeps a count per key in
+//! `market_key_counts` (migration `0007`), which the counts read.
 //!
 //! Rows written before the migration hold `NULL` keys; [`backfill`] fills
 //! them when the store connects. Nodes of an older version that still
@@ -239,20 +240,35 @@ fn to_internal(e: sqlx::Error) -> sentryagent_core::Error {
     sentryagent_core::Error::internal("postgres: read of a row to back-fill", e)
 }
 
-/// Marketplace agents per key of `kind`, from `agent_market_keys`.
+/// The kinds whose keys `market_key_counts` counts (migration 0007's
+/// `market_key_counted`): those `GET /v1/marketplace/categories` lists.
+const COUNTED: [IndexKind; 3] = [
+    IndexKind::Category,
+    IndexKind::Capability,
+    IndexKind::SkillName,
+];
+
+/// Marketplace agents per key of `kind`: for the [`COUNTED`] kinds from
+/// `market_key_counts` (kept with `agent_market_keys` by its trigger), at
+/// most 16 rows per key; for the others grouped from `agent_market_keys`,
+/// a row per agent and key.
 pub(crate) async fn counts(db: &Db, kind: IndexKind) -> Result<Vec<(String, u64)>> {
     let p = kind.prefix();
     let end = after_prefix(&p);
+    let sql = if COUNTED.contains(&kind) {
+        "SELECT key, sum(n)::bigint FROM market_key_counts \
+         WHERE key >= $1 AND key < $2 GROUP BY key HAVING sum(n) > 0 ORDER BY key"
+    } else {
+        "SELECT key, count(*) FROM agent_market_keys \
+         WHERE key >= $1 AND key < $2 GROUP BY key ORDER BY key"
+    };
     let rows: Vec<(String, i64)> = db
         .run(|| async {
-            Ok(sqlx::query_as(
-                "SELECT key, count(*) FROM agent_market_keys \
-                 WHERE key >= $1 AND key < $2 GROUP BY key ORDER BY key",
-            )
-            .bind(&p)
-            .bind(&end)
-            .fetch_all(&db.pool)
-            .await?)
+            Ok(sqlx::query_as(sql)
+                .bind(&p)
+                .bind(&end)
+                .fetch_all(&db.pool)
+                .await?)
         })
         .await?;
     rows.into_iter()

@@ -67,7 +67,8 @@ const LOCK_AUDIT_CHAIN: i32 = 0x5341_0002;
 /// - **marketplace**: a `tsvector` of the agent's words with a GIN index and
 ///   prefix `tsquery`s (see the `search` module), GIN indexes on
 ///   capabilities and tags, the directory keys (`market_keys` with a GIN
-///   index, `agent_market_keys` for prefixes and counts; see the
+///   index, `agent_market_keys` for prefixes, `market_key_counts` for the
+///   counts; see the
 ///   `directory` module), cursor paging by id (never `OFFSET`); results are
 ///   exactly [`MarketplaceQuery::matches_listing`];
 /// - **audit queries**: by chain and sequence number (primary key) or time
@@ -868,7 +869,7 @@ impl AgentStore for PostgresStore {
             .await
     }
 
-    /// From the `agent_market_keys` table (see the `directory` module).
+    /// From the `market_key_counts` table (see the `directory` module).
     async fn marketplace_counts(&self, kind: IndexKind) -> Result<Vec<(String, u64)>> {
         directory::counts(&self.db, kind).await
     }
