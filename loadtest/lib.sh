@@ -1,8 +1,9 @@
-# Shared by the load scripts (run.sh, multinode.sh): messages, checks, URL
-# helpers, the temporary directory and the cleanup of every process, schema
-# and Redis key they make, free ports, the admin API calls that set up
-# tenants and agents, and wrk in the background. Sourced, not run; expects
-# `set -euo pipefail`, and PG_BASE / REDIS_BASE for setup_pg_redis.
+# Shared by the load scripts (run.sh, multinode.sh, exchange.sh): messages,
+# checks, URL helpers, the temporary directory and the cleanup of every
+# process, schema and Redis key they make, free ports, the admin API calls
+# that set up tenants and agents, and wrk in the background. Sourced, not
+# run; expects `set -euo pipefail`, and PG_BASE / REDIS_BASE for
+# setup_pg_redis.
 
 # The node snippets below are in single quotes on purpose (JavaScript, not
 # shell, expands their ${...}).
