@@ -29,42 +29,18 @@ source "$HERE/lib.sh"
 
 DURATION="${DURATION:-20}"
 WARMUP="${WARMUP:-3}"
-PIN="${PIN:-0}"
-if [[ "$PIN" == 1 ]]; then
-    THREADS="${THREADS:-1}"
-    SERVER_CPUS="${SERVER_CPUS:-1}"
-    WRK_CPUS="${WRK_CPUS:-0}"
-fi
+cpu_settings
 THREADS="${THREADS:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
 RESULTS="${RESULTS:-}"
-SERVER_CPUS="${SERVER_CPUS:-}"
-WRK_CPUS="${WRK_CPUS:-}"
-
-is_int_in "$DURATION" 1 60 || die "DURATION must be whole seconds from 1 to 60, not '$DURATION'"
-is_int_in "$WARMUP" 0 60 || die "WARMUP must be whole seconds from 0 to 60, not '$WARMUP'"
-is_int_in "$THREADS" 1 64 || die "THREADS must be from 1 to 64, not '$THREADS'"
-is_int_in "$CONNECTIONS" 1 10000 || die "CONNECTIONS must be from 1 to 10000, not '$CONNECTIONS'"
-(( 10#$CONNECTIONS >= 10#$THREADS )) || die "CONNECTIONS must be at least THREADS"
-for cpus in "$SERVER_CPUS" "$WRK_CPUS"; do
-    [[ -z "$cpus" || "$cpus" =~ ^[0-9]+([,-][0-9]+)*$ ]] \
-        || die "SERVER_CPUS and WRK_CPUS are CPU lists such as 1 or 0-1, not '$cpus'"
-done
-if [[ -n "$SERVER_CPUS$WRK_CPUS" ]]; then
-    need taskset "it is part of util-linux"
-fi
+check_wrk_settings 60
 need wrk "install it with: sudo apt-get update && sudo apt-get install -y wrk"
 need curl "install it with: sudo apt-get update && sudo apt-get install -y curl"
 need node "install Node.js 20 or later (Debian: sudo apt-get install -y nodejs)"
 need cargo "install a Rust toolchain (https://rustup.rs)"
 need base64 "it is part of coreutils"
 
-say "building sentryagentd (release)"
-(cd "$ROOT" && cargo build --release -p sentryagentd) >&2
-target="${CARGO_TARGET_DIR:-$ROOT/target}"
-[[ "$target" == /* ]] || target="$ROOT/$target"
-SERVER_BIN="$target/release/sentryagentd"
-[[ -x "$SERVER_BIN" ]] || die "no server binary at $SERVER_BIN"
+build_sentryagentd
 
 # The fake issuer (its process is the "peer" the cleanup stops).
 AUDIENCE="https://sentryagent.loadtest"

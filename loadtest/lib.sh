@@ -1,7 +1,8 @@
 # Shared by the load scripts (run.sh, multinode.sh, exchange.sh): messages,
 # checks, URL helpers, the temporary directory and the cleanup of every
 # process, schema and Redis key they make, free ports, the admin API calls
-# that set up tenants and agents, and wrk in the background. Sourced, not
+# that set up tenants and agents, the wrk and CPU settings, the release
+# build of sentryagentd, and wrk in the background. Sourced, not
 # run; expects `set -euo pipefail`, and PG_BASE / REDIS_BASE for
 # setup_pg_redis.
 
@@ -167,6 +168,51 @@ $(tail -n 30 "$log")"
     done
     die "$url did not answer within 30 s; log:
 $(tail -n 30 "$log")"
+}
+
+# ---- settings and the server build ---------------------------------------
+
+# Applies PIN=1 (the server on CPU 1, wrk on CPU 0 with one thread; each
+# still settable) and checks SERVER_CPUS and WRK_CPUS. Sets THREADS only
+# when PIN=1; callers give its default after.
+cpu_settings() {
+    PIN="${PIN:-0}"
+    if [[ "$PIN" == 1 ]]; then
+        THREADS="${THREADS:-1}"
+        SERVER_CPUS="${SERVER_CPUS:-1}"
+        WRK_CPUS="${WRK_CPUS:-0}"
+    fi
+    SERVER_CPUS="${SERVER_CPUS:-}"
+    WRK_CPUS="${WRK_CPUS:-}"
+    local cpus
+    for cpus in "$SERVER_CPUS" "$WRK_CPUS"; do
+        [[ -z "$cpus" || "$cpus" =~ ^[0-9]+([,-][0-9]+)*$ ]] \
+            || die "SERVER_CPUS and WRK_CPUS are CPU lists such as 1 or 0-1, not '$cpus'"
+    done
+    if [[ -n "$SERVER_CPUS$WRK_CPUS" ]]; then
+        need taskset "it is part of util-linux"
+    fi
+}
+
+# check_wrk_settings MAX_DURATION: checks DURATION (1 to MAX_DURATION s),
+# WARMUP, THREADS and CONNECTIONS.
+check_wrk_settings() {
+    is_int_in "$DURATION" 1 "$1" || die "DURATION must be whole seconds from 1 to $1, not '$DURATION'"
+    is_int_in "$WARMUP" 0 60 || die "WARMUP must be whole seconds from 0 to 60, not '$WARMUP'"
+    is_int_in "$THREADS" 1 64 || die "THREADS must be from 1 to 64, not '$THREADS'"
+    is_int_in "$CONNECTIONS" 1 10000 || die "CONNECTIONS must be from 1 to 10000, not '$CONNECTIONS'"
+    (( 10#$CONNECTIONS >= 10#$THREADS )) || die "CONNECTIONS must be at least THREADS"
+}
+
+# Builds sentryagentd in release and sets SERVER_BIN to it (ROOT: the
+# repository).
+build_sentryagentd() {
+    say "building sentryagentd (release)"
+    (cd "$ROOT" && cargo build --release -p sentryagentd) >&2
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+    [[ "$target" == /* ]] || target="$ROOT/$target"
+    SERVER_BIN="$target/release/sentryagentd"
+    [[ -x "$SERVER_BIN" ]] || die "no server binary at $SERVER_BIN"
 }
 
 # ---- wrk ------------------------------------------------------------------

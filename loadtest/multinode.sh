@@ -50,13 +50,9 @@ PG_BASE="${SENTRYAGENT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/tes
 REDIS_BASE="${SENTRYAGENT_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 RESULTS="${RESULTS:-}"
 
-is_int_in "$DURATION" 1 600 || die "DURATION must be whole seconds from 1 to 600, not '$DURATION'"
+check_wrk_settings 600
 is_int_in "$LIMIT_DURATION" 1 600 || die "LIMIT_DURATION must be whole seconds from 1 to 600, not '$LIMIT_DURATION'"
-is_int_in "$WARMUP" 0 60 || die "WARMUP must be whole seconds from 0 to 60, not '$WARMUP'"
-is_int_in "$THREADS" 1 64 || die "THREADS must be from 1 to 64, not '$THREADS'"
-is_int_in "$CONNECTIONS" 1 10000 || die "CONNECTIONS must be from 1 to 10000, not '$CONNECTIONS'"
 is_int_in "$LIMIT_RPM" 1 1000000 || die "LIMIT_RPM must be from 1 to 1000000, not '$LIMIT_RPM'"
-(( 10#$CONNECTIONS >= 10#$THREADS )) || die "CONNECTIONS must be at least THREADS"
 
 need wrk "install it with: sudo apt-get update && sudo apt-get install -y wrk"
 need curl "install it with: sudo apt-get update && sudo apt-get install -y curl"
@@ -67,12 +63,7 @@ need base64 "it is part of coreutils"
 # ---- build and start ------------------------------------------------------
 
 say "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-say "building sentryagentd (release)"
-(cd "$ROOT" && cargo build --release -p sentryagentd) >&2
-target="${CARGO_TARGET_DIR:-$ROOT/target}"
-[[ "$target" == /* ]] || target="$ROOT/$target"
-SERVER_BIN="$target/release/sentryagentd"
-[[ -x "$SERVER_BIN" ]] || die "no server binary at $SERVER_BIN"
+build_sentryagentd
 
 setup_pg_redis
 

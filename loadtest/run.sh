@@ -40,12 +40,7 @@ source "$HERE/lib.sh"
 
 DURATION="${DURATION:-20}"
 WARMUP="${WARMUP:-3}"
-PIN="${PIN:-0}"
-if [[ "$PIN" == 1 ]]; then
-    THREADS="${THREADS:-1}"
-    SERVER_CPUS="${SERVER_CPUS:-1}"
-    WRK_CPUS="${WRK_CPUS:-0}"
-fi
+cpu_settings
 THREADS="${THREADS:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
 PG_BASE="${SENTRYAGENT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
@@ -53,23 +48,10 @@ REDIS_BASE="${SENTRYAGENT_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 SKIP_PG="${SKIP_PG:-0}"
 SKIP_PEER="${SKIP_PEER:-0}"
 RESULTS="${RESULTS:-}"
-SERVER_CPUS="${SERVER_CPUS:-}"
-WRK_CPUS="${WRK_CPUS:-}"
 
 # ---- checks ---------------------------------------------------------------
 
-is_int_in "$DURATION" 1 600 || die "DURATION must be whole seconds from 1 to 600, not '$DURATION'"
-is_int_in "$WARMUP" 0 60 || die "WARMUP must be whole seconds from 0 to 60, not '$WARMUP'"
-is_int_in "$THREADS" 1 64 || die "THREADS must be from 1 to 64, not '$THREADS'"
-is_int_in "$CONNECTIONS" 1 10000 || die "CONNECTIONS must be from 1 to 10000, not '$CONNECTIONS'"
-(( 10#$CONNECTIONS >= 10#$THREADS )) || die "CONNECTIONS must be at least THREADS"
-for cpus in "$SERVER_CPUS" "$WRK_CPUS"; do
-    [[ -z "$cpus" || "$cpus" =~ ^[0-9]+([,-][0-9]+)*$ ]] \
-        || die "SERVER_CPUS and WRK_CPUS are CPU lists such as 1 or 0-1, not '$cpus'"
-done
-if [[ -n "$SERVER_CPUS$WRK_CPUS" ]]; then
-    need taskset "it is part of util-linux"
-fi
+check_wrk_settings 600
 if (( 10#$DURATION > 20 )); then
     printf 'loadtest: note: one enterprise tenant may issue 600,000 tokens in a burst plus 10,000 a second; a token or introspection run faster than 10,000 a second for more than about 20 s gets 429 answers, counted as errors\n' >&2
 fi
