@@ -30,7 +30,7 @@
 //! is rebuilt; an interrupted build resumes (batches are atomic, stored
 //! batches are skipped). `SENTRYAGENT_BENCH_1M_AGENTS` sets the number of
 //! agents (another count gets its own directory and schema, e.g.
-//! `sled-10000-v1`, `sa_bench_1m_10000`); `SENTRYAGENT_BENCH_1M_PREPARE_ONLY=1`
+//! `sled-10000-v2`, `sa_bench_1m_10000`); `SENTRYAGENT_BENCH_1M_PREPARE_ONLY=1`
 //! builds the fixtures and measures nothing; `SENTRYAGENT_BENCH_1M_BACKENDS`
 //! (`sled`, `postgres` or both, comma-separated; default both) picks the
 //! backends.
@@ -55,7 +55,7 @@ use tokio::runtime::Runtime;
 
 /// Bumped whenever the generated agents or the store format change: a
 /// fixture of another version is rebuilt.
-const FIXTURE_VERSION: u32 = 1;
+const FIXTURE_VERSION: u32 = 2;
 /// Agents in the fixture unless `SENTRYAGENT_BENCH_1M_AGENTS` says.
 const DEFAULT_AGENTS: usize = 1_000_000;
 /// Agents per tenant of the fixture.

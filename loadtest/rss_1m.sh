@@ -6,7 +6,7 @@
 #   loadtest/rss_1m.sh                       # cache_mb=128
 #   CACHE_MB=64 loadtest/rss_1m.sh
 #
-# Copies the prepared sled fixture (target/bench-data/sled-1m-v1, made by
+# Copies the prepared sled fixture (target/bench-data/sled-1m-v2, made by
 # benches/store_1m.rs) to a temporary directory, starts the release server
 # on it with `sled://<copy>?cache_mb=$CACHE_MB`, then drives
 #   1. token requests (wrk, client_credentials, one agent registered here),
@@ -18,7 +18,7 @@
 # the server is stopped and the copy removed on exit.
 #
 # Environment:
-#   FIXTURE      the sled fixture (default target/bench-data/sled-1m-v1)
+#   FIXTURE      the sled fixture (default target/bench-data/sled-1m-v2)
 #   CACHE_MB     sled page cache in MiB (default 128); `default` for sled's 1 GiB
 #   TOKEN_SECS   seconds of token requests (default 5; wrk -t1 -c8)
 #   SEARCHES     marketplace searches (default 1000)
@@ -32,7 +32,7 @@ ROOT="$(cd "$HERE/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 [[ "$TARGET" == /* ]] || TARGET="$ROOT/$TARGET"
 
-FIXTURE="${FIXTURE:-$TARGET/bench-data/sled-1m-v1}"
+FIXTURE="${FIXTURE:-$TARGET/bench-data/sled-1m-v2}"
 CACHE_MB="${CACHE_MB:-128}"
 TOKEN_SECS="${TOKEN_SECS:-5}"
 SEARCHES="${SEARCHES:-1000}"

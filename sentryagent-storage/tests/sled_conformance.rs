@@ -572,20 +572,7 @@ async fn sled_marketplace_index_is_built_for_older_databases() {
         fixture
     };
     // Remove the index as an older version would have left the database.
-    let raw = {
-        let mut tries = 0;
-        loop {
-            match sled::Config::new().path(dir.path()).open() {
-                Ok(db) => break db,
-                Err(e) if tries < 200 => {
-                    tries += 1;
-                    let _ = e;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("reopen raw: {e}"),
-            }
-        }
-    };
+    let raw = open_raw(dir.path());
     for tree in [
         "marketplace_keys",
         "marketplace_key_counts",
@@ -613,4 +600,78 @@ async fn sled_marketplace_index_is_built_for_older_databases() {
     );
     // The rebuilt index is kept right by later writes.
     conformance::marketplace::changes(&store, &fixture).await;
+}
+
+/// The database at `path` opened with sled alone (waiting for the store's
+/// handle to let go of the directory).
+fn open_raw(path: &std::path::Path) -> sled::Db {
+    let mut tries = 0;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => break db,
+            Err(e) if tries < 200 => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopen raw: {e}"),
+        }
+    }
+}
+
+/// A database whose word and directory-key postings have the first
+/// layout (version 1: one key per word or key and agent, `part 0 id`, and
+/// an empty value) gets them rewritten in blocks at open: every query kind
+/// finds the agents stored before, and later writes keep the index right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sled_marketplace_postings_of_the_first_layout_are_rewritten_in_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = {
+        let backend = SledBackend::open(dir.path()).unwrap();
+        let fixture = conformance::marketplace::seed(&backend.store()).await;
+        backend.flush().await.unwrap();
+        fixture
+    };
+    let raw = open_raw(dir.path());
+    let mut entries = 0;
+    for name in ["marketplace_terms", "marketplace_keys"] {
+        let tree = raw.open_tree(name).unwrap();
+        let blocks: Vec<(sled::IVec, sled::IVec)> = tree.iter().map(Result::unwrap).collect();
+        assert!(!blocks.is_empty(), "{name} holds postings");
+        tree.clear().unwrap();
+        for (k, v) in blocks {
+            let part = &k[..k.iter().position(|&b| b == 0).unwrap()];
+            for id in v.split(|&b| b == 0) {
+                let mut old = part.to_vec();
+                old.push(0);
+                old.extend_from_slice(id);
+                tree.insert(old, &[][..]).unwrap();
+                entries += 1;
+            }
+        }
+    }
+    let meta = raw.open_tree("meta").unwrap();
+    meta.insert("marketplace_index", &b"1"[..]).unwrap();
+    raw.flush().unwrap();
+    drop((meta, raw));
+    {
+        let backend = SledBackend::open(dir.path()).unwrap();
+        let store = backend.store();
+        conformance::marketplace::finds(&store, &fixture).await;
+        conformance::marketplace::changes(&store, &fixture).await;
+        backend.flush().await.unwrap();
+    }
+    let raw = open_raw(dir.path());
+    let mut rewritten = 0;
+    for name in ["marketplace_terms", "marketplace_keys"] {
+        for item in raw.open_tree(name).unwrap().iter() {
+            let (_, v) = item.unwrap();
+            assert!(!v.is_empty(), "{name}: every entry is a block of ids");
+            rewritten += 1;
+        }
+    }
+    assert!(
+        rewritten < entries,
+        "blocks ({rewritten}) are fewer than the first layout's entries ({entries})"
+    );
 }

@@ -51,7 +51,8 @@ use sentryagent_core::{Agent, Error, Result, TenantId};
 
 use super::Trees;
 use super::codec::{OrAbort, TxResult, abort, counter, decode, encode, key, tx_error};
-use super::marketplace::write_agent_keys;
+use super::marketplace::{edit_agent_keys, edit_agent_words, write_key_counts};
+use super::postings::PostingEdits;
 use super::store::EMPTY;
 
 /// Agents per chunk transaction.
@@ -222,6 +223,15 @@ fn chunk_trees(t: &Trees) -> ChunkTrees<'_> {
 /// Step 2: chunk `index` of the batch, in one transaction.
 fn write_chunk(t: &Trees, rows: &[BatchRow<'_>], index: usize) -> Result<()> {
     let done = (index as u64 + 1).to_be_bytes();
+    let none = BTreeSet::new();
+    let mut word_edits = PostingEdits::default();
+    let mut key_edits = PostingEdits::default();
+    for r in rows {
+        edit_agent_words(&mut word_edits, r.id, &none, &r.words);
+        edit_agent_keys(&mut key_edits, r.id, &none, &r.index_keys);
+    }
+    let word_edits = word_edits.locate(&t.marketplace_terms)?;
+    let key_edits = key_edits.locate(&t.marketplace_keys)?;
     chunk_trees(t)
         .transaction(
             |(agents, names, by_tenant, client_secrets, market, terms, keys, counts, meta)|
@@ -233,12 +243,11 @@ fn write_chunk(t: &Trees, rows: &[BatchRow<'_>], index: usize) -> Result<()> {
                     client_secrets.insert(r.id, r.secrets.clone())?;
                     if r.in_market {
                         market.insert(r.id, EMPTY)?;
-                        for w in &r.words {
-                            terms.insert(key(&[w.as_bytes(), r.id]), EMPTY)?;
-                        }
                     }
-                    write_agent_keys(keys, counts, r.id, &BTreeSet::new(), &r.index_keys)?;
+                    write_key_counts(counts, &none, &r.index_keys)?;
                 }
+                word_edits.apply(terms)?;
+                key_edits.apply(keys)?;
                 meta.insert(PENDING_DONE, &done)?;
                 Ok(())
             },
@@ -280,16 +289,42 @@ pub(super) fn roll_back(t: &Trees) -> Result<()> {
 /// them, and records that only the chunks before it remain.
 fn remove_chunk(t: &Trees, ids: &[String], index: usize) -> Result<()> {
     let done = (index as u64).to_be_bytes();
+    // The chunk's agents, read before the transaction to locate their index
+    // blocks (the caller holds the agent-write lock, or the database is
+    // being opened; the transaction checks that they did not change).
+    let mut stored = Vec::new();
+    let none = BTreeSet::new();
+    let mut word_edits = PostingEdits::default();
+    let mut key_edits = PostingEdits::default();
+    for id in ids {
+        let read = |e| super::codec::sled_error("read of an agent to roll back", e);
+        let Some(raw) = t.agents.get(id.as_bytes()).map_err(read)? else {
+            continue;
+        };
+        let agent: Agent = decode("agent", &raw)?;
+        let id = id.as_bytes();
+        edit_agent_words(&mut word_edits, id, &market_words(&agent), &none);
+        edit_agent_keys(
+            &mut key_edits,
+            id,
+            &marketplace_index::agent_keys(&agent),
+            &none,
+        );
+        stored.push((raw, agent));
+    }
+    let word_edits = word_edits.locate(&t.marketplace_terms)?;
+    let key_edits = key_edits.locate(&t.marketplace_keys)?;
     chunk_trees(t)
         .transaction(
             |(agents, names, by_tenant, client_secrets, market, terms, keys, counts, meta)|
              -> TxResult<()> {
-                for id in ids {
-                    let id = id.as_bytes();
-                    let Some(raw) = agents.get(id)? else {
-                        continue;
-                    };
-                    let agent: Agent = decode("agent", &raw).or_abort()?;
+                for (raw, agent) in &stored {
+                    let id = agent.id.as_str().as_bytes();
+                    if agents.get(id)?.as_ref() != Some(raw) {
+                        return abort(Error::conflict(
+                            "an agent of a batch being rolled back was changed",
+                        ));
+                    }
                     let tenant = agent.tenant_id.as_str().as_bytes();
                     agents.remove(id)?;
                     let name_key = key(&[tenant, agent.name.as_bytes()]);
@@ -300,13 +335,11 @@ fn remove_chunk(t: &Trees, ids: &[String], index: usize) -> Result<()> {
                     client_secrets.remove(id)?;
                     if agent.is_in_marketplace() {
                         market.remove(id)?;
-                        for w in market_words(&agent) {
-                            terms.remove(key(&[w.as_bytes(), id]))?;
-                        }
                     }
-                    let old = marketplace_index::agent_keys(&agent);
-                    write_agent_keys(keys, counts, id, &old, &BTreeSet::new())?;
+                    write_key_counts(counts, &marketplace_index::agent_keys(agent), &none)?;
                 }
+                word_edits.apply(terms)?;
+                key_edits.apply(keys)?;
                 meta.insert(PENDING_DONE, &done)?;
                 Ok(())
             },

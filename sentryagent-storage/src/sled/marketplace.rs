@@ -39,9 +39,12 @@ use sentryagent_core::marketplace_index::{IndexKind, KeyMatch, agent_keys, publi
 use sentryagent_core::{Agent, MarketplaceQuery, Page, PageRequest, Result, Tenant};
 
 use super::Trees;
+use super::bulk::market_words;
 use super::codec::{SEP, TxResult, counter, decode, key, prefix, sled_error};
-use super::postings::{Intersection, Posting};
-use super::store::{EMPTY, SledStore, iter_error, page_of, prefix_end, record, start_after};
+use super::postings::{
+    Intersection, MAX_BLOCK, Posting, PostingEdits, Sub, block_ids, block_value,
+};
+use super::store::{EMPTY, SledStore, iter_error, page_of, record, start_after};
 
 /// The meta key holding the version of the index layout.
 const INDEX_META: &str = "marketplace_index";
@@ -49,7 +52,7 @@ const INDEX_META: &str = "marketplace_index";
 /// The version of the index layout (and of the keys' derivation): a
 /// database whose meta key holds another value has its index rebuilt at
 /// open.
-const INDEX_VERSION: &[u8] = b"1";
+const INDEX_VERSION: &[u8] = b"2";
 
 /// Distinct values (words, keys, publishers) a filter may cover and still
 /// be merged range by range; a wider filter collects its agents instead.
@@ -60,17 +63,30 @@ const MAX_MERGED_RANGES: usize = if cfg!(test) { 16 } else { 512 };
 /// with more is not intersected, only re-checked on each candidate.
 const MAX_COLLECTED: usize = if cfg!(test) { 100 } else { 50_000 };
 
-/// Applies the change of an agent's index keys from `old` to `new`, in a
-/// transaction over `marketplace_keys` and `marketplace_key_counts`.
-pub(super) fn write_agent_keys(
-    keys: &TransactionalTree,
-    counts: &TransactionalTree,
+/// The change of an agent's index keys from `old` to `new`, as posting
+/// edits.
+pub(super) fn edit_agent_keys(
+    keys: &mut PostingEdits,
     id: &[u8],
+    old: &BTreeSet<String>,
+    new: &BTreeSet<String>,
+) {
+    for k in old.difference(new) {
+        keys.remove(k.as_bytes(), id);
+    }
+    for k in new.difference(old) {
+        keys.add(k.as_bytes(), id);
+    }
+}
+
+/// The change of an agent's index keys from `old` to `new` in their
+/// counts, in a transaction over `marketplace_key_counts`.
+pub(super) fn write_key_counts(
+    counts: &TransactionalTree,
     old: &BTreeSet<String>,
     new: &BTreeSet<String>,
 ) -> TxResult<()> {
     for k in old.difference(new) {
-        keys.remove(key(&[k.as_bytes(), id]))?;
         let n = counter("marketplace key", counts.get(k.as_bytes())?.as_deref())
             .map_err(::sled::transaction::ConflictableTransactionError::Abort)?;
         if n <= 1 {
@@ -80,12 +96,27 @@ pub(super) fn write_agent_keys(
         }
     }
     for k in new.difference(old) {
-        keys.insert(key(&[k.as_bytes(), id]), EMPTY)?;
         let n = counter("marketplace key", counts.get(k.as_bytes())?.as_deref())
             .map_err(::sled::transaction::ConflictableTransactionError::Abort)?;
         counts.insert(k.as_bytes(), &(n + 1).to_be_bytes())?;
     }
     Ok(())
+}
+
+/// The change of an agent's search words from `old` to `new`, as posting
+/// edits.
+pub(super) fn edit_agent_words(
+    terms: &mut PostingEdits,
+    id: &[u8],
+    old: &BTreeSet<String>,
+    new: &BTreeSet<String>,
+) {
+    for w in old.difference(new) {
+        terms.remove(w.as_bytes(), id);
+    }
+    for w in new.difference(old) {
+        terms.add(w.as_bytes(), id);
+    }
 }
 
 /// Applies the change of a tenant's publisher keys, in a transaction over
@@ -105,11 +136,66 @@ pub(super) fn write_publisher_keys(
     Ok(())
 }
 
-/// Builds the index trees from the agents and tenants unless they hold the
-/// current layout: at open, before any handle exists, for databases
-/// written before the index (or by another layout). Each tree is written
-/// in one atomic batch; the version is recorded last, so an interrupted
-/// build is redone at the next open.
+/// Blocks written per batch while the index is built.
+const BUILD_BATCH: usize = 10_000;
+
+/// The blocks of one index tree while it is built from the agents in id
+/// order: each part's open block, written out when full.
+struct BlockBuilder<'a> {
+    tree: &'a ::sled::Tree,
+    open: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    batch: ::sled::Batch,
+    queued: usize,
+}
+
+impl<'a> BlockBuilder<'a> {
+    fn new(tree: &'a ::sled::Tree) -> Self {
+        BlockBuilder {
+            tree,
+            open: HashMap::new(),
+            batch: ::sled::Batch::default(),
+            queued: 0,
+        }
+    }
+
+    /// Adds `id`, greater than every id added before, to `part`.
+    fn push(&mut self, part: &[u8], id: &[u8]) -> ::sled::Result<()> {
+        let block = self.open.entry(part.to_vec()).or_default();
+        block.push(id.to_vec());
+        if block.len() == MAX_BLOCK {
+            let ids = std::mem::take(block);
+            self.queue(part, &ids)?;
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, part: &[u8], ids: &[Vec<u8>]) -> ::sled::Result<()> {
+        self.batch.insert(key(&[part, &ids[0]]), block_value(ids));
+        self.queued += 1;
+        if self.queued == BUILD_BATCH {
+            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.queued = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes the blocks still open.
+    fn finish(mut self) -> ::sled::Result<()> {
+        for (part, ids) in std::mem::take(&mut self.open) {
+            if !ids.is_empty() {
+                self.queue(&part, &ids)?;
+            }
+        }
+        self.tree.apply_batch(self.batch)
+    }
+}
+
+/// Builds the index trees (words, directory keys, counts, publishers) from
+/// the agents and tenants unless they hold the current layout: at open,
+/// before any handle exists, for databases written before the index or by
+/// another layout (version 1 kept one key per word or key and agent). The
+/// trees are cleared first and the version is recorded last, so an
+/// interrupted build is redone from the start at the next open.
 pub(super) fn build_index(t: &Trees) -> Result<()> {
     let err = |what: &str| {
         let what = what.to_owned();
@@ -118,19 +204,28 @@ pub(super) fn build_index(t: &Trees) -> Result<()> {
     if t.meta.get(INDEX_META).map_err(err("meta"))?.as_deref() == Some(INDEX_VERSION) {
         return Ok(());
     }
+    t.marketplace_terms.clear().map_err(err("clear"))?;
     t.marketplace_keys.clear().map_err(err("clear"))?;
     t.marketplace_key_counts.clear().map_err(err("clear"))?;
     t.marketplace_publishers.clear().map_err(err("clear"))?;
-    let mut keys = ::sled::Batch::default();
+    let mut words = BlockBuilder::new(&t.marketplace_terms);
+    let mut keys = BlockBuilder::new(&t.marketplace_keys);
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    // The agents tree is in id order, so each part's ids come ascending.
     for raw in t.agents.iter().values() {
         let raw = raw.map_err(err("agents"))?;
         let agent: Agent = decode("agent", &raw)?;
+        let id = agent.id.as_str().as_bytes();
+        for w in market_words(&agent) {
+            words.push(w.as_bytes(), id).map_err(err("words"))?;
+        }
         for k in agent_keys(&agent) {
-            keys.insert(key(&[k.as_bytes(), agent.id.as_str().as_bytes()]), EMPTY);
+            keys.push(k.as_bytes(), id).map_err(err("keys"))?;
             *counts.entry(k).or_default() += 1;
         }
     }
+    words.finish().map_err(err("words"))?;
+    keys.finish().map_err(err("keys"))?;
     let mut count_batch = ::sled::Batch::default();
     for (k, n) in counts {
         count_batch.insert(k.as_bytes(), &n.to_be_bytes());
@@ -143,7 +238,6 @@ pub(super) fn build_index(t: &Trees) -> Result<()> {
             publishers.insert(key(&[k.as_bytes(), tenant.id.as_str().as_bytes()]), EMPTY);
         }
     }
-    t.marketplace_keys.apply_batch(keys).map_err(err("keys"))?;
     t.marketplace_key_counts
         .apply_batch(count_batch)
         .map_err(err("counts"))?;
@@ -249,36 +343,33 @@ impl SledStore {
         Ok(Some(words))
     }
 
-    /// The ids after `from` of the index keys yielded by `keys` (the id is
-    /// the part after the last [`SEP`]), or `None` once more than
-    /// [`MAX_COLLECTED`] entries were read.
+    /// The ids ≥ `from` of the blocks yielded by `blocks`, or `None` once
+    /// more than [`MAX_COLLECTED`] ids were read.
     fn collect_ids(
-        keys: impl Iterator<Item = ::sled::Result<::sled::IVec>>,
+        blocks: impl Iterator<Item = ::sled::Result<(::sled::IVec, ::sled::IVec)>>,
         from: &[u8],
         read: &mut usize,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<bool> {
-        for k in keys {
-            let k = k.map_err(iter_error("marketplace index"))?;
-            *read += 1;
-            if *read > MAX_COLLECTED {
-                return Ok(false);
-            }
-            let id = k
-                .iter()
-                .rposition(|&b| b == SEP)
-                .map_or(&k[..], |i| &k[i + 1..]);
-            if id >= from {
-                out.push(id.to_vec());
+        for block in blocks {
+            let (_, value) = block.map_err(iter_error("marketplace index"))?;
+            for id in block_ids(&value) {
+                *read += 1;
+                if *read > MAX_COLLECTED {
+                    return Ok(false);
+                }
+                if id >= from {
+                    out.push(id.to_vec());
+                }
             }
         }
         Ok(true)
     }
 
-    /// The posting of the ranges `parts` (each followed by [`SEP`] and an
-    /// id) of `tree`: merged when they are few, else collected when they
-    /// hold at most [`MAX_COLLECTED`] entries, else `None` (the filter is
-    /// left to the re-check).
+    /// The posting of the parts `parts` of `tree` (or of every part
+    /// starting with `scan_prefix`): merged when they are few, else
+    /// collected when they hold at most [`MAX_COLLECTED`] ids, else `None`
+    /// (the filter is left to the re-check).
     fn posting_of(
         tree: &::sled::Tree,
         parts: Option<&[Vec<u8>]>,
@@ -294,26 +385,22 @@ impl SledStore {
             Some(parts) => {
                 let mut complete = true;
                 for p in parts {
-                    let lo = key(&[p, from]);
-                    let hi = prefix_end(p);
-                    if !Self::collect_ids(
-                        tree.range((Bound::Included(lo), hi)).keys(),
-                        from,
-                        &mut read,
-                        &mut ids,
-                    )? {
-                        complete = false;
+                    let mut sub = Sub::new(tree, p, from)?;
+                    while let Some(id) = sub.pull()? {
+                        read += 1;
+                        if read > MAX_COLLECTED {
+                            complete = false;
+                            break;
+                        }
+                        ids.push(id);
+                    }
+                    if !complete {
                         break;
                     }
                 }
                 complete
             }
-            None => Self::collect_ids(
-                tree.scan_prefix(scan_prefix).keys(),
-                from,
-                &mut read,
-                &mut ids,
-            )?,
+            None => Self::collect_ids(tree.scan_prefix(scan_prefix), from, &mut read, &mut ids)?,
         };
         Ok(complete.then(|| Posting::collected(ids)))
     }

@@ -33,7 +33,10 @@ use super::codec::{
     OrAbort, SEP, TxResult, abort, after_sep, counter, decode, encode, i64_from_key, i64_key, key,
     prefix, push_sized, sled_error, tx_error,
 };
-use super::marketplace::{write_agent_keys, write_publisher_keys};
+use super::marketplace::{
+    edit_agent_keys, edit_agent_words, write_key_counts, write_publisher_keys,
+};
+use super::postings::PostingEdits;
 
 pub(super) const EMPTY: &[u8] = &[];
 
@@ -347,7 +350,14 @@ impl AgentStore for SledStore {
         let in_market = agent.is_in_marketplace();
         let words = market_words(agent);
         let index_keys = marketplace_index::agent_keys(agent);
+        let none = BTreeSet::new();
+        let mut word_edits = PostingEdits::default();
+        edit_agent_words(&mut word_edits, id, &none, &words);
+        let mut key_edits = PostingEdits::default();
+        edit_agent_keys(&mut key_edits, id, &none, &index_keys);
         let writing = self.shared.agent_writes();
+        let word_edits = word_edits.locate(&t.marketplace_terms)?;
+        let key_edits = key_edits.locate(&t.marketplace_keys)?;
         (
             &t.agents,
             &t.agents_by_name,
@@ -396,11 +406,10 @@ impl AgentStore for SledStore {
                     client_secrets.insert(id, secrets.clone())?;
                     if in_market {
                         market.insert(id, EMPTY)?;
-                        for w in &words {
-                            terms.insert(key(&[w.as_bytes(), id]), EMPTY)?;
-                        }
                     }
-                    write_agent_keys(keys, counts, id, &BTreeSet::new(), &index_keys)?;
+                    word_edits.apply(terms)?;
+                    key_edits.apply(keys)?;
+                    write_key_counts(counts, &none, &index_keys)?;
                     Ok(())
                 },
             )
@@ -455,6 +464,20 @@ impl AgentStore for SledStore {
         let live = agent.state != LifecycleState::Retired;
         let new_keys = marketplace_index::agent_keys(&next);
         let writing = self.shared.agent_writes();
+        // The stored agent, read before the transaction to locate the
+        // index blocks its change edits; no agent write can come between
+        // (the agent-write lock), which the transaction checks.
+        let Some(before) = read(&t.agents, id, "agent")? else {
+            return Err(Error::not_found("agent"));
+        };
+        let stored: Agent = decode("agent", &before)?;
+        let old_keys = marketplace_index::agent_keys(&stored);
+        let mut word_edits = PostingEdits::default();
+        edit_agent_words(&mut word_edits, id, &market_words(&stored), &new_words);
+        let word_edits = word_edits.locate(&t.marketplace_terms)?;
+        let mut key_edits = PostingEdits::default();
+        edit_agent_keys(&mut key_edits, id, &old_keys, &new_keys);
+        let key_edits = key_edits.locate(&t.marketplace_keys)?;
         (
             &t.agents,
             &t.agents_by_name,
@@ -469,7 +492,9 @@ impl AgentStore for SledStore {
                     let Some(raw) = agents.get(id)? else {
                         return abort(Error::not_found("agent"));
                     };
-                    let stored: Agent = decode("agent", &raw).or_abort()?;
+                    if raw != before {
+                        return abort(Error::conflict("agent was changed concurrently"));
+                    }
                     if stored.revision != agent.revision {
                         return abort(Error::conflict("agent was changed concurrently"));
                     }
@@ -491,13 +516,7 @@ impl AgentStore for SledStore {
                         let n = if live { n + 1 } else { n.saturating_sub(1) };
                         live_agents.insert(tenant, &n.to_be_bytes())?;
                     }
-                    let old_words = market_words(&stored);
-                    for w in old_words.difference(&new_words) {
-                        terms.remove(key(&[w.as_bytes(), id]))?;
-                    }
-                    for w in new_words.difference(&old_words) {
-                        terms.insert(key(&[w.as_bytes(), id]), EMPTY)?;
-                    }
+                    word_edits.apply(terms)?;
                     match (stored.is_in_marketplace(), in_market) {
                         (false, true) => {
                             market.insert(id, EMPTY)?;
@@ -507,8 +526,8 @@ impl AgentStore for SledStore {
                         }
                         _ => {}
                     }
-                    let old_keys = marketplace_index::agent_keys(&stored);
-                    write_agent_keys(keys, counts, id, &old_keys, &new_keys)?;
+                    key_edits.apply(keys)?;
+                    write_key_counts(counts, &old_keys, &new_keys)?;
                     agents.insert(id, value.clone())?;
                     Ok(())
                 },
