@@ -5,26 +5,36 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `marketplace_keys` | index key (`kind:value`), 0, agent id | ∅ |
-//! | `marketplace_key_counts` | index key | u64: marketplace agents with it |
+//! | `marketplace_terms` | search word, 0, first agent id of the block | a block: up to 32 agent ids, ascending, joined by 0 |
+//! | `marketplace_keys` | index key (`kind:value`), 0, first agent id of the block | a block, as above |
+//! | `marketplace_key_counts` | index key of a counted kind | u64: marketplace agents with it |
 //! | `marketplace_publishers` | publisher key, 0, tenant id | ∅ |
 //!
+//! The blocks (layout version 2; see the `postings` module) replace the
+//! first layout's one key per word or key and agent: sled's memory grows
+//! with its number of keys, and most of an agent's keys were postings of
+//! words and keys shared with many others. For the same reason the kinds
+//! whose keys are (nearly) unique to an agent (`agent`, `name`, `locator`,
+//! `annotation`: [`UNCOUNTED`]) have no count: a search sizes such a key
+//! from its first blocks, and [`SledStore::key_counts`] of such a kind
+//! reads its blocks.
+//!
 //! A search turns each filter into a posting (its agents in id order, see
-//! the `postings` module): an exact key is one range of `marketplace_keys`;
-//! a key prefix the ranges of the keys it covers (the counts tree names
-//! them); publisher filters (`author`, `verified`, publisher annotations)
-//! the ranges of the `publisher` keys of the matching tenants; a word of
-//! the text the ranges of `marketplace_terms` of the words starting with
-//! it (found one seek per word). The postings are intersected by
+//! the `postings` module): an exact key is the blocks of one key of
+//! `marketplace_keys`; a key prefix the blocks of the keys it covers (the
+//! counts tree names them); publisher filters (`author`, `verified`,
+//! publisher annotations) the blocks of the `publisher` keys of the
+//! matching tenants; a word of the text the blocks of `marketplace_terms`
+//! of the words starting with it (found one seek per word). The postings are intersected by
 //! leapfrogging from the cursor, and every id they agree on is read and
 //! checked with [`MarketplaceQuery::matches_listing`] until the page (and
 //! one more, to know whether there is a next page) is full. A search thus
-//! reads index entries up to the end of its page, not the whole posting
+//! reads index blocks up to the end of its page, not the whole posting
 //! list of a common word.
 //!
 //! A filter covering more than `MAX_MERGED_RANGES` words or keys is
-//! collected instead (its entries past the cursor, at most
-//! `MAX_COLLECTED`); one with more entries still is not intersected but
+//! collected instead (its ids past the cursor, at most
+//! `MAX_COLLECTED`); one with more ids still is not intersected but
 //! left to the re-check. When no filter is left (no filter at all, or
 //! only such wide ones), the search walks the `marketplace` tree in id
 //! order from the cursor and re-checks each agent: a wide filter matches
@@ -79,14 +89,37 @@ pub(super) fn edit_agent_keys(
     }
 }
 
+/// The kinds whose keys are (nearly) unique to an agent: their agents are
+/// not counted in `marketplace_key_counts` (a count per agent would cost
+/// a sled key per agent and key for counts that are almost all 1; see the
+/// module docs). Searches size them from their blocks instead.
+const UNCOUNTED: [IndexKind; 4] = [
+    IndexKind::Agent,
+    IndexKind::Name,
+    IndexKind::Locator,
+    IndexKind::Annotation,
+];
+
+/// Whether index key (or key prefix) `k` has its agents counted in
+/// `marketplace_key_counts`: its kind is not in [`UNCOUNTED`]. A prefix
+/// that does not name its kind whole (no `:`) is not.
+fn counted(k: &[u8]) -> bool {
+    let Some(colon) = k.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let kind = &k[..colon];
+    !UNCOUNTED.iter().any(|u| u.as_str().as_bytes() == kind)
+}
+
 /// The change of an agent's index keys from `old` to `new` in their
-/// counts, in a transaction over `marketplace_key_counts`.
+/// counts (the counted kinds), in a transaction over
+/// `marketplace_key_counts`.
 pub(super) fn write_key_counts(
     counts: &TransactionalTree,
     old: &BTreeSet<String>,
     new: &BTreeSet<String>,
 ) -> TxResult<()> {
-    for k in old.difference(new) {
+    for k in old.difference(new).filter(|k| counted(k.as_bytes())) {
         let n = counter("marketplace key", counts.get(k.as_bytes())?.as_deref())
             .map_err(::sled::transaction::ConflictableTransactionError::Abort)?;
         if n <= 1 {
@@ -95,7 +128,7 @@ pub(super) fn write_key_counts(
             counts.insert(k.as_bytes(), &(n - 1).to_be_bytes())?;
         }
     }
-    for k in new.difference(old) {
+    for k in new.difference(old).filter(|k| counted(k.as_bytes())) {
         let n = counter("marketplace key", counts.get(k.as_bytes())?.as_deref())
             .map_err(::sled::transaction::ConflictableTransactionError::Abort)?;
         counts.insert(k.as_bytes(), &(n + 1).to_be_bytes())?;
@@ -221,7 +254,9 @@ pub(super) fn build_index(t: &Trees) -> Result<()> {
         }
         for k in agent_keys(&agent) {
             keys.push(k.as_bytes(), id).map_err(err("keys"))?;
-            *counts.entry(k).or_default() += 1;
+            if counted(k.as_bytes()) {
+                *counts.entry(k).or_default() += 1;
+            }
         }
     }
     words.finish().map_err(err("words"))?;
@@ -254,29 +289,41 @@ pub(super) fn build_index(t: &Trees) -> Result<()> {
 type KeyCounts = Vec<(Vec<u8>, u64)>;
 
 impl SledStore {
-    /// How many marketplace agents have index key `k`.
+    /// How many marketplace agents have index key `k`: counted, or for
+    /// an [`UNCOUNTED`] kind read from its first blocks (exact up to
+    /// [`SIZED_BLOCKS`] blocks; past them a lower bound).
     fn key_count(&self, k: &[u8]) -> Result<u64> {
-        let v = self
-            .shared
-            .open()?
-            .t
+        let t = &self.shared.open()?.t;
+        if !counted(k) {
+            return part_size(&t.marketplace_keys, k);
+        }
+        let v = t
             .marketplace_key_counts
             .get(k)
             .map_err(|e| sled_error("read of a marketplace key count", e))?;
         counter("marketplace key", v.as_deref())
     }
 
-    /// The index keys starting with `p` (from the counts tree) with their
-    /// counts; `None` when there are more than `max`.
+    /// The index keys starting with `p` with their counts (from the counts
+    /// tree, or for an [`UNCOUNTED`] kind from the keys' blocks, one seek
+    /// per key); `None` when there are more than `max`.
     fn keys_with_prefix(&self, p: &str, max: usize) -> Result<Option<KeyCounts>> {
+        let t = &self.shared.open()?.t;
+        if !counted(p.as_bytes()) {
+            let Some(parts) = parts_with_prefix(&t.marketplace_keys, p.as_bytes(), max)? else {
+                return Ok(None);
+            };
+            return parts
+                .into_iter()
+                .map(|k| {
+                    let n = part_size(&t.marketplace_keys, &k)?;
+                    Ok((k, n))
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some);
+        }
         let mut out = Vec::new();
-        for item in self
-            .shared
-            .open()?
-            .t
-            .marketplace_key_counts
-            .scan_prefix(p.as_bytes())
-        {
+        for item in t.marketplace_key_counts.scan_prefix(p.as_bytes()) {
             let (k, v) = item.map_err(iter_error("marketplace key counts"))?;
             if out.len() == max {
                 return Ok(None);
@@ -314,33 +361,6 @@ impl SledStore {
             found = Some(hits);
         }
         Ok(found.unwrap_or_default())
-    }
-
-    /// The distinct words of `marketplace_terms` starting with `term`
-    /// (one seek per word); `None` when there are more than `max`.
-    fn words_with_prefix(t: &Trees, term: &[u8], max: usize) -> Result<Option<Vec<Vec<u8>>>> {
-        let mut words = Vec::new();
-        let mut from = term.to_vec();
-        loop {
-            let next = t
-                .marketplace_terms
-                .range((Bound::Included(from), Bound::Unbounded))
-                .keys()
-                .next();
-            let Some(k) = next else { break };
-            let k = k.map_err(iter_error("marketplace terms"))?;
-            if !k.starts_with(term) {
-                break;
-            }
-            if words.len() == max {
-                return Ok(None);
-            }
-            let word = k.split(|&b| b == SEP).next().unwrap_or(&k[..]).to_vec();
-            from = word.clone();
-            from.push(SEP + 1);
-            words.push(word);
-        }
-        Ok(Some(words))
     }
 
     /// The ids ≥ `from` of the blocks yielded by `blocks`, or `None` once
@@ -488,7 +508,8 @@ impl SledStore {
         }
         let terms: BTreeSet<String> = query.terms().into_iter().collect();
         for term in &terms {
-            let words = Self::words_with_prefix(t, term.as_bytes(), MAX_MERGED_RANGES)?;
+            let words =
+                parts_with_prefix(&t.marketplace_terms, term.as_bytes(), MAX_MERGED_RANGES)?;
             if words.as_ref().is_some_and(Vec::is_empty) {
                 return empty();
             }
@@ -549,17 +570,26 @@ impl SledStore {
         Ok(page_of(out, size))
     }
 
-    /// Marketplace agents per key of `kind`, from the counts tree.
+    /// Marketplace agents per key of `kind`: from the counts tree, or for
+    /// an [`UNCOUNTED`] kind by reading every block of its keys.
     pub(super) fn key_counts(&self, kind: IndexKind) -> Result<Vec<(String, u64)>> {
         let p = kind.prefix();
-        let mut out = Vec::new();
-        for item in self
-            .shared
-            .open()?
-            .t
-            .marketplace_key_counts
-            .scan_prefix(p.as_bytes())
-        {
+        let t = &self.shared.open()?.t;
+        let mut out: Vec<(String, u64)> = Vec::new();
+        if UNCOUNTED.contains(&kind) {
+            for item in t.marketplace_keys.scan_prefix(p.as_bytes()) {
+                let (k, v) = item.map_err(iter_error("marketplace keys"))?;
+                let part = k.split(|&b| b == SEP).next().unwrap_or(&k[..]);
+                let value = String::from_utf8_lossy(&part[p.len()..]).into_owned();
+                let n = block_ids(&v).count() as u64;
+                match out.last_mut() {
+                    Some((last, total)) if *last == value => *total += n,
+                    _ => out.push((value, n)),
+                }
+            }
+            return Ok(out);
+        }
+        for item in t.marketplace_key_counts.scan_prefix(p.as_bytes()) {
             let (k, v) = item.map_err(iter_error("marketplace key counts"))?;
             let n = counter("marketplace key", Some(&v))?;
             if n > 0 {
@@ -571,9 +601,58 @@ impl SledStore {
     }
 }
 
+/// Blocks [`part_size`] reads before it stops counting.
+const SIZED_BLOCKS: usize = 4;
+
+/// The agents of `part` in `tree`, counted from its blocks: exact when it
+/// has at most [`SIZED_BLOCKS`] blocks, else those blocks' ids plus one
+/// million (a key with so many agents leads no intersection).
+fn part_size(tree: &::sled::Tree, part: &[u8]) -> Result<u64> {
+    let mut n = 0u64;
+    for (i, item) in tree.scan_prefix(prefix(part)).enumerate() {
+        if i == SIZED_BLOCKS {
+            return Ok(n.saturating_add(1_000_000));
+        }
+        let (_, v) = item.map_err(iter_error("marketplace index"))?;
+        n += block_ids(&v).count() as u64;
+    }
+    Ok(n)
+}
+
+/// The distinct parts (words or keys) of `tree` starting with `start`
+/// (one seek per part); `None` when there are more than `max`.
+fn parts_with_prefix(
+    tree: &::sled::Tree,
+    start: &[u8],
+    max: usize,
+) -> Result<Option<Vec<Vec<u8>>>> {
+    let mut parts = Vec::new();
+    let mut from = start.to_vec();
+    loop {
+        let next = tree
+            .range((Bound::Included(from), Bound::Unbounded))
+            .keys()
+            .next();
+        let Some(k) = next else { break };
+        let k = k.map_err(iter_error("marketplace index"))?;
+        if !k.starts_with(start) {
+            break;
+        }
+        if parts.len() == max {
+            return Ok(None);
+        }
+        let part = k.split(|&b| b == SEP).next().unwrap_or(&k[..]).to_vec();
+        from = part.clone();
+        from.push(SEP + 1);
+        parts.push(part);
+    }
+    Ok(Some(parts))
+}
+
 #[cfg(test)]
 mod tests {
     use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
+    use sentryagent_core::marketplace_index::IndexKind;
     use sentryagent_core::{
         Agent, AgentStore, LifecycleState, MarketplaceQuery, PageRequest, TenantStore, Visibility,
     };
@@ -694,5 +773,33 @@ mod tests {
                 check_pages(&store, query, &all, size).await;
             }
         }
+        // Counts of a counted kind come from the counts tree, those of an
+        // uncounted kind from the blocks (here many per key).
+        let public: Vec<&Agent> = all.iter().filter(|a| a.is_in_marketplace()).collect();
+        let pdf = public
+            .iter()
+            .filter(|a| a.capabilities[0] == "pdf.extract")
+            .count() as u64;
+        let capabilities = store
+            .marketplace_counts(IndexKind::Capability)
+            .await
+            .unwrap();
+        assert!(
+            capabilities.contains(&("pdf.extract".to_owned(), pdf)),
+            "{capabilities:?}"
+        );
+        let annotations = store
+            .marketplace_counts(IndexKind::Annotation)
+            .await
+            .unwrap();
+        assert!(
+            annotations.contains(&("sentryagent.state=listed".to_owned(), public.len() as u64)),
+            "{annotations:?}"
+        );
+        let names = store.marketplace_counts(IndexKind::Name).await.unwrap();
+        let mut want: Vec<(String, u64)> =
+            public.iter().map(|a| (a.name.to_lowercase(), 1)).collect();
+        want.sort();
+        assert_eq!(names, want);
     }
 }

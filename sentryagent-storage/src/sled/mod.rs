@@ -47,9 +47,9 @@
 //! | `live_agents` | tenant id | u64: agents not retired |
 //! | `client_secrets` | agent id | the agent's secrets, oldest first |
 //! | `marketplace` | agent id of every public listed/active agent | ∅ |
-//! | `marketplace_terms` | search word, 0, agent id (same agents) | ∅ |
-//! | `marketplace_keys` | directory key (`kind:value`), 0, agent id (same agents) | ∅ |
-//! | `marketplace_key_counts` | directory key | u64: agents with it |
+//! | `marketplace_terms` | search word, 0, first agent id of a block (same agents) | up to 32 agent ids joined by 0 |
+//! | `marketplace_keys` | directory key (`kind:value`), 0, first agent id of a block (same agents) | up to 32 agent ids joined by 0 |
+//! | `marketplace_key_counts` | directory key (not of the kinds `agent`, `name`, `locator`, `annotation`) | u64: agents with it |
 //! | `marketplace_publishers` | publisher key, 0, tenant id | ∅ |
 //! | `admin_keys` | key id | admin key |
 //! | `admin_keys_by_prefix` | visible prefix | key id |
@@ -83,10 +83,12 @@
 //! | `invitations_by_hash` | token hash (32 bytes) | invitation id |
 //! | `invitations_by_tenant` | tenant id, 0, invitation id | ∅ |
 //!
-//! The directory trees (`marketplace_keys`, `marketplace_key_counts`,
-//! `marketplace_publishers`) are built from the agents and tenants at open
-//! when the `meta` key `marketplace_index` does not name their current
-//! layout (a database written before them); see the `marketplace` module.
+//! The directory trees (`marketplace_terms`, `marketplace_keys`,
+//! `marketplace_key_counts`, `marketplace_publishers`) are built from the
+//! agents and tenants at open when the `meta` key `marketplace_index` does
+//! not name their current layout (a database written before them, or with
+//! the first layout's one key per word and agent); see the `marketplace`
+//! module.
 //!
 //! The audit chain of a tenant is keyed by its id, the system chain by the
 //! empty string. Marker keys are length-prefixed because a marker key (a
