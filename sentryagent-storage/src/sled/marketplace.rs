@@ -17,7 +17,13 @@
 //! whose keys are (nearly) unique to an agent (`agent`, `name`, `locator`,
 //! `annotation`: [`UNCOUNTED`]) have no count: a search sizes such a key
 //! from its first blocks, and [`SledStore::key_counts`] of such a kind
-//! reads its blocks.
+//! reads its blocks. And the keys an agent has by its id alone
+//! (`agent:<id>` and its two `locator:` paths) are not stored when the id
+//! has no upper-case letter: a filter on them is answered from the
+//! `marketplace` tree, which is keyed by id (an exact id is one read, an id
+//! prefix a range; a prefix that every agent's keys share filters
+//! nothing), together with the stored keys of the agents whose ids have
+//! upper-case letters.
 //!
 //! A search turns each filter into a posting (its agents in id order, see
 //! the `postings` module): an exact key is the blocks of one key of
@@ -45,7 +51,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
 use ::sled::transaction::TransactionalTree;
-use sentryagent_core::marketplace_index::{IndexKind, KeyMatch, agent_keys, publisher_keys};
+use sentryagent_core::marketplace_index::{
+    IndexKind, KeyMatch, agent_keys, locator_paths, publisher_keys,
+};
 use sentryagent_core::{Agent, MarketplaceQuery, Page, PageRequest, Result, Tenant};
 
 use super::Trees;
@@ -81,12 +89,99 @@ pub(super) fn edit_agent_keys(
     old: &BTreeSet<String>,
     new: &BTreeSet<String>,
 ) {
-    for k in old.difference(new) {
+    let derived = derived_keys(id);
+    let stored = |k: &&String| !derived.contains(k);
+    for k in old.difference(new).filter(stored) {
         keys.remove(k.as_bytes(), id);
     }
-    for k in new.difference(old) {
+    for k in new.difference(old).filter(stored) {
         keys.add(k.as_bytes(), id);
     }
+}
+
+/// Where every agent's locator paths start ([`locator_paths`]).
+const LOCATOR_ENTRY: &str = "/v1/marketplace/agents/";
+/// What the card's locator path adds to the entry's.
+const LOCATOR_CARD: &str = "/agent-card.json";
+
+/// The index keys that agent `id` has by its id alone (`agent:<id>` and
+/// its two `locator:` paths), when they can be read back from the id: the
+/// id has no upper-case letter (keys are lower-cased). These keys are not
+/// stored: the `marketplace` tree, keyed by id, answers them (see
+/// [`Derived`]). An id with upper-case letters has them stored.
+fn derived_keys(id: &[u8]) -> Vec<String> {
+    let Ok(id) = std::str::from_utf8(id) else {
+        return Vec::new();
+    };
+    if id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Vec::new();
+    }
+    let mut keys = vec![IndexKind::Agent.key(id)];
+    keys.extend(
+        locator_paths(id)
+            .iter()
+            .map(|p| IndexKind::Locator.key(&p.to_lowercase())),
+    );
+    keys
+}
+
+/// The agents a filter of kind `agent` or `locator` matches through their
+/// derived (unstored) keys.
+#[derive(Debug, PartialEq)]
+enum Derived {
+    /// None (no id gives such a key).
+    Nothing,
+    /// The agent with this id.
+    Id(Vec<u8>),
+    /// The agents whose ids start with this.
+    IdPrefix(Vec<u8>),
+    /// Every agent.
+    All,
+}
+
+/// What `m` matches through derived keys; `None` when its kind has none.
+fn derived_match(m: &KeyMatch) -> Option<Derived> {
+    let (value, exact) = match m {
+        KeyMatch::Exact(k) => (k.as_str(), true),
+        KeyMatch::Prefix(p) => (p.as_str(), false),
+    };
+    let id_ok = |id: &str| !id.is_empty() && !id.contains('/');
+    if let Some(v) = value.strip_prefix(&IndexKind::Agent.prefix()) {
+        return Some(match (exact, v.is_empty()) {
+            (true, _) if id_ok(v) => Derived::Id(v.as_bytes().to_vec()),
+            (true, _) => Derived::Nothing,
+            (false, true) => Derived::All,
+            (false, false) => Derived::IdPrefix(v.as_bytes().to_vec()),
+        });
+    }
+    let v = value.strip_prefix(&IndexKind::Locator.prefix())?;
+    let Some(rest) = v.strip_prefix(LOCATOR_ENTRY) else {
+        return Some(if !exact && LOCATOR_ENTRY.starts_with(v) {
+            Derived::All
+        } else {
+            Derived::Nothing
+        });
+    };
+    Some(match rest.find('/') {
+        // An id, then a tail: the card's path (or, for a prefix, its start).
+        Some(slash) => {
+            let (id, tail) = rest.split_at(slash);
+            let fits = if exact {
+                tail == LOCATOR_CARD
+            } else {
+                LOCATOR_CARD.starts_with(tail)
+            };
+            if fits && id_ok(id) {
+                Derived::Id(id.as_bytes().to_vec())
+            } else {
+                Derived::Nothing
+            }
+        }
+        None if exact && id_ok(rest) => Derived::Id(rest.as_bytes().to_vec()),
+        None if exact => Derived::Nothing,
+        None if rest.is_empty() => Derived::All,
+        None => Derived::IdPrefix(rest.as_bytes().to_vec()),
+    })
 }
 
 /// The kinds whose keys are (nearly) unique to an agent: their agents are
@@ -252,8 +347,11 @@ pub(super) fn build_index(t: &Trees) -> Result<()> {
         for w in market_words(&agent) {
             words.push(w.as_bytes(), id).map_err(err("words"))?;
         }
+        let derived = derived_keys(id);
         for k in agent_keys(&agent) {
-            keys.push(k.as_bytes(), id).map_err(err("keys"))?;
+            if !derived.contains(&k) {
+                keys.push(k.as_bytes(), id).map_err(err("keys"))?;
+            }
             if counted(k.as_bytes()) {
                 *counts.entry(k).or_default() += 1;
             }
@@ -425,6 +523,69 @@ impl SledStore {
         Ok(complete.then(|| Posting::collected(ids)))
     }
 
+    /// The ids ≥ `from` that filter `m` (of kind `agent` or `locator`)
+    /// matches: through derived keys (`derived`, from the `marketplace`
+    /// tree), and stored ones (agents whose ids have upper-case letters);
+    /// `None` when they are too many to collect (the filter is left to the
+    /// re-check).
+    fn derived_posting(
+        t: &Trees,
+        m: &KeyMatch,
+        derived: Derived,
+        from: &[u8],
+    ) -> Result<Option<Vec<Vec<u8>>>> {
+        let mut ids = Vec::new();
+        match derived {
+            Derived::Nothing => {}
+            Derived::All => return Ok(None),
+            Derived::Id(id) => {
+                let listed = t
+                    .marketplace
+                    .contains_key(&id)
+                    .map_err(|e| sled_error("read of the marketplace", e))?;
+                if listed && id.as_slice() >= from {
+                    ids.push(id);
+                }
+            }
+            Derived::IdPrefix(p) => {
+                let lo = if p.as_slice() > from {
+                    p.clone()
+                } else {
+                    from.to_vec()
+                };
+                for k in t.marketplace.range(lo..).keys() {
+                    let k = k.map_err(iter_error("marketplace"))?;
+                    if !k.starts_with(&p) {
+                        break;
+                    }
+                    if ids.len() == MAX_COLLECTED {
+                        return Ok(None);
+                    }
+                    ids.push(k.to_vec());
+                }
+            }
+        }
+        let parts = match m {
+            KeyMatch::Exact(k) => Some(vec![k.as_bytes().to_vec()]),
+            KeyMatch::Prefix(p) => {
+                parts_with_prefix(&t.marketplace_keys, p.as_bytes(), MAX_MERGED_RANGES)?
+            }
+        };
+        let Some(parts) = parts else {
+            return Ok(None);
+        };
+        for part in parts {
+            let mut sub = Sub::new(&t.marketplace_keys, &part, from)?;
+            while let Some(id) = sub.pull()? {
+                if ids.len() == MAX_COLLECTED {
+                    return Ok(None);
+                }
+                ids.push(id);
+            }
+        }
+        Ok(Some(ids))
+    }
+
     /// A marketplace search (see the module docs).
     pub(super) fn market_search(
         &self,
@@ -447,6 +608,14 @@ impl SledStore {
         // Postings with their estimated sizes (text words: unknown).
         let mut postings: Vec<(u64, Posting)> = Vec::new();
         for m in &plan.agent {
+            if let Some(derived) = derived_match(m) {
+                match Self::derived_posting(t, m, derived, &from)? {
+                    None => {}
+                    Some(ids) if ids.is_empty() => return empty(),
+                    Some(ids) => postings.push((ids.len() as u64, Posting::collected(ids))),
+                }
+                continue;
+            }
             match m {
                 KeyMatch::Exact(k) => {
                     let n = self.key_count(k.as_bytes())?;
@@ -577,17 +746,24 @@ impl SledStore {
         let t = &self.shared.open()?.t;
         let mut out: Vec<(String, u64)> = Vec::new();
         if UNCOUNTED.contains(&kind) {
+            let mut found: BTreeMap<String, u64> = BTreeMap::new();
             for item in t.marketplace_keys.scan_prefix(p.as_bytes()) {
                 let (k, v) = item.map_err(iter_error("marketplace keys"))?;
                 let part = k.split(|&b| b == SEP).next().unwrap_or(&k[..]);
                 let value = String::from_utf8_lossy(&part[p.len()..]).into_owned();
-                let n = block_ids(&v).count() as u64;
-                match out.last_mut() {
-                    Some((last, total)) if *last == value => *total += n,
-                    _ => out.push((value, n)),
+                *found.entry(value).or_default() += block_ids(&v).count() as u64;
+            }
+            if matches!(kind, IndexKind::Agent | IndexKind::Locator) {
+                for id in t.marketplace.iter().keys() {
+                    let id = id.map_err(iter_error("marketplace"))?;
+                    for k in derived_keys(&id) {
+                        if let Some(value) = k.strip_prefix(p.as_str()) {
+                            *found.entry(value.to_owned()).or_default() += 1;
+                        }
+                    }
                 }
             }
-            return Ok(out);
+            return Ok(found.into_iter().collect());
         }
         for item in t.marketplace_key_counts.scan_prefix(p.as_bytes()) {
             let (k, v) = item.map_err(iter_error("marketplace key counts"))?;
@@ -652,10 +828,13 @@ fn parts_with_prefix(
 #[cfg(test)]
 mod tests {
     use sentryagent_core::conformance::{sample_agent, sample_secret, sample_tenant};
-    use sentryagent_core::marketplace_index::IndexKind;
+    use sentryagent_core::marketplace_index::{IndexKind, KeyMatch, agent_keys};
     use sentryagent_core::{
-        Agent, AgentStore, LifecycleState, MarketplaceQuery, PageRequest, TenantStore, Visibility,
+        Agent, AgentId, AgentStore, LifecycleState, MarketplaceQuery, PageRequest, TenantStore,
+        Visibility,
     };
+
+    use super::{Derived, derived_keys, derived_match};
 
     use super::super::{SledBackend, SledStore};
 
@@ -719,6 +898,10 @@ mod tests {
         let mut all = Vec::new();
         for i in 0..120 {
             let mut a = sample_agent(&ten.id, &format!("agent {i}"));
+            if i % 40 == 5 {
+                // Ids with upper-case letters keep their id keys stored.
+                a.id = AgentId::parse(&format!("agt_Mixed{i:03}")).unwrap();
+            }
             a.visibility = if i % 11 == 0 {
                 Visibility::Private
             } else {
@@ -751,6 +934,18 @@ mod tests {
             name: name.map(str::to_owned),
             ..Default::default()
         };
+        let by_id = |agent: Option<String>, locator: Option<String>| MarketplaceQuery {
+            agent,
+            locator,
+            ..Default::default()
+        };
+        let plain = all
+            .iter()
+            .find(|a| a.is_in_marketplace() && !a.id.as_str().contains('M'))
+            .unwrap()
+            .id
+            .to_string();
+        let entry = |id: &str| format!("/v1/marketplace/agents/{id}");
         let queries = [
             q("", None, None),
             q("gamma", None, None),
@@ -767,6 +962,26 @@ mod tests {
             q("", Some("pdf.extract"), None),
             q("alpha", None, Some("agent 1*")),
             q("", None, Some("agent *")),
+            by_id(Some(plain.clone()), None),
+            by_id(Some(plain.to_uppercase()), None),
+            by_id(Some("agt_mixed045".into()), None),
+            by_id(Some("AGT_MIXED0*".into()), None),
+            by_id(Some("agt_*".into()), None),
+            by_id(Some("*".into()), None),
+            by_id(Some("agt_nobody".into()), None),
+            by_id(None, Some(entry(&plain))),
+            by_id(None, Some(format!("{}/agent-card.json", entry(&plain)))),
+            by_id(
+                None,
+                Some(format!("{}/agent-card.json", entry("agt_Mixed085"))),
+            ),
+            by_id(None, Some(format!("{}/agent-*", entry("agt_Mixed085")))),
+            by_id(None, Some(format!("{}/other", entry(&plain)))),
+            by_id(None, Some(format!("{}*", entry("agt_m")))),
+            by_id(None, Some(format!("{}*", entry("")))),
+            by_id(None, Some("/v1/mark*".into())),
+            by_id(None, Some("/elsewhere".into())),
+            by_id(None, Some("/elsewhere*".into())),
         ];
         for query in &queries {
             for size in [1, 4, 50] {
@@ -796,10 +1011,76 @@ mod tests {
             annotations.contains(&("sentryagent.state=listed".to_owned(), public.len() as u64)),
             "{annotations:?}"
         );
+        let ids = store.marketplace_counts(IndexKind::Agent).await.unwrap();
+        let mut want: Vec<(String, u64)> = public
+            .iter()
+            .map(|a| (a.id.as_str().to_lowercase(), 1))
+            .collect();
+        want.sort();
+        assert_eq!(ids, want, "derived and stored id keys");
+        let locators = store.marketplace_counts(IndexKind::Locator).await.unwrap();
+        assert_eq!(locators.len(), 2 * public.len());
         let names = store.marketplace_counts(IndexKind::Name).await.unwrap();
         let mut want: Vec<(String, u64)> =
             public.iter().map(|a| (a.name.to_lowercase(), 1)).collect();
         want.sort();
         assert_eq!(names, want);
+    }
+
+    /// Every derived key of an agent is one of its index keys and is read
+    /// back to its id; filters of the two kinds map to the right agents.
+    #[test]
+    fn derived_keys_match_the_index_and_read_back() {
+        let ten = sample_tenant("Derived");
+        let mut a = sample_agent(&ten.id, "derived");
+        a.visibility = Visibility::Public;
+        a.state = LifecycleState::Listed;
+        let id = a.id.as_str().to_owned();
+        let keys = derived_keys(id.as_bytes());
+        assert_eq!(keys.len(), 3);
+        let all = agent_keys(&a);
+        for k in &keys {
+            assert!(all.contains(k), "{k} is an index key of the agent");
+            assert_eq!(
+                derived_match(&KeyMatch::Exact(k.clone())),
+                Some(Derived::Id(id.clone().into_bytes())),
+                "{k}"
+            );
+        }
+        a.id = AgentId::parse("agt_Upper").unwrap();
+        assert!(derived_keys(a.id.as_str().as_bytes()).is_empty());
+        let p = |s: &str| derived_match(&KeyMatch::Prefix(s.into()));
+        let e = |s: &str| derived_match(&KeyMatch::Exact(s.into()));
+        let id_of = |s: &str| Some(Derived::Id(s.as_bytes().to_vec()));
+        assert_eq!(p("agent:"), Some(Derived::All));
+        assert_eq!(
+            p("agent:agt_01"),
+            Some(Derived::IdPrefix(b"agt_01".to_vec()))
+        );
+        assert_eq!(e("agent:"), Some(Derived::Nothing));
+        assert_eq!(p("locator:/v1/mark"), Some(Derived::All));
+        assert_eq!(p("locator:/v1/marketplace/agents/"), Some(Derived::All));
+        assert_eq!(
+            p("locator:/v1/marketplace/agents/agt_7"),
+            Some(Derived::IdPrefix(b"agt_7".to_vec()))
+        );
+        assert_eq!(
+            p("locator:/v1/marketplace/agents/agt_7/agent-"),
+            id_of("agt_7")
+        );
+        assert_eq!(p("locator:/v1/marketplace/agents/agt_7/"), id_of("agt_7"));
+        assert_eq!(
+            p("locator:/v1/marketplace/agents/agt_7/x"),
+            Some(Derived::Nothing)
+        );
+        assert_eq!(
+            e("locator:/v1/marketplace/agents/agt_7/agent-"),
+            Some(Derived::Nothing)
+        );
+        assert_eq!(e("locator:/v1/marketplace/agents/"), Some(Derived::Nothing));
+        assert_eq!(e("locator:/elsewhere"), Some(Derived::Nothing));
+        assert_eq!(p("locator:/x"), Some(Derived::Nothing));
+        assert_eq!(p("name:agt"), None);
+        assert_eq!(e("annotation:sentryagent.agent_id=agt_7"), None);
     }
 }
