@@ -3,7 +3,10 @@
 //! agents, stored whole or not at all.
 //!
 //! One sled transaction over the nine agent trees for a whole batch (about
-//! 45 writes per marketplace agent: 450,000 for a full batch) holds sled's
+//! ten keys per marketplace agent, 100,000 for a full batch: its record,
+//! name, tenant listing, secrets and marketplace entry, the postings of its
+//! own words and keys, and its share of the blocks of the words and keys
+//! it has in common with others; see the `postings` module) holds sled's
 //! process-wide transaction lock, one epoch guard and one log reservation
 //! for seconds: every other transaction of the process (audit appends,
 //! markers, secret rotations) waits that long, and nothing written

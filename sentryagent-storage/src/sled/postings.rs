@@ -254,6 +254,10 @@ pub(super) struct Sub {
     pending: Vec<Vec<u8>>,
     /// Ids below this are skipped (the lower bound of the last range).
     from: Vec<u8>,
+    /// The largest id of the blocks read so far: the ids of the next block
+    /// are above it unless a writer split a block between two reads, and
+    /// such repeats are skipped.
+    high: Vec<u8>,
 }
 
 impl Sub {
@@ -266,6 +270,7 @@ impl Sub {
             iter,
             pending: Vec::new(),
             from: from.to_vec(),
+            high: Vec::new(),
         })
     }
 
@@ -282,11 +287,16 @@ impl Sub {
             None => Ok(false),
             Some(item) => {
                 let (_, value) = item.map_err(iter_error("marketplace index"))?;
+                let high = std::mem::take(&mut self.high);
                 self.pending = block_ids(&value)
                     .rev()
-                    .filter(|id| *id >= self.from.as_slice())
+                    .filter(|id| *id >= self.from.as_slice() && *id > high.as_slice())
                     .map(<[u8]>::to_vec)
                     .collect();
+                self.high = match block_ids(&value).next_back() {
+                    Some(last) if last > high.as_slice() => last.to_vec(),
+                    _ => high,
+                };
                 Ok(true)
             }
         }
