@@ -157,6 +157,16 @@ impl PostingEdits {
             };
             let part_prefix = prefix(part);
             let start = block_of(tree, &part_prefix, first.0)?;
+            if let [(id, adding)] = changes[..] {
+                // One id (an agent's own write): its block is all there is
+                // to find.
+                blocks.push(BlockEdits {
+                    part_prefix,
+                    block: start,
+                    changes: vec![(id.to_vec(), adding)],
+                });
+                continue;
+            }
             let mut later = match &start {
                 Some(k) => tree.range((
                     Bound::Excluded(k.to_vec()),
@@ -243,20 +253,24 @@ impl LocatedEdits {
     }
 }
 
-/// One part's agents: the blocks `prefix` + first id of one tree.
+/// One part's agents: the blocks `prefix` + first id of one tree, read one
+/// block at a time; the ids of a block are taken out as they are needed.
 pub(super) struct Sub {
     tree: ::sled::Tree,
     /// The part followed by [`SEP`].
     prefix: Vec<u8>,
     /// The blocks after the current one.
     iter: ::sled::Iter,
-    /// The current block's ids not yet yielded, last first.
-    pending: Vec<Vec<u8>>,
+    /// The current block, and where its next id starts.
+    block: Option<::sled::IVec>,
+    at: usize,
     /// Ids below this are skipped (the lower bound of the last range).
     from: Vec<u8>,
-    /// The largest id of the blocks read so far: the ids of the next block
-    /// are above it unless a writer split a block between two reads, and
-    /// such repeats are skipped.
+    /// The largest id of the blocks before the current one: the current
+    /// block's ids are above it unless a writer split a block between two
+    /// reads, and such repeats are skipped.
+    below: Vec<u8>,
+    /// The largest id of the blocks read so far.
     high: Vec<u8>,
 }
 
@@ -268,8 +282,10 @@ impl Sub {
             tree: tree.clone(),
             prefix,
             iter,
-            pending: Vec::new(),
+            block: None,
+            at: 0,
             from: from.to_vec(),
+            below: Vec::new(),
             high: Vec::new(),
         })
     }
@@ -281,31 +297,53 @@ impl Sub {
         Ok(tree.range((Bound::Included(start), Bound::Excluded(part_end(prefix)))))
     }
 
-    /// Reads the next block into `pending`; false when none is left.
+    /// Makes the next block current; false when none is left.
     fn next_block(&mut self) -> Result<bool> {
         match self.iter.next() {
-            None => Ok(false),
+            None => {
+                self.block = None;
+                Ok(false)
+            }
             Some(item) => {
                 let (_, value) = item.map_err(iter_error("marketplace index"))?;
-                let high = std::mem::take(&mut self.high);
-                self.pending = block_ids(&value)
-                    .rev()
-                    .filter(|id| *id >= self.from.as_slice() && *id > high.as_slice())
-                    .map(<[u8]>::to_vec)
-                    .collect();
+                self.below = std::mem::take(&mut self.high);
                 self.high = match block_ids(&value).next_back() {
-                    Some(last) if last > high.as_slice() => last.to_vec(),
-                    _ => high,
+                    Some(last) if last > self.below.as_slice() => last.to_vec(),
+                    _ => self.below.clone(),
                 };
+                self.block = Some(value);
+                self.at = 0;
                 Ok(true)
             }
         }
     }
 
+    /// The next id ≥ `min` of the current block (ids below it are passed
+    /// over), without reading another block.
+    fn next_in_block(&mut self, min: &[u8]) -> Option<Vec<u8>> {
+        let block = self.block.as_ref()?;
+        while self.at < block.len() {
+            let end = block[self.at..]
+                .iter()
+                .position(|&b| b == SEP)
+                .map_or(block.len(), |i| self.at + i);
+            let id = &block[self.at..end];
+            self.at = end + 1;
+            if !id.is_empty()
+                && id >= min
+                && id >= self.from.as_slice()
+                && id > self.below.as_slice()
+            {
+                return Some(id.to_vec());
+            }
+        }
+        None
+    }
+
     /// The next id, ascending.
     pub(super) fn pull(&mut self) -> Result<Option<Vec<u8>>> {
         loop {
-            if let Some(id) = self.pending.pop() {
+            if let Some(id) = self.next_in_block(&[]) {
                 return Ok(Some(id));
             }
             if !self.next_block()? {
@@ -318,10 +356,7 @@ impl Sub {
     /// blocks forward, then a new range.
     fn seek(&mut self, target: &[u8]) -> Result<Option<Vec<u8>>> {
         for step in 0..=STEPS_BEFORE_SEEK {
-            // `pending` is descending: drop its ids below the target.
-            let keep = self.pending.partition_point(|id| id.as_slice() >= target);
-            self.pending.truncate(keep);
-            if let Some(id) = self.pending.pop() {
+            if let Some(id) = self.next_in_block(target) {
                 return Ok(Some(id));
             }
             if step == STEPS_BEFORE_SEEK {
@@ -332,7 +367,7 @@ impl Sub {
             }
         }
         self.from = target.to_vec();
-        self.pending.clear();
+        self.block = None;
         self.iter = Self::range(&self.tree, &self.prefix, target)?;
         self.pull()
     }
