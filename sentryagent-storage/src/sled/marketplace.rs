@@ -18,7 +18,8 @@
 //! `annotation`: [`UNCOUNTED`]) have no count: a search sizes such a key
 //! from its first blocks, and [`SledStore::key_counts`] of such a kind
 //! reads its blocks. And the keys an agent has by its id alone
-//! (`agent:<id>` and its two `locator:` paths) are not stored when the id
+//! (`agent:<id>`, its two `locator:` paths and its `sentryagent.agent_id`
+//! annotation) are not stored when the id
 //! has no upper-case letter: a filter on them is answered from the
 //! `marketplace` tree, which is keyed by id (an exact id is one read, an id
 //! prefix a range; a prefix that every agent's keys share filters
@@ -104,8 +105,9 @@ const LOCATOR_ENTRY: &str = "/v1/marketplace/agents/";
 /// What the card's locator path adds to the entry's.
 const LOCATOR_CARD: &str = "/agent-card.json";
 
-/// The index keys that agent `id` has by its id alone (`agent:<id>` and
-/// its two `locator:` paths), when they can be read back from the id: the
+/// The index keys that agent `id` has by its id alone (`agent:<id>`, its
+/// two `locator:` paths and its `sentryagent.agent_id` annotation), when
+/// they can be read back from the id: the
 /// id has no upper-case letter (keys are lower-cased). These keys are not
 /// stored: the `marketplace` tree, keyed by id, answers them (see
 /// [`Derived`]). An id with upper-case letters has them stored.
@@ -116,7 +118,10 @@ fn derived_keys(id: &[u8]) -> Vec<String> {
     if id.bytes().any(|b| b.is_ascii_uppercase()) {
         return Vec::new();
     }
-    let mut keys = vec![IndexKind::Agent.key(id)];
+    let mut keys = vec![
+        IndexKind::Agent.key(id),
+        IndexKind::Annotation.key(&format!("{ID_ANNOTATION}{id}")),
+    ];
     keys.extend(
         locator_paths(id)
             .iter()
@@ -125,8 +130,14 @@ fn derived_keys(id: &[u8]) -> Vec<String> {
     keys
 }
 
-/// The agents a filter of kind `agent` or `locator` matches through their
-/// derived (unstored) keys.
+/// The annotation every marketplace agent has with its id as value
+/// ([`oasf::agent_annotations`](sentryagent_core::oasf::agent_annotations)),
+/// up to the id.
+const ID_ANNOTATION: &str = "sentryagent.agent_id=";
+
+/// The agents a filter of kind `agent` or `locator`, or on the
+/// `sentryagent.agent_id` annotation, matches through their derived
+/// (unstored) keys.
 #[derive(Debug, PartialEq)]
 enum Derived {
     /// None (no id gives such a key).
@@ -139,13 +150,26 @@ enum Derived {
     All,
 }
 
-/// What `m` matches through derived keys; `None` when its kind has none.
+/// What `m` matches through derived keys; `None` when it can match no
+/// derived key (other kinds, other annotations).
 fn derived_match(m: &KeyMatch) -> Option<Derived> {
     let (value, exact) = match m {
         KeyMatch::Exact(k) => (k.as_str(), true),
         KeyMatch::Prefix(p) => (p.as_str(), false),
     };
     let id_ok = |id: &str| !id.is_empty() && !id.contains('/');
+    if let Some(v) = value.strip_prefix(&IndexKind::Annotation.prefix()) {
+        return match v.strip_prefix(ID_ANNOTATION) {
+            Some(id) if exact && id_ok(id) => Some(Derived::Id(id.as_bytes().to_vec())),
+            Some(_) if exact => Some(Derived::Nothing),
+            Some("") => Some(Derived::All),
+            Some(id) => Some(Derived::IdPrefix(id.as_bytes().to_vec())),
+            // Every agent has the annotation: a prefix of its name
+            // matches them all.
+            None if !exact && ID_ANNOTATION.starts_with(v) => Some(Derived::All),
+            None => None,
+        };
+    }
     if let Some(v) = value.strip_prefix(&IndexKind::Agent.prefix()) {
         return Some(match (exact, v.is_empty()) {
             (true, _) if id_ok(v) => Derived::Id(v.as_bytes().to_vec()),
@@ -753,7 +777,10 @@ impl SledStore {
                 let value = String::from_utf8_lossy(&part[p.len()..]).into_owned();
                 *found.entry(value).or_default() += block_ids(&v).count() as u64;
             }
-            if matches!(kind, IndexKind::Agent | IndexKind::Locator) {
+            if matches!(
+                kind,
+                IndexKind::Agent | IndexKind::Locator | IndexKind::Annotation
+            ) {
                 for id in t.marketplace.iter().keys() {
                     let id = id.map_err(iter_error("marketplace"))?;
                     for k in derived_keys(&id) {
@@ -946,6 +973,10 @@ mod tests {
             .id
             .to_string();
         let entry = |id: &str| format!("/v1/marketplace/agents/{id}");
+        let by_ann = |annotation: String| MarketplaceQuery {
+            annotation: Some(annotation),
+            ..Default::default()
+        };
         let queries = [
             q("", None, None),
             q("gamma", None, None),
@@ -982,6 +1013,13 @@ mod tests {
             by_id(None, Some("/v1/mark*".into())),
             by_id(None, Some("/elsewhere".into())),
             by_id(None, Some("/elsewhere*".into())),
+            by_ann(format!("sentryagent.agent_id={plain}")),
+            by_ann("sentryagent.agent_id=AGT_MIXED085".into()),
+            by_ann("sentryagent.agent_id=agt_m*".into()),
+            by_ann("sentryagent.agent_id=*".into()),
+            by_ann("sentryagent.a*".into()),
+            by_ann("sentryagent.state=listed".into()),
+            by_ann("sentryagent.state=l*".into()),
         ];
         for query in &queries {
             for size in [1, 4, 50] {
@@ -1011,6 +1049,10 @@ mod tests {
             annotations.contains(&("sentryagent.state=listed".to_owned(), public.len() as u64)),
             "{annotations:?}"
         );
+        for a in &public {
+            let id = format!("sentryagent.agent_id={}", a.id.as_str().to_lowercase());
+            assert!(annotations.contains(&(id, 1)), "{annotations:?}");
+        }
         let ids = store.marketplace_counts(IndexKind::Agent).await.unwrap();
         let mut want: Vec<(String, u64)> = public
             .iter()
@@ -1037,7 +1079,7 @@ mod tests {
         a.state = LifecycleState::Listed;
         let id = a.id.as_str().to_owned();
         let keys = derived_keys(id.as_bytes());
-        assert_eq!(keys.len(), 3);
+        assert_eq!(keys.len(), 4);
         let all = agent_keys(&a);
         for k in &keys {
             assert!(all.contains(k), "{k} is an index key of the agent");
@@ -1081,6 +1123,19 @@ mod tests {
         assert_eq!(e("locator:/elsewhere"), Some(Derived::Nothing));
         assert_eq!(p("locator:/x"), Some(Derived::Nothing));
         assert_eq!(p("name:agt"), None);
-        assert_eq!(e("annotation:sentryagent.agent_id=agt_7"), None);
+        assert_eq!(e("annotation:sentryagent.agent_id=agt_7"), id_of("agt_7"));
+        assert_eq!(
+            p("annotation:sentryagent.agent_id=agt_"),
+            Some(Derived::IdPrefix(b"agt_".to_vec()))
+        );
+        assert_eq!(p("annotation:sentryagent.agent_id="), Some(Derived::All));
+        assert_eq!(p("annotation:sentryagent.a"), Some(Derived::All));
+        assert_eq!(p("annotation:"), Some(Derived::All));
+        assert_eq!(
+            e("annotation:sentryagent.agent_id="),
+            Some(Derived::Nothing)
+        );
+        assert_eq!(e("annotation:sentryagent.state=listed"), None);
+        assert_eq!(p("annotation:sentryagent.state"), None);
     }
 }
