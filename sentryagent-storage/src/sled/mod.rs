@@ -48,7 +48,7 @@
 //! | `client_secrets` | agent id | the agent's secrets, oldest first |
 //! | `marketplace` | agent id of every public listed/active agent | ∅ |
 //! | `marketplace_terms` | search word, 0, first agent id of a block (same agents) | up to 32 agent ids joined by 0 |
-//! | `marketplace_keys` | directory key (`kind:value`), 0, first agent id of a block (same agents) | up to 32 agent ids joined by 0 |
+//! | `marketplace_keys` | directory key (`kind:value`; not the keys derived from a lower-case id), 0, first agent id of a block (same agents) | up to 32 agent ids joined by 0 |
 //! | `marketplace_key_counts` | directory key (not of the kinds `agent`, `name`, `locator`, `annotation`) | u64: agents with it |
 //! | `marketplace_publishers` | publisher key, 0, tenant id | ∅ |
 //! | `admin_keys` | key id | admin key |
