@@ -3,7 +3,7 @@
 //! agents, stored whole or not at all.
 //!
 //! One sled transaction over the nine agent trees for a whole batch (about
-//! ten keys per marketplace agent, 100,000 for a full batch: its record,
+//! eight keys per marketplace agent, 80,000 for a full batch: its record,
 //! name, tenant listing, secrets and marketplace entry, the postings of its
 //! own words and keys, and its share of the blocks of the words and keys
 //! it has in common with others; see the `postings` module) holds sled's
