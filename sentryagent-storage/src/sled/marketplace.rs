@@ -19,25 +19,25 @@
 //! from its first blocks, and [`SledStore::key_counts`] of such a kind
 //! reads its blocks. And the keys an agent has by its id alone
 //! (`agent:<id>`, its two `locator:` paths and its `sentryagent.agent_id`
-//! annotation) are not stored when the id
-//! has no upper-case letter: a filter on them is answered from the
-//! `marketplace` tree, which is keyed by id (an exact id is one read, an id
-//! prefix a range; a prefix that every agent's keys share filters
-//! nothing), together with the stored keys of the agents whose ids have
-//! upper-case letters.
+//! annotation) are not stored when the id has no upper-case letter: a
+//! filter on them is answered from the `marketplace` tree, which is keyed
+//! by id (an exact id is one read, an id prefix a range; a prefix that
+//! every agent's keys share filters nothing), together with the stored
+//! keys of the agents whose ids have upper-case letters.
 //!
 //! A search turns each filter into a posting (its agents in id order, see
 //! the `postings` module): an exact key is the blocks of one key of
 //! `marketplace_keys`; a key prefix the blocks of the keys it covers (the
-//! counts tree names them); publisher filters (`author`, `verified`,
-//! publisher annotations) the blocks of the `publisher` keys of the
-//! matching tenants; a word of the text the blocks of `marketplace_terms`
-//! of the words starting with it (found one seek per word). The postings are intersected by
-//! leapfrogging from the cursor, and every id they agree on is read and
-//! checked with [`MarketplaceQuery::matches_listing`] until the page (and
-//! one more, to know whether there is a next page) is full. A search thus
-//! reads index blocks up to the end of its page, not the whole posting
-//! list of a common word.
+//! counts tree names them, or for an uncounted kind one seek per key);
+//! publisher filters (`author`, `verified`, publisher annotations) the
+//! blocks of the `publisher` keys of the matching tenants; a word of the
+//! text the blocks of `marketplace_terms` of the words starting with it
+//! (one seek per word). The postings are intersected by leapfrogging from
+//! the cursor, and every id they agree on is read and checked with
+//! [`MarketplaceQuery::matches_listing`] until the page (and one more, to
+//! know whether there is a next page) is full. A search thus reads index
+//! blocks up to the end of its page, not the whole posting list of a
+//! common word.
 //!
 //! A filter covering more than `MAX_MERGED_RANGES` words or keys is
 //! collected instead (its ids past the cursor, at most
@@ -107,10 +107,10 @@ const LOCATOR_CARD: &str = "/agent-card.json";
 
 /// The index keys that agent `id` has by its id alone (`agent:<id>`, its
 /// two `locator:` paths and its `sentryagent.agent_id` annotation), when
-/// they can be read back from the id: the
-/// id has no upper-case letter (keys are lower-cased). These keys are not
-/// stored: the `marketplace` tree, keyed by id, answers them (see
-/// [`Derived`]). An id with upper-case letters has them stored.
+/// they can be read back from the id: the id has no upper-case letter
+/// (keys are lower-cased). These keys are not stored: the `marketplace`
+/// tree, keyed by id, answers them (see [`Derived`]). An id with
+/// upper-case letters has them stored.
 fn derived_keys(id: &[u8]) -> Vec<String> {
     let Ok(id) = std::str::from_utf8(id) else {
         return Vec::new();
