@@ -565,12 +565,7 @@ async fn sled_cache_mb_url_parameter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sled_marketplace_index_is_built_for_older_databases() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = {
-        let backend = SledBackend::open(dir.path()).unwrap();
-        let fixture = conformance::marketplace::seed(&backend.store()).await;
-        backend.flush().await.unwrap();
-        fixture
-    };
+    let fixture = seeded(dir.path()).await;
     // Remove the index as an older version would have left the database.
     let raw = open_raw(dir.path());
     for tree in [
@@ -602,6 +597,15 @@ async fn sled_marketplace_index_is_built_for_older_databases() {
     conformance::marketplace::changes(&store, &fixture).await;
 }
 
+/// The marketplace fixture of the conformance suite, stored in a new
+/// database at `path`, flushed and closed.
+async fn seeded(path: &std::path::Path) -> conformance::marketplace::Fixture {
+    let backend = SledBackend::open(path).unwrap();
+    let fixture = conformance::marketplace::seed(&backend.store()).await;
+    backend.flush().await.unwrap();
+    fixture
+}
+
 /// The database at `path` opened with sled alone (waiting for the store's
 /// handle to let go of the directory).
 fn open_raw(path: &std::path::Path) -> sled::Db {
@@ -626,12 +630,7 @@ fn open_raw(path: &std::path::Path) -> sled::Db {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sled_marketplace_postings_of_the_first_layout_are_rewritten_in_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = {
-        let backend = SledBackend::open(dir.path()).unwrap();
-        let fixture = conformance::marketplace::seed(&backend.store()).await;
-        backend.flush().await.unwrap();
-        fixture
-    };
+    let fixture = seeded(dir.path()).await;
     let raw = open_raw(dir.path());
     let mut entries = 0;
     for name in ["marketplace_terms", "marketplace_keys"] {

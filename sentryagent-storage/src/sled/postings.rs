@@ -156,26 +156,26 @@ impl PostingEdits {
                 continue;
             };
             let part_prefix = prefix(part);
-            let start = block_of(tree, &part_prefix, first.0)?;
-            if let [(id, adding)] = changes[..] {
-                // One id (an agent's own write): its block is all there is
-                // to find.
-                blocks.push(BlockEdits {
-                    part_prefix,
-                    block: start,
-                    changes: vec![(id.to_vec(), adding)],
-                });
-                continue;
-            }
-            let mut later = match &start {
-                Some(k) => tree.range((
-                    Bound::Excluded(k.to_vec()),
+            // One id (an agent's own write), or a part with no block yet:
+            // one block takes every change.
+            let start = match block_of(tree, &part_prefix, first.0)? {
+                Some(k) if changes.len() > 1 => k,
+                block => {
+                    blocks.push(BlockEdits {
+                        part_prefix,
+                        block,
+                        changes: changes.iter().map(|(id, a)| (id.to_vec(), *a)).collect(),
+                    });
+                    continue;
+                }
+            };
+            let mut later = tree
+                .range((
+                    Bound::Excluded(start.to_vec()),
                     Bound::Excluded(part_end(&part_prefix)),
-                )),
-                None => tree.range(part_prefix.clone()..part_prefix.clone()),
-            }
-            .keys();
-            let mut current = start;
+                ))
+                .keys();
+            let mut current = Some(start);
             let mut next = later
                 .next()
                 .transpose()
