@@ -36,6 +36,9 @@ async fn kill_during_writes(store: &str) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_millis(300 + 200 * round)).await;
+        // Kill while writes are under way: the workers pause 5 ms between
+        // requests, which a fast server's answers can rival.
+        let busy = load.wait_in_flight(2, Duration::from_secs(5)).await;
         d.child.kill().unwrap(); // SIGKILL
         d.child.wait().unwrap();
         let (acked, samples) = load.finish().await;
@@ -44,6 +47,7 @@ async fn kill_during_writes(store: &str) {
             "acknowledged before the kill: {}",
             acked.len()
         );
+        assert!(busy, "no two writes were ever in flight at once");
         assert!(
             samples.iter().any(|s| s.status == 0),
             "requests were in flight at the kill: {samples:?}"

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -431,6 +431,8 @@ pub struct Acked {
 /// acknowledged write is kept, and every answer's status and time.
 pub struct WriteLoad {
     stop: Arc<AtomicBool>,
+    /// Requests sent and not yet answered in full.
+    in_flight: Arc<AtomicUsize>,
     pub acked: Arc<Mutex<Vec<Acked>>>,
     pub samples: Arc<Mutex<Vec<Sample>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -446,11 +448,13 @@ impl WriteLoad {
             .unwrap()
             .as_nanos();
         let stop = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
         let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
         let tasks = (0..workers)
             .map(|w| {
                 let (stop, acked, samples) = (stop.clone(), acked.clone(), samples.clone());
+                let in_flight = in_flight.clone();
                 let (base, key) = (base.to_owned(), key.to_owned());
                 tokio::spawn(async move {
                     let http = reqwest::Client::builder()
@@ -469,6 +473,7 @@ impl WriteLoad {
                         } else {
                             None
                         };
+                        in_flight.fetch_add(1, Ordering::SeqCst);
                         let r = match &target {
                             Some(id) => {
                                 http.post(format!("{base}/v1/agents/{id}/credentials/rotate"))
@@ -512,6 +517,7 @@ impl WriteLoad {
                             }
                             Err(_) => (0, false),
                         };
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
                         samples.lock().unwrap().push(Sample {
                             at: t0 - started,
                             took: t0.elapsed(),
@@ -525,6 +531,7 @@ impl WriteLoad {
             .collect();
         WriteLoad {
             stop,
+            in_flight,
             acked,
             samples,
             tasks,
@@ -534,6 +541,22 @@ impl WriteLoad {
 
     pub fn now(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Waits (at most `limit`, polling every millisecond) until at least
+    /// `n` requests are in flight; whether they were. A fault injected
+    /// right after this meets writes under way rather than workers that
+    /// happen to sit between requests (a fast server answers a write in
+    /// about the time a worker pauses between two).
+    pub async fn wait_in_flight(&self, n: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.in_flight.load(Ordering::SeqCst) < n {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        true
     }
 
     /// Stops the workers; the acknowledged agents and every answer.
