@@ -350,6 +350,29 @@ pub(crate) struct Shared {
 pub(crate) struct Open {
     db: ::sled::Db,
     pub(crate) t: Trees,
+    /// The group commit of this handle's flushes (see [`Shared::flush`]).
+    flushes: FlushGroup,
+}
+
+/// Group commit: concurrent callers of [`Shared::flush`] share sled
+/// flushes instead of each sealing, writing and syncing a log buffer of
+/// its own.
+///
+/// A caller takes a ticket after its write; one flush runs at a time
+/// (`running`), and it covers every ticket handed out before it started
+/// (`requested`, read then). A caller whose ticket a completed flush covers
+/// (`done`) returns without flushing; the others queue on `running` (fair,
+/// first come first served) and the first of them flushes for all.
+#[derive(Default)]
+struct FlushGroup {
+    /// Tickets handed out.
+    requested: AtomicU64,
+    /// The highest ticket a successful flush covers.
+    done: AtomicU64,
+    running: tokio::sync::Mutex<()>,
+    /// sled flushes run (for the tests).
+    #[cfg(test)]
+    runs: AtomicU64,
 }
 
 impl Drop for Open {
@@ -501,6 +524,10 @@ impl Shared {
 
     /// Makes every write so far durable: sled's synchronous flush (write
     /// out and fsync), on Tokio's blocking pool when in a Tokio runtime.
+    /// Concurrent callers share flushes ([`FlushGroup`]): while one runs,
+    /// the writes of the callers that arrive meanwhile wait for the next,
+    /// which covers them all; a failed flush covers nobody (each waiting
+    /// caller then flushes in turn and sees its own result).
     ///
     /// Not `flush_async`: in sled 0.34 concurrent `flush_async` calls can
     /// hang for ever (its flushes wait, on sled's own thread pool, for log
@@ -513,6 +540,18 @@ impl Shared {
     /// handle: a write is never made on one handle and flushed on another.
     pub(crate) async fn flush(self: &Arc<Self>) -> Result<()> {
         let open = self.open()?;
+        // The caller's write is in sled's log buffers: any flush that
+        // starts from now on makes it durable (group commit, see
+        // [`FlushGroup`]).
+        let g = &open.flushes;
+        let ticket = g.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let running = g.running.lock().await;
+        if g.done.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let covers = g.requested.load(Ordering::SeqCst);
+        #[cfg(test)]
+        g.runs.fetch_add(1, Ordering::SeqCst);
         let db = open.db.clone();
         let flushed = match tokio::runtime::Handle::try_current() {
             Ok(rt) => rt
@@ -521,6 +560,10 @@ impl Shared {
                 .map_err(|e| Error::internal("sled: the flush task failed", e))?,
             Err(_) => db.flush(),
         };
+        if flushed.is_ok() {
+            g.done.fetch_max(covers, Ordering::SeqCst);
+        }
+        drop(running);
         drop(open);
         flushed
             .map(drop)
@@ -884,7 +927,11 @@ fn open_handle(canonical: &Path, shown: &str, cache_capacity: u64) -> Result<Ope
     }
     bulk::roll_back(&t)?;
     marketplace::build_index(&t)?;
-    Ok(Open { db, t })
+    Ok(Open {
+        db,
+        t,
+        flushes: FlushGroup::default(),
+    })
 }
 
 /// How long `open` waits for a directory locked by a closing handle.
@@ -903,6 +950,67 @@ fn open_error(shown: &str, e: ::sled::Error) -> Error {
         format!("cannot open the sled database at {shown}")
     };
     Error::unavailable(message, e)
+}
+
+#[cfg(test)]
+mod flush_tests {
+    use super::*;
+
+    /// The callers that arrive while a flush runs share the next one, and
+    /// each returns only once its own write is durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_flushes_share_one_sled_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SledBackend::open(dir.path()).unwrap();
+        let shared = backend.shared.clone();
+        let open = shared.open().unwrap();
+        let g = &open.flushes;
+        // As if a flush ran: the callers below queue behind it.
+        let running = g.running.lock().await;
+        let callers: Vec<_> = (0..16u32)
+            .map(|i| {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let open = shared.open().unwrap();
+                    open.t
+                        .settings
+                        .insert(format!("k{i}"), &i.to_be_bytes()[..])
+                        .unwrap();
+                    drop(open);
+                    shared.flush().await
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while g.requested.load(Ordering::SeqCst) < 16 {
+            assert!(Instant::now() < deadline, "the callers took no ticket");
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            callers.iter().all(|c| !c.is_finished()),
+            "no caller returns before a flush covers its write"
+        );
+        drop(running);
+        for c in callers {
+            c.await.unwrap().unwrap();
+        }
+        assert_eq!(g.runs.load(Ordering::SeqCst), 1, "one flush for 16 callers");
+        assert_eq!(g.done.load(Ordering::SeqCst), 16);
+        // A caller after them is covered by no earlier flush.
+        shared.flush().await.unwrap();
+        assert_eq!(g.runs.load(Ordering::SeqCst), 2);
+        drop(open);
+        drop(shared);
+        drop(backend);
+        let again = SledBackend::open(dir.path()).unwrap();
+        let open = again.shared.open().unwrap();
+        for i in 0..16u32 {
+            assert_eq!(
+                open.t.settings.get(format!("k{i}")).unwrap().as_deref(),
+                Some(&i.to_be_bytes()[..])
+            );
+        }
+    }
 }
 
 #[cfg(test)]
