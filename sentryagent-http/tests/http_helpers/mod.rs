@@ -92,11 +92,30 @@ pub struct Server {
     pub fetcher: Option<JwksFetcher>,
     task: tokio::task::JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
+    /// The Postgres schema and Redis key prefix of a `PostgresRedis`
+    /// server, dropped with it.
+    services: Option<(String, String)>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
+        // The schema and the keys go with the server: on a thread of its
+        // own with a runtime of its own (a drop cannot await, and may run
+        // inside the test's runtime).
+        if let Some((schema, prefix)) = self.services.take() {
+            let cleanup = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    sentryagent_storage::testing::drop_schema(&postgres_url(), &schema).await;
+                    sentryagent_storage::testing::delete_prefix(&redis_url(), &prefix).await;
+                });
+            });
+            let _ = cleanup.join();
+        }
     }
 }
 
@@ -124,6 +143,7 @@ pub async fn start_with(setup: Setup) -> Server {
     let shared: Arc<dyn Clock> = Arc::new(clock.clone());
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let mut dir = None;
+    let mut services = None;
     let urls = match setup.backend {
         Backend::FromEnv => BackendUrls {
             store: test_store(),
@@ -139,9 +159,15 @@ pub async fn start_with(setup: Setup) -> Server {
             }
         }
         Backend::PostgresRedis => {
-            let redis = with_param(&redis_url(), "prefix", &format!("http-test-{unique}:"));
+            let (schema, prefix) = (
+                format!("http_test_{unique}"),
+                format!("http-test-{unique}:"),
+            );
+            let redis = with_param(&redis_url(), "prefix", &prefix);
+            let store = with_param(&postgres_url(), "schema", &schema);
+            services = Some((schema, prefix));
             BackendUrls {
-                store: with_param(&postgres_url(), "schema", &format!("http_test_{unique}")),
+                store,
                 limiter: Some(redis.clone()),
                 meter: Some(redis),
             }
@@ -202,6 +228,7 @@ pub async fn start_with(setup: Setup) -> Server {
         fetcher,
         task,
         _dir: dir,
+        services,
     }
 }
 
