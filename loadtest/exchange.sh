@@ -18,7 +18,8 @@
 # by the CPU (their CPU cost is benches/token.rs's).
 #
 # Environment: DURATION, WARMUP, THREADS, CONNECTIONS, SERVER_CPUS,
-# WRK_CPUS, PIN, RESULTS as for run.sh.
+# WRK_CPUS, PIN, RESULTS as for run.sh; SERVER_BIN, a server binary to run
+# instead of building one (two builds compared run by run).
 
 set -euo pipefail
 

@@ -205,8 +205,14 @@ check_wrk_settings() {
 }
 
 # Builds sentryagentd in release and sets SERVER_BIN to it (ROOT: the
-# repository).
+# repository), unless SERVER_BIN already names a server binary.
 build_sentryagentd() {
+    if [[ -n "${SERVER_BIN:-}" ]]; then
+        # A given binary (e.g. two builds compared run by run): no build.
+        [[ -x "$SERVER_BIN" ]] || die "SERVER_BIN names no executable: $SERVER_BIN"
+        say "server binary: $SERVER_BIN (SERVER_BIN; not built)"
+        return
+    fi
     say "building sentryagentd (release)"
     (cd "$ROOT" && cargo build --release -p sentryagentd) >&2
     local target="${CARGO_TARGET_DIR:-$ROOT/target}"
