@@ -53,6 +53,30 @@ pub async fn tenants(store: &dyn TenantStore) {
         matches!(r, Err(Error::NotFound { .. })),
         "missing slug: {r:?}"
     );
+    let b = sample_tenant("Beta Corp");
+    store.create_tenant(&b).await.unwrap();
+    let mut many = store
+        .get_tenants(&[
+            b.id.clone(),
+            TenantId::generate(),
+            a.id.clone(),
+            b.id.clone(),
+        ])
+        .await
+        .unwrap();
+    many.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+    check!(
+        store,
+        many == want,
+        "get_tenants: each existing tenant once, unknown ids left out"
+    );
+    check!(
+        store,
+        store.get_tenants(&[]).await.unwrap().is_empty(),
+        "get_tenants of no ids"
+    );
 
     let mut changed = a.clone();
     changed.tier = crate::Tier::Pro;

@@ -702,7 +702,10 @@ impl Idp {
 
     // ---- public ----
 
-    /// Searches the marketplace (public agents, listed or active), by id.
+    /// Searches the marketplace (public agents, listed or active, of
+    /// tenants that are not suspended), by id. A page may hold fewer than
+    /// its limit while a `next_cursor` follows: the agents of suspended
+    /// tenants are left out of it.
     ///
     /// Refuses, with [`Error::Invalid`] naming the field, what
     /// [`MarketplaceQuery::validate`] refuses and a cursor that is not one
@@ -733,11 +736,44 @@ impl Idp {
                 }
             }
         }
-        self.inner
+        let mut found = self
+            .inner
             .store
             .agents
             .search_marketplace(&query, page)
-            .await
+            .await?;
+        self.drop_suspended_publishers(&mut found.items).await?;
+        Ok(found)
+    }
+
+    /// Leaves out the agents of suspended tenants: while a suspension
+    /// lasts their listings are gone from search, as their own pages and
+    /// their publisher's are. One store read for the page's tenants.
+    async fn drop_suspended_publishers(&self, agents: &mut Vec<Agent>) -> Result<()> {
+        let mut ids: Vec<TenantId> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for a in agents.iter() {
+            if seen.insert(&a.tenant_id) {
+                ids.push(a.tenant_id.clone());
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let suspended: std::collections::HashSet<TenantId> = self
+            .inner
+            .store
+            .tenants
+            .get_tenants(&ids)
+            .await?
+            .into_iter()
+            .filter(|t| t.status == TenantStatus::Suspended)
+            .map(|t| t.id)
+            .collect();
+        if !suspended.is_empty() {
+            agents.retain(|a| !suspended.contains(&a.tenant_id));
+        }
+        Ok(())
     }
 
     /// A marketplace agent with its publisher; `NotFound` unless public and

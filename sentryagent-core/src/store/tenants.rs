@@ -20,4 +20,21 @@ pub trait TenantStore: Backend {
     async fn update_tenant(&self, tenant: &Tenant) -> Result<Tenant>;
     /// Tenants by id.
     async fn list_tenants(&self, page: &PageRequest) -> Result<Page<Tenant>>;
+    /// The tenants of `ids` that exist, in no particular order (an id
+    /// named twice or unknown is no error). The default reads them one by
+    /// one; a backend with a round trip per read answers in one.
+    async fn get_tenants(&self, ids: &[TenantId]) -> Result<Vec<Tenant>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if found.iter().any(|t: &Tenant| &t.id == id) {
+                continue;
+            }
+            match self.get_tenant(id).await {
+                Ok(t) => found.push(t),
+                Err(crate::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
 }

@@ -325,6 +325,76 @@ async fn publishers_are_found_by_slug_unless_suspended() {
 }
 
 #[tokio::test]
+async fn a_suspended_publishers_agents_leave_the_marketplace_until_reactivation() {
+    let c = clock();
+    let Some(idp) = idp_with(&c, |_| {}).await else {
+        return;
+    };
+    let sys = Caller::system();
+    let kept = tenant(&idp, Tier::Pro).await;
+    let gone = tenant(&idp, Tier::Pro).await;
+    let mut ids = std::collections::BTreeMap::new();
+    for (t, names) in [(&kept, ["k1", "k2"]), (&gone, ["g1", "g2"])] {
+        for name in names {
+            let a = agent(&idp, t, name).await;
+            idp.update_agent(
+                &sys,
+                &a.agent.id,
+                sentryagent_core::AgentPatch {
+                    visibility: Some(sentryagent_core::Visibility::Public),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            ids.insert(a.agent.id.clone(), t.id.clone());
+        }
+    }
+    // Every page of one agent, following the cursor.
+    let listed = |idp: Idp| async move {
+        let mut seen = Vec::new();
+        let mut page = sentryagent_core::PageRequest::first(1);
+        for _ in 0..10 {
+            let p = idp
+                .search_marketplace(&Default::default(), &page)
+                .await
+                .unwrap();
+            seen.extend(p.items.into_iter().map(|a| a.tenant_id));
+            match p.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => return seen,
+            }
+        }
+        panic!("more pages than agents");
+    };
+    assert_eq!(listed(idp.clone()).await.len(), 4);
+    idp.set_tenant_status(&sys, &gone.id, TenantStatus::Suspended)
+        .await
+        .unwrap();
+    let during = listed(idp.clone()).await;
+    assert_eq!(during, vec![kept.id.clone(), kept.id.clone()]);
+    let by_publisher = idp
+        .search_marketplace(
+            &sentryagent_core::MarketplaceQuery {
+                publisher: Some(gone.id.clone()),
+                ..Default::default()
+            },
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert!(by_publisher.items.is_empty(), "{:?}", by_publisher.items);
+    for (id, t) in &ids {
+        let r = idp.marketplace_agent(id).await;
+        assert_eq!(r.is_ok(), t == &kept.id, "{id}: {r:?}");
+    }
+    idp.set_tenant_status(&sys, &gone.id, TenantStatus::Active)
+        .await
+        .unwrap();
+    assert_eq!(listed(idp.clone()).await.len(), 4);
+}
+
+#[tokio::test]
 async fn agents_record_when_their_state_last_changed() {
     let c = clock();
     let Some(idp) = idp_with(&c, |_| {}).await else {

@@ -322,6 +322,22 @@ impl TenantStore for PostgresStore {
             .await
     }
 
+    async fn get_tenants(&self, ids: &[TenantId]) -> Result<Vec<Tenant>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let ids: Vec<&str> = ids.iter().map(TenantId::as_str).collect();
+        self.db
+            .run(|| async {
+                let rows = sqlx::query("SELECT doc FROM tenants WHERE id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(&self.db.pool)
+                    .await?;
+                rows.iter().map(|r| doc(r, "doc")).collect()
+            })
+            .await
+    }
+
     async fn update_tenant(&self, tenant: &Tenant) -> Result<Tenant> {
         let expected = to_i64(tenant.revision, "revision")?;
         let mut next = tenant.clone();
