@@ -468,6 +468,79 @@ pub async fn marketplace(store: &dyn AgentStore) {
         search(base.clone()).await == names(&["Translator", "Secret Translator", "Invoice Reader"]),
         "retired leaves, public joins"
     );
+
+    // The filters on the id (`agent`, `locator`, the id annotation) compare
+    // without regard to case, whether the id has upper-case letters or not.
+    let mut mixed = mk(
+        &other.id,
+        "Mixed Case",
+        "Has an upper-case id",
+        &["ocr"],
+        LifecycleState::Listed,
+        Visibility::Public,
+        None,
+    );
+    let stem = format!("agt_MiXed{}", unique());
+    mixed.id = AgentId::parse(&format!("{stem}Z")).unwrap();
+    store
+        .create_agent(&mixed, Some(&sample_secret(&mixed.id, 9)), None)
+        .await
+        .unwrap();
+    let plain = translator.id.as_str().to_owned();
+    let upper = mixed.id.as_str().to_owned();
+    let entry = |id: &str| format!("/v1/marketplace/agents/{id}");
+    let agent = |v: String| MarketplaceQuery {
+        agent: Some(v),
+        ..base.clone()
+    };
+    let locator = |v: String| MarketplaceQuery {
+        locator: Some(v),
+        ..base.clone()
+    };
+    let annotation = |v: String| MarketplaceQuery {
+        annotation: Some(format!("sentryagent.agent_id={v}")),
+        ..base.clone()
+    };
+    for (q, want, what) in [
+        (agent(plain.clone()), "Translator", "agent: a lower-case id"),
+        (agent(plain.to_uppercase()), "Translator", "agent: upper-cased"),
+        (agent(upper.clone()), "Mixed Case", "agent: a mixed-case id"),
+        (agent(upper.to_lowercase()), "Mixed Case", "agent: lower-cased"),
+        (
+            agent(format!("{}*", stem.to_uppercase())),
+            "Mixed Case",
+            "agent: a prefix",
+        ),
+        (locator(entry(&plain)), "Translator", "locator: the entry"),
+        (
+            locator(format!("{}/agent-card.json", entry(&upper.to_lowercase()))),
+            "Mixed Case",
+            "locator: the card, lower-cased",
+        ),
+        (
+            locator(format!("{}*", entry(&stem.to_lowercase()))),
+            "Mixed Case",
+            "locator: a prefix",
+        ),
+        (
+            annotation(plain.to_uppercase()),
+            "Translator",
+            "annotation: upper-cased",
+        ),
+        (
+            annotation(upper.to_lowercase()),
+            "Mixed Case",
+            "annotation: lower-cased",
+        ),
+    ] {
+        let found = search(q.clone()).await;
+        check!(store, found == names(&[want]), "{what}: {q:?} found {found:?}");
+    }
+    check!(
+        store,
+        search(agent(format!("{plain}x"))).await.is_empty(),
+        "agent: an id that is not one"
+    );
 }
 
 /// Cursor paging visits everything once, in id order.
