@@ -503,9 +503,17 @@ pub async fn marketplace(store: &dyn AgentStore) {
     };
     for (q, want, what) in [
         (agent(plain.clone()), "Translator", "agent: a lower-case id"),
-        (agent(plain.to_uppercase()), "Translator", "agent: upper-cased"),
+        (
+            agent(plain.to_uppercase()),
+            "Translator",
+            "agent: upper-cased",
+        ),
         (agent(upper.clone()), "Mixed Case", "agent: a mixed-case id"),
-        (agent(upper.to_lowercase()), "Mixed Case", "agent: lower-cased"),
+        (
+            agent(upper.to_lowercase()),
+            "Mixed Case",
+            "agent: lower-cased",
+        ),
         (
             agent(format!("{}*", stem.to_uppercase())),
             "Mixed Case",
@@ -534,7 +542,11 @@ pub async fn marketplace(store: &dyn AgentStore) {
         ),
     ] {
         let found = search(q.clone()).await;
-        check!(store, found == names(&[want]), "{what}: {q:?} found {found:?}");
+        check!(
+            store,
+            found == names(&[want]),
+            "{what}: {q:?} found {found:?}"
+        );
     }
     check!(
         store,
