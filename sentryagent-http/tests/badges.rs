@@ -82,7 +82,7 @@ async fn badges(backend: Backend) {
         ..Default::default()
     })
     .await;
-    let (_, key) = s.tenant("Badge Labs", "pro").await;
+    let (tenant, key) = s.tenant("Badge Labs", "pro").await;
     let agent = s
         .agent(
             &key,
@@ -209,6 +209,21 @@ async fn badges(backend: Backend) {
     let renewed = get_vc(&s, &path).await;
     assert_eq!(index_of(&renewed), index_of(&lasting));
     assert_eq!(verify(&s, &renewed).await["verified"], true);
+
+    // The publisher suspended: its badges revoked, none served.
+    let (st, t) = s
+        .send(
+            Method::PATCH,
+            &format!("/v1/tenants/{tenant}"),
+            Some(&s.op),
+            &json!({"status": "suspended", "reason": "payment overdue"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{t}");
+    assert!(status_bit(&s, index_of(&renewed)).await);
+    assert_eq!(verify(&s, &renewed).await["status"], "revoked");
+    let r = s.req(Method::GET, &path, None).send().await.unwrap();
+    assert_problem(r, 404).await;
 }
 
 #[tokio::test]

@@ -742,38 +742,37 @@ impl Idp {
             .agents
             .search_marketplace(&query, page)
             .await?;
-        self.drop_suspended_publishers(&mut found.items).await?;
+        let publishers = self.listing_publishers(&found.items).await?;
+        found
+            .items
+            .retain(|a| publishers.contains_key(&a.tenant_id));
         Ok(found)
     }
 
-    /// Leaves out the agents of suspended tenants: while a suspension
-    /// lasts their listings are gone from search, as their own pages and
-    /// their publisher's are. One store read for the page's tenants.
-    async fn drop_suspended_publishers(&self, agents: &mut Vec<Agent>) -> Result<()> {
-        let mut ids: Vec<TenantId> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for a in agents.iter() {
-            if seen.insert(&a.tenant_id) {
-                ids.push(a.tenant_id.clone());
-            }
-        }
+    /// The tenants of `agents` whose listings show, by id: those that are
+    /// not suspended (while a suspension lasts its agents are gone from the
+    /// marketplace: search, their own pages, the publisher's page and their
+    /// badges). One store read for all of them.
+    pub(crate) async fn listing_publishers(
+        &self,
+        agents: &[Agent],
+    ) -> Result<std::collections::HashMap<TenantId, Tenant>> {
+        let ids: std::collections::HashSet<&TenantId> =
+            agents.iter().map(|a| &a.tenant_id).collect();
         if ids.is_empty() {
-            return Ok(());
+            return Ok(Default::default());
         }
-        let suspended: std::collections::HashSet<TenantId> = self
+        let ids: Vec<TenantId> = ids.into_iter().cloned().collect();
+        Ok(self
             .inner
             .store
             .tenants
             .get_tenants(&ids)
             .await?
             .into_iter()
-            .filter(|t| t.status == TenantStatus::Suspended)
-            .map(|t| t.id)
-            .collect();
-        if !suspended.is_empty() {
-            agents.retain(|a| !suspended.contains(&a.tenant_id));
-        }
-        Ok(())
+            .filter(|t| t.status != TenantStatus::Suspended)
+            .map(|t| (t.id.clone(), t))
+            .collect())
     }
 
     /// A marketplace agent with its publisher; `NotFound` unless public and

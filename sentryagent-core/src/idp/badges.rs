@@ -21,7 +21,6 @@
 //! unlisted, paused, retired, hidden or suspended, or whose listing
 //! changed, is revoked from the next fetch of the list on.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -32,8 +31,7 @@ use sha2::{Digest as _, Sha256};
 use crate::jose::Algorithm;
 use crate::vc::{self, ProofOptions};
 use crate::{
-    Agent, AgentId, Error, Idp, MarketplaceQuery, PageRequest, Result, Tenant, TenantId,
-    TenantStatus, Timestamp, jcs,
+    Agent, AgentId, Error, Idp, MarketplaceQuery, PageRequest, Result, Tenant, Timestamp, jcs,
 };
 
 /// Bits in the status list (2^20; the Bitstring Status List minimum is
@@ -237,7 +235,6 @@ impl Idp {
     /// The status indexes of the current badges of every marketplace agent
     /// (the bits left clear).
     async fn valid_badge_indexes(&self) -> Result<Vec<u32>> {
-        let mut tenants: HashMap<TenantId, Tenant> = HashMap::new();
         let mut out = Vec::new();
         let mut page = PageRequest::first(crate::MAX_PAGE_SIZE);
         loop {
@@ -247,27 +244,15 @@ impl Idp {
                 .agents
                 .search_marketplace(&MarketplaceQuery::default(), &page)
                 .await?;
+            let publishers = self.listing_publishers(&found.items).await?;
             for agent in &found.items {
                 if !agent.is_in_marketplace() {
                     continue;
                 }
-                let tenant = match tenants.get(&agent.tenant_id) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let t = self
-                            .inner
-                            .store
-                            .tenants
-                            .get_tenant(&agent.tenant_id)
-                            .await?;
-                        tenants.insert(agent.tenant_id.clone(), t.clone());
-                        t
-                    }
-                };
-                if tenant.status == TenantStatus::Suspended {
+                let Some(tenant) = publishers.get(&agent.tenant_id) else {
                     continue;
-                }
-                let c = claims(self, agent, &tenant)?;
+                };
+                let c = claims(self, agent, tenant)?;
                 out.push(self.badge_index(&agent.id, &c.fingerprint).await?);
             }
             match found.next_cursor {

@@ -336,17 +336,12 @@ async fn a_suspended_publishers_agents_leave_the_marketplace_until_reactivation(
     let mut ids = std::collections::BTreeMap::new();
     for (t, names) in [(&kept, ["k1", "k2"]), (&gone, ["g1", "g2"])] {
         for name in names {
-            let a = agent(&idp, t, name).await;
-            idp.update_agent(
-                &sys,
-                &a.agent.id,
-                sentryagent_core::AgentPatch {
-                    visibility: Some(sentryagent_core::Visibility::Public),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+            let new = NewAgent {
+                name: name.into(),
+                visibility: Some(sentryagent_core::Visibility::Public),
+                ..Default::default()
+            };
+            let a = register(&idp, t, new).await;
             ids.insert(a.agent.id.clone(), t.id.clone());
         }
     }
